@@ -1,0 +1,1 @@
+"""moneymovement: a gRPC money-movement service on a double-entry ledger."""

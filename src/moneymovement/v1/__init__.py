@@ -1,0 +1,1 @@
+"""Generated code (`make proto`); never edited by hand."""
