@@ -1,0 +1,56 @@
+# moneymovement: the front door. Every target sets itself up (virtual environment,
+# generated code), so any of them works on a fresh clone with only Python 3.11+ and make.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PROTOS := $(wildcard protos/moneymovement/v1/*.proto)
+GENERATED := src/moneymovement/v1/.generated
+export BUF_CACHE_DIR := $(CURDIR)/.buf-cache
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt proto clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,embedded]'
+	@touch $@
+
+$(GENERATED): $(INSTALLED) $(PROTOS)
+	rm -f src/moneymovement/v1/*_pb2*.py src/moneymovement/v1/*_pb2*.pyi
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+	  --python_out=src --grpc_python_out=src --mypy_out=src --mypy_grpc_out=src $(PROTOS)
+	@touch $@
+
+proto: $(GENERATED) ## Generate the Python stubs from protos/ and check the contract (buf lint, format)
+	$(BIN)/buf lint
+	$(BIN)/buf format -d --exit-code
+
+run: $(GENERATED) ## Serve the API (embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/python -m moneymovement serve --dev
+
+test: $(GENERATED) ## Run all tests (unit, integration, e2e) against real PostgreSQL
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(GENERATED) ## ruff, ruff format --check, mypy --strict, buf lint, buf format
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/buf lint
+	$(BIN)/buf format -d --exit-code
+
+fmt: $(INSTALLED) ## Format Python and protos in place
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/buf format -w
+
+clean: ## Remove the environment, generated code and local data (the embedded database too)
+	rm -rf $(VENV) .data .buf-cache .pytest_cache .mypy_cache .ruff_cache
+	rm -f src/moneymovement/v1/*_pb2*.py src/moneymovement/v1/*_pb2*.pyi $(GENERATED)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
