@@ -1,0 +1,78 @@
+"""The `moneymovement` command: serve, migrate, tenants."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from moneymovement.app import database_url, serve
+from moneymovement.config import ConfigError, Settings, load_settings
+from moneymovement.observability.logging import configure_logging
+from moneymovement.service.tenants import TenantDirectory
+from moneymovement.storage.migrate import migrate
+from moneymovement.storage.session import Database
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moneymovement",
+        description="A gRPC money-movement service. Configuration: environment variables "
+        "(see README). Without DATABASE_URL, an embedded PostgreSQL under MM_DATA_DIR is used.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the gRPC API")
+    serve_cmd.add_argument(
+        "--dev",
+        action="store_true",
+        help="create a development tenant once and print its token and a grpcurl example",
+    )
+    commands.add_parser("migrate", help="apply the schema migrations")
+    tenants = commands.add_parser("tenants", help="manage tenants").add_subparsers(
+        dest="action", required=True
+    )
+    create = tenants.add_parser("create", help="create a tenant (if new) and print a new token")
+    create.add_argument("name")
+    tenants.add_parser("list", help="list tenants")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"moneymovement: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    # The embedded server starts here, in the main thread: its parent-death signal is
+    # tied to the thread that started it.
+    with database_url(settings) as (dsn, embedded):
+        if args.command == "serve":
+            token_file = settings.data_dir / "dev-token" if args.dev and embedded else None
+            asyncio.run(serve(settings, dsn, embedded=embedded, dev_token_file=token_file))
+        elif args.command == "migrate":
+            applied = asyncio.run(migrate(dsn))
+            print("applied: " + (", ".join(applied) or "nothing (up to date)"))
+        elif args.command == "tenants":
+            asyncio.run(_tenants(settings, dsn, args))
+    return 0
+
+
+async def _tenants(settings: Settings, dsn: str, args: argparse.Namespace) -> None:
+    await migrate(dsn)
+    database = await Database.connect(dsn, min_size=1, max_size=2)
+    try:
+        directory = TenantDirectory(database)
+        if args.action == "create":
+            issued = await directory.create_tenant(args.name)
+            print(f"tenant_id: {issued.tenant_id}\ntoken: {issued.token}")
+        else:
+            for tenant in await directory.list_tenants():
+                print(
+                    f"{tenant['tenant_id']}  {tenant['name']}  "
+                    f"active_tokens={tenant['active_tokens']}"
+                )
+    finally:
+        await database.close()

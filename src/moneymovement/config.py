@@ -1,0 +1,90 @@
+"""Settings: the only module that reads the environment.
+
+| variable               | default            | meaning                                          |
+|------------------------|--------------------|--------------------------------------------------|
+| DATABASE_URL           | (unset)            | PostgreSQL DSN; unset: the embedded PostgreSQL   |
+| MM_LISTEN_ADDRESS      | 127.0.0.1:50051    | host:port to serve gRPC on (port 0: any free)    |
+| MM_DATA_DIR            | ./.data            | where the embedded PostgreSQL keeps its data     |
+| MM_DB_POOL_MIN         | 2                  | connections kept open                            |
+| MM_DB_POOL_MAX         | 20                 | most connections at once                         |
+| MM_TX_MAX_ATTEMPTS     | 12                 | tries of a transaction that keeps conflicting    |
+| MM_MAX_DEADLINE_S      | 30                 | longest an RPC may work (also the default)       |
+| MM_SHUTDOWN_GRACE_S    | 10                 | how long SIGTERM waits for RPCs in flight        |
+| MM_AUTH_CACHE_TTL_S    | 2                  | how long a token lookup is cached                |
+| MM_MAX_MESSAGE_BYTES   | 4194304            | largest request or response message              |
+| MM_LOG_LEVEL           | INFO               | DEBUG, INFO, WARNING, ERROR                      |
+| MM_LOG_FORMAT          | auto               | json, console, or auto (console on a terminal)   |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, read once at start-up."""
+
+    database_url: str | None
+    listen_address: str
+    data_dir: Path
+    pool_min_size: int
+    pool_max_size: int
+    tx_max_attempts: int
+    max_deadline_s: float
+    shutdown_grace_s: float
+    auth_cache_ttl_s: float
+    max_message_bytes: int
+    log_level: str
+    log_format: str
+
+
+class ConfigError(ValueError):
+    """A variable has a value that cannot be used."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads the settings from `environ` (the process environment by default).
+
+    Raises:
+        ConfigError: naming the variable with an unusable value.
+    """
+    env = os.environ if environ is None else environ
+
+    def number(name: str, default: float, *, minimum: float) -> float:
+        raw = env.get(name, "")
+        try:
+            value = float(raw) if raw else default
+        except ValueError as error:
+            raise ConfigError(f"{name}={raw!r} is not a number") from error
+        if value < minimum:
+            raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+        return value
+
+    log_format = env.get("MM_LOG_FORMAT", "auto")
+    if log_format not in ("auto", "json", "console"):
+        raise ConfigError(f"MM_LOG_FORMAT={log_format!r} must be auto, json or console")
+    log_level = env.get("MM_LOG_LEVEL", "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"MM_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    pool_min = int(number("MM_DB_POOL_MIN", 2, minimum=0))
+    pool_max = int(number("MM_DB_POOL_MAX", 20, minimum=1))
+    if pool_min > pool_max:
+        raise ConfigError("MM_DB_POOL_MIN must not exceed MM_DB_POOL_MAX")
+    return Settings(
+        database_url=env.get("DATABASE_URL") or None,
+        listen_address=env.get("MM_LISTEN_ADDRESS", "127.0.0.1:50051"),
+        data_dir=Path(env.get("MM_DATA_DIR", ".data")).absolute(),
+        pool_min_size=pool_min,
+        pool_max_size=pool_max,
+        tx_max_attempts=int(number("MM_TX_MAX_ATTEMPTS", 12, minimum=1)),
+        max_deadline_s=number("MM_MAX_DEADLINE_S", 30, minimum=0.1),
+        shutdown_grace_s=number("MM_SHUTDOWN_GRACE_S", 10, minimum=0),
+        auth_cache_ttl_s=number("MM_AUTH_CACHE_TTL_S", 2, minimum=0),
+        max_message_bytes=int(number("MM_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)),
+        log_level=log_level,
+        log_format=log_format,
+    )

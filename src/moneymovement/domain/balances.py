@@ -1,0 +1,112 @@
+"""An account's four stored balance totals and the amounts derived from them.
+
+Stored: posted and pending debits and credits, each a non-negative sum of entries.
+Derived, signed by the normal balance: posted, pending inbound, pending outbound and
+available (posted minus pending outbound), which the overdraft policy bounds from below.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from moneymovement.domain.errors import Reason, Rejected
+from moneymovement.domain.money import fits_int64
+
+
+class NormalBalance(enum.Enum):
+    """Which side of an account's entries increases its balance."""
+
+    CREDIT = "CREDIT"
+    DEBIT = "DEBIT"
+
+
+class Direction(enum.Enum):
+    """The side of an entry."""
+
+    DEBIT = "DEBIT"
+    CREDIT = "CREDIT"
+
+
+class EntryKind(enum.Enum):
+    """Which totals an entry changes."""
+
+    POSTED = "POSTED"
+    PENDING = "PENDING"
+    PENDING_RELEASED = "PENDING_RELEASED"
+
+
+@dataclass(frozen=True)
+class Balances:
+    """The stored totals of one account, in minor units."""
+
+    posted_debits_minor: int = 0
+    posted_credits_minor: int = 0
+    pending_debits_minor: int = 0
+    pending_credits_minor: int = 0
+
+    def posted(self, normal: NormalBalance) -> int:
+        """The posted balance, positive when it is on the normal side."""
+        if normal is NormalBalance.CREDIT:
+            return self.posted_credits_minor - self.posted_debits_minor
+        return self.posted_debits_minor - self.posted_credits_minor
+
+    def pending_inbound(self, normal: NormalBalance) -> int:
+        """Held money on its way in."""
+        if normal is NormalBalance.CREDIT:
+            return self.pending_credits_minor
+        return self.pending_debits_minor
+
+    def pending_outbound(self, normal: NormalBalance) -> int:
+        """Held money reserved to leave."""
+        if normal is NormalBalance.CREDIT:
+            return self.pending_debits_minor
+        return self.pending_credits_minor
+
+    def available(self, normal: NormalBalance) -> int:
+        """What can still be spent: posted minus pending outbound."""
+        return self.posted(normal) - self.pending_outbound(normal)
+
+    def is_zero(self) -> bool:
+        """Nothing posted on balance and nothing pending (the condition for closing)."""
+        return (
+            self.posted_debits_minor == self.posted_credits_minor
+            and self.pending_debits_minor == 0
+            and self.pending_credits_minor == 0
+        )
+
+    def after(self, direction: Direction, kind: EntryKind, amount_minor: int) -> Balances:
+        """The totals after one entry.
+
+        Raises:
+            Rejected: BALANCE_OVERFLOW when a total would leave the int64 range.
+        """
+        if kind is EntryKind.POSTED:
+            field = (
+                "posted_debits_minor" if direction is Direction.DEBIT else "posted_credits_minor"
+            )
+            delta = amount_minor
+        else:
+            field = (
+                "pending_debits_minor" if direction is Direction.DEBIT else "pending_credits_minor"
+            )
+            delta = amount_minor if kind is EntryKind.PENDING else -amount_minor
+        value = getattr(self, field) + delta
+        if value < 0:
+            raise ValueError(f"{field} would become negative: a release larger than the hold")
+        if not fits_int64(value):
+            raise Rejected(Reason.BALANCE_OVERFLOW, f"{field} would exceed the int64 range")
+        return replace(self, **{field: value})
+
+
+@dataclass(frozen=True)
+class BalanceSnapshot:
+    """One account's totals at a moment, with what is needed to derive the rest."""
+
+    account_id: str
+    currency_code: str
+    normal_balance: NormalBalance
+    balances: Balances
+    version: int
+    as_of: datetime

@@ -1,0 +1,113 @@
+"""Domain errors: each carries a stable reason; transport/ maps reasons to gRPC codes.
+
+Three families, because the service layer treats them differently:
+- `InvalidInput`: the request itself is malformed. Found before any database work and
+  never recorded against the request id.
+- `Rejected`: a business outcome (not found, insufficient funds, ...). It is recorded with
+  the request id, so a replay of the same request gets the same rejection.
+- `DomainError` itself: everything else (conflicts, deadlines, an unreachable database,
+  authentication); never recorded, because a retry may well succeed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class Reason(enum.StrEnum):
+    """The stable machine-readable reasons (ErrorReason in the proto, docs/errors.md)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    TOKEN_MISSING = "TOKEN_MISSING"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    TRANSFER_NOT_FOUND = "TRANSFER_NOT_FOUND"
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    EXTERNAL_ID_TAKEN = "EXTERNAL_ID_TAKEN"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    ACCOUNT_FROZEN = "ACCOUNT_FROZEN"
+    ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+    ACCOUNT_NOT_EMPTY = "ACCOUNT_NOT_EMPTY"
+    VERSION_MISMATCH = "VERSION_MISMATCH"
+    OVERDRAFT_LIMIT_IN_USE = "OVERDRAFT_LIMIT_IN_USE"
+    BALANCE_OVERFLOW = "BALANCE_OVERFLOW"
+    TRANSFER_NOT_PENDING = "TRANSFER_NOT_PENDING"
+    HOLD_EXPIRED = "HOLD_EXPIRED"
+    POST_EXCEEDS_HOLD = "POST_EXCEEDS_HOLD"
+    TRANSFER_NOT_POSTED = "TRANSFER_NOT_POSTED"
+    REVERSAL_EXCEEDS_ORIGINAL = "REVERSAL_EXCEEDS_ORIGINAL"
+    REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
+    CONCURRENCY_CONFLICT = "CONCURRENCY_CONFLICT"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+    INTERNAL = "INTERNAL"
+    OVERLOADED = "OVERLOADED"
+
+
+class FieldReason(enum.StrEnum):
+    """Why one field of a request was refused (BadRequest.FieldViolation.reason)."""
+
+    REQUIRED = "REQUIRED"
+    INVALID_FORMAT = "INVALID_FORMAT"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    TOO_LONG = "TOO_LONG"
+    TOO_MANY = "TOO_MANY"
+    UNKNOWN_CURRENCY = "UNKNOWN_CURRENCY"
+    MUST_DIFFER = "MUST_DIFFER"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One refused field, named by its path in the request (e.g. `transfers[3].amount_minor`)."""
+
+    field: str
+    reason: FieldReason
+    description: str
+
+
+class DomainError(Exception):
+    """A failure with a stable reason, safe to show to the caller."""
+
+    def __init__(
+        self, reason: Reason, message: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidInput(DomainError):
+    """The request is malformed; `violations` names every offending field."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        fields = ", ".join(v.field for v in violations)
+        super().__init__(Reason.INVALID_ARGUMENT, f"invalid request: {fields}")
+        self.violations = violations
+
+
+class Rejected(DomainError):
+    """A business outcome: recorded with the request id and replayed identically."""
+
+
+def account_not_found(account_id: str) -> Rejected:
+    """The rejection for an account that is missing or belongs to another tenant."""
+    return Rejected(
+        Reason.ACCOUNT_NOT_FOUND,
+        f"account {account_id} not found",
+        {"account_id": account_id},
+    )
+
+
+def transfer_not_found(transfer_id: str) -> Rejected:
+    """The rejection for a transfer that is missing or belongs to another tenant."""
+    return Rejected(
+        Reason.TRANSFER_NOT_FOUND,
+        f"transfer {transfer_id} not found",
+        {"transfer_id": transfer_id},
+    )

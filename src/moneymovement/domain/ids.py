@@ -1,0 +1,31 @@
+"""Identifiers: a type prefix and 128 random bits.
+
+Random, never time-ordered: under SERIALIZABLE, ordered ids make every insert and every
+read of the newest rows meet on the right-most B-tree page, and SSI's page-sized predicate
+locks then turn into mass serialization failures (shared/FACTS.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+
+ACCOUNT = "acct"
+TRANSFER = "tr"
+BATCH = "batch"
+TENANT = "ten"
+TOKEN = "tok"
+
+_BODY_LENGTH = 26  # 128 bits in base32, padding removed
+
+
+def new_id(prefix: str) -> str:
+    """A fresh random identifier such as `acct_3k7...` (prefix, underscore, 26 chars)."""
+    body = base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
+    return f"{prefix}_{body}"
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Whether `value` has the shape of an identifier with this prefix."""
+    return re.fullmatch(rf"{re.escape(prefix)}_[a-z2-7]{{{_BODY_LENGTH}}}", value) is not None

@@ -1,0 +1,31 @@
+"""Filters of the list operations; None means any."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class AccountQuery:
+    """ListAccounts filters; None means any."""
+
+    currency_code: str | None = None
+    state: str | None = None
+    holder_id: str | None = None
+    external_id: str | None = None
+    metadata: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class TransferQuery:
+    """ListTransfers filters; None means any."""
+
+    account_id: str | None = None
+    state: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    metadata: Mapping[str, str] | None = None
+    batch_id: str | None = None
+    trace_id: str | None = None

@@ -1,0 +1,176 @@
+"""Transfers and the double-entry rule that turns one into two balanced entries."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from moneymovement.domain.accounts import (
+    Account,
+    require_open_for_transfers,
+    require_within_policy,
+)
+from moneymovement.domain.balances import Balances, Direction, EntryKind
+from moneymovement.domain.errors import Reason, Rejected, account_not_found
+
+
+class TransferState(enum.Enum):
+    """PENDING (a hold) -> POSTED | VOIDED | EXPIRED; an immediate transfer starts POSTED."""
+
+    PENDING = "PENDING"
+    POSTED = "POSTED"
+    VOIDED = "VOIDED"
+    EXPIRED = "EXPIRED"
+
+
+class EventKind(enum.Enum):
+    """The steps of a transfer's history."""
+
+    CREATED = "CREATED"
+    POSTED = "POSTED"
+    VOIDED = "VOIDED"
+    EXPIRED = "EXPIRED"
+    REVERSED = "REVERSED"
+
+
+@dataclass(frozen=True)
+class TransferEvent:
+    """One step of a transfer's history."""
+
+    kind: EventKind
+    amount_minor: int
+    at: datetime
+    request_id: str = ""
+    related_transfer_id: str = ""
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """What a caller asks to move (one CreateTransfer, or one item of a batch)."""
+
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    currency_code: str
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    pending: bool = False
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A transfer as stored."""
+
+    id: str
+    request_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    currency_code: str
+    state: TransferState
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    posted_amount_minor: int = 0
+    reversed_amount_minor: int = 0
+    reversal_of_id: str | None = None
+    reversal_ids: tuple[str, ...] = ()
+    batch_id: str | None = None
+    trace_id: str | None = None
+    history: tuple[TransferEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One side of a transfer on one account, with the account's totals after it."""
+
+    account_id: str
+    transfer_id: str
+    direction: Direction
+    kind: EntryKind
+    amount_minor: int
+    balances_after: Balances
+    account_version: int
+
+
+def require_transferable(
+    accounts: Mapping[str, Account], spec: TransferSpec
+) -> tuple[Account, Account]:
+    """The two accounts of `spec`, if both exist, are open and use its currency.
+
+    Raises:
+        Rejected: ACCOUNT_NOT_FOUND, ACCOUNT_CLOSED, ACCOUNT_FROZEN, CURRENCY_MISMATCH.
+    """
+    pair = []
+    for account_id in (spec.debit_account_id, spec.credit_account_id):
+        account = accounts.get(account_id)
+        if account is None:
+            raise account_not_found(account_id)
+        pair.append(account)
+    for account in pair:
+        require_open_for_transfers(account)
+        if account.currency_code != spec.currency_code:
+            raise Rejected(
+                Reason.CURRENCY_MISMATCH,
+                f"account {account.id} holds {account.currency_code}, not {spec.currency_code}",
+                {"account_id": account.id, "account_currency_code": account.currency_code},
+            )
+    return pair[0], pair[1]
+
+
+def move(
+    accounts: MutableMapping[str, Account],
+    transfer_id: str,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount_minor: int,
+    kind: EntryKind,
+) -> list[Entry]:
+    """Writes a balanced pair of entries and updates both accounts in `accounts`.
+
+    Each entry raises its account's version by one, so entries are numbered per account.
+    A change that lowers an available balance is checked against the overdraft policy;
+    a release of a hold never is (it only gives back what was reserved).
+
+    Raises:
+        Rejected: INSUFFICIENT_FUNDS, BALANCE_OVERFLOW.
+    """
+    entries = []
+    for account_id, direction in (
+        (debit_account_id, Direction.DEBIT),
+        (credit_account_id, Direction.CREDIT),
+    ):
+        account = accounts[account_id]
+        after = account.balances.after(direction, kind, amount_minor)
+        if kind is not EntryKind.PENDING_RELEASED:
+            require_within_policy(account, account.balances, after)
+        changed = replace(account, balances=after, version=account.version + 1)
+        accounts[account_id] = changed
+        entries.append(
+            Entry(account_id, transfer_id, direction, kind, amount_minor, after, changed.version)
+        )
+    return entries
+
+
+def plan_transfer(
+    accounts: MutableMapping[str, Account], transfer_id: str, spec: TransferSpec
+) -> list[Entry]:
+    """Checks `spec` against the current accounts and applies it to them.
+
+    Immediate transfers move posted balances; holds move pending ones.
+    """
+    require_transferable(accounts, spec)
+    kind = EntryKind.PENDING if spec.pending else EntryKind.POSTED
+    return move(
+        accounts,
+        transfer_id,
+        spec.debit_account_id,
+        spec.credit_account_id,
+        spec.amount_minor,
+        kind,
+    )

@@ -1,0 +1,178 @@
+"""How a request's outcome is recorded, so that a repeat gets exactly the same answer.
+
+An outcome is the result object (an account, a transfer, ...) or the rejection. Both are
+stored as plain JSON next to a fingerprint of the request, written by explicit codecs
+below so that the stored form is readable in the database and stable across releases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
+from moneymovement.domain.balances import Balances, NormalBalance
+from moneymovement.domain.errors import Reason, Rejected
+from moneymovement.domain.transfers import EventKind, Transfer, TransferEvent, TransferState
+
+
+def fingerprint(method: str, command: object) -> bytes:
+    """A digest of what was asked: the method and every field of its command."""
+    fields: object = command
+    if dataclasses.is_dataclass(command) and not isinstance(command, type):
+        fields = dataclasses.asdict(command)
+    text = json.dumps([method, fields], sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | frozenset | set):
+        return list(value)
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+def rejection_to_json(rejection: Rejected) -> dict[str, Any]:
+    """A rejection as stored."""
+    return {
+        "rejected": {
+            "reason": rejection.reason.value,
+            "message": rejection.message,
+            "metadata": rejection.metadata,
+        }
+    }
+
+
+def rejection_from_json(stored: dict[str, Any]) -> Rejected | None:
+    """The stored rejection, or None when the outcome was a success."""
+    data = stored.get("rejected")
+    if data is None:
+        return None
+    return Rejected(Reason(data["reason"]), data["message"], data["metadata"])
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _required_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def account_to_json(account: Account) -> dict[str, Any]:
+    """An account as stored in an outcome."""
+    return {
+        "id": account.id,
+        "external_id": account.external_id,
+        "name": account.name,
+        "currency_code": account.currency_code,
+        "normal_balance": account.normal_balance.value,
+        "overdraft_mode": account.overdraft_mode.value,
+        "overdraft_limit_minor": account.overdraft_limit_minor,
+        "holder_id": account.holder_id,
+        "metadata": dict(account.metadata),
+        "state": account.state.value,
+        "version": account.version,
+        "balances": dataclasses.asdict(account.balances),
+        "created_at": _time(account.created_at),
+        "updated_at": _time(account.updated_at),
+    }
+
+
+def account_from_json(data: dict[str, Any]) -> Account:
+    """The account of a stored outcome."""
+    return Account(
+        id=data["id"],
+        external_id=data["external_id"],
+        name=data["name"],
+        currency_code=data["currency_code"],
+        normal_balance=NormalBalance(data["normal_balance"]),
+        overdraft_mode=OverdraftMode(data["overdraft_mode"]),
+        overdraft_limit_minor=data["overdraft_limit_minor"],
+        holder_id=data["holder_id"],
+        metadata=data["metadata"],
+        state=AccountState(data["state"]),
+        version=data["version"],
+        balances=Balances(**data["balances"]),
+        created_at=_required_time(data["created_at"]),
+        updated_at=_required_time(data["updated_at"]),
+    )
+
+
+def transfer_to_json(transfer: Transfer) -> dict[str, Any]:
+    """A transfer as stored in an outcome."""
+    return {
+        "id": transfer.id,
+        "request_id": transfer.request_id,
+        "debit_account_id": transfer.debit_account_id,
+        "credit_account_id": transfer.credit_account_id,
+        "amount_minor": transfer.amount_minor,
+        "currency_code": transfer.currency_code,
+        "state": transfer.state.value,
+        "description": transfer.description,
+        "metadata": dict(transfer.metadata),
+        "expires_at": _time(transfer.expires_at),
+        "posted_amount_minor": transfer.posted_amount_minor,
+        "reversed_amount_minor": transfer.reversed_amount_minor,
+        "reversal_of_id": transfer.reversal_of_id,
+        "reversal_ids": list(transfer.reversal_ids),
+        "batch_id": transfer.batch_id,
+        "trace_id": transfer.trace_id,
+        "created_at": _time(transfer.created_at),
+        "updated_at": _time(transfer.updated_at),
+        "history": [
+            {
+                "kind": event.kind.value,
+                "amount_minor": event.amount_minor,
+                "at": _time(event.at),
+                "request_id": event.request_id,
+                "related_transfer_id": event.related_transfer_id,
+            }
+            for event in transfer.history
+        ],
+    }
+
+
+def transfer_from_json(data: dict[str, Any]) -> Transfer:
+    """The transfer of a stored outcome."""
+    return Transfer(
+        id=data["id"],
+        request_id=data["request_id"],
+        debit_account_id=data["debit_account_id"],
+        credit_account_id=data["credit_account_id"],
+        amount_minor=data["amount_minor"],
+        currency_code=data["currency_code"],
+        state=TransferState(data["state"]),
+        description=data["description"],
+        metadata=data["metadata"],
+        expires_at=_parse_time(data["expires_at"]),
+        posted_amount_minor=data["posted_amount_minor"],
+        reversed_amount_minor=data["reversed_amount_minor"],
+        reversal_of_id=data["reversal_of_id"],
+        reversal_ids=tuple(data["reversal_ids"]),
+        batch_id=data["batch_id"],
+        trace_id=data["trace_id"],
+        created_at=_required_time(data["created_at"]),
+        updated_at=_required_time(data["updated_at"]),
+        history=tuple(
+            TransferEvent(
+                kind=EventKind(event["kind"]),
+                amount_minor=event["amount_minor"],
+                at=_required_time(event["at"]),
+                request_id=event["request_id"],
+                related_transfer_id=event["related_transfer_id"],
+            )
+            for event in data["history"]
+        ),
+    )

@@ -1,0 +1,82 @@
+"""At most one effect per request id (invariant 4).
+
+The outcome of a mutation is written in the same transaction as its effect, keyed by
+(tenant, request_id). A repeat finds it and gets the same answer; a request id reused for
+something else is refused. Two copies racing each other both run, but only one can commit
+its outcome row: the other fails with a serialization conflict or a unique violation, is
+retried as a unit, and then finds the winner's outcome. No second effect is possible
+because the effect and its outcome row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from moneymovement.domain.errors import DomainError, Reason, Rejected
+from moneymovement.service.outcomes import fingerprint, rejection_from_json, rejection_to_json
+from moneymovement.service.unit_of_work import Caller, UnitOfWork
+from moneymovement.storage.session import Session
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How one kind of result is stored in an outcome."""
+
+    encode: Callable[[T], Any]
+    decode: Callable[[Any], T]
+
+
+@dataclass(frozen=True)
+class _Refused:
+    rejection: Rejected
+
+
+async def run_once(
+    uow: UnitOfWork,
+    caller: Caller,
+    request_id: str,
+    method: str,
+    command: object,
+    codec: Codec[T],
+    work: Callable[[Session], Awaitable[T]],
+) -> T:
+    """Runs `work` at most once for this tenant and request id.
+
+    `work` must decide before it writes: a Rejected raised after a write would commit
+    that write along with the recorded rejection.
+
+    Raises:
+        Rejected: the business rejection, first time or replayed.
+        DomainError: REQUEST_ID_REUSED, and the unit of work's own errors.
+    """
+    digest = fingerprint(method, command)
+
+    async def attempt(session: Session) -> T | _Refused:
+        stored = await session.outcomes.find(request_id)
+        if stored is not None:
+            if stored.fingerprint != digest:
+                raise DomainError(
+                    Reason.REQUEST_ID_REUSED,
+                    "this request_id was already used for a different request",
+                    {"request_id": request_id},
+                )
+            rejection = rejection_from_json(stored.outcome)
+            if rejection is not None:
+                return _Refused(rejection)
+            return codec.decode(stored.outcome["result"])
+        try:
+            result = await work(session)
+        except Rejected as rejection:
+            await session.outcomes.save(request_id, digest, rejection_to_json(rejection))
+            return _Refused(rejection)
+        await session.outcomes.save(request_id, digest, {"result": codec.encode(result)})
+        return result
+
+    outcome = await uow.write(caller, attempt)
+    if isinstance(outcome, _Refused):
+        raise outcome.rejection
+    return outcome

@@ -1,0 +1,88 @@
+"""The asyncpg pool and the translation of its failures into storage errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
+
+# Unique violation on the request outcome key means a concurrent duplicate committed
+# first: retrying the unit of work finds its outcome and replays it.
+_REQUEST_KEY_CONSTRAINTS = {
+    "request_outcomes_pkey",
+    "transfers_tenant_id_request_id_batch_index_key",
+}
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    # jsonb in and out as Python dicts; json (not jsonb) is not used by the schema.
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+    """A connection pool with the codecs the repositories expect.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            # Statements are few and named; caching their plans saves a parse per call.
+            statement_cache_size=256,
+            server_settings={
+                "application_name": "moneymovement",
+                # Under SERIALIZABLE a sequential scan takes a predicate lock on the whole
+                # relation, and every concurrent writer then conflicts (shared/FACTS.md).
+                # The planner picks them on small or fresh tables; every query here has an
+                # index to use instead.
+                "enable_seqscan": "off",
+            },
+        )
+    except _CONNECTION_ERRORS as error:
+        raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
+    assert pool is not None
+    return pool
+
+
+def translate(error: BaseException) -> BaseException:
+    """The storage error an asyncpg failure stands for, or the error itself."""
+    if isinstance(error, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+        return SerializationConflict(str(error))
+    if isinstance(error, asyncpg.UniqueViolationError) and (
+        error.constraint_name in _REQUEST_KEY_CONSTRAINTS
+    ):
+        return SerializationConflict(str(error), on_request_id=True)
+    if isinstance(error, _CONNECTION_ERRORS):
+        return DatabaseUnavailable(str(error))
+    return error
+
+
+@asynccontextmanager
+async def translated_errors() -> AsyncIterator[None]:
+    """Re-raises asyncpg failures as storage errors."""
+    try:
+        yield
+    except Exception as error:
+        translated = translate(error)
+        if translated is error:
+            raise
+        raise translated from error

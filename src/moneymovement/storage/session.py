@@ -1,0 +1,79 @@
+"""The database as the service layer sees it: sessions of tenant-scoped repositories."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+
+from moneymovement.storage.database import create_pool, translated_errors
+from moneymovement.storage.queries import query
+from moneymovement.storage.repositories import Accounts, RequestOutcomes, Tenants, Transfers
+
+
+@dataclass(frozen=True)
+class Session:
+    """The repositories of one transaction, all bound to one tenant."""
+
+    accounts: Accounts
+    transfers: Transfers
+    outcomes: RequestOutcomes
+
+
+class Database:
+    """A connection pool that hands out transactions as sessions."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int, max_size: int) -> Database:
+        """Opens the pool.
+
+        Raises:
+            DatabaseUnavailable: the database cannot be reached.
+        """
+        return cls(await create_pool(dsn, min_size=min_size, max_size=max_size))
+
+    @asynccontextmanager
+    async def session(self, tenant_id: str, *, write: bool) -> AsyncIterator[Session]:
+        """One transaction: SERIALIZABLE for writes; for reads REPEATABLE READ READ ONLY,
+        a consistent snapshot that takes no SSI predicate locks, so reads never make
+        concurrent writers fail."""
+        isolation = "serializable" if write else "repeatable_read"
+        async with (
+            translated_errors(),
+            self._pool.acquire() as connection,
+            connection.transaction(isolation=isolation, readonly=not write),
+        ):
+            yield Session(
+                accounts=Accounts(connection, tenant_id),
+                transfers=Transfers(connection, tenant_id),
+                outcomes=RequestOutcomes(connection, tenant_id),
+            )
+
+    @asynccontextmanager
+    async def directory(self) -> AsyncIterator[Tenants]:
+        """The tenant directory (tenants and tokens), in its own transaction."""
+        async with (
+            translated_errors(),
+            self._pool.acquire() as connection,
+            connection.transaction(),
+        ):
+            yield Tenants(connection)
+
+    async def ping(self) -> None:
+        """Raises DatabaseUnavailable unless the database answers a trivial query."""
+        async with translated_errors(), self._pool.acquire(timeout=5) as connection:
+            await connection.fetchval(query("ping"), timeout=5)
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(connections in use, pool size)."""
+        size = self._pool.get_size()
+        return size - self._pool.get_idle_size(), size
+
+    async def close(self) -> None:
+        """Closes the pool, waiting for connections in use to be released."""
+        await self._pool.close()

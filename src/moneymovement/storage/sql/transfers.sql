@@ -1,0 +1,78 @@
+-- name: write_postings
+-- Writes transfers, their entries and the accounts' new totals in one statement: one
+-- round trip, and the hot account rows stay locked for as short a time as possible.
+-- The accounts were locked (lock_accounts) and their new totals computed by the domain.
+-- Arrays: $2..$7 account changes, $8..$21 transfers, $22..$31 entries.
+WITH moved AS (
+    UPDATE accounts AS a
+    SET posted_debits_minor = c.posted_debits_minor,
+        posted_credits_minor = c.posted_credits_minor,
+        pending_debits_minor = c.pending_debits_minor,
+        pending_credits_minor = c.pending_credits_minor,
+        version = c.version,
+        updated_at = now()
+    FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+        AS c (account_id, posted_debits_minor, posted_credits_minor, pending_debits_minor,
+              pending_credits_minor, version)
+    WHERE a.tenant_id = $1 AND a.account_id = c.account_id
+    RETURNING 1
+),
+created AS (
+    INSERT INTO transfers (
+        tenant_id, transfer_id, request_id, batch_index, batch_id, debit_account_id,
+        credit_account_id, currency_code, amount_minor, state, posted_amount_minor,
+        description, metadata, expires_at, trace_id
+    )
+    SELECT $1, t.* FROM unnest(
+        $8::text[], $9::text[], $10::int[], $11::text[], $12::text[], $13::text[],
+        $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::text[], $19::jsonb[],
+        $20::timestamptz[], $21::text[]
+    ) AS t
+    RETURNING 1
+),
+written AS (
+    INSERT INTO entries (
+        tenant_id, account_id, account_version, transfer_id, direction, kind, amount_minor,
+        posted_debits_minor, posted_credits_minor, pending_debits_minor, pending_credits_minor
+    )
+    SELECT $1, e.* FROM unnest(
+        $22::text[], $23::bigint[], $24::text[], $25::text[], $26::text[], $27::bigint[],
+        $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[]
+    ) AS e
+    RETURNING 1
+)
+SELECT now() AS written_at,
+       (SELECT count(*) FROM moved) AS accounts_moved,
+       (SELECT count(*) FROM created) AS transfers_created,
+       (SELECT count(*) FROM written) AS entries_written;
+
+-- name: get_transfer
+SELECT t.*,
+       ARRAY(
+           SELECT r.transfer_id FROM transfers AS r
+           WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
+           ORDER BY r.created_at, r.transfer_id
+       ) AS reversal_ids
+FROM transfers AS t
+WHERE t.tenant_id = $1 AND t.transfer_id = $2;
+
+-- name: list_transfers
+-- Newest first; the page cursor is the (created_at, transfer_id) of the last row returned.
+SELECT t.*,
+       ARRAY(
+           SELECT r.transfer_id FROM transfers AS r
+           WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
+           ORDER BY r.created_at, r.transfer_id
+       ) AS reversal_ids
+FROM transfers AS t
+WHERE t.tenant_id = $1
+  AND ($2::text IS NULL OR t.debit_account_id = $2 OR t.credit_account_id = $2)
+  AND ($3::text IS NULL OR t.state = $3)
+  AND ($4::timestamptz IS NULL OR t.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR t.created_at < $5)
+  AND t.metadata @> $6::jsonb
+  AND ($7::text IS NULL OR t.batch_id = $7)
+  AND ($8::text IS NULL OR t.trace_id = $8)
+  AND ($9::timestamptz IS NULL OR (t.created_at, t.transfer_id) < ($9, $10::text))
+ORDER BY t.created_at DESC, t.transfer_id DESC
+LIMIT $11;

@@ -1,0 +1,124 @@
+"""The gRPC server: our three services, health, reflection, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from moneymovement.config import Settings
+from moneymovement.service.accounts import AccountService
+from moneymovement.service.balances import BalanceService
+from moneymovement.service.tenants import TenantDirectory
+from moneymovement.service.transfers import TransferService
+from moneymovement.service.unit_of_work import RetryPolicy, UnitOfWork
+from moneymovement.storage.errors import DatabaseUnavailable
+from moneymovement.storage.session import Database
+from moneymovement.transport.interceptor import RequestInterceptor
+from moneymovement.transport.servicers import (
+    AccountServicer,
+    BalanceServicer,
+    MoneyMovementServicer,
+)
+from moneymovement.v1 import (
+    account_service_pb2,
+    account_service_pb2_grpc,
+    balance_service_pb2,
+    balance_service_pb2_grpc,
+    money_movement_service_pb2,
+    money_movement_service_pb2_grpc,
+)
+
+log = structlog.get_logger("moneymovement.server")
+
+SERVICE_NAMES = (
+    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    balance_service_pb2.DESCRIPTOR.services_by_name["BalanceService"].full_name,
+    money_movement_service_pb2.DESCRIPTOR.services_by_name["MoneyMovementService"].full_name,
+)
+_HEALTH_PROBE_INTERVAL_S = 2.0
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class ApiServer:
+    """One grpc.aio server on one Database."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self._settings = settings
+        self._database = database
+        self.directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s)
+        uow = UnitOfWork(database, RetryPolicy(max_attempts=settings.tx_max_attempts))
+        limit = settings.max_message_bytes
+        self._server = grpc.aio.server(
+            interceptors=[
+                RequestInterceptor(self.directory, max_deadline_s=settings.max_deadline_s)
+            ],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.max_metadata_size", 16 * 1024),
+            ],
+        )
+        account_service_pb2_grpc.add_AccountServiceServicer_to_server(
+            AccountServicer(AccountService(uow)), self._server
+        )
+        balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(
+            BalanceServicer(BalanceService(uow)), self._server
+        )
+        money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
+            MoneyMovementServicer(TransferService(uow)), self._server
+        )
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self._monitor: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Binds, starts serving and returns the port (useful with port 0)."""
+        self.port = self._server.add_insecure_port(self._settings.listen_address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self._settings.listen_address}")
+        await self._server.start()
+        await self._set_health(_SERVING)
+        self._monitor = asyncio.create_task(self._watch_database(), name="health-monitor")
+        log.info("server_started", address=self._settings.listen_address, port=self.port)
+        return self.port
+
+    async def stop(self, grace_s: float) -> None:
+        """Drains: health says NOT_SERVING first, then RPCs in flight get `grace_s` to end."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await self._health.enter_graceful_shutdown()
+        log.info("server_draining", grace_s=grace_s)
+        await self._server.stop(grace_s)
+        log.info("server_stopped")
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        await self._health.set("", status)
+        for name in SERVICE_NAMES:
+            await self._health.set(name, status)
+
+    async def _watch_database(self) -> None:
+        """Keeps the health status in step with the database's reachability."""
+        serving = True
+        while True:
+            await asyncio.sleep(_HEALTH_PROBE_INTERVAL_S)
+            try:
+                await self._database.ping()
+                healthy = True
+            except (DatabaseUnavailable, TimeoutError, OSError):
+                healthy = False
+            if healthy != serving:
+                serving = healthy
+                log.warning("database_reachability_changed", reachable=healthy)
+                await self._set_health(_SERVING if healthy else _NOT_SERVING)
