@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             value = float(raw) if raw else default
         except ValueError as error:
             raise ConfigError(f"{name}={raw!r} is not a number") from error
-        if value < minimum:
+        if not math.isfinite(value) or value < minimum:
             raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
         return value
 

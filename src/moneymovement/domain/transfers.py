@@ -140,7 +140,7 @@ def move(
     Raises:
         Rejected: INSUFFICIENT_FUNDS, BALANCE_OVERFLOW.
     """
-    entries = []
+    changed = []
     for account_id, direction in (
         (debit_account_id, Direction.DEBIT),
         (credit_account_id, Direction.CREDIT),
@@ -149,10 +149,21 @@ def move(
         after = account.balances.after(direction, kind, amount_minor)
         if kind is not EntryKind.PENDING_RELEASED:
             require_within_policy(account, account.balances, after)
-        changed = replace(account, balances=after, version=account.version + 1)
-        accounts[account_id] = changed
+        changed.append((direction, replace(account, balances=after, version=account.version + 1)))
+    # Both sides passed: only now is `accounts` changed, so a refusal leaves it untouched.
+    entries = []
+    for direction, account in changed:
+        accounts[account.id] = account
         entries.append(
-            Entry(account_id, transfer_id, direction, kind, amount_minor, after, changed.version)
+            Entry(
+                account.id,
+                transfer_id,
+                direction,
+                kind,
+                amount_minor,
+                account.balances,
+                account.version,
+            )
         )
     return entries
 

@@ -61,7 +61,7 @@ class AccountService:
                 holder_id=new.holder_id,
                 metadata=new.metadata,
                 state=rules.AccountState.ACTIVE,
-                version=0,
+                version=1,
                 created_at=NOT_WRITTEN,
                 updated_at=NOT_WRITTEN,
             )

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,10 @@ def fingerprint(method: str, command: object) -> bytes:
 
 
 def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):

@@ -34,7 +34,8 @@ CREATE TABLE accounts (
     posted_credits_minor   bigint NOT NULL DEFAULT 0 CHECK (posted_credits_minor >= 0),
     pending_debits_minor   bigint NOT NULL DEFAULT 0 CHECK (pending_debits_minor >= 0),
     pending_credits_minor  bigint NOT NULL DEFAULT 0 CHECK (pending_credits_minor >= 0),
-    version                bigint NOT NULL DEFAULT 0 CHECK (version >= 0),
+    -- Starts at 1, so that expected_version = 0 can mean "do not check".
+    version                bigint NOT NULL DEFAULT 1 CHECK (version >= 1),
     created_at             timestamptz NOT NULL DEFAULT now(),
     updated_at             timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, account_id),

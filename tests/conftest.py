@@ -1,0 +1,77 @@
+"""Shared fixtures: one real PostgreSQL per test session, one fresh database per test.
+
+Without DATABASE_URL the session starts the embedded PostgreSQL (a real server from the
+wheel) under .data/test-pg. The schema is migrated once into a template database, and each
+test that asks for `dsn` gets its own clone of it (CREATE DATABASE ... TEMPLATE), which is
+fast and keeps tests isolated. With DATABASE_URL the same happens on that server (the role
+needs CREATEDB).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from moneymovement.devdb import EmbeddedPostgres
+from moneymovement.storage.migrate import migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_TEMPLATE = f"mm_template_{os.getpid()}"
+_counter = itertools.count()
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server DSN, pointing at database `name`."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A DSN of the maintenance database of the session's PostgreSQL server."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    data_dir = PROJECT_ROOT / ".data" / "test-pg"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    with EmbeddedPostgres(data_dir, settings={"max_connections": "300"}) as server:
+        yield server.dsn
+
+
+@pytest.fixture(scope="session")
+async def template_dsn(server_dsn: str) -> AsyncIterator[str]:
+    """A migrated template database, created once per session."""
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{_TEMPLATE}"')
+        await admin.execute(f'CREATE DATABASE "{_TEMPLATE}"')
+    finally:
+        await admin.close()
+    dsn = with_database(server_dsn, _TEMPLATE)
+    await migrate(dsn)
+    return dsn
+
+
+async def clone_database(server_dsn: str) -> str:
+    """A new database cloned from the migrated template; returns its DSN."""
+    name = f"mm_test_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"')
+    finally:
+        await admin.close()
+    return with_database(server_dsn, name)
+
+
+@pytest.fixture
+async def dsn(server_dsn: str, template_dsn: str) -> str:
+    """A fresh, migrated database for this test alone."""
+    return await clone_database(server_dsn)

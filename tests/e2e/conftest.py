@@ -1,0 +1,149 @@
+"""A real server on a free port, on a fresh database, and clients with generated stubs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from moneymovement.config import load_settings
+from moneymovement.service.tenants import TenantDirectory
+from moneymovement.storage.session import Database
+from moneymovement.transport.server import ApiServer
+from moneymovement.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    balance_service_pb2_grpc,
+    money_movement_service_pb2,
+    money_movement_service_pb2_grpc,
+)
+
+TEST_ENV = {
+    "MM_LISTEN_ADDRESS": "127.0.0.1:0",
+    "MM_LOG_FORMAT": "json",
+    "MM_AUTH_CACHE_TTL_S": "0",
+    "MM_SHUTDOWN_GRACE_S": "1",
+}
+
+
+class Client:
+    """The three stubs, sending one tenant's token with every call."""
+
+    def __init__(self, channel: grpc.aio.Channel, token: str | None) -> None:
+        self.accounts = account_service_pb2_grpc.AccountServiceStub(channel)
+        self.balances = balance_service_pb2_grpc.BalanceServiceStub(channel)
+        self.movements = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
+        self.md: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+
+    async def open(self, request_id: str, **fields: Any) -> account_pb2.Account:
+        fields.setdefault("currency_code", "USD")
+        fields.setdefault("normal_balance", account_pb2.NORMAL_BALANCE_CREDIT)
+        request = account_service_pb2.CreateAccountRequest(request_id=request_id, **fields)
+        response = await self.accounts.CreateAccount(request, metadata=self.md)
+        return response.account
+
+    async def fund(self, request_id: str, amount: int) -> tuple[str, str]:
+        """A customer account holding `amount`, paid from a new unlimited funding account."""
+        funding = await self.open(
+            request_id + "-funding",
+            normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
+            overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
+        )
+        customer = await self.open(request_id + "-customer")
+        await self.pay(request_id + "-fund", funding.id, customer.id, amount)
+        return customer.id, funding.id
+
+    async def pay(
+        self, request_id: str, debit: str, credit: str, amount: int, currency: str = "USD"
+    ) -> money_movement_service_pb2.CreateTransferResponse:
+        request = money_movement_service_pb2.CreateTransferRequest(
+            request_id=request_id,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount_minor=amount,
+            currency_code=currency,
+        )
+        return await self.movements.CreateTransfer(request, metadata=self.md)
+
+
+@dataclass
+class Api:
+    """A running server and what tests need to reach it."""
+
+    server: ApiServer
+    database: Database
+    channel: grpc.aio.Channel
+    port: int
+    dsn: str
+    a: Client
+    b: Client
+    anonymous: Client
+
+
+async def start_api(dsn: str) -> Api:
+    settings = load_settings(TEST_ENV)
+    database = await Database.connect(dsn, min_size=1, max_size=20)
+    server = ApiServer(settings, database)
+    port = await server.start()
+    directory = TenantDirectory(database)
+    token_a = (await directory.create_tenant("tenant-a")).token
+    token_b = (await directory.create_tenant("tenant-b")).token
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    return Api(
+        server, database, channel, port, dsn,
+        Client(channel, token_a), Client(channel, token_b), Client(channel, None),
+    )  # fmt: skip
+
+
+async def stop_api(api: Api) -> None:
+    await api.channel.close()
+    await api.server.stop(0)
+    await api.database.close()
+
+
+@pytest.fixture
+async def api(dsn: str) -> AsyncIterator[Api]:
+    running = await start_api(dsn)
+    yield running
+    await stop_api(running)
+
+
+@dataclass
+class Failure:
+    """What a failed call told the client."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    metadata: dict[str, str]
+    field_violations: list[tuple[str, str]]
+
+
+async def failure(call: Awaitable[object]) -> Failure:
+    """Awaits a call that must fail and decodes its google.rpc.Status details."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    error = raised.value
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, f"no status details: {error.code()} {error.details()}"
+    info = error_details_pb2.ErrorInfo()
+    violations: list[tuple[str, str]] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations = [(v.field, v.reason) for v in bad.field_violations]
+    assert info.domain == "moneymovement"
+    return Failure(
+        error.code(), error.details() or "", info.reason, dict(info.metadata), violations
+    )

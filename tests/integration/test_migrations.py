@@ -1,0 +1,118 @@
+"""Migrations from empty give the expected schema, once, even when run concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from moneymovement.storage.migrate import available_migrations, migrate
+from tests.conftest import with_database
+
+EXPECTED_TABLES = {
+    "tenants": ["tenant_id", "name", "created_at"],
+    "api_tokens": ["token_id", "tenant_id", "token_sha256", "created_at", "revoked_at"],
+    "accounts": [
+        "tenant_id", "account_id", "external_id", "name", "currency_code", "normal_balance",
+        "overdraft_mode", "overdraft_limit_minor", "holder_id", "metadata", "state",
+        "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
+        "pending_credits_minor", "version", "created_at", "updated_at",
+    ],
+    "transfers": [
+        "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id",
+        "debit_account_id", "credit_account_id", "currency_code", "amount_minor", "state",
+        "posted_amount_minor", "reversed_amount_minor", "reversal_of_id", "description",
+        "metadata", "expires_at", "finalized_at", "finalized_request_id", "trace_id",
+        "created_at", "updated_at",
+    ],
+    "entries": [
+        "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
+        "amount_minor", "posted_debits_minor", "posted_credits_minor",
+        "pending_debits_minor", "pending_credits_minor", "created_at",
+    ],
+    "request_outcomes": ["tenant_id", "request_id", "fingerprint", "outcome", "created_at"],
+    "schema_migrations": ["version", "name", "applied_at"],
+}  # fmt: skip
+
+# Keys lead with the tenant id: every lookup is tenant-scoped by its index.
+EXPECTED_PRIMARY_KEYS = {
+    "accounts": ["tenant_id", "account_id"],
+    "transfers": ["tenant_id", "transfer_id"],
+    "entries": ["tenant_id", "account_id", "account_version"],
+    "request_outcomes": ["tenant_id", "request_id"],
+}
+
+
+async def _fresh_database(server_dsn: str, name: str) -> str:
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return with_database(server_dsn, name)
+
+
+async def test_migrations_from_empty_give_the_expected_schema(server_dsn: str) -> None:
+    dsn = await _fresh_database(server_dsn, "mm_migration_check")
+    applied = await migrate(dsn)
+    assert applied == [f"{m.version:04d}_{m.name}" for m in available_migrations()]
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        )
+        tables: dict[str, list[str]] = {}
+        for row in rows:
+            tables.setdefault(row["table_name"], []).append(row["column_name"])
+        assert tables == EXPECTED_TABLES
+
+        money = await connection.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND column_name LIKE '%\\_minor'"
+        )
+        assert money
+        assert {r["data_type"] for r in money} == {"bigint"}
+
+        for table, columns in EXPECTED_PRIMARY_KEYS.items():
+            key = await connection.fetchval(
+                "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = $1::regclass AND i.indisprimary",
+                table,
+            )
+            assert key == columns, table
+
+        checks = {
+            row["conname"]
+            for row in await connection.fetch(
+                "SELECT conname FROM pg_constraint WHERE contype = 'c'"
+            )
+        }
+        assert {
+            "accounts_within_overdraft_policy",
+            "accounts_closed_only_when_empty",
+            "accounts_limit_needs_limited_mode",
+            "transfers_amount_minor_check",
+            "transfers_check",
+        } <= checks
+    finally:
+        await connection.close()
+
+    assert await migrate(dsn) == [], "a second run applies nothing"
+
+
+async def test_concurrent_migrations_apply_each_migration_once(server_dsn: str) -> None:
+    dsn = await _fresh_database(server_dsn, "mm_migration_race")
+    results = await asyncio.gather(*(migrate(dsn) for _ in range(4)))
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(available_migrations())]
+    connection = await asyncpg.connect(dsn)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM schema_migrations") == len(
+            available_migrations()
+        )
+    finally:
+        await connection.close()

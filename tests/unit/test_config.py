@@ -1,0 +1,103 @@
+"""Settings from the environment: defaults, parsing, and refusals that name the variable."""
+
+from pathlib import Path
+
+import pytest
+
+from moneymovement.config import ConfigError, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings({})
+
+    assert settings.database_url is None
+    assert settings.listen_address == "127.0.0.1:50051"
+    assert settings.data_dir == Path(".data").absolute()
+    assert (settings.pool_min_size, settings.pool_max_size) == (2, 20)
+    assert settings.tx_max_attempts == 12
+    assert settings.max_deadline_s == 30
+    assert settings.shutdown_grace_s == 10
+    assert settings.auth_cache_ttl_s == 2
+    assert settings.max_message_bytes == 4 * 1024 * 1024
+    assert (settings.log_level, settings.log_format) == ("INFO", "auto")
+
+
+def test_every_variable_is_read() -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql://mm@db:5432/mm",
+            "MM_LISTEN_ADDRESS": "0.0.0.0:0",
+            "MM_DATA_DIR": "/var/lib/mm",
+            "MM_DB_POOL_MIN": "0",
+            "MM_DB_POOL_MAX": "64",
+            "MM_TX_MAX_ATTEMPTS": "3",
+            "MM_MAX_DEADLINE_S": "2.5",
+            "MM_SHUTDOWN_GRACE_S": "0",
+            "MM_AUTH_CACHE_TTL_S": "0.25",
+            "MM_MAX_MESSAGE_BYTES": "1048576",
+            "MM_LOG_LEVEL": "debug",
+            "MM_LOG_FORMAT": "json",
+        }
+    )
+
+    assert settings.database_url == "postgresql://mm@db:5432/mm"
+    assert settings.listen_address == "0.0.0.0:0"
+    assert settings.data_dir == Path("/var/lib/mm")
+    assert (settings.pool_min_size, settings.pool_max_size) == (0, 64)
+    assert settings.tx_max_attempts == 3
+    assert settings.max_deadline_s == 2.5
+    assert settings.shutdown_grace_s == 0
+    assert settings.auth_cache_ttl_s == 0.25
+    assert settings.max_message_bytes == 1_048_576
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
+
+
+def test_empty_values_mean_the_default() -> None:
+    settings = load_settings({"DATABASE_URL": "", "MM_DB_POOL_MAX": "", "MM_MAX_DEADLINE_S": ""})
+
+    assert settings.database_url is None
+    assert settings.pool_max_size == 20
+    assert settings.max_deadline_s == 30
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MM_DB_POOL_MIN", "two"),
+        ("MM_DB_POOL_MIN", "-1"),
+        ("MM_DB_POOL_MAX", "0"),
+        ("MM_DB_POOL_MAX", "nan"),
+        ("MM_DB_POOL_MAX", "inf"),
+        ("MM_TX_MAX_ATTEMPTS", "0"),
+        ("MM_TX_MAX_ATTEMPTS", "1e"),
+        ("MM_MAX_DEADLINE_S", "0.05"),
+        ("MM_MAX_DEADLINE_S", "30s"),
+        ("MM_MAX_DEADLINE_S", "nan"),
+        ("MM_SHUTDOWN_GRACE_S", "-1"),
+        ("MM_AUTH_CACHE_TTL_S", "soon"),
+        ("MM_MAX_MESSAGE_BYTES", "1023"),
+    ],
+)
+def test_bad_number_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_pool_min_above_max() -> None:
+    with pytest.raises(ConfigError, match="MM_DB_POOL_MIN"):
+        load_settings({"MM_DB_POOL_MIN": "8", "MM_DB_POOL_MAX": "4"})
+
+
+def test_pool_min_equal_to_max_is_fine() -> None:
+    assert load_settings({"MM_DB_POOL_MIN": "4", "MM_DB_POOL_MAX": "4"}).pool_min_size == 4
+
+
+@pytest.mark.parametrize("value", ["xml", "text"])
+def test_unknown_log_format(value: str) -> None:
+    with pytest.raises(ConfigError, match="MM_LOG_FORMAT"):
+        load_settings({"MM_LOG_FORMAT": value})
+
+
+def test_unknown_log_level() -> None:
+    with pytest.raises(ConfigError, match="MM_LOG_LEVEL"):
+        load_settings({"MM_LOG_LEVEL": "verbose"})
