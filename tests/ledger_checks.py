@@ -61,6 +61,42 @@ _VIOLATIONS = {
                last.pending_credits_minor)
            OR last.account_version > a.version
     """,
+    "pending totals equal the open holds": """
+        SELECT a.tenant_id, a.account_id
+        FROM accounts a
+        LEFT JOIN LATERAL (
+            SELECT coalesce(sum(amount_minor) FILTER (WHERE debit_account_id = a.account_id), 0)
+                       AS held_out,
+                   coalesce(sum(amount_minor) FILTER (WHERE credit_account_id = a.account_id), 0)
+                       AS held_in
+            FROM transfers t
+            WHERE t.tenant_id = a.tenant_id AND t.state = 'PENDING'
+              AND a.account_id IN (t.debit_account_id, t.credit_account_id)
+        ) h ON true
+        WHERE (a.pending_debits_minor, a.pending_credits_minor) <> (h.held_out, h.held_in)
+    """,
+    "a transfer's posted and reversed amounts match its entries and reversals": """
+        SELECT t.transfer_id
+        FROM transfers t
+        WHERE t.posted_amount_minor <> coalesce((
+                  SELECT sum(amount_minor) FROM entries e
+                  WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.transfer_id
+                    AND e.kind = 'POSTED' AND e.direction = 'DEBIT'), 0)
+           OR t.reversed_amount_minor <> coalesce((
+                  SELECT sum(amount_minor) FROM transfers r
+                  WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id), 0)
+           OR t.reversed_amount_minor > t.posted_amount_minor
+    """,
+    "a hold ends once: an ended hold has released exactly what it held": """
+        SELECT t.transfer_id
+        FROM transfers t
+        JOIN entries e USING (tenant_id, transfer_id)
+        WHERE t.expires_at IS NOT NULL
+        GROUP BY t.transfer_id, t.state, t.amount_minor
+        HAVING sum(e.amount_minor) FILTER (WHERE e.kind = 'PENDING_RELEASED'
+                                             AND e.direction = 'DEBIT')
+               IS DISTINCT FROM CASE WHEN t.state = 'PENDING' THEN NULL ELSE t.amount_minor END
+    """,
     "entries and transfers never cross tenants or currencies": """
         SELECT e.transfer_id FROM entries e
         JOIN transfers t USING (tenant_id, transfer_id)

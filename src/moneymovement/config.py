@@ -11,6 +11,7 @@
 | MM_MAX_DEADLINE_S      | 30                 | longest an RPC may work (also the default)       |
 | MM_SHUTDOWN_GRACE_S    | 10                 | how long SIGTERM waits for RPCs in flight        |
 | MM_AUTH_CACHE_TTL_S    | 2                  | how long a token lookup is cached                |
+| MM_HOLD_SWEEP_S        | 1                  | how often expired holds are released             |
 | MM_MAX_MESSAGE_BYTES   | 4194304            | largest request or response message              |
 | MM_LOG_LEVEL           | INFO               | DEBUG, INFO, WARNING, ERROR                      |
 | MM_LOG_FORMAT          | auto               | json, console, or auto (console on a terminal)   |
@@ -38,6 +39,7 @@ class Settings:
     max_deadline_s: float
     shutdown_grace_s: float
     auth_cache_ttl_s: float
+    hold_sweep_interval_s: float
     max_message_bytes: int
     log_level: str
     log_format: str
@@ -85,6 +87,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_deadline_s=number("MM_MAX_DEADLINE_S", 30, minimum=0.1),
         shutdown_grace_s=number("MM_SHUTDOWN_GRACE_S", 10, minimum=0),
         auth_cache_ttl_s=number("MM_AUTH_CACHE_TTL_S", 2, minimum=0),
+        hold_sweep_interval_s=number("MM_HOLD_SWEEP_S", 1, minimum=0.01),
         max_message_bytes=int(number("MM_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)),
         log_level=log_level,
         log_format=log_format,

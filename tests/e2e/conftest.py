@@ -23,6 +23,7 @@ from moneymovement.v1 import (
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
 )
+from tests.ledger_checks import assert_ledger_consistent
 
 TEST_ENV = {
     "MM_LISTEN_ADDRESS": "127.0.0.1:0",
@@ -111,9 +112,11 @@ async def stop_api(api: Api) -> None:
 
 @pytest.fixture
 async def api(dsn: str) -> AsyncIterator[Api]:
+    """A running server; after the test, the whole ledger must still be consistent."""
     running = await start_api(dsn)
     yield running
     await stop_api(running)
+    await assert_ledger_consistent(dsn)
 
 
 @dataclass

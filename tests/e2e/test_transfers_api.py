@@ -136,24 +136,3 @@ async def test_a_replay_after_a_server_restart_returns_the_same_transfer(dsn: st
         assert await balances(second, customer) == [70]
     finally:
         await stop_api(second)
-
-
-async def test_rpcs_of_later_releases_answer_unimplemented(api: Api) -> None:
-    calls = [
-        api.a.movements.PostTransfer(
-            mpb.PostTransferRequest(request_id="x", transfer_id="tr_" + "a" * 26), metadata=api.a.md
-        ),
-        api.a.movements.VoidTransfer(mpb.VoidTransferRequest(request_id="x"), metadata=api.a.md),
-        api.a.movements.ReverseTransfer(
-            mpb.ReverseTransferRequest(request_id="x"), metadata=api.a.md
-        ),
-        api.a.movements.CreateTransfers(
-            mpb.CreateTransfersRequest(request_id="x"), metadata=api.a.md
-        ),
-        api.a.balances.ListEntries(
-            bpb.ListEntriesRequest(account_id="acct_" + "a" * 26), metadata=api.a.md
-        ),
-    ]
-    for call in calls:
-        got = await failure(call)
-        assert (got.code, got.reason) == (Code.UNIMPLEMENTED, "NOT_IMPLEMENTED")

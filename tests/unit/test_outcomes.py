@@ -135,7 +135,7 @@ SPEC = TransferSpec(
     description="lunch",
     metadata={"a": "1", "b": "2"},
     pending=True,
-    expires_at=LATER,
+    hold_expires_at=LATER,
 )
 
 
@@ -167,8 +167,9 @@ def test_fingerprint_ignores_metadata_insertion_order() -> None:
         {"metadata": {"a": "1", "b": "3"}},
         {"metadata": {"a": "1"}},
         {"pending": False},
-        {"expires_at": LATER + timedelta(microseconds=1)},
-        {"expires_at": None},
+        {"hold_expires_at": LATER + timedelta(microseconds=1)},
+        {"hold_expires_at": None},
+        {"hold_timeout_s": 60.0},
     ],
     ids=lambda changes: next(iter(changes)),
 )

@@ -1,4 +1,4 @@
-"""plan_transfer: the checks before a transfer and the balanced pair of entries it writes."""
+"""open_transfer: the checks before a transfer and the balanced pair of entries it writes."""
 
 import random
 from dataclasses import replace
@@ -10,7 +10,17 @@ from moneymovement.domain import ids
 from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
 from moneymovement.domain.balances import Balances, Direction, EntryKind, NormalBalance
 from moneymovement.domain.errors import Reason, Rejected
-from moneymovement.domain.transfers import TransferSpec, plan_transfer
+from moneymovement.domain.transfers import Entry, NewTransfer, TransferSpec, open_transfer
+
+_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def plan_transfer(
+    accounts: dict[str, Account], transfer_id: str, spec: TransferSpec
+) -> list[Entry]:
+    """The entries open_transfer writes (the drafted transfer is tested elsewhere)."""
+    return open_transfer(accounts, spec, NewTransfer(transfer_id, "req-1", _NOW))[1]
+
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ALICE = "acct_aliceaaaaaaaaaaaaaaaaaaaa"

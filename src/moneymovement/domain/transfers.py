@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from moneymovement.domain.accounts import (
     Account,
@@ -13,7 +13,14 @@ from moneymovement.domain.accounts import (
     require_within_policy,
 )
 from moneymovement.domain.balances import Balances, Direction, EntryKind
-from moneymovement.domain.errors import Reason, Rejected, account_not_found
+from moneymovement.domain.errors import (
+    FieldReason,
+    FieldViolation,
+    InvalidInput,
+    Reason,
+    Rejected,
+    account_not_found,
+)
 
 
 class TransferState(enum.Enum):
@@ -57,7 +64,8 @@ class TransferSpec:
     description: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     pending: bool = False
-    expires_at: datetime | None = None
+    hold_timeout_s: float | None = None
+    hold_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class Entry:
     amount_minor: int
     balances_after: Balances
     account_version: int
+    created_at: datetime | None = None
 
 
 def require_transferable(
@@ -168,20 +177,102 @@ def move(
     return entries
 
 
-def plan_transfer(
-    accounts: MutableMapping[str, Account], transfer_id: str, spec: TransferSpec
-) -> list[Entry]:
-    """Checks `spec` against the current accounts and applies it to them.
+DEFAULT_HOLD = timedelta(days=7)
+MAX_HOLD = timedelta(days=30)
 
-    Immediate transfers move posted balances; holds move pending ones.
+
+def hold_expiry(spec: TransferSpec, now: datetime) -> datetime:
+    """When a hold made now expires: the given time or timeout, else the default.
+
+    Raises:
+        InvalidInput: an expiry time not in the future or beyond the maximum.
+    """
+    if spec.hold_expires_at is not None:
+        if not now < spec.hold_expires_at <= now + MAX_HOLD:
+            raise InvalidInput(
+                [
+                    FieldViolation(
+                        "hold_expire_time",
+                        FieldReason.OUT_OF_RANGE,
+                        "must be in the future and at most 30 days ahead",
+                    )
+                ]
+            )
+        return spec.hold_expires_at
+    if spec.hold_timeout_s is not None:
+        return now + timedelta(seconds=spec.hold_timeout_s)
+    return now + DEFAULT_HOLD
+
+
+@dataclass(frozen=True)
+class NewTransfer:
+    """Who asks for a new transfer, and how it is to be filed."""
+
+    transfer_id: str
+    request_id: str
+    now: datetime
+    trace_id: str | None = None
+    batch_id: str | None = None
+    reversal_of_id: str | None = None
+
+
+def open_transfer(
+    accounts: MutableMapping[str, Account], spec: TransferSpec, new: NewTransfer
+) -> tuple[Transfer, list[Entry]]:
+    """Checks `spec` against the current accounts, applies it to them and drafts the
+    transfer: POSTED at once, or a PENDING hold that reserves the amount.
+
+    Raises:
+        Rejected: ACCOUNT_NOT_FOUND, ACCOUNT_FROZEN, ACCOUNT_CLOSED, CURRENCY_MISMATCH,
+            INSUFFICIENT_FUNDS, BALANCE_OVERFLOW.
+        InvalidInput: a hold expiry out of range.
     """
     require_transferable(accounts, spec)
+    expires_at = hold_expiry(spec, new.now) if spec.pending else None
     kind = EntryKind.PENDING if spec.pending else EntryKind.POSTED
-    return move(
+    entries = move(
         accounts,
-        transfer_id,
+        new.transfer_id,
         spec.debit_account_id,
         spec.credit_account_id,
         spec.amount_minor,
         kind,
     )
+    transfer = Transfer(
+        id=new.transfer_id,
+        request_id=new.request_id,
+        debit_account_id=spec.debit_account_id,
+        credit_account_id=spec.credit_account_id,
+        amount_minor=spec.amount_minor,
+        currency_code=spec.currency_code,
+        state=TransferState.PENDING if spec.pending else TransferState.POSTED,
+        description=spec.description,
+        metadata=spec.metadata,
+        expires_at=expires_at,
+        posted_amount_minor=0 if spec.pending else spec.amount_minor,
+        reversal_of_id=new.reversal_of_id,
+        batch_id=new.batch_id,
+        trace_id=new.trace_id,
+        created_at=new.now,
+        updated_at=new.now,
+        history=(TransferEvent(EventKind.CREATED, spec.amount_minor, new.now, new.request_id),),
+    )
+    return transfer, entries
+
+
+@dataclass
+class Postings:
+    """Everything one use case writes, in one statement: the new totals of the accounts it
+    changed, new transfers (in batch order), state changes of existing ones, and entries."""
+
+    accounts: list[Account] = field(default_factory=list)
+    new_transfers: list[Transfer] = field(default_factory=list)
+    changed_transfers: list[Transfer] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+
+    @staticmethod
+    def changed_accounts(
+        before: Mapping[str, Account], after: Mapping[str, Account]
+    ) -> list[Account]:
+        """The accounts of `after` whose version moved since `before`."""
+        return [a for key, a in after.items() if a.version != before[key].version]

@@ -13,10 +13,16 @@ from moneymovement.domain.errors import Reason, Rejected, account_not_found
 from moneymovement.domain.queries import AccountQuery
 from moneymovement.domain.validation import MAX_METADATA_KEYS
 from moneymovement.service.outcomes import account_from_json, account_to_json
-from moneymovement.service.pages import Page, decode_token, paginate, scope_of
+from moneymovement.service.pages import (
+    Page,
+    decode_time_cursor,
+    paginate,
+    scope_of,
+    time_position,
+)
 from moneymovement.service.requests import Codec, run_once
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
-from moneymovement.storage.repositories import NOT_WRITTEN
+from moneymovement.storage.accounts import NOT_WRITTEN
 from moneymovement.storage.session import Session
 
 _ACCOUNT = Codec(account_to_json, account_from_json)
@@ -96,13 +102,13 @@ class AccountService:
     ) -> Page[Account]:
         """A page of accounts, newest first."""
         scope = scope_of("accounts", where)
-        after = decode_token(token, scope)
+        after = decode_time_cursor(token, scope)
 
         async def work(session: Session) -> list[Account]:
-            return await session.accounts.list(where, after, size + 1)
+            return await session.accounts.search(where, after, size + 1)
 
         rows = await self._uow.read(caller, work)
-        return paginate(rows, size, lambda a: (a.created_at, a.id), scope)
+        return paginate(rows, size, lambda a: time_position(a.created_at, a.id), scope)
 
     async def update(
         self,
@@ -177,7 +183,7 @@ class AccountService:
         change: Callable[[Account], Account],
     ) -> Account:
         async def work(session: Session) -> Account:
-            locked = await session.accounts.lock([account_id])
+            locked, _ = await session.accounts.lock([account_id])
             account = locked.get(account_id)
             if account is None:
                 raise account_not_found(account_id)

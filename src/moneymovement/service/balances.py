@@ -1,11 +1,15 @@
-"""Balance use cases: one account's balances, or many in one snapshot."""
+"""Balance use cases: balances now or as of a time, and account statements."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
+from moneymovement.domain.accounts import Account
 from moneymovement.domain.balances import BalanceSnapshot
 from moneymovement.domain.errors import account_not_found
+from moneymovement.domain.transfers import Entry
+from moneymovement.service.pages import Page, decode_token, paginate, scope_of
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
 
@@ -31,3 +35,60 @@ class BalanceService:
             if account_id not in found:
                 raise account_not_found(account_id)
         return [found[account_id] for account_id in account_ids]
+
+    async def get_as_of(self, caller: Caller, account_id: str, as_of: datetime) -> BalanceSnapshot:
+        """The balances after every entry written at or before `as_of`.
+
+        Raises:
+            Rejected: ACCOUNT_NOT_FOUND.
+        """
+
+        async def work(session: Session) -> BalanceSnapshot | None:
+            return await session.accounts.balance_as_of(account_id, as_of)
+
+        snapshot = await self._uow.read(caller, work)
+        if snapshot is None:
+            raise account_not_found(account_id)
+        return snapshot
+
+    async def statement(
+        self,
+        caller: Caller,
+        account_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        oldest_first: bool,
+        size: int,
+        token: str,
+    ) -> tuple[Account, Page[Entry]]:
+        """A page of an account's entries, ordered by account version, and the account.
+
+        The page token holds the last version served, so pages neither skip nor repeat
+        entries however many arrive meanwhile.
+
+        Raises:
+            Rejected: ACCOUNT_NOT_FOUND.
+        """
+        scope = scope_of("entries", account_id, start, end, oldest_first)
+        position = decode_token(token, scope)
+        after = int(position[0]) if position else None
+
+        async def work(session: Session) -> tuple[Account | None, list[Entry]]:
+            account = await session.accounts.get(account_id)
+            if account is None:
+                return None, []
+            rows = await session.transfers.entries(
+                account_id,
+                start=start,
+                end=end,
+                oldest_first=oldest_first,
+                after_version=after,
+                limit=size + 1,
+            )
+            return account, rows
+
+        account, rows = await self._uow.read(caller, work)
+        if account is None:
+            raise account_not_found(account_id)
+        return account, paginate(rows, size, lambda e: [e.account_version], scope)

@@ -1,7 +1,8 @@
 """Opaque page tokens for keyset pagination.
 
-A token carries the (created_at, id) of the last row served and a digest of the filters
-it was issued for, so it cannot be replayed against another listing (AIP-158).
+A token carries the position after which the next page starts (the (created_at, id) of
+the last row, or an account version for statements) and a digest of the filters it was
+issued for, so it cannot be replayed against another listing (AIP-158).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Generic, TypeVar
 from moneymovement.domain.errors import FieldReason, FieldViolation, InvalidInput
 
 T = TypeVar("T")
-Cursor = tuple[datetime, str]
+Position = list[str | int]
+TimeCursor = tuple[datetime, str]
 
 
 @dataclass(frozen=True)
@@ -35,14 +37,26 @@ def scope_of(*filters: object) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def encode_token(cursor: Cursor, scope: str) -> str:
-    """The token that continues after `cursor`."""
-    raw = json.dumps({"t": cursor[0].isoformat(), "id": cursor[1], "s": scope})
+def encode_token(position: Position, scope: str) -> str:
+    """The token that continues after `position`."""
+    raw = json.dumps({"p": position, "s": scope})
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
 
 
-def decode_token(token: str, scope: str) -> Cursor | None:
-    """The cursor of a token issued for the same filters; None for the first page.
+def _invalid() -> InvalidInput:
+    return InvalidInput(
+        [
+            FieldViolation(
+                "page_token",
+                FieldReason.INVALID_PAGE_TOKEN,
+                "not a page token of this listing with these filters",
+            )
+        ]
+    )
+
+
+def decode_token(token: str, scope: str) -> Position | None:
+    """The position of a token issued for the same filters; None for the first page.
 
     Raises:
         InvalidInput: the token is malformed or belongs to other filters.
@@ -50,28 +64,39 @@ def decode_token(token: str, scope: str) -> Cursor | None:
     if not token:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        cursor = (datetime.fromisoformat(data["t"]), str(data["id"]))
-        valid = data["s"] == scope and cursor[0].tzinfo is not None
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position = data["p"]
+        valid = data["s"] == scope and isinstance(position, list)
     except (ValueError, KeyError, TypeError, binascii.Error):
         valid = False
     if not valid:
-        raise InvalidInput(
-            [
-                FieldViolation(
-                    "page_token",
-                    FieldReason.INVALID_PAGE_TOKEN,
-                    "not a page token of this listing with these filters",
-                )
-            ]
-        )
+        raise _invalid()
+    return list(position)
+
+
+def decode_time_cursor(token: str, scope: str) -> TimeCursor | None:
+    """A (created_at, id) cursor from a token."""
+    position = decode_token(token, scope)
+    if position is None:
+        return None
+    try:
+        when, last_id = position
+        cursor = (datetime.fromisoformat(str(when)), str(last_id))
+    except ValueError as error:
+        raise _invalid() from error
+    if cursor[0].tzinfo is None:
+        raise _invalid()
     return cursor
 
 
-def paginate(rows: list[T], size: int, cursor_of: Callable[[T], Cursor], scope: str) -> Page[T]:
+def paginate(rows: list[T], size: int, position_of: Callable[[T], Position], scope: str) -> Page[T]:
     """Turns `size + 1` fetched rows into a page and the token for the next one."""
     if len(rows) <= size:
         return Page(rows, "")
     items = rows[:size]
-    return Page(items, encode_token(cursor_of(items[-1]), scope))
+    return Page(items, encode_token(position_of(items[-1]), scope))
+
+
+def time_position(created_at: datetime, item_id: str) -> Position:
+    """The position of a row listed by (created_at, id)."""
+    return [created_at.isoformat(), item_id]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
-from moneymovement.domain.balances import Balances, NormalBalance
-from moneymovement.domain.transfers import EventKind, Transfer, TransferEvent, TransferState
+from moneymovement.domain.balances import Balances, Direction, EntryKind, NormalBalance
+from moneymovement.domain.transfers import Entry, EventKind, Transfer, TransferEvent, TransferState
 
 Row = Mapping[str, Any]
 
@@ -43,19 +44,33 @@ def account_from_row(row: Row) -> Account:
 
 
 def transfer_from_row(row: Row) -> Transfer:
-    """A `transfers` row (with its reversal ids) as a Transfer with its history."""
+    """A `transfers` row (with its reversals as JSON) as a Transfer with its history."""
     state = TransferState(row["state"])
+    reversals = row["reversals"]
     history = [
         TransferEvent(EventKind.CREATED, row["amount_minor"], row["created_at"], row["request_id"])
     ]
     if row["finalized_at"] is not None:
-        kind = EventKind[state.value]
-        amount = (
-            row["posted_amount_minor"] if state is TransferState.POSTED else row["amount_minor"]
-        )
+        posted = state is TransferState.POSTED
         history.append(
-            TransferEvent(kind, amount, row["finalized_at"], row["finalized_request_id"] or "")
+            TransferEvent(
+                EventKind[state.value],
+                row["posted_amount_minor"] if posted else row["amount_minor"],
+                row["finalized_at"],
+                row["finalized_request_id"] or "",
+            )
         )
+    history += [
+        TransferEvent(
+            EventKind.REVERSED,
+            r["amount_minor"],
+            datetime.fromisoformat(r["at"]),
+            r["request_id"],
+            r["id"],
+        )
+        for r in reversals
+    ]
+    history.sort(key=lambda event: event.at)
     return Transfer(
         id=row["transfer_id"],
         request_id=row["request_id"],
@@ -70,10 +85,24 @@ def transfer_from_row(row: Row) -> Transfer:
         posted_amount_minor=row["posted_amount_minor"],
         reversed_amount_minor=row["reversed_amount_minor"],
         reversal_of_id=row["reversal_of_id"],
-        reversal_ids=tuple(row["reversal_ids"]),
+        reversal_ids=tuple(r["id"] for r in reversals),
         batch_id=row["batch_id"],
         trace_id=row["trace_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         history=tuple(history),
+    )
+
+
+def entry_from_row(row: Row) -> Entry:
+    """An `entries` row as an Entry."""
+    return Entry(
+        account_id=row["account_id"],
+        transfer_id=row["transfer_id"],
+        direction=Direction(row["direction"]),
+        kind=EntryKind(row["kind"]),
+        amount_minor=row["amount_minor"],
+        balances_after=balances_from_row(row),
+        account_version=row["account_version"],
+        created_at=row["created_at"],
     )

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from moneymovement.storage.accounts import Accounts
 from moneymovement.storage.database import create_pool, translated_errors
+from moneymovement.storage.outcomes import RequestOutcomes
 from moneymovement.storage.queries import query
-from moneymovement.storage.repositories import Accounts, RequestOutcomes, Tenants, Transfers
+from moneymovement.storage.tenants import Tenants
+from moneymovement.storage.transfers import Transfers
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,16 @@ class Database:
             connection.transaction(),
         ):
             yield Tenants(connection)
+
+    async def expired_holds(self, limit: int) -> list[tuple[str, str]]:
+        """(tenant id, transfer id) of up to `limit` holds past their expiry, oldest first.
+
+        The one cross-tenant read: the sweeper's. Each hold is then expired in its own
+        tenant-scoped transaction.
+        """
+        async with translated_errors(), self._pool.acquire() as connection:
+            rows = await connection.fetch(query("find_expired_holds"), limit)
+        return [(row["tenant_id"], row["transfer_id"]) for row in rows]
 
     async def ping(self) -> None:
         """Raises DatabaseUnavailable unless the database answers a trivial query."""

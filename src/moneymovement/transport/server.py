@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from moneymovement.config import Settings
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
+from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.transfers import TransferService
 from moneymovement.service.unit_of_work import RetryPolicy, UnitOfWork
@@ -70,15 +71,17 @@ class ApiServer:
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(
             BalanceServicer(BalanceService(uow)), self._server
         )
+        transfers = TransferService(uow)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
-            MoneyMovementServicer(TransferService(uow)), self._server
+            MoneyMovementServicer(transfers), self._server
         )
+        self._sweeper = HoldSweeper(database, transfers, settings.hold_sweep_interval_s)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
-        self._monitor: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.port = 0
 
     async def start(self) -> int:
@@ -88,16 +91,19 @@ class ApiServer:
             raise OSError(f"cannot listen on {self._settings.listen_address}")
         await self._server.start()
         await self._set_health(_SERVING)
-        self._monitor = asyncio.create_task(self._watch_database(), name="health-monitor")
+        self._background = [
+            asyncio.create_task(self._watch_database(), name="health-monitor"),
+            asyncio.create_task(self._sweeper.run(), name="hold-sweeper"),
+        ]
         log.info("server_started", address=self._settings.listen_address, port=self.port)
         return self.port
 
     async def stop(self, grace_s: float) -> None:
         """Drains: health says NOT_SERVING first, then RPCs in flight get `grace_s` to end."""
-        if self._monitor is not None:
-            self._monitor.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+                await task
         await self._health.enter_graceful_shutdown()
         log.info("server_draining", grace_s=grace_s)
         await self._server.stop(grace_s)

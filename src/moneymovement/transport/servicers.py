@@ -10,169 +10,182 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from moneymovement.domain.errors import DomainError, Reason
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.transfers import TransferService
-from moneymovement.transport import convert
+from moneymovement.transport import convert_accounts as accounts_in
+from moneymovement.transport import convert_balances as balances_in
+from moneymovement.transport import convert_transfers as transfers_in
 from moneymovement.transport.context import current_caller
-from moneymovement.v1 import (
-    account_service_pb2 as accounts_pb,
-)
-from moneymovement.v1 import (
-    account_service_pb2_grpc as accounts_grpc,
-)
-from moneymovement.v1 import (
-    balance_service_pb2 as balances_pb,
-)
-from moneymovement.v1 import (
-    balance_service_pb2_grpc as balances_grpc,
-)
-from moneymovement.v1 import (
-    money_movement_service_pb2 as movements_pb,
-)
-from moneymovement.v1 import (
-    money_movement_service_pb2_grpc as movements_grpc,
-)
+from moneymovement.v1 import account_service_pb2 as apb
+from moneymovement.v1 import account_service_pb2_grpc as agrpc
+from moneymovement.v1 import balance_service_pb2 as bpb
+from moneymovement.v1 import balance_service_pb2_grpc as bgrpc
+from moneymovement.v1 import money_movement_service_pb2 as mpb
+from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+_account = accounts_in.account_message
+_transfer = transfers_in.transfer_message
 
 
-def _not_yet(what: str) -> DomainError:
-    return DomainError(Reason.NOT_IMPLEMENTED, f"{what} is declared but not served yet")
-
-
-class AccountServicer(accounts_grpc.AccountServiceServicer):
+class AccountServicer(agrpc.AccountServiceServicer):
     """moneymovement.v1.AccountService."""
 
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts
 
     async def CreateAccount(
-        self, request: accounts_pb.CreateAccountRequest, context: Context
-    ) -> accounts_pb.CreateAccountResponse:
-        request_id, new = convert.new_account(request)
+        self, request: apb.CreateAccountRequest, context: Context
+    ) -> apb.CreateAccountResponse:
+        request_id, new = accounts_in.new_account(request)
         account = await self._accounts.create(current_caller(), request_id, new)
-        return accounts_pb.CreateAccountResponse(account=convert.account_message(account))
+        return apb.CreateAccountResponse(account=_account(account))
 
     async def GetAccount(
-        self, request: accounts_pb.GetAccountRequest, context: Context
-    ) -> accounts_pb.GetAccountResponse:
-        account = await self._accounts.get(current_caller(), convert.account_id(request))
-        return accounts_pb.GetAccountResponse(account=convert.account_message(account))
+        self, request: apb.GetAccountRequest, context: Context
+    ) -> apb.GetAccountResponse:
+        account = await self._accounts.get(current_caller(), accounts_in.account_id(request))
+        return apb.GetAccountResponse(account=_account(account))
 
     async def ListAccounts(
-        self, request: accounts_pb.ListAccountsRequest, context: Context
-    ) -> accounts_pb.ListAccountsResponse:
-        where, size = convert.account_query(request)
+        self, request: apb.ListAccountsRequest, context: Context
+    ) -> apb.ListAccountsResponse:
+        where, size = accounts_in.account_query(request)
         page = await self._accounts.list(current_caller(), where, size, request.page_token)
-        return accounts_pb.ListAccountsResponse(
-            accounts=[convert.account_message(a) for a in page.items],
-            next_page_token=page.next_token,
+        return apb.ListAccountsResponse(
+            accounts=[_account(a) for a in page.items], next_page_token=page.next_token
         )
 
     async def UpdateAccount(
-        self, request: accounts_pb.UpdateAccountRequest, context: Context
-    ) -> accounts_pb.UpdateAccountResponse:
-        request_id, account_id, changes, version = convert.account_update(request)
+        self, request: apb.UpdateAccountRequest, context: Context
+    ) -> apb.UpdateAccountResponse:
+        request_id, account_id, changes, version = accounts_in.account_update(request)
         account = await self._accounts.update(
             current_caller(), request_id, account_id, changes, version
         )
-        return accounts_pb.UpdateAccountResponse(account=convert.account_message(account))
+        return apb.UpdateAccountResponse(account=_account(account))
 
     async def FreezeAccount(
-        self, request: accounts_pb.FreezeAccountRequest, context: Context
-    ) -> accounts_pb.FreezeAccountResponse:
-        account = await self._accounts.freeze(current_caller(), *convert.account_change(request))
-        return accounts_pb.FreezeAccountResponse(account=convert.account_message(account))
+        self, request: apb.FreezeAccountRequest, context: Context
+    ) -> apb.FreezeAccountResponse:
+        change = accounts_in.account_change(request)
+        account = await self._accounts.freeze(current_caller(), *change)
+        return apb.FreezeAccountResponse(account=_account(account))
 
     async def UnfreezeAccount(
-        self, request: accounts_pb.UnfreezeAccountRequest, context: Context
-    ) -> accounts_pb.UnfreezeAccountResponse:
-        account = await self._accounts.unfreeze(current_caller(), *convert.account_change(request))
-        return accounts_pb.UnfreezeAccountResponse(account=convert.account_message(account))
+        self, request: apb.UnfreezeAccountRequest, context: Context
+    ) -> apb.UnfreezeAccountResponse:
+        change = accounts_in.account_change(request)
+        account = await self._accounts.unfreeze(current_caller(), *change)
+        return apb.UnfreezeAccountResponse(account=_account(account))
 
     async def CloseAccount(
-        self, request: accounts_pb.CloseAccountRequest, context: Context
-    ) -> accounts_pb.CloseAccountResponse:
-        account = await self._accounts.close(current_caller(), *convert.account_change(request))
-        return accounts_pb.CloseAccountResponse(account=convert.account_message(account))
+        self, request: apb.CloseAccountRequest, context: Context
+    ) -> apb.CloseAccountResponse:
+        change = accounts_in.account_change(request)
+        account = await self._accounts.close(current_caller(), *change)
+        return apb.CloseAccountResponse(account=_account(account))
 
 
-class BalanceServicer(balances_grpc.BalanceServiceServicer):
+class BalanceServicer(bgrpc.BalanceServiceServicer):
     """moneymovement.v1.BalanceService."""
 
     def __init__(self, balances: BalanceService) -> None:
         self._balances = balances
 
     async def GetBalance(
-        self, request: balances_pb.GetBalanceRequest, context: Context
-    ) -> balances_pb.GetBalanceResponse:
-        account_id = convert.account_id(request)
-        if request.HasField("as_of_time"):
-            raise _not_yet("GetBalance with as_of_time")
-        [snapshot] = await self._balances.get_many(current_caller(), [account_id])
-        return balances_pb.GetBalanceResponse(balance=convert.balance_message(snapshot))
+        self, request: bpb.GetBalanceRequest, context: Context
+    ) -> bpb.GetBalanceResponse:
+        account_id, as_of = balances_in.balance_request(request)
+        caller = current_caller()
+        if as_of is None:
+            [snapshot] = await self._balances.get_many(caller, [account_id])
+        else:
+            snapshot = await self._balances.get_as_of(caller, account_id, as_of)
+        return bpb.GetBalanceResponse(balance=balances_in.balance_message(snapshot))
 
     async def BatchGetBalances(
-        self, request: balances_pb.BatchGetBalancesRequest, context: Context
-    ) -> balances_pb.BatchGetBalancesResponse:
-        snapshots = await self._balances.get_many(current_caller(), convert.balance_ids(request))
-        return balances_pb.BatchGetBalancesResponse(
-            balances=[convert.balance_message(s) for s in snapshots]
+        self, request: bpb.BatchGetBalancesRequest, context: Context
+    ) -> bpb.BatchGetBalancesResponse:
+        snapshots = await self._balances.get_many(
+            current_caller(), balances_in.balance_ids(request)
+        )
+        return bpb.BatchGetBalancesResponse(
+            balances=[balances_in.balance_message(s) for s in snapshots]
         )
 
     async def ListEntries(
-        self, request: balances_pb.ListEntriesRequest, context: Context
-    ) -> balances_pb.ListEntriesResponse:
-        raise _not_yet("ListEntries")
+        self, request: bpb.ListEntriesRequest, context: Context
+    ) -> bpb.ListEntriesResponse:
+        account_id, start, end, oldest_first, size = balances_in.statement_request(request)
+        account, page = await self._balances.statement(
+            current_caller(),
+            account_id,
+            start=start,
+            end=end,
+            oldest_first=oldest_first,
+            size=size,
+            token=request.page_token,
+        )
+        return bpb.ListEntriesResponse(
+            entries=[balances_in.entry_message(account, e) for e in page.items],
+            next_page_token=page.next_token,
+        )
 
 
-class MoneyMovementServicer(movements_grpc.MoneyMovementServiceServicer):
+class MoneyMovementServicer(mgrpc.MoneyMovementServiceServicer):
     """moneymovement.v1.MoneyMovementService."""
 
     def __init__(self, transfers: TransferService) -> None:
         self._transfers = transfers
 
     async def CreateTransfer(
-        self, request: movements_pb.CreateTransferRequest, context: Context
-    ) -> movements_pb.CreateTransferResponse:
-        request_id, spec = convert.transfer_spec(request)
+        self, request: mpb.CreateTransferRequest, context: Context
+    ) -> mpb.CreateTransferResponse:
+        request_id, spec = transfers_in.transfer_spec(request)
         transfer = await self._transfers.create(current_caller(), request_id, spec)
-        return movements_pb.CreateTransferResponse(transfer=convert.transfer_message(transfer))
-
-    async def GetTransfer(
-        self, request: movements_pb.GetTransferRequest, context: Context
-    ) -> movements_pb.GetTransferResponse:
-        transfer = await self._transfers.get(current_caller(), convert.transfer_id(request))
-        return movements_pb.GetTransferResponse(transfer=convert.transfer_message(transfer))
-
-    async def ListTransfers(
-        self, request: movements_pb.ListTransfersRequest, context: Context
-    ) -> movements_pb.ListTransfersResponse:
-        where, size = convert.transfer_query(request)
-        page = await self._transfers.list(current_caller(), where, size, request.page_token)
-        return movements_pb.ListTransfersResponse(
-            transfers=[convert.transfer_message(t) for t in page.items],
-            next_page_token=page.next_token,
-        )
+        return mpb.CreateTransferResponse(transfer=_transfer(transfer))
 
     async def PostTransfer(
-        self, request: movements_pb.PostTransferRequest, context: Context
-    ) -> movements_pb.PostTransferResponse:
-        raise _not_yet("PostTransfer")
+        self, request: mpb.PostTransferRequest, context: Context
+    ) -> mpb.PostTransferResponse:
+        request_id, hold, amount = transfers_in.post_request(request)
+        transfer = await self._transfers.post(current_caller(), request_id, hold, amount)
+        return mpb.PostTransferResponse(transfer=_transfer(transfer))
 
     async def VoidTransfer(
-        self, request: movements_pb.VoidTransferRequest, context: Context
-    ) -> movements_pb.VoidTransferResponse:
-        raise _not_yet("VoidTransfer")
+        self, request: mpb.VoidTransferRequest, context: Context
+    ) -> mpb.VoidTransferResponse:
+        request_id, hold = transfers_in.void_request(request)
+        transfer = await self._transfers.void(current_caller(), request_id, hold)
+        return mpb.VoidTransferResponse(transfer=_transfer(transfer))
 
     async def ReverseTransfer(
-        self, request: movements_pb.ReverseTransferRequest, context: Context
-    ) -> movements_pb.ReverseTransferResponse:
-        raise _not_yet("ReverseTransfer")
+        self, request: mpb.ReverseTransferRequest, context: Context
+    ) -> mpb.ReverseTransferResponse:
+        request_id, reversal = transfers_in.reversal_request(request)
+        made, original = await self._transfers.reverse(current_caller(), request_id, reversal)
+        return mpb.ReverseTransferResponse(reversal=_transfer(made), original=_transfer(original))
 
     async def CreateTransfers(
-        self, request: movements_pb.CreateTransfersRequest, context: Context
-    ) -> movements_pb.CreateTransfersResponse:
-        raise _not_yet("CreateTransfers")
+        self, request: mpb.CreateTransfersRequest, context: Context
+    ) -> mpb.CreateTransfersResponse:
+        request_id, specs = transfers_in.batch_specs(request)
+        transfers = await self._transfers.create_batch(current_caller(), request_id, specs)
+        return mpb.CreateTransfersResponse(transfers=[_transfer(t) for t in transfers])
+
+    async def GetTransfer(
+        self, request: mpb.GetTransferRequest, context: Context
+    ) -> mpb.GetTransferResponse:
+        transfer = await self._transfers.get(current_caller(), transfers_in.transfer_id(request))
+        return mpb.GetTransferResponse(transfer=_transfer(transfer))
+
+    async def ListTransfers(
+        self, request: mpb.ListTransfersRequest, context: Context
+    ) -> mpb.ListTransfersResponse:
+        where, size = transfers_in.transfer_query(request)
+        page = await self._transfers.list(current_caller(), where, size, request.page_token)
+        return mpb.ListTransfersResponse(
+            transfers=[_transfer(t) for t in page.items], next_page_token=page.next_token
+        )

@@ -13,7 +13,8 @@ SELECT * FROM accounts WHERE tenant_id = $1 AND account_id = $2;
 -- name: lock_accounts
 -- Rows are locked in account id order, the same order in every transaction, so two
 -- transfers between the same accounts queue behind each other instead of deadlocking.
-SELECT * FROM accounts
+-- now() is the transaction time: the one clock for expiry decisions and new rows.
+SELECT *, now() AS db_now FROM accounts
 WHERE tenant_id = $1 AND account_id = ANY($2::text[])
 ORDER BY account_id
 FOR UPDATE;

@@ -2,7 +2,8 @@
 -- Writes transfers, their entries and the accounts' new totals in one statement: one
 -- round trip, and the hot account rows stay locked for as short a time as possible.
 -- The accounts were locked (lock_accounts) and their new totals computed by the domain.
--- Arrays: $2..$7 account changes, $8..$21 transfers, $22..$31 entries.
+-- Arrays: $2..$7 account changes, $8..$21 new transfers, $22..$31 entries, $32..$36
+-- changes to existing transfers (locked by lock_transfer in the same transaction).
 WITH moved AS (
     UPDATE accounts AS a
     SET posted_debits_minor = c.posted_debits_minor,
@@ -30,12 +31,32 @@ created AS (
     ) AS t
     RETURNING 1
 ),
+changed AS (
+    UPDATE transfers AS t
+    SET state = u.state,
+        posted_amount_minor = u.posted_amount_minor,
+        reversed_amount_minor = u.reversed_amount_minor,
+        finalized_at = CASE WHEN t.state = 'PENDING' AND u.state <> 'PENDING'
+                            THEN now() ELSE t.finalized_at END,
+        finalized_request_id = CASE WHEN t.state = 'PENDING' AND u.state <> 'PENDING'
+                                    THEN u.finalized_request_id ELSE t.finalized_request_id END,
+        updated_at = now()
+    FROM unnest($32::text[], $33::text[], $34::bigint[], $35::bigint[], $36::text[])
+        AS u (transfer_id, state, posted_amount_minor, reversed_amount_minor,
+              finalized_request_id)
+    WHERE t.tenant_id = $1 AND t.transfer_id = u.transfer_id
+    RETURNING 1
+),
 written AS (
+    -- statement_timestamp(), not the transaction's now(): this statement runs while the
+    -- accounts are locked, so an account's entries are stamped in version order, which
+    -- keeps as-of reads (newest entry at or before a time) consistent.
     INSERT INTO entries (
         tenant_id, account_id, account_version, transfer_id, direction, kind, amount_minor,
-        posted_debits_minor, posted_credits_minor, pending_debits_minor, pending_credits_minor
+        posted_debits_minor, posted_credits_minor, pending_debits_minor, pending_credits_minor,
+        created_at
     )
-    SELECT $1, e.* FROM unnest(
+    SELECT $1, e.*, statement_timestamp() FROM unnest(
         $22::text[], $23::bigint[], $24::text[], $25::text[], $26::text[], $27::bigint[],
         $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[]
     ) AS e
@@ -44,26 +65,33 @@ written AS (
 SELECT now() AS written_at,
        (SELECT count(*) FROM moved) AS accounts_moved,
        (SELECT count(*) FROM created) AS transfers_created,
+       (SELECT count(*) FROM changed) AS transfers_changed,
        (SELECT count(*) FROM written) AS entries_written;
 
 -- name: get_transfer
 SELECT t.*,
-       ARRAY(
-           SELECT r.transfer_id FROM transfers AS r
+       COALESCE((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'id', r.transfer_id, 'amount_minor', r.amount_minor,
+                      'at', r.created_at, 'request_id', r.request_id)
+                  ORDER BY r.created_at, r.transfer_id)
+           FROM transfers AS r
            WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
-           ORDER BY r.created_at, r.transfer_id
-       ) AS reversal_ids
+       ), '[]'::jsonb) AS reversals
 FROM transfers AS t
 WHERE t.tenant_id = $1 AND t.transfer_id = $2;
 
 -- name: list_transfers
 -- Newest first; the page cursor is the (created_at, transfer_id) of the last row returned.
 SELECT t.*,
-       ARRAY(
-           SELECT r.transfer_id FROM transfers AS r
+       COALESCE((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'id', r.transfer_id, 'amount_minor', r.amount_minor,
+                      'at', r.created_at, 'request_id', r.request_id)
+                  ORDER BY r.created_at, r.transfer_id)
+           FROM transfers AS r
            WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
-           ORDER BY r.created_at, r.transfer_id
-       ) AS reversal_ids
+       ), '[]'::jsonb) AS reversals
 FROM transfers AS t
 WHERE t.tenant_id = $1
   AND ($2::text IS NULL OR t.debit_account_id = $2 OR t.credit_account_id = $2)
@@ -76,3 +104,26 @@ WHERE t.tenant_id = $1
   AND ($9::timestamptz IS NULL OR (t.created_at, t.transfer_id) < ($9, $10::text))
 ORDER BY t.created_at DESC, t.transfer_id DESC
 LIMIT $11;
+
+-- name: lock_transfer
+-- Locks one transfer for a state change (post, void, expiry, reversal). Taken before the
+-- accounts' locks, and never more than one transfer per transaction: no lock cycles.
+SELECT t.*, now() AS db_now,
+       COALESCE((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'id', r.transfer_id, 'amount_minor', r.amount_minor,
+                      'at', r.created_at, 'request_id', r.request_id)
+                  ORDER BY r.created_at, r.transfer_id)
+           FROM transfers AS r
+           WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
+       ), '[]'::jsonb) AS reversals
+FROM transfers AS t
+WHERE t.tenant_id = $1 AND t.transfer_id = $2
+FOR UPDATE OF t;
+
+-- name: find_expired_holds
+-- For the sweeper, across tenants: holds past their expiry, oldest first.
+SELECT tenant_id, transfer_id FROM transfers
+WHERE state = 'PENDING' AND expires_at <= now()
+ORDER BY expires_at
+LIMIT $1;

@@ -1,0 +1,78 @@
+"""Reversals: posted money moved back by a new transfer linked to the original."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+
+from moneymovement.domain.accounts import Account
+from moneymovement.domain.errors import Reason, Rejected
+from moneymovement.domain.transfers import (
+    Entry,
+    EventKind,
+    NewTransfer,
+    Transfer,
+    TransferEvent,
+    TransferSpec,
+    TransferState,
+    open_transfer,
+)
+
+
+@dataclass(frozen=True)
+class ReversalRequest:
+    """ReverseTransfer's command (amount 0: all that is not reversed yet)."""
+
+    transfer_id: str
+    amount_minor: int = 0
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def reverse(
+    accounts: MutableMapping[str, Account],
+    original: Transfer,
+    request: ReversalRequest,
+    new: NewTransfer,
+) -> tuple[Transfer, Transfer, list[Entry]]:
+    """Moves posted money back from the credit account to the debit account.
+
+    Returns the reversal, the original with its reversed total raised, and the entries.
+    The reversal is a transfer like any other: frozen or closed accounts refuse it and
+    the overdraft policy of the account paying it back applies.
+
+    Raises:
+        Rejected: TRANSFER_NOT_POSTED, REVERSAL_EXCEEDS_ORIGINAL, and those of a transfer.
+    """
+    if original.state is not TransferState.POSTED:
+        raise Rejected(
+            Reason.TRANSFER_NOT_POSTED,
+            f"transfer {original.id} is {original.state.value}, not POSTED",
+            {"transfer_id": original.id, "state": original.state.value},
+        )
+    remaining = original.posted_amount_minor - original.reversed_amount_minor
+    amount = request.amount_minor or remaining
+    if amount == 0 or amount > remaining:
+        raise Rejected(
+            Reason.REVERSAL_EXCEEDS_ORIGINAL,
+            f"only {remaining} of transfer {original.id} can still be reversed",
+            {"transfer_id": original.id, "remaining_minor": str(remaining)},
+        )
+    spec = TransferSpec(
+        debit_account_id=original.credit_account_id,
+        credit_account_id=original.debit_account_id,
+        amount_minor=amount,
+        currency_code=original.currency_code,
+        description=request.description,
+        metadata=request.metadata,
+    )
+    reversal, entries = open_transfer(accounts, spec, replace(new, reversal_of_id=original.id))
+    event = TransferEvent(EventKind.REVERSED, amount, new.now, new.request_id, reversal.id)
+    updated = replace(
+        original,
+        reversed_amount_minor=original.reversed_amount_minor + amount,
+        reversal_ids=(*original.reversal_ids, reversal.id),
+        updated_at=new.now,
+        history=(*original.history, event),
+    )
+    return reversal, updated, entries

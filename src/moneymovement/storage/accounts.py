@@ -1,0 +1,114 @@
+"""The `accounts` table, for one tenant: every query passes the tenant id as `$1`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from moneymovement.domain.accounts import Account
+from moneymovement.domain.balances import BalanceSnapshot, NormalBalance
+from moneymovement.domain.queries import AccountQuery
+from moneymovement.storage.queries import query
+from moneymovement.storage.rows import account_from_row, balances_from_row
+
+# Timestamps of new rows come from the database; an account drafted before its insert
+# carries this value until the insert returns the real one.
+NOT_WRITTEN = datetime.min.replace(tzinfo=UTC)
+
+# A keyset cursor: the (created_at, id) of the last row of the previous page.
+Cursor = tuple[datetime, str]
+
+
+class Accounts:
+    """Reads and writes accounts of one tenant."""
+
+    def __init__(self, connection: asyncpg.Connection, tenant_id: str) -> None:
+        self._db = connection
+        self._tenant = tenant_id
+
+    async def insert(self, account: Account) -> Account | None:
+        """Inserts a new account; None when its external id is taken."""
+        row = await self._db.fetchrow(
+            query("insert_account"),
+            self._tenant,
+            account.id,
+            account.external_id,
+            account.name,
+            account.currency_code,
+            account.normal_balance.value,
+            account.overdraft_mode.value,
+            account.overdraft_limit_minor,
+            account.holder_id,
+            dict(account.metadata),
+        )
+        return None if row is None else account_from_row(row)
+
+    async def get(self, account_id: str) -> Account | None:
+        """One account, unlocked."""
+        row = await self._db.fetchrow(query("get_account"), self._tenant, account_id)
+        return None if row is None else account_from_row(row)
+
+    async def lock(self, account_ids: Iterable[str]) -> tuple[dict[str, Account], datetime | None]:
+        """Locks the existing accounts among `account_ids` (in id order).
+
+        Returns them with the transaction time (None when none exists).
+        """
+        rows = await self._db.fetch(query("lock_accounts"), self._tenant, sorted(set(account_ids)))
+        accounts = {row["account_id"]: account_from_row(row) for row in rows}
+        return accounts, (rows[0]["db_now"] if rows else None)
+
+    async def save(self, account: Account) -> Account:
+        """Stores name, metadata, policy, state and version (not balances)."""
+        row = await self._db.fetchrow(
+            query("update_account"),
+            self._tenant,
+            account.id,
+            account.name,
+            dict(account.metadata),
+            account.overdraft_mode.value,
+            account.overdraft_limit_minor,
+            account.state.value,
+            account.version,
+        )
+        assert row is not None, "save() follows lock() in the same transaction"
+        return account_from_row(row)
+
+    async def search(self, where: AccountQuery, after: Cursor | None, limit: int) -> list[Account]:
+        """A page of accounts, newest first."""
+        rows = await self._db.fetch(
+            query("list_accounts"),
+            self._tenant,
+            where.currency_code,
+            where.state,
+            where.holder_id,
+            where.external_id,
+            dict(where.metadata or {}),
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+        return [account_from_row(row) for row in rows]
+
+    async def balances(self, account_ids: Sequence[str]) -> dict[str, BalanceSnapshot]:
+        """Current balances of the existing accounts among `account_ids`, in one snapshot."""
+        rows = await self._db.fetch(query("get_balances"), self._tenant, list(set(account_ids)))
+        return {row["account_id"]: _snapshot(row) for row in rows}
+
+    async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceSnapshot | None:
+        """The balances after the newest entry written at or before `as_of`."""
+        row = await self._db.fetchrow(query("get_balance_as_of"), self._tenant, account_id, as_of)
+        return None if row is None else _snapshot(row)
+
+
+def _snapshot(row: Any) -> BalanceSnapshot:
+    return BalanceSnapshot(
+        account_id=row["account_id"],
+        currency_code=row["currency_code"],
+        normal_balance=NormalBalance(row["normal_balance"]),
+        balances=balances_from_row(row),
+        version=row["version"],
+        as_of=row["as_of"],
+    )

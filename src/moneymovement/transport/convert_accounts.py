@@ -1,0 +1,156 @@
+"""AccountService requests to commands, and accounts to messages."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from moneymovement.domain import ids
+from moneymovement.domain.accounts import Account, AccountChanges, OverdraftMode
+from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.errors import FieldReason
+from moneymovement.domain.queries import AccountQuery
+from moneymovement.domain.validation import MAX_NAME_LENGTH, Checker
+from moneymovement.service.accounts import NewAccount
+from moneymovement.transport.convert_common import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    enum_names,
+    enum_value,
+    timestamp,
+)
+from moneymovement.v1 import account_pb2, account_service_pb2
+
+NORMAL_BALANCE = enum_names(account_pb2.NormalBalance, "NORMAL_BALANCE_")
+_OVERDRAFT_MODE = enum_names(account_pb2.OverdraftMode, "OVERDRAFT_MODE_")
+_ACCOUNT_STATE = enum_names(account_pb2.Account.State, "STATE_")
+
+
+class _AccountRead(Protocol):
+    account_id: str
+
+
+class _AccountChange(Protocol):
+    request_id: str
+    account_id: str
+    expected_version: int
+
+
+def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str, NewAccount]:
+    """CreateAccount's request id and command."""
+    check = Checker()
+    request_id = check.request_id("request_id", request.request_id)
+    currency = check.currency("currency_code", request.currency_code)
+    normal = enum_value(check, "normal_balance", NORMAL_BALANCE, request.normal_balance)
+    if request.normal_balance == 0:
+        check.fail("normal_balance", FieldReason.REQUIRED, "CREDIT or DEBIT is required")
+    mode = enum_value(check, "overdraft_mode", _OVERDRAFT_MODE, request.overdraft_mode) or "NONE"
+    limit = check.non_negative("overdraft_limit_minor", request.overdraft_limit_minor)
+    if limit and mode != "LIMITED":
+        check.fail(
+            "overdraft_limit_minor",
+            FieldReason.OUT_OF_RANGE,
+            "a non-zero limit needs OVERDRAFT_MODE_LIMITED",
+        )
+    external_id = check.reference("external_id", request.external_id)
+    holder_id = check.reference("holder_id", request.holder_id)
+    name = check.text("name", request.name, MAX_NAME_LENGTH)
+    metadata = check.metadata("metadata", request.metadata)
+    check.raise_if_any()
+    assert normal is not None
+    return request_id, NewAccount(
+        currency_code=currency,
+        normal_balance=NormalBalance(normal),
+        overdraft_mode=OverdraftMode(mode),
+        overdraft_limit_minor=limit,
+        external_id=external_id or None,
+        name=name,
+        holder_id=holder_id,
+        metadata=metadata,
+    )
+
+
+def account_id(request: _AccountRead) -> str:
+    """The required account id of a request."""
+    check = Checker()
+    value = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
+    check.raise_if_any()
+    return value
+
+
+def account_change(request: _AccountChange) -> tuple[str, str, int | None]:
+    """request_id, account_id and expected_version of Freeze/Unfreeze/Close."""
+    check = Checker()
+    request_id = check.request_id("request_id", request.request_id)
+    account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
+    version = check.non_negative("expected_version", request.expected_version)
+    check.raise_if_any()
+    return request_id, account, version or None
+
+
+def account_update(
+    request: account_service_pb2.UpdateAccountRequest,
+) -> tuple[str, str, AccountChanges, int | None]:
+    """UpdateAccount's request id, account id, changes and expected version."""
+    check = Checker()
+    request_id = check.request_id("request_id", request.request_id)
+    account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
+    name = check.text("name", request.name, MAX_NAME_LENGTH) if request.HasField("name") else None
+    metadata = check.metadata("metadata", request.metadata, allow_empty=True)
+    mode = enum_value(check, "overdraft_mode", _OVERDRAFT_MODE, request.overdraft_mode)
+    limit = None
+    if request.HasField("overdraft_limit_minor"):
+        limit = check.non_negative("overdraft_limit_minor", request.overdraft_limit_minor)
+    version = check.non_negative("expected_version", request.expected_version)
+    check.raise_if_any()
+    changes = AccountChanges(
+        name=name,
+        metadata_patch=metadata,
+        overdraft_mode=None if mode is None else OverdraftMode(mode),
+        overdraft_limit_minor=limit,
+    )
+    return request_id, account, changes, version or None
+
+
+def account_query(request: account_service_pb2.ListAccountsRequest) -> tuple[AccountQuery, int]:
+    """ListAccounts' filters and page size."""
+    check = Checker()
+    size = check.page_size(
+        "page_size", request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE
+    )
+    currency = check.currency("currency_code", request.currency_code, required=False)
+    state = enum_value(check, "state", _ACCOUNT_STATE, request.state)
+    holder = check.reference("holder_id", request.holder_id)
+    external = check.reference("external_id", request.external_id)
+    metadata = check.metadata("metadata", request.metadata)
+    check.raise_if_any()
+    where = AccountQuery(
+        currency_code=currency or None,
+        state=state,
+        holder_id=holder or None,
+        external_id=external or None,
+        metadata=metadata,
+    )
+    return where, size
+
+
+def account_message(account: Account) -> account_pb2.Account:
+    """An Account as its proto message."""
+    return account_pb2.Account(
+        id=account.id,
+        external_id=account.external_id or "",
+        name=account.name,
+        currency_code=account.currency_code,
+        normal_balance=account_pb2.NormalBalance.Value(
+            "NORMAL_BALANCE_" + account.normal_balance.value
+        ),
+        overdraft_mode=account_pb2.OverdraftMode.Value(
+            "OVERDRAFT_MODE_" + account.overdraft_mode.value
+        ),
+        overdraft_limit_minor=account.overdraft_limit_minor,
+        holder_id=account.holder_id,
+        metadata=account.metadata,
+        state=account_pb2.Account.State.Value("STATE_" + account.state.value),
+        version=account.version,
+        create_time=timestamp(account.created_at),
+        update_time=timestamp(account.updated_at),
+    )

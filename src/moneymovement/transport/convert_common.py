@@ -1,0 +1,45 @@
+"""Conversions every resource needs: timestamps and enums between proto and domain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+
+from moneymovement.domain.errors import FieldReason
+from moneymovement.domain.validation import Checker
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    """A timezone-aware datetime as a Timestamp."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def optional_time(message: object, field: str) -> datetime | None:
+    """A Timestamp field as an aware datetime, or None when unset."""
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def enum_names(enum_type: object, prefix: str) -> dict[int, str]:
+    """{number: domain value} of a proto enum whose value names are PREFIX_VALUE."""
+    values = enum_type.items()  # type: ignore[attr-defined]
+    return {number: name.removeprefix(prefix) for name, number in values if number != 0}
+
+
+def enum_value(check: Checker, field: str, names: Mapping[int, str], number: int) -> str | None:
+    """The domain value of a proto enum number; None for UNSPECIFIED."""
+    if number == 0:
+        return None
+    name = names.get(number)
+    if name is None:
+        check.fail(field, FieldReason.OUT_OF_RANGE, f"unknown enum value {number}")
+    return name
