@@ -76,16 +76,18 @@ _VIOLATIONS = {
         WHERE (a.pending_debits_minor, a.pending_credits_minor) <> (h.held_out, h.held_in)
     """,
     "a transfer's posted and reversed amounts match its entries and reversals": """
-        SELECT t.transfer_id
-        FROM transfers t
-        WHERE t.posted_amount_minor <> coalesce((
-                  SELECT sum(amount_minor) FROM entries e
-                  WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.transfer_id
-                    AND e.kind = 'POSTED' AND e.direction = 'DEBIT'), 0)
-           OR t.reversed_amount_minor <> coalesce((
-                  SELECT sum(amount_minor) FROM transfers r
-                  WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id), 0)
-           OR t.reversed_amount_minor > t.posted_amount_minor
+        SELECT * FROM (
+            SELECT t.transfer_id, t.posted_amount_minor, t.reversed_amount_minor,
+                   coalesce((SELECT sum(amount_minor) FROM entries e
+                             WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.transfer_id
+                               AND e.kind = 'POSTED' AND e.direction = 'DEBIT'), 0) AS posted,
+                   coalesce((SELECT sum(amount_minor) FROM transfers r
+                             WHERE r.tenant_id = t.tenant_id
+                               AND r.reversal_of_id = t.transfer_id), 0) AS reversed
+            FROM transfers t
+        ) x
+        WHERE posted_amount_minor <> posted OR reversed_amount_minor <> reversed
+           OR reversed_amount_minor > posted_amount_minor
     """,
     "a hold ends once: an ended hold has released exactly what it held": """
         SELECT t.transfer_id

@@ -58,6 +58,7 @@ class Transfers:
             [t.posted_amount_minor for t in changed],
             [t.reversed_amount_minor for t in changed],
             [t.history[-1].request_id or None for t in changed],
+            [t.reversal_of_id for t in new],
         )
         assert row is not None
         written = (

@@ -3,7 +3,8 @@
 -- round trip, and the hot account rows stay locked for as short a time as possible.
 -- The accounts were locked (lock_accounts) and their new totals computed by the domain.
 -- Arrays: $2..$7 account changes, $8..$21 new transfers, $22..$31 entries, $32..$36
--- changes to existing transfers (locked by lock_transfer in the same transaction).
+-- changes to existing transfers (locked by lock_transfer in the same transaction), $37
+-- the new transfers' reversal_of_id.
 WITH moved AS (
     UPDATE accounts AS a
     SET posted_debits_minor = c.posted_debits_minor,
@@ -22,12 +23,12 @@ created AS (
     INSERT INTO transfers (
         tenant_id, transfer_id, request_id, batch_index, batch_id, debit_account_id,
         credit_account_id, currency_code, amount_minor, state, posted_amount_minor,
-        description, metadata, expires_at, trace_id
+        description, metadata, expires_at, trace_id, reversal_of_id
     )
     SELECT $1, t.* FROM unnest(
         $8::text[], $9::text[], $10::int[], $11::text[], $12::text[], $13::text[],
         $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::text[], $19::jsonb[],
-        $20::timestamptz[], $21::text[]
+        $20::timestamptz[], $21::text[], $37::text[]
     ) AS t
     RETURNING 1
 ),
