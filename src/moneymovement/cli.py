@@ -1,4 +1,4 @@
-"""The `moneymovement` command: serve, migrate, tenants."""
+"""The `moneymovement` command: serve, migrate, tenants, verify."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from moneymovement.observability.logging import configure_logging
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
+from moneymovement.storage.verify import Report, verify_ledger
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     create = tenants.add_parser("create", help="create a tenant (if new) and print a new token")
     create.add_argument("name")
     tenants.add_parser("list", help="list tenants")
+    commands.add_parser(
+        "verify", help="check the ledger's invariants; exit 0 when clean, 1 otherwise"
+    )
     return parser
 
 
@@ -57,7 +61,23 @@ def main(argv: list[str] | None = None) -> int:
             print("applied: " + (", ".join(applied) or "nothing (up to date)"))
         elif args.command == "tenants":
             asyncio.run(_tenants(settings, dsn, args))
+        elif args.command == "verify":
+            report = asyncio.run(verify_ledger(dsn))
+            print(format_report(report))
+            return 0 if report.ok else 1
     return 0
+
+
+def format_report(report: Report) -> str:
+    """The verification report as lines of text."""
+    counts = ", ".join(f"{value} {name}" for name, value in report.counts.items())
+    lines = [f"verified {counts} in {report.duration_s:.2f} s"]
+    for check in report.checks:
+        status = "ok" if check.ok else f"VIOLATED ({len(check.violations)} shown)"
+        lines.append(f"  {status:<22} {check.description}")
+        lines += [f"      {violation}" for violation in check.violations]
+    lines.append("ledger OK" if report.ok else "LEDGER VIOLATIONS FOUND")
+    return "\n".join(lines)
 
 
 async def _tenants(settings: Settings, dsn: str, args: argparse.Namespace) -> None:

@@ -1,0 +1,146 @@
+-- The ledger's invariants, each as a query that returns the rows breaking it (at most
+-- $1), run by `moneymovement verify` in one READ ONLY DEFERRABLE serializable snapshot.
+-- The database aggregates; only violations travel.
+
+-- name: verify_debits_equal_credits
+-- Invariant 1: per currency and entry kind, the debits equal the credits.
+SELECT t.currency_code, e.kind,
+       sum(e.amount_minor) FILTER (WHERE e.direction = 'DEBIT') AS debits_minor,
+       sum(e.amount_minor) FILTER (WHERE e.direction = 'CREDIT') AS credits_minor
+FROM entries AS e
+JOIN transfers AS t USING (tenant_id, transfer_id)
+GROUP BY t.currency_code, e.kind
+HAVING sum(e.amount_minor) FILTER (WHERE e.direction = 'DEBIT')
+       IS DISTINCT FROM sum(e.amount_minor) FILTER (WHERE e.direction = 'CREDIT')
+LIMIT $1;
+
+-- name: verify_transfers_balanced
+-- Invariant 1: each transfer writes, per kind, one debit and one credit of the same
+-- amount, on its own two accounts.
+SELECT e.tenant_id, e.transfer_id, e.kind,
+       count(*) FILTER (WHERE e.direction = 'DEBIT') AS debits,
+       count(*) FILTER (WHERE e.direction = 'CREDIT') AS credits
+FROM entries AS e
+JOIN transfers AS t USING (tenant_id, transfer_id)
+GROUP BY e.tenant_id, e.transfer_id, e.kind, t.debit_account_id, t.credit_account_id
+HAVING count(*) FILTER (WHERE e.direction = 'DEBIT' AND e.account_id = t.debit_account_id)
+           <> count(*) FILTER (WHERE e.direction = 'CREDIT' AND e.account_id = t.credit_account_id)
+    OR count(*) FILTER (WHERE e.direction = 'DEBIT')
+           <> count(*) FILTER (WHERE e.direction = 'CREDIT')
+    OR count(*) <> count(*) FILTER (WHERE e.account_id IN (t.debit_account_id, t.credit_account_id))
+    OR sum(e.amount_minor) FILTER (WHERE e.direction = 'DEBIT')
+           <> sum(e.amount_minor) FILTER (WHERE e.direction = 'CREDIT')
+LIMIT $1;
+
+-- name: verify_running_balances
+-- Each entry's running balances are the previous entry's plus its own amount, starting
+-- from zero, in account version order.
+SELECT tenant_id, account_id, account_version
+FROM (
+    SELECT e.*,
+           lag(posted_debits_minor, 1, 0::bigint) OVER w AS prev_pd,
+           lag(posted_credits_minor, 1, 0::bigint) OVER w AS prev_pc,
+           lag(pending_debits_minor, 1, 0::bigint) OVER w AS prev_qd,
+           lag(pending_credits_minor, 1, 0::bigint) OVER w AS prev_qc
+    FROM entries AS e
+    WINDOW w AS (PARTITION BY tenant_id, account_id ORDER BY account_version)
+) AS s
+WHERE (posted_debits_minor, posted_credits_minor, pending_debits_minor, pending_credits_minor)
+   <> (prev_pd + CASE WHEN kind = 'POSTED' AND direction = 'DEBIT' THEN amount_minor ELSE 0 END,
+       prev_pc + CASE WHEN kind = 'POSTED' AND direction = 'CREDIT' THEN amount_minor ELSE 0 END,
+       prev_qd + CASE WHEN direction = 'DEBIT' THEN
+                     CASE kind WHEN 'PENDING' THEN amount_minor
+                               WHEN 'PENDING_RELEASED' THEN -amount_minor ELSE 0 END
+                 ELSE 0 END,
+       prev_qc + CASE WHEN direction = 'CREDIT' THEN
+                     CASE kind WHEN 'PENDING' THEN amount_minor
+                               WHEN 'PENDING_RELEASED' THEN -amount_minor ELSE 0 END
+                 ELSE 0 END)
+LIMIT $1;
+
+-- name: verify_account_balances
+-- Invariant 2: an account's stored totals and version are those of its newest entry
+-- (zero without entries).
+SELECT a.tenant_id, a.account_id
+FROM accounts AS a
+LEFT JOIN LATERAL (
+    SELECT * FROM entries AS e
+    WHERE e.tenant_id = a.tenant_id AND e.account_id = a.account_id
+    ORDER BY e.account_version DESC
+    LIMIT 1
+) AS last ON true
+WHERE (a.posted_debits_minor, a.posted_credits_minor, a.pending_debits_minor,
+       a.pending_credits_minor)
+   <> (coalesce(last.posted_debits_minor, 0), coalesce(last.posted_credits_minor, 0),
+       coalesce(last.pending_debits_minor, 0), coalesce(last.pending_credits_minor, 0))
+   OR last.account_version > a.version
+LIMIT $1;
+
+-- name: verify_pending_totals
+-- Pending totals equal the open holds.
+SELECT a.tenant_id, a.account_id, a.pending_debits_minor, a.pending_credits_minor,
+       coalesce(out.held, 0) AS held_out_minor, coalesce(inc.held, 0) AS held_in_minor
+FROM accounts AS a
+LEFT JOIN (
+    SELECT tenant_id, debit_account_id AS account_id, sum(amount_minor) AS held
+    FROM transfers WHERE state = 'PENDING' GROUP BY 1, 2
+) AS out USING (tenant_id, account_id)
+LEFT JOIN (
+    SELECT tenant_id, credit_account_id AS account_id, sum(amount_minor) AS held
+    FROM transfers WHERE state = 'PENDING' GROUP BY 1, 2
+) AS inc USING (tenant_id, account_id)
+WHERE (a.pending_debits_minor, a.pending_credits_minor)
+   <> (coalesce(out.held, 0), coalesce(inc.held, 0))
+LIMIT $1;
+
+-- name: verify_holds_end_once
+-- Invariant 5: a hold is released at most once (exactly once when ended), posts only
+-- when POSTED, and never more than it held; immediate transfers have no pending entries.
+SELECT t.tenant_id, t.transfer_id, t.state
+FROM transfers AS t
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE kind = 'PENDING') AS held,
+           count(*) FILTER (WHERE kind = 'PENDING_RELEASED') AS released,
+           coalesce(sum(amount_minor) FILTER (WHERE kind = 'POSTED' AND direction = 'DEBIT'), 0)
+               AS posted
+    FROM entries AS e
+    WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.transfer_id
+) AS e ON true
+WHERE CASE
+        WHEN t.expires_at IS NULL THEN e.held <> 0 OR e.released <> 0
+        WHEN t.state = 'PENDING' THEN e.held <> 2 OR e.released <> 0 OR e.posted <> 0
+        ELSE e.held <> 2 OR e.released <> 2
+      END
+   OR e.posted <> t.posted_amount_minor
+   OR t.posted_amount_minor > t.amount_minor
+LIMIT $1;
+
+-- name: verify_reversals_within_original
+-- Reversals never exceed what was posted, and the recorded total is their sum.
+SELECT t.tenant_id, t.transfer_id, t.posted_amount_minor, t.reversed_amount_minor,
+       coalesce(r.total, 0) AS reversals_minor
+FROM transfers AS t
+LEFT JOIN (
+    SELECT tenant_id, reversal_of_id AS transfer_id, sum(amount_minor) AS total
+    FROM transfers WHERE reversal_of_id IS NOT NULL GROUP BY 1, 2
+) AS r USING (tenant_id, transfer_id)
+WHERE t.reversed_amount_minor <> coalesce(r.total, 0)
+   OR coalesce(r.total, 0) > t.posted_amount_minor
+LIMIT $1;
+
+-- name: verify_overdraft_policy
+-- Invariant 3: no available balance below the account's overdraft floor.
+SELECT tenant_id, account_id, overdraft_mode, overdraft_limit_minor
+FROM accounts
+WHERE overdraft_mode <> 'UNLIMITED'
+  AND CASE normal_balance
+        WHEN 'CREDIT' THEN posted_credits_minor::numeric - posted_debits_minor
+                           - pending_debits_minor
+        ELSE posted_debits_minor::numeric - posted_credits_minor - pending_credits_minor
+      END < -overdraft_limit_minor
+LIMIT $1;
+
+-- name: verify_counts
+SELECT (SELECT count(*) FROM accounts) AS accounts,
+       (SELECT count(*) FROM transfers) AS transfers,
+       (SELECT count(*) FROM entries) AS entries;

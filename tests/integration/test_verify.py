@@ -1,0 +1,138 @@
+"""`verify` finds each kind of broken invariant, and passes a healthy ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import asyncpg
+import pytest
+
+from moneymovement.domain.accounts import OverdraftMode
+from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.reversals import ReversalRequest
+from moneymovement.domain.transfers import TransferSpec
+from moneymovement.storage.verify import CHECKS, verify_ledger
+from tests.integration.conftest import Ledger
+
+
+async def busy_ledger(ledger: Ledger) -> dict[str, str]:
+    """A small ledger with every kind of movement; returns some of its ids."""
+    funding = await ledger.open(OverdraftMode.UNLIMITED, normal_balance=NormalBalance.DEBIT)
+    wallet, shop = await ledger.open(), await ledger.open()
+    caller = ledger.caller
+    await ledger.transfers.create(
+        caller, "fund", TransferSpec(funding.id, wallet.id, 10_000, "USD")
+    )
+    pay = await ledger.transfers.create(
+        caller, "pay", TransferSpec(wallet.id, shop.id, 3_000, "USD")
+    )
+    await ledger.transfers.reverse(caller, "refund", ReversalRequest(pay.id, 1_000))
+    hold = TransferSpec(wallet.id, shop.id, 500, "USD", pending=True)
+    held = await ledger.transfers.create(caller, "hold", hold)
+    await ledger.transfers.post(caller, "capture", held.id, 200)
+    await ledger.transfers.create(caller, "open-hold", hold)
+    return {"wallet": wallet.id, "shop": shop.id, "pay": pay.id, "held": held.id}
+
+
+async def test_a_healthy_ledger_passes_every_check(ledger: Ledger, dsn: str) -> None:
+    await busy_ledger(ledger)
+    report = await verify_ledger(dsn)
+    assert report.ok, report
+    assert [c.name for c in report.checks] == [name for name, _ in CHECKS]
+    assert report.counts["transfers"] == 5  # fund, pay, refund, captured hold, open hold
+    assert report.counts["entries"] == 14  # 2 each, plus 4 for the capture
+
+
+# Each corruption, as SQL run with triggers and constraints bypassed where needed, and
+# the checks that must then fail.
+CORRUPTIONS = {
+    "a posted entry's amount changed": (
+        "UPDATE entries SET amount_minor = amount_minor + 1 "
+        "WHERE transfer_id = $pay AND direction = 'CREDIT' AND kind = 'POSTED'",
+        {"verify_debits_equal_credits", "verify_transfers_balanced", "verify_running_balances"},
+    ),
+    "an account's balance changed without an entry": (
+        "UPDATE accounts SET posted_credits_minor = posted_credits_minor + 7 "
+        "WHERE account_id = $shop",
+        {"verify_account_balances"},
+    ),
+    "a pending total that no hold explains": (
+        "UPDATE accounts SET pending_credits_minor = pending_credits_minor + 5, "
+        "posted_credits_minor = posted_credits_minor + 5 WHERE account_id = $shop",
+        {"verify_pending_totals", "verify_account_balances"},
+    ),
+    "a captured hold posted more than it held": (
+        "UPDATE transfers SET posted_amount_minor = 600 WHERE transfer_id = $held",
+        {"verify_holds_end_once"},
+    ),
+    "a reversal total that its reversals do not explain": (
+        "UPDATE transfers SET reversed_amount_minor = 1500 WHERE transfer_id = $pay",
+        {"verify_reversals_within_original"},
+    ),
+    "an account beyond its overdraft policy": (
+        "UPDATE accounts SET posted_debits_minor = posted_debits_minor + 100000 "
+        "WHERE account_id = $wallet",
+        {"verify_overdraft_policy", "verify_account_balances"},
+    ),
+}
+
+
+DROP_CHECKS = """
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT conrelid::regclass AS tbl, conname FROM pg_constraint
+             WHERE contype = 'c' AND conrelid IN ('accounts'::regclass, 'transfers'::regclass)
+    LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', c.tbl, c.conname);
+    END LOOP;
+END $$;
+"""
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+async def test_each_corruption_is_reported_by_its_check(
+    ledger: Ledger, dsn: str, corruption: str
+) -> None:
+    names = await busy_ledger(ledger)
+    sql, expected = CORRUPTIONS[corruption]
+    for key, value in names.items():
+        sql = sql.replace(f"${key}", f"'{value}'")
+    connection = await asyncpg.connect(dsn)
+    try:
+        # Constraints would refuse some of these; verify exists for when they were not
+        # enough (a bug, a manual fix, a restore), so bypass them as such an event would.
+        await connection.execute(DROP_CHECKS)
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+    report = await verify_ledger(dsn)
+    failed = {check.name for check in report.checks if not check.ok}
+    assert failed == expected
+    assert not report.ok
+
+
+async def test_the_command_exits_1_on_violations_and_0_when_clean(ledger: Ledger, dsn: str) -> None:
+    await busy_ledger(ledger)
+    env = {"DATABASE_URL": dsn, "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "moneymovement", "verify"]
+    clean = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert "ledger OK" in clean.stdout
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "UPDATE entries SET amount_minor = amount_minor + 1 WHERE kind = 'PENDING'"
+        )
+    finally:
+        await connection.close()
+    broken = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True
+    )
+    assert broken.returncode == 1
+    assert "LEDGER VIOLATIONS FOUND" in broken.stdout
+    assert "VIOLATED" in broken.stdout
