@@ -211,3 +211,13 @@ async def test_captures_racing_the_expiry_are_never_both_captured_and_expired(ap
             assert kinds == [Kind.KIND_CREATED, Kind.KIND_POSTED]
     b = (await balance(api.a, wallet)).balance
     assert (b.pending_outbound_minor, b.posted_minor) == (0, 10_000 - 100 * captured)
+
+
+async def test_a_hold_cannot_be_reversed_only_voided(api: Api) -> None:
+    wallet, _ = await api.a.fund("rev", 500)
+    merchant = (await api.a.open("rev-m")).id
+    held = await hold(api.a, "rev-h", wallet, merchant, 200)
+    request = mpb.ReverseTransferRequest(request_id="rev-r", transfer_id=held.id)
+    refused = await failure(api.a.movements.ReverseTransfer(request, metadata=api.a.md))
+    assert (refused.code, refused.reason) == (Code.FAILED_PRECONDITION, "TRANSFER_NOT_POSTED")
+    assert refused.metadata["state"] == "PENDING"
