@@ -105,10 +105,14 @@ def post_hold(
         )
     for account in _accounts_of(accounts, hold):
         require_open_for_transfers(account)
-    entries = _release(accounts, hold)
+    # Two steps (release, then post) on a copy: a refusal of the second must not leave the
+    # first applied in the caller's mapping.
+    working = dict(accounts)
+    entries = _release(working, hold)
     entries += move(
-        accounts, hold.id, hold.debit_account_id, hold.credit_account_id, captured, EntryKind.POSTED
+        working, hold.id, hold.debit_account_id, hold.credit_account_id, captured, EntryKind.POSTED
     )
+    accounts.update(working)
     return _finish(hold, TransferState.POSTED, captured, now, request_id), entries
 
 
