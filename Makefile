@@ -10,7 +10,7 @@ GENERATED := src/moneymovement/v1/.generated
 export BUF_CACHE_DIR := $(CURDIR)/.buf-cache
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt proto clean
+.PHONY: help run test lint fmt proto chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ run: $(GENERATED) ## Serve the API (embedded PostgreSQL unless DATABASE_URL is s
 
 test: $(GENERATED) ## Run all tests (unit, integration, e2e) against real PostgreSQL
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
+	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
 
 lint: $(GENERATED) ## ruff, ruff format --check, mypy --strict, buf lint, buf format
 	$(BIN)/ruff check .

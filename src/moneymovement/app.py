@@ -47,9 +47,7 @@ async def serve(
     if embedded:
         applied = await migrate(dsn)
         log.info("migrations_applied", applied=applied)
-    database = await Database.connect(
-        dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
-    )
+    database = await Database.connect(dsn, max_size=settings.pool_max_size)
     server = ApiServer(settings, database)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -82,7 +82,7 @@ def format_report(report: Report) -> str:
 
 async def _tenants(settings: Settings, dsn: str, args: argparse.Namespace) -> None:
     await migrate(dsn)
-    database = await Database.connect(dsn, min_size=1, max_size=2)
+    database = await Database.connect(dsn, max_size=2)
     try:
         directory = TenantDirectory(database)
         if args.action == "create":

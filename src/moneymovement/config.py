@@ -5,7 +5,6 @@
 | DATABASE_URL           | (unset)            | PostgreSQL DSN; unset: the embedded PostgreSQL   |
 | MM_LISTEN_ADDRESS      | 127.0.0.1:50051    | host:port to serve gRPC on (port 0: any free)    |
 | MM_DATA_DIR            | ./.data            | where the embedded PostgreSQL keeps its data     |
-| MM_DB_POOL_MIN         | 2                  | connections kept open                            |
 | MM_DB_POOL_MAX         | 20                 | most connections at once                         |
 | MM_TX_MAX_ATTEMPTS     | 12                 | tries of a transaction that keeps conflicting    |
 | MM_MAX_DEADLINE_S      | 30                 | longest an RPC may work (also the default)       |
@@ -33,7 +32,6 @@ class Settings:
     database_url: str | None
     listen_address: str
     data_dir: Path
-    pool_min_size: int
     pool_max_size: int
     tx_max_attempts: int
     max_deadline_s: float
@@ -73,15 +71,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     log_level = env.get("MM_LOG_LEVEL", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"MM_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
-    pool_min = int(number("MM_DB_POOL_MIN", 2, minimum=0))
     pool_max = int(number("MM_DB_POOL_MAX", 20, minimum=1))
-    if pool_min > pool_max:
-        raise ConfigError("MM_DB_POOL_MIN must not exceed MM_DB_POOL_MAX")
     return Settings(
         database_url=env.get("DATABASE_URL") or None,
         listen_address=env.get("MM_LISTEN_ADDRESS", "127.0.0.1:50051"),
         data_dir=Path(env.get("MM_DATA_DIR", ".data")).absolute(),
-        pool_min_size=pool_min,
         pool_max_size=pool_max,
         tx_max_attempts=int(number("MM_TX_MAX_ATTEMPTS", 12, minimum=1)),
         max_deadline_s=number("MM_MAX_DEADLINE_S", 30, minimum=0.1),

@@ -182,16 +182,18 @@ class EmbeddedPostgres:
             return self.dsn
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stops the server with a fast shutdown and waits for it; does nothing if stopped.
+    def stop(self, timeout_s: float = 30.0, *, immediate: bool = False) -> None:
+        """Stops the server and waits for it; does nothing if stopped.
 
         Args:
             timeout_s: How long the fast shutdown may take before an immediate shutdown
                 (SIGQUIT, then SIGKILL after 5 s).
+            immediate: Skip the fast shutdown: an immediate shutdown, as after a crash
+                (the next start runs crash recovery). For failure tests.
         """
         process, self._process, self._port = self._process, None, None
         if process is not None:
-            _terminate(process, timeout_s)
+            _terminate(process, 0.0 if immediate else timeout_s)
 
     def __enter__(self) -> Self:
         self.start()
@@ -455,6 +457,8 @@ def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGQUIT, 5.0)):
         if process.poll() is not None:
             return
+        if wait_s == 0.0:
+            continue  # this stage was skipped
         process.send_signal(sig)
         try:
             process.wait(timeout=wait_s)

@@ -91,7 +91,7 @@ class Api:
 
 async def start_api(dsn: str) -> Api:
     settings = load_settings(TEST_ENV)
-    database = await Database.connect(dsn, min_size=1, max_size=20)
+    database = await Database.connect(dsn, max_size=20)
     server = ApiServer(settings, database)
     port = await server.start()
     directory = TenantDirectory(database)

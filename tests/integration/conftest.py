@@ -40,7 +40,7 @@ class Ledger:
 
 @pytest.fixture
 async def database(dsn: str) -> AsyncIterator[Database]:
-    db = await Database.connect(dsn, min_size=1, max_size=40)
+    db = await Database.connect(dsn, max_size=40)
     yield db
     await db.close()
 

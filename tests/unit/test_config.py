@@ -13,7 +13,8 @@ def test_defaults() -> None:
     assert settings.database_url is None
     assert settings.listen_address == "127.0.0.1:50051"
     assert settings.data_dir == Path(".data").absolute()
-    assert (settings.pool_min_size, settings.pool_max_size) == (2, 20)
+    assert settings.pool_max_size == 20
+    assert settings.hold_sweep_interval_s == 1
     assert settings.tx_max_attempts == 12
     assert settings.max_deadline_s == 30
     assert settings.shutdown_grace_s == 10
@@ -28,7 +29,7 @@ def test_every_variable_is_read() -> None:
             "DATABASE_URL": "postgresql://mm@db:5432/mm",
             "MM_LISTEN_ADDRESS": "0.0.0.0:0",
             "MM_DATA_DIR": "/var/lib/mm",
-            "MM_DB_POOL_MIN": "0",
+            "MM_HOLD_SWEEP_S": "0.5",
             "MM_DB_POOL_MAX": "64",
             "MM_TX_MAX_ATTEMPTS": "3",
             "MM_MAX_DEADLINE_S": "2.5",
@@ -43,7 +44,8 @@ def test_every_variable_is_read() -> None:
     assert settings.database_url == "postgresql://mm@db:5432/mm"
     assert settings.listen_address == "0.0.0.0:0"
     assert settings.data_dir == Path("/var/lib/mm")
-    assert (settings.pool_min_size, settings.pool_max_size) == (0, 64)
+    assert settings.pool_max_size == 64
+    assert settings.hold_sweep_interval_s == 0.5
     assert settings.tx_max_attempts == 3
     assert settings.max_deadline_s == 2.5
     assert settings.shutdown_grace_s == 0
@@ -63,8 +65,8 @@ def test_empty_values_mean_the_default() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("MM_DB_POOL_MIN", "two"),
-        ("MM_DB_POOL_MIN", "-1"),
+        ("MM_DB_POOL_MAX", "two"),
+        ("MM_HOLD_SWEEP_S", "0"),
         ("MM_DB_POOL_MAX", "0"),
         ("MM_DB_POOL_MAX", "nan"),
         ("MM_DB_POOL_MAX", "inf"),
@@ -81,15 +83,6 @@ def test_empty_values_mean_the_default() -> None:
 def test_bad_number_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
-
-
-def test_pool_min_above_max() -> None:
-    with pytest.raises(ConfigError, match="MM_DB_POOL_MIN"):
-        load_settings({"MM_DB_POOL_MIN": "8", "MM_DB_POOL_MAX": "4"})
-
-
-def test_pool_min_equal_to_max_is_fine() -> None:
-    assert load_settings({"MM_DB_POOL_MIN": "4", "MM_DB_POOL_MAX": "4"}).pool_min_size == 4
 
 
 @pytest.mark.parametrize("value", ["xml", "text"])

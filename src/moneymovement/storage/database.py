@@ -34,16 +34,20 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
     """A connection pool with the codecs the repositories expect.
 
+    It opens connections on demand and none up front, so that a server started while
+    the database is down still starts: it reports NOT_SERVING and answers UNAVAILABLE
+    until the database is back, instead of exiting (and crash-looping under a supervisor).
+
     Raises:
-        DatabaseUnavailable: the database cannot be reached.
+        DatabaseUnavailable: the DSN is unusable.
     """
     try:
         pool = await asyncpg.create_pool(
             dsn,
-            min_size=min_size,
+            min_size=0,
             max_size=max_size,
             init=_init_connection,
             # Statements are few and named; caching their plans saves a parse per call.

@@ -32,13 +32,9 @@ class Database:
         self._pool = pool
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int, max_size: int) -> Database:
-        """Opens the pool.
-
-        Raises:
-            DatabaseUnavailable: the database cannot be reached.
-        """
-        return cls(await create_pool(dsn, min_size=min_size, max_size=max_size))
+    async def connect(cls, dsn: str, *, max_size: int) -> Database:
+        """Creates the pool; connections are opened when first needed."""
+        return cls(await create_pool(dsn, max_size=max_size))
 
     @asynccontextmanager
     async def session(self, tenant_id: str, *, write: bool) -> AsyncIterator[Session]:

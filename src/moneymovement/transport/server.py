@@ -90,7 +90,7 @@ class ApiServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self._settings.listen_address}")
         await self._server.start()
-        await self._set_health(_SERVING)
+        await self._set_health(_SERVING if await self._database_reachable() else _NOT_SERVING)
         self._background = [
             asyncio.create_task(self._watch_database(), name="health-monitor"),
             asyncio.create_task(self._sweeper.run(), name="hold-sweeper"),
@@ -114,16 +114,19 @@ class ApiServer:
         for name in SERVICE_NAMES:
             await self._health.set(name, status)
 
+    async def _database_reachable(self) -> bool:
+        try:
+            await self._database.ping()
+        except (DatabaseUnavailable, TimeoutError, OSError):
+            return False
+        return True
+
     async def _watch_database(self) -> None:
         """Keeps the health status in step with the database's reachability."""
-        serving = True
+        serving = await self._database_reachable()
         while True:
             await asyncio.sleep(_HEALTH_PROBE_INTERVAL_S)
-            try:
-                await self._database.ping()
-                healthy = True
-            except (DatabaseUnavailable, TimeoutError, OSError):
-                healthy = False
+            healthy = await self._database_reachable()
             if healthy != serving:
                 serving = healthy
                 log.warning("database_reachability_changed", reachable=healthy)

@@ -1,0 +1,215 @@
+"""A chaos client: one process sending random operations through the real server.
+
+Every request gets a fresh request_id; on UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED it is
+retried with the same request_id (that is what makes retries safe) until a time budget
+runs out, and then its outcome is "unknown". Every outcome is written as a JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from moneymovement.v1 import balance_service_pb2 as bpb
+from moneymovement.v1 import balance_service_pb2_grpc, money_movement_service_pb2_grpc
+from moneymovement.v1 import money_movement_service_pb2 as mpb
+
+RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+}
+ATTEMPT_TIMEOUT_S = 5.0
+RETRY_BUDGET_S = 40.0
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """What one client process does."""
+
+    index: int
+    seed: int
+    port: int
+    token: str
+    duration_s: float
+    accounts: dict[str, list[str]]  # currency -> customer account ids
+    log_path: str
+
+
+def run_client(plan: ClientPlan) -> None:
+    """Process entry point (multiprocessing, spawn)."""
+    asyncio.run(_Client(plan).run())
+
+
+class _Client:
+    def __init__(self, plan: ClientPlan) -> None:
+        self.plan = plan
+        self.rng = random.Random(plan.seed * 1000 + plan.index)
+        self.md = (("authorization", f"Bearer {plan.token}"),)
+        self.holds: list[str] = []  # holds this client created (acknowledged)
+        self.posted: list[str] = []  # posted transfers this client created
+        self.log = Path(plan.log_path).open("a", encoding="utf-8")  # noqa: SIM115
+
+    async def run(self) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.plan.port}") as channel:
+            self.moves = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
+            self.balances = balance_service_pb2_grpc.BalanceServiceStub(channel)
+            stop_at = time.monotonic() + self.plan.duration_s
+            while time.monotonic() < stop_at:
+                op = self.rng.choices(
+                    ["transfer", "hold", "capture", "void", "reverse", "batch", "read"],
+                    weights=[30, 15, 10, 6, 8, 8, 23],
+                )[0]
+                await getattr(self, "_" + op)()
+        self.log.close()
+
+    def _pair(self) -> tuple[str, str, str]:
+        currency = self.rng.choice(sorted(self.plan.accounts))
+        debit, credit = self.rng.sample(self.plan.accounts[currency], 2)
+        return currency, debit, credit
+
+    async def _transfer(self) -> None:
+        currency, debit, credit = self._pair()
+        amount = self.rng.randint(1, 400)
+        request = mpb.CreateTransferRequest(
+            debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
+            currency_code=currency,
+        )  # fmt: skip
+        params = {"debit": debit, "credit": credit, "amount": amount, "currency": currency}
+        reply = await self._call("transfer", self.moves.CreateTransfer, request, params)
+        if reply is not None:
+            self.posted.append(reply.transfer.id)
+
+    async def _hold(self) -> None:
+        currency, debit, credit = self._pair()
+        amount = self.rng.randint(1, 300)
+        timeout = duration_pb2.Duration(seconds=self.rng.randint(1, 6))
+        request = mpb.CreateTransferRequest(
+            debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
+            currency_code=currency, pending=True, hold_timeout=timeout,
+        )  # fmt: skip
+        params = {"debit": debit, "credit": credit, "amount": amount, "currency": currency}
+        reply = await self._call("hold", self.moves.CreateTransfer, request, params)
+        if reply is not None:
+            self.holds.append(reply.transfer.id)
+
+    async def _capture(self) -> None:
+        if not self.holds:
+            return
+        hold = self.rng.choice(self.holds)
+        amount = self.rng.choice([0, self.rng.randint(1, 150)])
+        request = mpb.PostTransferRequest(transfer_id=hold, amount_minor=amount)
+        reply = await self._call(
+            "capture", self.moves.PostTransfer, request, {"hold": hold, "amount": amount}
+        )
+        if reply is not None:
+            self.posted.append(hold)
+
+    async def _void(self) -> None:
+        if not self.holds:
+            return
+        hold = self.rng.choice(self.holds)
+        request = mpb.VoidTransferRequest(transfer_id=hold)
+        await self._call("void", self.moves.VoidTransfer, request, {"hold": hold})
+
+    async def _reverse(self) -> None:
+        if not self.posted:
+            return
+        original = self.rng.choice(self.posted)
+        amount = self.rng.choice([0, self.rng.randint(1, 100)])
+        request = mpb.ReverseTransferRequest(transfer_id=original, amount_minor=amount)
+        await self._call(
+            "reverse", self.moves.ReverseTransfer, request, {"original": original, "amount": amount}
+        )
+
+    async def _batch(self) -> None:
+        items, params = [], []
+        for _ in range(self.rng.randint(2, 5)):
+            currency, debit, credit = self._pair()
+            amount = self.rng.randint(1, 200)
+            items.append(
+                mpb.CreateTransfersRequest.Item(
+                    debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
+                    currency_code=currency,
+                )
+            )  # fmt: skip
+            params.append({"debit": debit, "credit": credit, "amount": amount})
+        request = mpb.CreateTransfersRequest(transfers=items)
+        await self._call("batch", self.moves.CreateTransfers, request, {"items": params})
+
+    async def _read(self) -> None:
+        currency = self.rng.choice(sorted(self.plan.accounts))
+        account = self.rng.choice(self.plan.accounts[currency])
+        request = bpb.GetBalanceRequest(account_id=account)
+        reply = await self._call("read", self.balances.GetBalance, request, {"account": account})
+        if reply is not None and reply.balance.available_minor < 0:
+            self._write({"op": "read", "outcome": "violation", "account": account,
+                         "available_minor": reply.balance.available_minor})  # fmt: skip
+
+    async def _call(self, op: str, method: Any, request: Any, params: dict[str, Any]) -> Any:
+        request_id = None
+        if hasattr(request, "request_id"):
+            request_id = uuid.uuid4().hex
+            request.request_id = request_id
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                reply = await method(request, metadata=self.md, timeout=ATTEMPT_TIMEOUT_S)
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                reason = _reason(error)
+                if code in RETRYABLE and time.monotonic() - started < RETRY_BUDGET_S:
+                    await asyncio.sleep(min(1.0, 0.05 * 2 ** min(attempts, 5)) * self.rng.random())
+                    continue
+                outcome = "unknown" if code in RETRYABLE else "rejected"
+                if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                    outcome = "violation"
+                self._write({"op": op, "request_id": request_id, "outcome": outcome,
+                             "code": code.name, "reason": reason, "attempts": attempts,
+                             **params})  # fmt: skip
+                return None
+            result = _result(op, reply)
+            self._write({"op": op, "request_id": request_id, "outcome": "ack",
+                         "attempts": attempts, "result": result, **params})  # fmt: skip
+            return reply
+
+    def _write(self, record: dict[str, Any]) -> None:
+        record["client"] = self.plan.index
+        self.log.write(json.dumps(record) + "\n")
+        self.log.flush()
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is None:
+        return ""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
+
+
+def _result(op: str, reply: Any) -> dict[str, Any]:
+    if op in ("transfer", "hold", "capture", "void"):
+        t = reply.transfer
+        return {"id": t.id, "state": t.state, "posted": t.posted_amount_minor}
+    if op == "reverse":
+        return {"id": reply.reversal.id, "amount": reply.reversal.amount_minor}
+    if op == "batch":
+        return {"ids": [t.id for t in reply.transfers]}
+    return {"available": reply.balance.available_minor}

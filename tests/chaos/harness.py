@@ -1,0 +1,388 @@
+"""The bank chaos test: random money movement under server kills and database crashes.
+
+One run: start an embedded PostgreSQL and the real server process; issue a known amount
+to customer accounts in two currencies; let client processes send random operations
+while the harness kills the server with SIGKILL and crashes PostgreSQL (immediate
+shutdown), restarting both; then audit everything against the database itself:
+
+- `verify` finds no broken invariant;
+- per currency, the customers hold exactly what was issued;
+- every acknowledged request has exactly one effect, every rejected one none, and every
+  unknown one zero or one (resolved by looking its request_id up);
+- no balance a client read was below its overdraft policy;
+- no reply was INTERNAL or UNKNOWN.
+
+The schedule of faults and every client's choices derive from the seed: rerunning with
+the same seed replays the same schedule (timings on a busy machine still vary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from moneymovement.devdb import EmbeddedPostgres
+from moneymovement.service.tenants import TenantDirectory
+from moneymovement.storage.migrate import migrate
+from moneymovement.storage.session import Database
+from moneymovement.storage.verify import verify_ledger
+from moneymovement.v1 import account_pb2, account_service_pb2_grpc, money_movement_service_pb2_grpc
+from moneymovement.v1 import account_service_pb2 as apb
+from moneymovement.v1 import money_movement_service_pb2 as mpb
+from tests.chaos.clients import ClientPlan, run_client
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CURRENCIES = ("USD", "EUR")
+ISSUED_PER_ACCOUNT = 2_000
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """One chaos run."""
+
+    seed: int
+    duration_s: float = 180.0
+    clients: int = 8
+    accounts_per_currency: int = 12
+    server_kills: int = 4
+    database_restarts: int = 1
+
+
+@dataclass
+class ChaosResult:
+    """What a run found: the summary lines and the failures (empty: passed)."""
+
+    lines: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """`python -m moneymovement serve` on a fixed port, killable with SIGKILL."""
+
+    def __init__(self, dsn: str, port: int, log_path: Path) -> None:
+        self.dsn, self.port, self.log_path = dsn, port, log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.dsn,
+            "MM_LISTEN_ADDRESS": f"127.0.0.1:{self.port}",
+            "MM_LOG_FORMAT": "json",
+            "MM_LOG_LEVEL": "WARNING",
+            "MM_HOLD_SWEEP_S": "0.5",
+            "MM_DB_POOL_MAX": "30",
+        }
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moneymovement", "serve"], env=env, stdout=log, stderr=log
+            )
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    async def wait_serving(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                try:
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the server did not become healthy")
+
+
+async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosResult:
+    """Runs one chaos session and audits it."""
+    work = work_dir or PROJECT_ROOT / ".data" / f"chaos-{config.seed}-{uuid.uuid4().hex[:6]}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    rng = random.Random(config.seed)
+    result = ChaosResult()
+    # The database is started here, in the main thread: its parent-death signal is tied to it.
+    database = EmbeddedPostgres(work / "pg", port=_free_port(), settings={"max_connections": "200"})
+    dsn = database.start()
+    server = ServerProcess(dsn, _free_port(), work / "server.log")
+    try:
+        await migrate(dsn)
+        token, accounts, issued = await _set_up(dsn, server)
+        faults = await _run_with_faults(config, rng, database, server, token, accounts, work)
+        await server.wait_serving()
+        await _audit(config, dsn, work, accounts, issued, faults, result)
+    finally:
+        server.kill()
+        database.stop()
+    if result.passed:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        result.lines.append(f"logs kept in {work}")
+    return result
+
+
+async def _set_up(
+    dsn: str, server: ServerProcess
+) -> tuple[str, dict[str, list[str]], dict[str, int]]:
+    """A tenant, a funding account and customers per currency, and the issued amounts."""
+    db = await Database.connect(dsn, max_size=2)
+    try:
+        token = (await TenantDirectory(db).create_tenant("chaos")).token
+    finally:
+        await db.close()
+    server.start()
+    await server.wait_serving()
+    md = (("authorization", f"Bearer {token}"),)
+    accounts: dict[str, list[str]] = {}
+    issued: dict[str, int] = {}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = account_service_pb2_grpc.AccountServiceStub(channel)
+        moves = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
+        for currency in CURRENCIES:
+            funding = await stub.CreateAccount(
+                apb.CreateAccountRequest(
+                    request_id=f"setup-funding-{currency}", currency_code=currency,
+                    normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
+                    overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED, name="funding",
+                ),
+                metadata=md,
+            )  # fmt: skip
+            accounts[currency] = []
+            for i in range(12):
+                created = await stub.CreateAccount(
+                    apb.CreateAccountRequest(
+                        request_id=f"setup-{currency}-{i}", currency_code=currency,
+                        normal_balance=account_pb2.NORMAL_BALANCE_CREDIT, name=f"customer {i}",
+                    ),
+                    metadata=md,
+                )  # fmt: skip
+                accounts[currency].append(created.account.id)
+                await moves.CreateTransfer(
+                    mpb.CreateTransferRequest(
+                        request_id=f"setup-issue-{currency}-{i}",
+                        debit_account_id=funding.account.id,
+                        credit_account_id=created.account.id,
+                        amount_minor=ISSUED_PER_ACCOUNT, currency_code=currency,
+                    ),
+                    metadata=md,
+                )  # fmt: skip
+            issued[currency] = ISSUED_PER_ACCOUNT * len(accounts[currency])
+    return token, accounts, issued
+
+
+async def _run_with_faults(
+    config: ChaosConfig,
+    rng: random.Random,
+    database: EmbeddedPostgres,
+    server: ServerProcess,
+    token: str,
+    accounts: dict[str, list[str]],
+    work: Path,
+) -> Counter[str]:
+    """Runs the clients while the seeded schedule kills the server and crashes the database."""
+    faults: Counter[str] = Counter()
+    events = ["server"] * config.server_kills + ["database"] * config.database_restarts
+    rng.shuffle(events)
+    span = config.duration_s * 0.8
+    times = sorted(rng.uniform(config.duration_s * 0.1, span) for _ in events)
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    for index in range(config.clients):
+        plan = ClientPlan(
+            index, config.seed, server.port, token, config.duration_s, accounts,
+            str(work / f"client-{index}.jsonl"),
+        )  # fmt: skip
+        process = context.Process(target=run_client, args=(plan,), daemon=True)
+        process.start()
+        processes.append(process)
+    started = time.monotonic()
+    for at, event in zip(times, events, strict=True):
+        await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
+        if event == "server":
+            server.kill()
+            await asyncio.sleep(rng.uniform(0.2, 1.5))
+            server.start()
+            faults["server kills"] += 1
+        else:
+            database.stop(immediate=True)
+            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            database.start()
+            faults["database restarts"] += 1
+    for process in processes:
+        await asyncio.to_thread(process.join, config.duration_s + 120)
+        if process.exitcode != 0:
+            faults["client crashes"] += 1
+    return faults
+
+
+async def _audit(
+    config: ChaosConfig,
+    dsn: str,
+    work: Path,
+    accounts: dict[str, list[str]],
+    issued: dict[str, int],
+    faults: Counter[str],
+    result: ChaosResult,
+) -> None:
+    records = _read_records(work)
+    outcomes = Counter(r["outcome"] for r in records)
+    fail = result.failures.append
+    connection = await asyncpg.connect(dsn)
+    try:
+        resolved = Counter()
+        for record in records:
+            if record["op"] == "read" or record["outcome"] == "violation":
+                if record["outcome"] == "violation":
+                    fail(f"violation: {record}")
+                continue
+            effects = await _effects(connection, record)
+            if record["outcome"] == "ack" and effects != 1:
+                fail(f"acknowledged with {effects} effects: {record}")
+            elif record["outcome"] == "rejected" and effects != 0:
+                fail(f"rejected but {effects} effects: {record}")
+            elif record["outcome"] == "unknown":
+                if effects not in (0, 1):
+                    fail(f"unknown with {effects} effects: {record}")
+                resolved["applied" if effects else "not applied"] += 1
+        totals = {}
+        for currency, ids in accounts.items():
+            held = await connection.fetchval(
+                "SELECT sum(posted_credits_minor - posted_debits_minor) FROM accounts "
+                "WHERE account_id = ANY($1::text[])",
+                ids,
+            )
+            totals[currency] = int(held)
+            if held != issued[currency]:
+                fail(f"{currency}: customers hold {held}, issued {issued[currency]}")
+    finally:
+        await connection.close()
+    report = await verify_ledger(dsn)
+    if not report.ok:
+        fail(f"verify: {[c.name for c in report.checks if not c.ok]}")
+    if faults["client crashes"]:
+        fail(f"{faults['client crashes']} client processes crashed")
+    ops = sum(outcomes.values())
+    rejected = Counter(r.get("reason") for r in records if r["outcome"] == "rejected")
+    result.lines += [
+        f"chaos seed={config.seed} duration={config.duration_s:.0f}s clients={config.clients}",
+        f"  operations sent: {ops}  acknowledged: {outcomes['ack']}  "
+        f"rejected by rule: {outcomes['rejected']}  unknown: {outcomes['unknown']} "
+        f"(resolved: {resolved['applied']} applied, {resolved['not applied']} not applied)",
+        f"  rejections: {dict(rejected.most_common())}",
+        f"  server kills: {faults['server kills']}  database restarts: "
+        f"{faults['database restarts']}",
+        f"  totals: {', '.join(f'{c} {totals[c]} of {issued[c]} issued' for c in totals)}",
+        f"  verify: {'clean' if report.ok else 'VIOLATIONS'} "
+        f"({report.counts.get('transfers', 0)} transfers, {report.counts.get('entries', 0)} "
+        f"entries, {report.duration_s:.2f}s)",
+        f"  invariants: {'all held' if result.passed else 'FAILED: ' + str(len(result.failures))}",
+    ]
+
+
+def _read_records(work: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted(work.glob("client-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> int:
+    """How many times the request of `record` took effect, read from the database."""
+    op, request_id = record["op"], record["request_id"]
+    if op in ("transfer", "hold", "reverse", "batch"):
+        rows = await connection.fetch(
+            "SELECT transfer_id, amount_minor, debit_account_id, credit_account_id, "
+            "reversal_of_id FROM transfers WHERE request_id = $1 ORDER BY batch_index",
+            request_id,
+        )
+        if not rows:
+            return 0
+        expected = len(record["items"]) if op == "batch" else 1
+        if len(rows) != expected:
+            return len(rows)  # a partial batch or a duplicate: reported as a wrong count
+        if op in ("transfer", "hold"):
+            row = rows[0]
+            same = (row["debit_account_id"], row["credit_account_id"], row["amount_minor"]) == (
+                record["debit"], record["credit"], record["amount"],
+            )  # fmt: skip
+            return 1 if same else -1
+        if op == "reverse" and rows[0]["reversal_of_id"] != record["original"]:
+            return -1
+        return 1
+    # capture / void: the hold records which request ended it.
+    row = await connection.fetchrow(
+        "SELECT state, finalized_request_id FROM transfers WHERE transfer_id = $1",
+        record["hold"],
+    )
+    if row is None:
+        return -1
+    if row["finalized_request_id"] == request_id:
+        return 1
+    # A void that found the hold already past its expiry ends it EXPIRED, with no request.
+    if op == "void" and record["outcome"] == "ack" and row["state"] == "EXPIRED":
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.chaos.harness [--seed N] [--duration S]`: run and print a summary."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(1, 10**6))
+    parser.add_argument("--duration", type=float, default=180.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--server-kills", type=int, default=4)
+    parser.add_argument("--database-restarts", type=int, default=1)
+    args = parser.parse_args(argv)
+    config = ChaosConfig(
+        seed=args.seed,
+        duration_s=args.duration,
+        clients=args.clients,
+        server_kills=args.server_kills,
+        database_restarts=args.database_restarts,
+    )
+    print(f"chaos: seed {config.seed} (rerun with --seed {config.seed})", flush=True)
+    result = asyncio.run(run_chaos(config))
+    print("\n".join(result.lines))
+    for failure in result.failures[:50]:
+        print("FAILURE:", failure)
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
