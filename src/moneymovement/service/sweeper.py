@@ -43,11 +43,16 @@ class HoldSweeper:
         return expired
 
     async def run(self) -> None:
-        """Sweeps until cancelled; a failed round is logged and retried next round."""
+        """Sweeps until cancelled; a failed round is logged and retried next round.
+
+        Any error is survived: a sweeper that died would leave expired holds reserved.
+        """
         while True:
             try:
                 while await self.sweep_once() == _BATCH:
                     pass  # a backlog: keep going without waiting
             except (DomainError, StorageError) as error:
                 log.warning("hold_sweep_failed", error=str(error))
+            except Exception:
+                log.exception("hold_sweep_crashed")
             await asyncio.sleep(self._interval_s)
