@@ -11,6 +11,9 @@ from pathlib import Path
 import structlog
 
 from moneymovement.config import Settings
+from moneymovement.observability import metrics
+from moneymovement.observability.metrics import configure_metrics
+from moneymovement.observability.tracing import configure_tracing
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
 from moneymovement.transport.server import ApiServer
@@ -44,10 +47,13 @@ async def serve(
     settings: Settings, dsn: str, *, embedded: bool, dev_token_file: Path | None
 ) -> None:
     """Serves until SIGTERM or SIGINT, then drains and closes the pool."""
+    tracing = configure_tracing(settings)
+    meters = configure_metrics(settings)
     if embedded:
         applied = await migrate(dsn)
         log.info("migrations_applied", applied=applied)
     database = await Database.connect(dsn, max_size=settings.pool_max_size)
+    metrics.observe_pool(database.pool_gauges)
     server = ApiServer(settings, database)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,6 +69,8 @@ async def serve(
         await server.stop(settings.shutdown_grace_s)
     finally:
         await database.close()
+        tracing.shutdown()  # flushes spans still queued for export
+        meters.shutdown()
 
 
 async def dev_token(server: ApiServer, token_file: Path) -> str:

@@ -14,6 +14,13 @@
 | MM_MAX_MESSAGE_BYTES   | 4194304            | largest request or response message              |
 | MM_LOG_LEVEL           | INFO               | DEBUG, INFO, WARNING, ERROR                      |
 | MM_LOG_FORMAT          | auto               | json, console, or auto (console on a terminal)   |
+| MM_METRICS_ADDRESS     | (empty: off)       | host:port serving /metrics for Prometheus         |
+| OTEL_TRACES_EXPORTER   | none               | none, otlp, console (comma-separated)            |
+| OTEL_METRICS_EXPORTER  | none               | none or otlp                                     |
+| OTEL_EXPORTER_OTLP_PROTOCOL | http/protobuf | grpc or http/protobuf                            |
+
+The OTLP exporters read the other standard OTEL_* variables themselves (endpoint,
+headers, service name, resource attributes, sampler).
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ class Settings:
     max_message_bytes: int
     log_level: str
     log_format: str
+    metrics_address: str
+    traces_exporters: tuple[str, ...]
+    metrics_exporters: tuple[str, ...]
+    otlp_protocol: str
 
 
 class ConfigError(ValueError):
@@ -72,6 +83,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"MM_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
     pool_max = int(number("MM_DB_POOL_MAX", 20, minimum=1))
+    traces = _names(env.get("OTEL_TRACES_EXPORTER", "none"))
+    if not set(traces) <= {"otlp", "console"}:
+        raise ConfigError("OTEL_TRACES_EXPORTER must be none, otlp, console or a list of them")
+    metric_exporters = _names(env.get("OTEL_METRICS_EXPORTER", "none"))
+    if not set(metric_exporters) <= {"otlp"}:
+        raise ConfigError("OTEL_METRICS_EXPORTER must be none or otlp")
+    protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    if protocol not in ("grpc", "http/protobuf"):
+        raise ConfigError("OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf")
     return Settings(
         database_url=env.get("DATABASE_URL") or None,
         listen_address=env.get("MM_LISTEN_ADDRESS", "127.0.0.1:50051"),
@@ -85,4 +105,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_message_bytes=int(number("MM_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)),
         log_level=log_level,
         log_format=log_format,
+        metrics_address=env.get("MM_METRICS_ADDRESS", ""),
+        traces_exporters=traces,
+        metrics_exporters=metric_exporters,
+        otlp_protocol=protocol,
     )
+
+
+def _names(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+    return tuple(n for n in names if n != "none")

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from moneymovement.domain.errors import DomainError, Reason, Rejected
 from moneymovement.service.outcomes import fingerprint, rejection_from_json, rejection_to_json
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
+from moneymovement.storage.outcomes import StoredOutcome
 from moneymovement.storage.session import Session
 
 T = TypeVar("T")
@@ -43,11 +44,13 @@ async def run_once(
     command: object,
     codec: Codec[T],
     work: Callable[[Session], Awaitable[T]],
+    on_commit: Callable[[T], None] | None = None,
 ) -> T:
     """Runs `work` at most once for this tenant and request id.
 
     `work` must decide before it writes: a Rejected raised after a write would commit
-    that write along with the recorded rejection.
+    that write along with the recorded rejection. `on_commit` runs once the effect is
+    committed, and not for a replay: it logs domain events and counts what moved.
 
     Raises:
         Rejected: the business rejection, first time or replayed.
@@ -55,8 +58,7 @@ async def run_once(
     """
     digest = fingerprint(method, command)
 
-    async def attempt(session: Session) -> T | _Refused:
-        stored = await session.outcomes.find(request_id)
+    async def attempt(session: Session, stored: StoredOutcome | None) -> T | _Refused:
         if stored is not None:
             if stored.fingerprint != digest:
                 raise DomainError(
@@ -76,7 +78,17 @@ async def run_once(
         await session.outcomes.save(request_id, digest, {"result": codec.encode(result)})
         return result
 
-    outcome = await uow.write(caller, attempt)
+    fresh = False
+
+    async def first_time(session: Session) -> T | _Refused:
+        nonlocal fresh
+        stored = await session.outcomes.find(request_id)
+        fresh = stored is None
+        return await attempt(session, stored)
+
+    outcome = await uow.write(caller, first_time)
     if isinstance(outcome, _Refused):
         raise outcome.rejection
+    if fresh and on_commit is not None:
+        on_commit(outcome)
     return outcome

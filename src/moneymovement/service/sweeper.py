@@ -39,7 +39,6 @@ class HoldSweeper:
             caller = Caller(tenant_id=tenant_id, deadline=loop.time() + _PER_HOLD_S)
             if await self._transfers.expire(caller, transfer_id) is not None:
                 expired += 1
-                log.info("hold_expired", tenant_id=tenant_id, transfer_id=transfer_id)
         return expired
 
     async def run(self) -> None:

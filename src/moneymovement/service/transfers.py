@@ -31,6 +31,7 @@ from moneymovement.domain.transfers import (
     TransferState,
     open_transfer,
 )
+from moneymovement.service import events
 from moneymovement.service.outcomes import transfer_from_json, transfer_to_json
 from moneymovement.service.pages import (
     Page,
@@ -91,8 +92,9 @@ class TransferService:
             return await self._open(session, caller, request_id, specs, batch_id=batch_id)
 
         return await run_once(
-            self._uow, caller, request_id, "CreateTransfers", list(specs), _TRANSFERS, work
-        )
+            self._uow, caller, request_id, "CreateTransfers", list(specs), _TRANSFERS, work,
+            events.transfers_created,
+        )  # fmt: skip
 
     async def _open(
         self,
@@ -159,8 +161,9 @@ class TransferService:
             return voided
 
         return await run_once(
-            self._uow, caller, request_id, "VoidTransfer", transfer_id, _TRANSFER, work
-        )
+            self._uow, caller, request_id, "VoidTransfer", transfer_id, _TRANSFER, work,
+            events.hold_ended,
+        )  # fmt: skip
 
     async def expire(self, caller: Caller, transfer_id: str) -> Transfer | None:
         """Releases a hold whose time is up (the sweeper's call). None when there is
@@ -176,7 +179,10 @@ class TransferService:
             await self._write_change(session, before, accounts, expired, entries)
             return expired
 
-        return await self._uow.write(caller, work)
+        expired = await self._uow.write(caller, work)
+        if expired is not None:
+            events.hold_ended(expired)
+        return expired
 
     async def reverse(
         self, caller: Caller, request_id: str, request: ReversalRequest
@@ -206,8 +212,9 @@ class TransferService:
             return reversal, updated
 
         return await run_once(
-            self._uow, caller, request_id, "ReverseTransfer", request, _REVERSAL, work
-        )
+            self._uow, caller, request_id, "ReverseTransfer", request, _REVERSAL, work,
+            lambda pair: events.transfers_created([pair[0]]),
+        )  # fmt: skip
 
     async def _lock_hold(
         self, session: Session, transfer_id: str

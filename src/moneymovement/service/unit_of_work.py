@@ -8,16 +8,31 @@ exponential pause: retrying at once tends to hit the same pivot transaction agai
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from moneymovement.domain.errors import DomainError, Reason
+from moneymovement.observability import metrics
+from moneymovement.observability.tracing import tracer
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
 from moneymovement.storage.session import Database, Session
 
 T = TypeVar("T")
+# Transaction attempts made for the current request, for its log line and span.
+_attempts: contextvars.ContextVar[int] = contextvars.ContextVar("attempts", default=0)
+
+
+def reset_attempts() -> None:
+    """Starts counting attempts for a new request."""
+    _attempts.set(0)
+
+
+def attempts_made() -> int:
+    """Transaction attempts made so far for the current request."""
+    return _attempts.get()
 
 
 @dataclass(frozen=True)
@@ -54,12 +69,21 @@ class UnitOfWork:
                 out, DEADLINE_EXCEEDED, DATABASE_UNAVAILABLE; and whatever `work` raises.
         """
         policy = self._policy
+        retry_reason = ""
         for attempt in range(1, policy.max_attempts + 1):
+            _attempts.set(_attempts.get() + 1)
+            attributes: dict[str, str | int] = {"db.transaction.attempt": attempt}
+            if retry_reason:
+                attributes["db.transaction.retry_reason"] = retry_reason
             try:
-                return await self._attempt(caller, work, write=True)
+                with tracer.start_as_current_span("transaction", attributes=attributes):
+                    return await self._attempt(caller, work, write=True)
             except SerializationConflict as conflict:
+                retry_reason = "request_id" if conflict.on_request_id else "serialization"
                 if attempt == policy.max_attempts:
+                    metrics.tx_aborts.add(1)
                     raise _exhausted(conflict) from conflict
+                metrics.tx_retries.add(1, {"reason": retry_reason})
                 backoff = min(policy.max_backoff_s, policy.first_backoff_s * 2**attempt)
                 await self._sleep(caller, random.uniform(0, backoff), conflict)
         raise AssertionError("unreachable: the loop returns or raises")

@@ -30,6 +30,7 @@ class Database:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._waiting = 0  # callers waiting for a connection, for the pool gauge
 
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int) -> Database:
@@ -42,16 +43,21 @@ class Database:
         a consistent snapshot that takes no SSI predicate locks, so reads never make
         concurrent writers fail."""
         isolation = "serializable" if write else "repeatable_read"
-        async with (
-            translated_errors(),
-            self._pool.acquire() as connection,
-            connection.transaction(isolation=isolation, readonly=not write),
-        ):
-            yield Session(
-                accounts=Accounts(connection, tenant_id),
-                transfers=Transfers(connection, tenant_id),
-                outcomes=RequestOutcomes(connection, tenant_id),
-            )
+        async with translated_errors():
+            self._waiting += 1
+            try:
+                connection = await self._pool.acquire()
+            finally:
+                self._waiting -= 1
+            try:
+                async with connection.transaction(isolation=isolation, readonly=not write):
+                    yield Session(
+                        accounts=Accounts(connection, tenant_id),
+                        transfers=Transfers(connection, tenant_id),
+                        outcomes=RequestOutcomes(connection, tenant_id),
+                    )
+            finally:
+                await self._pool.release(connection)
 
     @asynccontextmanager
     async def directory(self) -> AsyncIterator[Tenants]:
@@ -82,6 +88,11 @@ class Database:
         """(connections in use, pool size)."""
         size = self._pool.get_size()
         return size - self._pool.get_idle_size(), size
+
+    def pool_gauges(self) -> tuple[int, int, int]:
+        """(connections in use, connections open, callers waiting for one)."""
+        in_use, size = self.pool_stats()
+        return in_use, size, self._waiting
 
     async def close(self) -> None:
         """Closes the pool, waiting for connections in use to be released."""

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextvars
-import re
 
 from moneymovement.service.unit_of_work import Caller
 
 _caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("moneymovement_caller")
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
 
 def current_caller() -> Caller:
@@ -24,13 +22,3 @@ def set_caller(caller: Caller) -> contextvars.Token[Caller]:
 def reset_caller(token: contextvars.Token[Caller]) -> None:
     """Unbinds the caller at the end of the RPC."""
     _caller.reset(token)
-
-
-def trace_id_of(traceparent: str | None) -> str | None:
-    """The trace id of a W3C `traceparent` header, or None when absent or invalid."""
-    if not traceparent:
-        return None
-    match = _TRACEPARENT.fullmatch(traceparent.strip())
-    if match is None or match[1] == "0" * 32:
-        return None
-    return match[1]

@@ -1,9 +1,10 @@
 """The one interceptor every RPC passes through.
 
-It binds the logging context, authenticates the bearer token, sets the caller (tenant,
-deadline, trace id) for the servicer, turns domain errors into statuses through the one
-error table, turns anything unexpected into a bare INTERNAL, and writes one canonical log
-line per RPC with its code and duration.
+It opens the server span (continuing the caller's W3C trace), binds the logging context,
+authenticates the bearer token, sets the caller (tenant, deadline, trace id) for the
+servicer, turns domain errors into statuses through the one error table and anything
+unexpected into a bare INTERNAL, and ends with one canonical log line and the RPC
+metrics: method, code, duration, tenant, request id, trace and span ids, retries.
 """
 
 from __future__ import annotations
@@ -15,23 +16,37 @@ from typing import Any
 
 import grpc
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from moneymovement.domain.errors import DomainError, Reason
+from moneymovement.observability import metrics
+from moneymovement.observability.tracing import current_trace_id, extract_context, tracer
 from moneymovement.service.tenants import TenantDirectory
-from moneymovement.service.unit_of_work import Caller
-from moneymovement.transport.context import reset_caller, set_caller, trace_id_of
+from moneymovement.service.unit_of_work import Caller, attempts_made, reset_attempts
+from moneymovement.transport.context import reset_caller, set_caller
 from moneymovement.transport.errors import INTERNAL_ERROR, abort, code_of
 
 log = structlog.get_logger("moneymovement.rpc")
 
 # Served without a token: probes and tooling must work before anyone has credentials.
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Codes that mean the server failed (OpenTelemetry's gRPC conventions); business
+# rejections (NOT_FOUND, FAILED_PRECONDITION, ...) leave the span status unset.
+SERVER_FAULTS = {
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+}
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    """Authentication, caller context, error mapping and the canonical log line."""
+    """Tracing, authentication, caller context, error mapping, the canonical log line."""
 
     def __init__(self, directory: TenantDirectory, *, max_deadline_s: float) -> None:
         self._directory = directory
@@ -60,52 +75,81 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         )
 
     def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+        service, _, rpc = method.lstrip("/").partition("/")
+
         async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
-            metadata = {key: value for key, value in context.invocation_metadata() or ()}
-            trace_id = trace_id_of(_text(metadata.get("traceparent")))
+            metadata = _text_metadata(context)
             request_id = getattr(request, "request_id", "")
-            code = grpc.StatusCode.OK
-            fields: dict[str, Any] = {"method": method, "trace_id": trace_id}
+            attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
+            fields: dict[str, Any] = {"method": method}
             if request_id:
+                attributes["moneymovement.request_id"] = request_id
                 fields["request_id"] = request_id
-            with structlog.contextvars.bound_contextvars(**fields):
-                try:
-                    caller = await self._caller(metadata, context, trace_id)
-                    structlog.contextvars.bind_contextvars(tenant_id=caller.tenant_id)
-                    token = set_caller(caller)
-                    try:
-                        return await behavior(request, context)
-                    finally:
-                        reset_caller(token)
-                except DomainError as error:
-                    code = code_of(error)
-                    await abort(context, error)
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception:
-                    # Unexpected: log everything here, tell the caller nothing internal.
-                    log.exception("rpc_failed")
-                    code = grpc.StatusCode.INTERNAL
-                    await abort(context, INTERNAL_ERROR)
-                finally:
-                    log.info(
-                        "rpc_finished",
-                        code=code.name,
-                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                    )
+            with (
+                tracer.start_as_current_span(
+                    f"{service}/{rpc}",
+                    context=extract_context(metadata),  # type: ignore[arg-type]
+                    kind=SpanKind.SERVER,
+                    attributes=attributes,
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ) as span,
+                structlog.contextvars.bound_contextvars(**fields),
+            ):
+                response, code, error = await self._serve(
+                    request, context, behavior, metadata, span
+                )
+                elapsed = time.perf_counter() - started
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                if code in SERVER_FAULTS:
+                    span.set_status(Status(StatusCode.ERROR, code.name))
+                labels = {"method": rpc, "code": code.name}
+                metrics.rpc_requests.add(1, labels)
+                metrics.rpc_duration.record(elapsed, labels)
+                log.info(
+                    "rpc_finished",
+                    code=code.name,
+                    duration_ms=round(elapsed * 1000, 3),
+                    retries=max(0, attempts_made() - 1),
+                )
+            if error is not None:
+                await abort(context, error)  # raises: the status goes to the caller
+            return response
 
         return serve
 
-    async def _caller(
+    async def _serve(
         self,
-        metadata: dict[str, str | bytes],
+        request: Any,
         context: grpc.aio.ServicerContext[Any, Any],
-        trace_id: str | None,
+        behavior: Behavior,
+        metadata: dict[str, str],
+        span: trace.Span,
+    ) -> tuple[Any, grpc.StatusCode, DomainError | None]:
+        """Runs the handler: (response, OK, None) or (None, code, the error to send)."""
+        reset_attempts()
+        try:
+            caller = await self._caller(metadata, context)
+            span.set_attribute("moneymovement.tenant_id", caller.tenant_id)
+            structlog.contextvars.bind_contextvars(tenant_id=caller.tenant_id)
+            token = set_caller(caller)
+            try:
+                return await behavior(request, context), grpc.StatusCode.OK, None
+            finally:
+                reset_caller(token)
+        except DomainError as error:
+            span.set_attribute("moneymovement.reason", error.reason.value)
+            return None, code_of(error), error
+        except Exception:
+            # Unexpected: log everything here, tell the caller nothing internal.
+            log.exception("rpc_failed")
+            return None, grpc.StatusCode.INTERNAL, INTERNAL_ERROR
+
+    async def _caller(
+        self, metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any]
     ) -> Caller:
-        authorization = _text(metadata.get("authorization")) or ""
-        scheme, _, token = authorization.partition(" ")
+        scheme, _, token = metadata.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise DomainError(Reason.TOKEN_MISSING, "send 'authorization: Bearer <token>' metadata")
         tenant_id = await self._directory.tenant_of(token.strip())
@@ -114,10 +158,12 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         remaining = context.time_remaining()
         budget = self._max_deadline_s if remaining is None else min(remaining, self._max_deadline_s)
         deadline = asyncio.get_running_loop().time() + budget
+        trace_id = current_trace_id(metadata.get("traceparent"))
         return Caller(tenant_id=tenant_id, deadline=deadline, trace_id=trace_id)
 
 
-def _text(value: str | bytes | None) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
+def _text_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    """The invocation metadata as text (binary `-bin` values are left out)."""
+    return {
+        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
+    }

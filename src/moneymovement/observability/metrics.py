@@ -1,0 +1,93 @@
+"""The service's metrics: every instrument is declared here, and recorded through it.
+
+Exposed for Prometheus scraping on MM_METRICS_ADDRESS (off when empty), and pushed by
+OTLP when OTEL_METRICS_EXPORTER=otlp. Names as Prometheus shows them are listed in
+docs/observability.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from moneymovement.config import Settings
+
+_meter = metrics.get_meter("moneymovement")
+
+rpc_requests = _meter.create_counter(
+    "moneymovement.rpc.requests", unit="1", description="RPCs served, by method and code"
+)
+rpc_duration = _meter.create_histogram(
+    "moneymovement.rpc.duration",
+    unit="s",
+    description="RPC latency, by method and code",
+    explicit_bucket_boundaries_advisory=[
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ],
+)  # fmt: skip
+transfers = _meter.create_counter(
+    "moneymovement.transfers", unit="1", description="Transfers written, by currency and kind"
+)
+amount_moved = _meter.create_counter(
+    "moneymovement.amount.moved",
+    unit="1",
+    description="Minor units moved by new transfers, by currency and kind",
+)
+tx_retries = _meter.create_counter(
+    "moneymovement.tx.retries", unit="1", description="Transactions retried, by reason"
+)
+tx_aborts = _meter.create_counter(
+    "moneymovement.tx.aborts",
+    unit="1",
+    description="Requests that ran out of retries (ABORTED)",
+)
+holds_expired = _meter.create_counter(
+    "moneymovement.holds.expired", unit="1", description="Holds released by the sweeper"
+)
+
+
+def observe_pool(stats: Callable[[], tuple[int, int, int]]) -> None:
+    """Gauges of the database pool: connections in use, open, and callers waiting."""
+
+    def in_use(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(stats()[0])]
+
+    def size(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(stats()[1])]
+
+    def waiting(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(stats()[2])]
+
+    _meter.create_observable_gauge("moneymovement.db.pool.in_use", [in_use], unit="1")
+    _meter.create_observable_gauge("moneymovement.db.pool.size", [size], unit="1")
+    _meter.create_observable_gauge("moneymovement.db.pool.waiting", [waiting], unit="1")
+
+
+def configure_metrics(settings: Settings) -> MeterProvider:
+    """Installs the process's meter provider with its readers."""
+    readers: list[MetricReader] = []
+    if settings.metrics_address:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        host, _, port = settings.metrics_address.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0")  # noqa: S104 - configured
+        readers.append(PrometheusMetricReader())
+    if "otlp" in settings.metrics_exporters:
+        if settings.otlp_protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[assignment]
+                OTLPMetricExporter,
+            )
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    provider = MeterProvider(
+        metric_readers=readers, resource=Resource.create({"service.name": "moneymovement"})
+    )
+    metrics.set_meter_provider(provider)
+    return provider
