@@ -18,13 +18,32 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from moneymovement.devdb import EmbeddedPostgres
+from moneymovement.observability.tracing import instrument_database
 from moneymovement.storage.migrate import migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _TEMPLATE = f"mm_template_{os.getpid()}"
 _counter = itertools.count()
+
+# Spans of the whole test session, kept in memory for the tests that inspect them.
+SPANS = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(SPANS))
+trace.set_tracer_provider(_provider)
+instrument_database(_provider)
+
+
+@pytest.fixture(autouse=True)
+def _forget_spans() -> Iterator[None]:
+    SPANS.clear()
+    yield
+    SPANS.clear()
 
 
 def with_database(dsn: str, name: str) -> str:

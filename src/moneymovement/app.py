@@ -69,8 +69,10 @@ async def serve(
         await server.stop(settings.shutdown_grace_s)
     finally:
         await database.close()
-        tracing.shutdown()  # flushes spans still queued for export
-        meters.shutdown()
+        if tracing is not None:
+            tracing.shutdown()  # flushes spans still queued for export
+        if meters is not None:
+            meters.shutdown()
 
 
 async def dev_token(server: ApiServer, token_file: Path) -> str:

@@ -15,6 +15,7 @@
 | MM_LOG_LEVEL           | INFO               | DEBUG, INFO, WARNING, ERROR                      |
 | MM_LOG_FORMAT          | auto               | json, console, or auto (console on a terminal)   |
 | MM_METRICS_ADDRESS     | (empty: off)       | host:port serving /metrics for Prometheus         |
+| OTEL_SDK_DISABLED      | false              | true: no spans, no metrics (the API's no-ops)    |
 | OTEL_TRACES_EXPORTER   | none               | none, otlp, console (comma-separated)            |
 | OTEL_METRICS_EXPORTER  | none               | none or otlp                                     |
 | OTEL_EXPORTER_OTLP_PROTOCOL | http/protobuf | grpc or http/protobuf                            |
@@ -49,6 +50,7 @@ class Settings:
     log_level: str
     log_format: str
     metrics_address: str
+    telemetry_enabled: bool
     traces_exporters: tuple[str, ...]
     metrics_exporters: tuple[str, ...]
     otlp_protocol: str
@@ -106,6 +108,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         log_format=log_format,
         metrics_address=env.get("MM_METRICS_ADDRESS", ""),
+        telemetry_enabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() != "true",
         traces_exporters=traces,
         metrics_exporters=metric_exporters,
         otlp_protocol=protocol,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from moneymovement.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
+from moneymovement.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    money_movement_service_pb2,
+    money_movement_service_pb2_grpc,
+)
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,6 +57,7 @@ class ServeProcess:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
+        self.metrics_port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -58,6 +67,7 @@ class ServeProcess:
             "MM_LISTEN_ADDRESS": f"127.0.0.1:{self.port}",
             "MM_LOG_FORMAT": "json",
             "MM_SHUTDOWN_GRACE_S": "2",
+            "MM_METRICS_ADDRESS": f"127.0.0.1:{self.metrics_port}",
         }
         env.pop("DATABASE_URL", None)
         log_path = self.data_dir.parent / f"{self.data_dir.name}.serve.log"
@@ -165,3 +175,55 @@ async def test_sigterm_drains_and_stops_postgres_too(serve: ServeProcess) -> Non
     log = (serve.data_dir.parent / f"{serve.data_dir.name}.serve.log").read_text()
     assert '"event": "server_draining"' in log
     assert '"event": "server_stopped"' in log
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The Prometheus samples of the endpoint, keyed by name and labels (scope labels cut)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("moneymovement_"):
+            key, value = line.rsplit(" ", 1)
+            samples[re.sub(r',?otel_scope_\w+="[^"]*"', "", key).replace("{}", "")] = float(value)
+    return samples
+
+
+async def test_the_metrics_endpoint_counts_traffic(serve: ServeProcess) -> None:
+    serve.start()
+    await _wait_serving(serve)
+    md = (("authorization", f"Bearer {serve.token()}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{serve.port}") as channel:
+        accounts = account_service_pb2_grpc.AccountServiceStub(channel)
+        moves = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
+        opened = []
+        for name, normal, mode in (
+            ("funding", account_pb2.NORMAL_BALANCE_DEBIT, account_pb2.OVERDRAFT_MODE_UNLIMITED),
+            ("wallet", account_pb2.NORMAL_BALANCE_CREDIT, account_pb2.OVERDRAFT_MODE_NONE),
+        ):
+            request = account_service_pb2.CreateAccountRequest(
+                request_id=name, currency_code="EUR", normal_balance=normal, overdraft_mode=mode
+            )
+            opened.append((await accounts.CreateAccount(request, metadata=md)).account.id)
+        before = await asyncio.to_thread(_scrape, serve.metrics_port)
+        pay = money_movement_service_pb2.CreateTransferRequest(
+            request_id="pay", debit_account_id=opened[0], credit_account_id=opened[1],
+            amount_minor=1234, currency_code="EUR",
+        )  # fmt: skip
+        for _ in range(3):  # one effect, two replays: counted once
+            await moves.CreateTransfer(pay, metadata=md)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await moves.CreateTransfer(
+                money_movement_service_pb2.CreateTransferRequest(request_id="bad"), metadata=md
+            )
+    after = await asyncio.to_thread(_scrape, serve.metrics_port)
+    ok = 'moneymovement_rpc_requests_total{code="OK",method="CreateTransfer"}'
+    bad = 'moneymovement_rpc_requests_total{code="INVALID_ARGUMENT",method="CreateTransfer"}'
+    moved = '{currency="EUR",kind="immediate"}'
+    assert after[ok] - before.get(ok, 0) == 3
+    assert after[bad] - before.get(bad, 0) == 1
+    assert after["moneymovement_transfers_total" + moved] == 1
+    assert after["moneymovement_amount_moved_total" + moved] == 1234
+    assert after['moneymovement_rpc_duration_seconds_count{code="OK",method="CreateTransfer"}'] >= 3
+    assert after["moneymovement_db_pool_size"] >= 1
+    assert "moneymovement_db_pool_waiting" in after

@@ -68,8 +68,11 @@ def observe_pool(stats: Callable[[], tuple[int, int, int]]) -> None:
     _meter.create_observable_gauge("moneymovement.db.pool.waiting", [waiting], unit="1")
 
 
-def configure_metrics(settings: Settings) -> MeterProvider:
-    """Installs the process's meter provider with its readers."""
+def configure_metrics(settings: Settings) -> MeterProvider | None:
+    """Installs the process's meter provider with its readers; with OTEL_SDK_DISABLED=true,
+    nothing (every instrument stays the API's no-op)."""
+    if not settings.telemetry_enabled:
+        return None
     readers: list[MetricReader] = []
     if settings.metrics_address:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader

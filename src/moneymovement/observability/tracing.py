@@ -20,14 +20,17 @@ tracer = trace.get_tracer("moneymovement")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
 
-def configure_tracing(settings: Settings) -> TracerProvider:
-    """Installs the process's tracer provider, its exporters and the asyncpg spans.
+def configure_tracing(settings: Settings) -> TracerProvider | None:
+    """Installs the process's tracer provider, its exporters and the asyncpg spans; with
+    OTEL_SDK_DISABLED=true, nothing (no spans; trace ids come only from callers).
 
     OTEL_TRACES_EXPORTER: `none` (default), `otlp`, `console`, or a comma list. The OTLP
     exporter reads the standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers) and
     speaks OTEL_EXPORTER_OTLP_PROTOCOL (`grpc` or `http/protobuf`). OTEL_SERVICE_NAME and
     OTEL_RESOURCE_ATTRIBUTES name the service; OTEL_TRACES_SAMPLER picks the sampler.
     """
+    if not settings.telemetry_enabled:
+        return None
     provider = TracerProvider(resource=Resource.create({"service.name": "moneymovement"}))
     for exporter in _exporters(settings):
         provider.add_span_processor(BatchSpanProcessor(exporter))

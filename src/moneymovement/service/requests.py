@@ -82,11 +82,10 @@ async def run_once(
 
     async def first_time(session: Session) -> T | _Refused:
         nonlocal fresh
-        stored = await session.outcomes.find(request_id)
-        fresh = stored is None
-        return await attempt(session, stored)
+        fresh = session.prior_outcome is None
+        return await attempt(session, session.prior_outcome)
 
-    outcome = await uow.write(caller, first_time)
+    outcome = await uow.write(caller, first_time, request_id)
     if isinstance(outcome, _Refused):
         raise outcome.rejection
     if fresh and on_commit is not None:

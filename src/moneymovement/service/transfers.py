@@ -74,8 +74,9 @@ class TransferService:
             return transfer
 
         return await run_once(
-            self._uow, caller, request_id, "CreateTransfer", spec, _TRANSFER, work
-        )
+            self._uow, caller, request_id, "CreateTransfer", spec, _TRANSFER, work,
+            lambda transfer: events.transfers_created([transfer]),
+        )  # fmt: skip
 
     async def create_batch(
         self, caller: Caller, request_id: str, specs: Sequence[TransferSpec]
@@ -143,8 +144,9 @@ class TransferService:
 
         command = (transfer_id, amount_minor)
         return await run_once(
-            self._uow, caller, request_id, "PostTransfer", command, _TRANSFER, work
-        )
+            self._uow, caller, request_id, "PostTransfer", command, _TRANSFER, work,
+            events.hold_ended,
+        )  # fmt: skip
 
     async def void(self, caller: Caller, request_id: str, transfer_id: str) -> Transfer:
         """Releases a hold.

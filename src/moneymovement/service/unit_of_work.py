@@ -61,8 +61,14 @@ class UnitOfWork:
         self.database = database
         self._policy = policy or RetryPolicy()
 
-    async def write(self, caller: Caller, work: Callable[[Session], Awaitable[T]]) -> T:
-        """Runs `work` in a SERIALIZABLE transaction, retried on conflicts.
+    async def write(
+        self,
+        caller: Caller,
+        work: Callable[[Session], Awaitable[T]],
+        request_id: str | None = None,
+    ) -> T:
+        """Runs `work` in a SERIALIZABLE transaction, retried on conflicts; with
+        `request_id`, each attempt's session carries that request's prior outcome.
 
         Raises:
             DomainError: CONCURRENCY_CONFLICT or REQUEST_IN_PROGRESS when the retries run
@@ -77,7 +83,7 @@ class UnitOfWork:
                 attributes["db.transaction.retry_reason"] = retry_reason
             try:
                 with tracer.start_as_current_span("transaction", attributes=attributes):
-                    return await self._attempt(caller, work, write=True)
+                    return await self._attempt(caller, work, write=True, request_id=request_id)
             except SerializationConflict as conflict:
                 retry_reason = "request_id" if conflict.on_request_id else "serialization"
                 if attempt == policy.max_attempts:
@@ -93,11 +99,19 @@ class UnitOfWork:
         return await self._attempt(caller, work, write=False)
 
     async def _attempt(
-        self, caller: Caller, work: Callable[[Session], Awaitable[T]], *, write: bool
+        self,
+        caller: Caller,
+        work: Callable[[Session], Awaitable[T]],
+        *,
+        write: bool,
+        request_id: str | None = None,
     ) -> T:
         try:
             async with asyncio.timeout_at(caller.deadline):
-                async with self.database.session(caller.tenant_id, write=write) as session:
+                session_of = self.database.session(
+                    caller.tenant_id, write=write, request_id=request_id
+                )
+                async with session_of as session:
                     return await work(session)
         except TimeoutError as error:
             raise DomainError(

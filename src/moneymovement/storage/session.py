@@ -10,7 +10,7 @@ import asyncpg
 
 from moneymovement.storage.accounts import Accounts
 from moneymovement.storage.database import create_pool, translated_errors
-from moneymovement.storage.outcomes import RequestOutcomes
+from moneymovement.storage.outcomes import RequestOutcomes, StoredOutcome
 from moneymovement.storage.queries import query
 from moneymovement.storage.tenants import Tenants
 from moneymovement.storage.transfers import Transfers
@@ -18,11 +18,13 @@ from moneymovement.storage.transfers import Transfers
 
 @dataclass(frozen=True)
 class Session:
-    """The repositories of one transaction, all bound to one tenant."""
+    """The repositories of one transaction, all bound to one tenant; and, when asked for,
+    the outcome a request id already had, read just before the transaction began."""
 
     accounts: Accounts
     transfers: Transfers
     outcomes: RequestOutcomes
+    prior_outcome: StoredOutcome | None = None
 
 
 class Database:
@@ -38,10 +40,20 @@ class Database:
         return cls(await create_pool(dsn, max_size=max_size))
 
     @asynccontextmanager
-    async def session(self, tenant_id: str, *, write: bool) -> AsyncIterator[Session]:
+    async def session(
+        self, tenant_id: str, *, write: bool, request_id: str | None = None
+    ) -> AsyncIterator[Session]:
         """One transaction: SERIALIZABLE for writes; for reads REPEATABLE READ READ ONLY,
         a consistent snapshot that takes no SSI predicate locks, so reads never make
-        concurrent writers fail."""
+        concurrent writers fail.
+
+        With `request_id`, its recorded outcome is looked up on the same connection just
+        before the transaction begins. Inside a SERIALIZABLE transaction that read would
+        take a predicate lock on the B-tree page where the id would be, the very page
+        concurrent requests insert their outcomes into, and on a young table nearly every
+        pair of concurrent requests would fail each other. The transaction still inserts
+        the outcome, so a duplicate that commits in between makes this one fail and retry.
+        """
         isolation = "serializable" if write else "repeatable_read"
         async with translated_errors():
             self._waiting += 1
@@ -50,11 +62,14 @@ class Database:
             finally:
                 self._waiting -= 1
             try:
+                outcomes = RequestOutcomes(connection, tenant_id)
+                prior = await outcomes.find(request_id) if request_id else None
                 async with connection.transaction(isolation=isolation, readonly=not write):
                     yield Session(
                         accounts=Accounts(connection, tenant_id),
                         transfers=Transfers(connection, tenant_id),
-                        outcomes=RequestOutcomes(connection, tenant_id),
+                        outcomes=outcomes,
+                        prior_outcome=prior,
                     )
             finally:
                 await self._pool.release(connection)
