@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from moneymovement.observability.logging import configure_logging
 from moneymovement.storage.transfers import Transfers
+from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.conftest import SPANS
 from tests.e2e.conftest import Api, failure
@@ -87,6 +88,10 @@ async def test_one_trace_from_the_client_through_the_attempt_to_the_database(api
         mpb.ListTransfersRequest(trace_id=_hex(trace_id, 32)), metadata=api.a.md
     )
     assert [t.id for t in listed.transfers] == [reply.transfer.id]
+    statement = await api.a.balances.ListEntries(
+        bpb.ListEntriesRequest(account_id=merchant), metadata=api.a.md
+    )
+    assert [e.trace_id for e in statement.entries] == [_hex(trace_id, 32)]
 
 
 async def test_a_forced_serialization_retry_shows_two_attempt_spans(

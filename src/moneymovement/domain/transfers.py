@@ -105,6 +105,7 @@ class Entry:
     balances_after: Balances
     account_version: int
     created_at: datetime | None = None
+    trace_id: str | None = None  # the transfer's, when read back
 
 
 def require_transferable(

@@ -105,4 +105,5 @@ def entry_from_row(row: Row) -> Entry:
         balances_after=balances_from_row(row),
         account_version=row["account_version"],
         created_at=row["created_at"],
+        trace_id=row["trace_id"],
     )

@@ -107,4 +107,5 @@ def entry_message(account: Account, entry: Entry) -> balance_pb2.Entry:
         kind=balance_pb2.EntryKind.Value("ENTRY_KIND_" + entry.kind.value),
         balance_after=balance_message(after),
         create_time=timestamp(entry.created_at),
+        trace_id=entry.trace_id or "",
     )
