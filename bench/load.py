@@ -28,14 +28,13 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from moneymovement.client import MoneyMovementClient, MoneyMovementError
 from moneymovement.devdb import EmbeddedPostgres
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.queries import parse
 from moneymovement.storage.session import Database
 from moneymovement.storage.verify import verify_ledger
-from moneymovement.v1 import money_movement_service_pb2 as mpb
-from moneymovement.v1 import money_movement_service_pb2_grpc
 
 HERE = Path(__file__).resolve().parent
 SEED = parse((HERE / "seed_ledger.sql").read_text())
@@ -58,11 +57,9 @@ def _client(job: ClientJob, results: multiprocessing.Queue) -> None:  # type: ig
 
 async def _client_loop(job: ClientJob) -> tuple[int, int, list[float]]:
     rng = random.Random(job.seed)
-    md = (("authorization", f"Bearer {job.token}"),)
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{job.port}") as channel:
-        stub = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
+    async with MoneyMovementClient(f"127.0.0.1:{job.port}", job.token) as client:
         start = time.perf_counter()
         measure_from = start + job.warmup_s
         stop_at = measure_from + job.duration_s
@@ -71,14 +68,9 @@ async def _client_loop(job: ClientJob) -> tuple[int, int, list[float]]:
             nonlocal errors
             while (now := time.perf_counter()) < stop_at:
                 debit, credit = rng.sample(job.accounts, 2)
-                request = mpb.CreateTransferRequest(
-                    request_id=uuid.uuid4().hex, debit_account_id=debit,
-                    credit_account_id=credit, amount_minor=rng.randint(1, 1000),
-                    currency_code="USD",
-                )  # fmt: skip
                 try:
-                    await stub.CreateTransfer(request, metadata=md, timeout=30)
-                except grpc.aio.AioRpcError:
+                    await client.create_transfer(debit, credit, rng.randint(1, 1000), "USD")
+                except MoneyMovementError:
                     if now >= measure_from:
                         errors += 1
                     continue

@@ -1,0 +1,283 @@
+"""A small typed Python client for moneymovement.
+
+    async with MoneyMovementClient("127.0.0.1:50051", token) as mm:
+        wallet = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
+        transfer = await mm.create_transfer(debit, wallet.id, 1_000, "USD")
+
+It sets a deadline on every call; gives every mutation a request_id (generated unless
+passed) and reuses it on its own retries, so a retry never moves money twice; retries
+only what is safe to retry (UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED) with jittered
+backoff; and raises typed exceptions that carry the stable `reason` of the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from moneymovement.v1 import account_pb2, balance_pb2, transfer_pb2
+from moneymovement.v1 import account_service_pb2 as apb
+from moneymovement.v1 import account_service_pb2_grpc as agrpc
+from moneymovement.v1 import balance_service_pb2 as bpb
+from moneymovement.v1 import balance_service_pb2_grpc as bgrpc
+from moneymovement.v1 import money_movement_service_pb2 as mpb
+from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
+
+R = TypeVar("R")
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+
+
+class MoneyMovementError(Exception):
+    """A failed call: its gRPC code, the stable reason, and the error's details."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+        field_violations: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(f"{code.name} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.metadata = dict(metadata or {})
+        self.field_violations = field_violations or []
+
+
+class InvalidRequest(MoneyMovementError):
+    """INVALID_ARGUMENT: fix the request; `field_violations` names the fields."""
+
+
+class Unauthenticated(MoneyMovementError):
+    """UNAUTHENTICATED: the token is missing, unknown or revoked."""
+
+
+class Rejected(MoneyMovementError):
+    """A business outcome (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION): retrying the
+    same request returns it again."""
+
+
+class RetriesExhausted(MoneyMovementError):
+    """UNAVAILABLE, ABORTED or DEADLINE_EXCEEDED after every retry. The outcome of a
+    mutation is unknown: call again with the same `request_id` to learn it."""
+
+    def __init__(self, *args: Any, request_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_id = request_id
+
+
+class ServerError(MoneyMovementError):
+    """Anything else (INTERNAL, UNIMPLEMENTED, ...)."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[MoneyMovementError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.NOT_FOUND: Rejected,
+    grpc.StatusCode.ALREADY_EXISTS: Rejected,
+    grpc.StatusCode.FAILED_PRECONDITION: Rejected,
+}
+
+
+def error_of(error: grpc.aio.AioRpcError) -> MoneyMovementError:
+    """The typed exception for a failed call, with ErrorInfo and BadRequest decoded."""
+    reason, metadata, violations = "", {}, []
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations = [(v.field, v.reason) for v in bad.field_violations]
+    kind = _BY_CODE.get(error.code(), ServerError)
+    return kind(error.code(), reason, error.details() or "", metadata, violations)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the client retries: attempts, and the per-attempt deadline."""
+
+    max_attempts: int = 5
+    timeout_s: float = 10.0
+    first_backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+
+
+@dataclass
+class MoneyMovementClient:
+    """The three services behind one channel, for one tenant's token."""
+
+    target: str
+    token: str
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    credentials: grpc.ChannelCredentials | None = None
+
+    def __post_init__(self) -> None:
+        if self.credentials is None:
+            self._channel = grpc.aio.insecure_channel(self.target)
+        else:
+            self._channel = grpc.aio.secure_channel(self.target, self.credentials)
+        self._accounts = agrpc.AccountServiceStub(self._channel)
+        self._balances = bgrpc.BalanceServiceStub(self._channel)
+        self._movements = mgrpc.MoneyMovementServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {self.token}"),)
+        self.attempts = 0  # calls sent by the last operation, retries included
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._channel.close()
+
+    async def _call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
+        request_id = getattr(request, "request_id", None)
+        if request_id == "":
+            request.request_id = request_id = uuid.uuid4().hex  # one id for every retry
+        policy = self.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            self.attempts = attempt
+            try:
+                return await method(request, metadata=self._metadata, timeout=policy.timeout_s)
+            except grpc.aio.AioRpcError as failure:
+                if failure.code() not in RETRYABLE:
+                    raise error_of(failure) from failure
+                if attempt == policy.max_attempts:
+                    typed = error_of(failure)
+                    raise RetriesExhausted(
+                        typed.code, typed.reason, typed.message, typed.metadata,
+                        request_id=request_id,
+                    ) from failure  # fmt: skip
+                pause = min(policy.max_backoff_s, policy.first_backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(random.uniform(0, pause))
+        raise AssertionError("unreachable")
+
+    # Accounts ------------------------------------------------------------------------
+
+    async def create_account(
+        self,
+        *,
+        currency_code: str,
+        normal_balance: str,
+        overdraft_mode: str = "NONE",
+        overdraft_limit_minor: int = 0,
+        name: str = "",
+        external_id: str = "",
+        holder_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> account_pb2.Account:
+        """Opens an account; `normal_balance` is "CREDIT" or "DEBIT", `overdraft_mode`
+        "NONE", "LIMITED" or "UNLIMITED"."""
+        request = apb.CreateAccountRequest(
+            request_id=request_id, currency_code=currency_code,
+            normal_balance=account_pb2.NormalBalance.Value("NORMAL_BALANCE_" + normal_balance),
+            overdraft_mode=account_pb2.OverdraftMode.Value("OVERDRAFT_MODE_" + overdraft_mode),
+            overdraft_limit_minor=overdraft_limit_minor, name=name, external_id=external_id,
+            holder_id=holder_id, metadata=metadata or {},
+        )  # fmt: skip
+        return (await self._call(self._accounts.CreateAccount, request)).account
+
+    async def get_account(self, account_id: str) -> account_pb2.Account:
+        """Reads one account."""
+        request = apb.GetAccountRequest(account_id=account_id)
+        return (await self._call(self._accounts.GetAccount, request)).account
+
+    # Balances ------------------------------------------------------------------------
+
+    async def get_balance(self, account_id: str) -> balance_pb2.Balance:
+        """An account's current balances."""
+        request = bpb.GetBalanceRequest(account_id=account_id)
+        return (await self._call(self._balances.GetBalance, request)).balance
+
+    async def get_balances(self, *account_ids: str) -> list[balance_pb2.Balance]:
+        """Several accounts' balances from one snapshot, in the order asked."""
+        request = bpb.BatchGetBalancesRequest(account_ids=account_ids)
+        return list((await self._call(self._balances.BatchGetBalances, request)).balances)
+
+    # Transfers -----------------------------------------------------------------------
+
+    async def create_transfer(
+        self,
+        debit_account_id: str,
+        credit_account_id: str,
+        amount_minor: int,
+        currency_code: str,
+        *,
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+        pending: bool = False,
+        hold_timeout_s: float | None = None,
+        request_id: str = "",
+    ) -> transfer_pb2.Transfer:
+        """Moves money at once, or places a hold when `pending`."""
+        request = mpb.CreateTransferRequest(
+            request_id=request_id, debit_account_id=debit_account_id,
+            credit_account_id=credit_account_id, amount_minor=amount_minor,
+            currency_code=currency_code, description=description, metadata=metadata or {},
+            pending=pending,
+        )  # fmt: skip
+        if hold_timeout_s is not None:
+            request.hold_timeout.FromNanoseconds(int(hold_timeout_s * 1e9))
+        return (await self._call(self._movements.CreateTransfer, request)).transfer
+
+    async def post_transfer(
+        self, transfer_id: str, amount_minor: int = 0, *, request_id: str = ""
+    ) -> transfer_pb2.Transfer:
+        """Captures a hold (amount 0: all of it)."""
+        request = mpb.PostTransferRequest(
+            request_id=request_id, transfer_id=transfer_id, amount_minor=amount_minor
+        )
+        return (await self._call(self._movements.PostTransfer, request)).transfer
+
+    async def void_transfer(
+        self, transfer_id: str, *, request_id: str = ""
+    ) -> transfer_pb2.Transfer:
+        """Releases a hold."""
+        request = mpb.VoidTransferRequest(request_id=request_id, transfer_id=transfer_id)
+        return (await self._call(self._movements.VoidTransfer, request)).transfer
+
+    async def reverse_transfer(
+        self, transfer_id: str, amount_minor: int = 0, *, request_id: str = ""
+    ) -> mpb.ReverseTransferResponse:
+        """Moves posted money back (amount 0: all that remains)."""
+        request = mpb.ReverseTransferRequest(
+            request_id=request_id, transfer_id=transfer_id, amount_minor=amount_minor
+        )
+        return await self._call(self._movements.ReverseTransfer, request)
+
+    async def create_transfers(
+        self, items: list[mpb.CreateTransfersRequest.Item], *, request_id: str = ""
+    ) -> list[transfer_pb2.Transfer]:
+        """Creates all `items` atomically, or none."""
+        request = mpb.CreateTransfersRequest(request_id=request_id, transfers=items)
+        return list((await self._call(self._movements.CreateTransfers, request)).transfers)
+
+    async def get_transfer(self, transfer_id: str) -> transfer_pb2.Transfer:
+        """Reads one transfer with its history."""
+        request = mpb.GetTransferRequest(transfer_id=transfer_id)
+        return (await self._call(self._movements.GetTransfer, request)).transfer
