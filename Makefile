@@ -10,7 +10,7 @@ GENERATED := src/moneymovement/v1/.generated
 export BUF_CACHE_DIR := $(CURDIR)/.buf-cache
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt proto chaos clean
+.PHONY: help run test lint fmt proto chaos release-contract clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,12 +41,16 @@ test: $(GENERATED) ## Run all tests (unit, integration, e2e) against real Postgr
 chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
 	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
 
-lint: $(GENERATED) ## ruff, ruff format --check, mypy --strict, buf lint, buf format
+lint: $(GENERATED) ## ruff, ruff format, mypy --strict, buf lint/format/breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
+	$(BIN)/buf breaking --against protos/released.binpb
+
+release-contract: $(INSTALLED) ## Record protos/ as released: later changes must stay compatible
+	$(BIN)/buf build -o protos/released.binpb
 
 fmt: $(INSTALLED) ## Format Python and protos in place
 	$(BIN)/ruff check --fix .
