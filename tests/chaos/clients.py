@@ -40,7 +40,7 @@ class ClientPlan:
 
     index: int
     seed: int
-    port: int
+    target: str  # host:port, or ipv4:host:port,host:port,... for several replicas
     token: str
     duration_s: float
     accounts: dict[str, list[str]]  # currency -> customer account ids
@@ -62,7 +62,9 @@ class _Client:
         self.log = Path(plan.log_path).open("a", encoding="utf-8")  # noqa: SIM115
 
     async def run(self) -> None:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.plan.port}") as channel:
+        # Several replicas: client-side round-robin over all their addresses.
+        options = [("grpc.lb_policy_name", "round_robin")] if "," in self.plan.target else []
+        async with grpc.aio.insecure_channel(self.plan.target, options=options) as channel:
             self.moves = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
             self.balances = balance_service_pb2_grpc.BalanceServiceStub(channel)
             stop_at = time.monotonic() + self.plan.duration_s

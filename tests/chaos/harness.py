@@ -64,6 +64,8 @@ class ChaosConfig:
     accounts_per_currency: int = 12
     server_kills: int = 4
     database_restarts: int = 1
+    replicas: int = 1
+    rolling_restarts: int = 0
 
 
 @dataclass
@@ -112,6 +114,13 @@ class ServerProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
+    async def drain(self) -> int | None:
+        """SIGTERM: health goes NOT_SERVING, RPCs in flight finish; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.process.wait, 60)
+
     async def wait_serving(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
@@ -137,15 +146,23 @@ async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosR
     # The database is started here, in the main thread: its parent-death signal is tied to it.
     database = EmbeddedPostgres(work / "pg", port=_free_port(), settings={"max_connections": "200"})
     dsn = database.start()
-    server = ServerProcess(dsn, _free_port(), work / "server.log")
+    servers = [
+        ServerProcess(dsn, _free_port(), work / f"server-{i}.log") for i in range(config.replicas)
+    ]
     try:
         await migrate(dsn)
-        token, accounts, issued = await _set_up(dsn, server)
-        faults = await _run_with_faults(config, rng, database, server, token, accounts, work)
-        await server.wait_serving()
+        token, accounts, issued = await _set_up(dsn, servers[0])
+        for server in servers[1:]:
+            server.start()
+        for server in servers:
+            await server.wait_serving()
+        faults = await _run_with_faults(config, rng, database, servers, token, accounts, work)
+        for server in servers:
+            await server.wait_serving()
         await _audit(config, dsn, work, accounts, issued, faults, result)
     finally:
-        server.kill()
+        for server in servers:
+            server.kill()
         database.stop()
     if result.passed:
         shutil.rmtree(work, ignore_errors=True)
@@ -207,22 +224,31 @@ async def _run_with_faults(
     config: ChaosConfig,
     rng: random.Random,
     database: EmbeddedPostgres,
-    server: ServerProcess,
+    servers: list[ServerProcess],
     token: str,
     accounts: dict[str, list[str]],
     work: Path,
 ) -> Counter[str]:
-    """Runs the clients while the seeded schedule kills the server and crashes the database."""
+    """Runs the clients while the seeded schedule kills servers, crashes the database and
+    restarts the replicas one by one."""
     faults: Counter[str] = Counter()
-    events = ["server"] * config.server_kills + ["database"] * config.database_restarts
+    events = (
+        ["server"] * config.server_kills
+        + ["database"] * config.database_restarts
+        + ["rolling"] * config.rolling_restarts
+    )
     rng.shuffle(events)
+    if len(servers) == 1:
+        target = f"127.0.0.1:{servers[0].port}"
+    else:
+        target = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
     span = config.duration_s * 0.8
     times = sorted(rng.uniform(config.duration_s * 0.1, span) for _ in events)
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(config.clients):
         plan = ClientPlan(
-            index, config.seed, server.port, token, config.duration_s, accounts,
+            index, config.seed, target, token, config.duration_s, accounts,
             str(work / f"client-{index}.jsonl"),
         )  # fmt: skip
         process = context.Process(target=run_client, args=(plan,), daemon=True)
@@ -232,10 +258,18 @@ async def _run_with_faults(
     for at, event in zip(times, events, strict=True):
         await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
         if event == "server":
-            server.kill()
+            victim = rng.choice(servers)
+            victim.kill()
             await asyncio.sleep(rng.uniform(0.2, 1.5))
-            server.start()
+            victim.start()
             faults["server kills"] += 1
+        elif event == "rolling":
+            for server in servers:  # one at a time, as a deployment would
+                if await server.drain() != 0:
+                    faults["unclean drains"] += 1
+                server.start()
+                await server.wait_serving()
+            faults["rolling restarts"] += 1
         else:
             database.stop(immediate=True)
             await asyncio.sleep(rng.uniform(0.5, 2.0))
@@ -294,16 +328,19 @@ async def _audit(
         fail(f"verify: {[c.name for c in report.checks if not c.ok]}")
     if faults["client crashes"]:
         fail(f"{faults['client crashes']} client processes crashed")
+    if faults["unclean drains"]:
+        fail(f"{faults['unclean drains']} replicas did not exit cleanly on SIGTERM")
     ops = sum(outcomes.values())
     rejected = Counter(r.get("reason") for r in records if r["outcome"] == "rejected")
     result.lines += [
-        f"chaos seed={config.seed} duration={config.duration_s:.0f}s clients={config.clients}",
+        f"chaos seed={config.seed} duration={config.duration_s:.0f}s clients={config.clients} "
+        f"replicas={config.replicas}",
         f"  operations sent: {ops}  acknowledged: {outcomes['ack']}  "
         f"rejected by rule: {outcomes['rejected']}  unknown: {outcomes['unknown']} "
         f"(resolved: {resolved['applied']} applied, {resolved['not applied']} not applied)",
         f"  rejections: {dict(rejected.most_common())}",
         f"  server kills: {faults['server kills']}  database restarts: "
-        f"{faults['database restarts']}",
+        f"{faults['database restarts']}  rolling restarts: {faults['rolling restarts']}",
         f"  totals: {', '.join(f'{c} {totals[c]} of {issued[c]} issued' for c in totals)}",
         f"  verify: {'clean' if report.ok else 'VIOLATIONS'} "
         f"({report.counts.get('transfers', 0)} transfers, {report.counts.get('entries', 0)} "
@@ -368,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--server-kills", type=int, default=4)
     parser.add_argument("--database-restarts", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--rolling-restarts", type=int, default=0)
     args = parser.parse_args(argv)
     config = ChaosConfig(
         seed=args.seed,
@@ -375,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         clients=args.clients,
         server_kills=args.server_kills,
         database_restarts=args.database_restarts,
+        replicas=args.replicas,
+        rolling_restarts=args.rolling_restarts,
     )
     print(f"chaos: seed {config.seed} (rerun with --seed {config.seed})", flush=True)
     result = asyncio.run(run_chaos(config))

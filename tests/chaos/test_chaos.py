@@ -16,3 +16,23 @@ async def test_bank_chaos_short(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print("\n" + "\n".join(result.lines))
     assert result.passed, result.failures[:20]
+
+
+@pytest.mark.timeout(300)
+async def test_three_replicas_survive_a_kill_and_a_rolling_restart(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = ChaosConfig(
+        seed=7,
+        duration_s=30,
+        clients=8,
+        server_kills=1,
+        database_restarts=0,
+        replicas=3,
+        rolling_restarts=1,
+    )
+    result = await run_chaos(config)
+    with capsys.disabled():
+        print("\n" + "\n".join(result.lines))
+    assert result.passed, result.failures[:20]
+    assert "rolling restarts: 1" in "\n".join(result.lines)
