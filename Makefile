@@ -41,13 +41,14 @@ test: $(GENERATED) ## Run all tests (unit, integration, e2e) against real Postgr
 chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
 	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
 
-lint: $(GENERATED) ## ruff, ruff format, mypy --strict, buf lint/format/breaking
+lint: $(GENERATED) ## ruff, mypy --strict, buf lint/format/breaking, deploy/ manifests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
 	$(BIN)/buf breaking --against protos/released.binpb
+	$(BIN)/python deploy/validate.py
 
 release-contract: $(INSTALLED) ## Record protos/ as released: later changes must stay compatible
 	$(BIN)/buf build -o protos/released.binpb

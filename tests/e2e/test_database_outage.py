@@ -20,11 +20,13 @@ from moneymovement.devdb import EmbeddedPostgres
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
-from moneymovement.transport.server import ApiServer
+from moneymovement.transport.server import SERVICE_NAMES, ApiServer
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import account_service_pb2_grpc
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import TEST_ENV, failure
+
+SERVICE = SERVICE_NAMES[2]  # moneymovement.v1.MoneyMovementService
 
 
 def _free_port() -> int:
@@ -34,9 +36,9 @@ def _free_port() -> int:
         return port
 
 
-async def _status(channel: grpc.aio.Channel) -> int:
+async def _status(channel: grpc.aio.Channel, service: str = SERVICE) -> int:
     health = health_pb2_grpc.HealthStub(channel)
-    reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
     return reply.status
 
 
@@ -52,6 +54,8 @@ async def test_the_server_starts_without_its_database_and_recovers() -> None:
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{api_port}") as channel:
             assert await _status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+            # Liveness is the process's: a database outage must not get replicas restarted.
+            assert await _status(channel, "") == health_pb2.HealthCheckResponse.SERVING
             stub = account_service_pb2_grpc.AccountServiceStub(channel)
             md = (("authorization", "Bearer mm_whatever"),)
             down = await failure(stub.ListAccounts(apb.ListAccountsRequest(), metadata=md))

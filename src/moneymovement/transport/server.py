@@ -110,7 +110,10 @@ class ApiServer:
         log.info("server_stopped")
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
-        await self._health.set("", status)
+        """The per-service statuses follow the database (readiness); the overall status
+        ("") stays SERVING while the process lives (liveness), so a database outage takes
+        replicas out of rotation without making a supervisor restart them all."""
+        await self._health.set("", _SERVING)
         for name in SERVICE_NAMES:
             await self._health.set(name, status)
 
