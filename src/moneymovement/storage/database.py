@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
+from moneymovement.storage.queries import query
 
 # Unique violation on the request outcome key means a concurrent duplicate committed
 # first: retrying the unit of work finds its outcome and replays it.
@@ -34,6 +35,14 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+async def _reset_connection(connection: asyncpg.Connection) -> None:
+    # asyncpg's default reset sends "RESET ALL; UNLISTEN *; CLOSE ALL; ..." on every
+    # release: a round trip per request for session state this service never sets. A
+    # transaction left open (a cancelled request) is the only thing to undo.
+    if connection.is_in_transaction():
+        await connection.execute(query("rollback"))
+
+
 async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
     """A connection pool with the codecs the repositories expect.
 
@@ -50,6 +59,7 @@ async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
             min_size=0,
             max_size=max_size,
             init=_init_connection,
+            reset=_reset_connection,
             # Statements are few and named; caching their plans saves a parse per call.
             statement_cache_size=256,
             server_settings={

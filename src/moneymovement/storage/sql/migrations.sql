@@ -20,3 +20,6 @@ SELECT pg_advisory_unlock($1);
 
 -- name: ping
 SELECT 1;
+
+-- name: rollback
+ROLLBACK;
