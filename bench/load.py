@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from moneymovement.client import MoneyMovementClient, MoneyMovementError
+from moneymovement.client import MoneyMovementClient, MoneyMovementError, wait_until_serving
 from moneymovement.devdb import EmbeddedPostgres
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.migrate import migrate
@@ -109,24 +107,6 @@ async def _prepare(dsn: str, accounts: int) -> tuple[str, list[str]]:
     return issued.token, [r["account_id"] for r in rows]
 
 
-def _wait_serving(port: int, timeout_s: float = 60) -> None:
-    async def check() -> None:
-        deadline = time.monotonic() + timeout_s
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError("server did not start")
-
-    asyncio.run(check())
-
-
 def run(dsn: str, args: argparse.Namespace) -> int:
     token, accounts = asyncio.run(_prepare(dsn, args.accounts))
     port = _free_port()
@@ -138,7 +118,7 @@ def run(dsn: str, args: argparse.Namespace) -> int:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_serving(port)
+        asyncio.run(wait_until_serving(f"127.0.0.1:{port}"))
         context = multiprocessing.get_context("spawn")
         results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
         per_process = [args.concurrency // args.processes] * args.processes

@@ -22,6 +22,7 @@ from typing import Any, Self, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from moneymovement.v1 import account_pb2, balance_pb2, transfer_pb2
@@ -107,6 +108,28 @@ def error_of(error: grpc.aio.AioRpcError) -> MoneyMovementError:
             violations = [(v.field, v.reason) for v in bad.field_violations]
     kind = _BY_CODE.get(error.code(), ServerError)
     return kind(error.code(), reason, error.details() or "", metadata, violations)
+
+
+async def wait_until_serving(target: str, timeout_s: float = 60.0, service: str = "") -> None:
+    """Waits until the server at `target` answers SERVING to a health check.
+
+    Raises:
+        TimeoutError: it did not within `timeout_s`.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    request = health_pb2.HealthCheckRequest(service=service)
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while loop.time() < deadline:
+            try:
+                reply = await health.Check(request, timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass  # not listening yet, or restarting
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{target} did not become SERVING within {timeout_s} s")
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from typing import Any
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from moneymovement.client import wait_until_serving
 from moneymovement.devdb import EmbeddedPostgres
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.migrate import migrate
@@ -122,18 +122,7 @@ class ServerProcess:
         return await asyncio.to_thread(self.process.wait, 60)
 
     async def wait_serving(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError("the server did not become healthy")
+        await wait_until_serving(f"127.0.0.1:{self.port}", timeout_s)
 
 
 async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosResult:

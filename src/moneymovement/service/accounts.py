@@ -13,13 +13,7 @@ from moneymovement.domain.errors import Reason, Rejected, account_not_found
 from moneymovement.domain.queries import AccountQuery
 from moneymovement.domain.validation import MAX_METADATA_KEYS
 from moneymovement.service.outcomes import account_from_json, account_to_json
-from moneymovement.service.pages import (
-    Page,
-    decode_time_cursor,
-    paginate,
-    scope_of,
-    time_position,
-)
+from moneymovement.service.pages import Page, newest_first
 from moneymovement.service.requests import Codec, run_once
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.accounts import NOT_WRITTEN
@@ -101,14 +95,15 @@ class AccountService:
         self, caller: Caller, where: AccountQuery, size: int, token: str
     ) -> Page[Account]:
         """A page of accounts, newest first."""
-        scope = scope_of("accounts", where)
-        after = decode_time_cursor(token, scope)
-
-        async def work(session: Session) -> list[Account]:
-            return await session.accounts.search(where, after, size + 1)
-
-        rows = await self._uow.read(caller, work)
-        return paginate(rows, size, lambda a: time_position(a.created_at, a.id), scope)
+        return await newest_first(
+            self._uow,
+            caller,
+            "accounts",
+            where,
+            size,
+            token,
+            lambda session, after, limit: session.accounts.search(where, after, limit),
+        )
 
     async def update(
         self,

@@ -11,12 +11,14 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from moneymovement.domain.errors import FieldReason, FieldViolation, InvalidInput
+from moneymovement.service.unit_of_work import Caller, UnitOfWork
+from moneymovement.storage.session import Session
 
 T = TypeVar("T")
 Position = list[str | int]
@@ -100,3 +102,39 @@ def paginate(rows: list[T], size: int, position_of: Callable[[T], Position], sco
 def time_position(created_at: datetime, item_id: str) -> Position:
     """The position of a row listed by (created_at, id)."""
     return [created_at.isoformat(), item_id]
+
+
+class Listed(Protocol):
+    """A row listed newest first by (created_at, id)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+L = TypeVar("L", bound=Listed)
+
+
+async def newest_first(
+    uow: UnitOfWork,
+    caller: Caller,
+    listing: str,
+    where: object,
+    size: int,
+    token: str,
+    fetch: Callable[[Session, TimeCursor | None, int], Awaitable[list[L]]],
+) -> Page[L]:
+    """One page of a (created_at, id) keyset listing, read in a snapshot.
+
+    `fetch(session, after, limit)` returns up to `limit` rows after the cursor.
+    """
+    scope = scope_of(listing, where)
+    after = decode_time_cursor(token, scope)
+
+    async def work(session: Session) -> list[L]:
+        return await fetch(session, after, size + 1)
+
+    rows = await uow.read(caller, work)
+    return paginate(rows, size, lambda row: time_position(row.created_at, row.id), scope)

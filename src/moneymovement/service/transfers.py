@@ -33,13 +33,7 @@ from moneymovement.domain.transfers import (
 )
 from moneymovement.service import events
 from moneymovement.service.outcomes import transfer_from_json, transfer_to_json
-from moneymovement.service.pages import (
-    Page,
-    decode_time_cursor,
-    paginate,
-    scope_of,
-    time_position,
-)
+from moneymovement.service.pages import Page, newest_first
 from moneymovement.service.requests import Codec, run_once
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
@@ -261,14 +255,15 @@ class TransferService:
         self, caller: Caller, where: TransferQuery, size: int, token: str
     ) -> Page[Transfer]:
         """A page of transfers, newest first."""
-        scope = scope_of("transfers", where)
-        after = decode_time_cursor(token, scope)
-
-        async def work(session: Session) -> list[Transfer]:
-            return await session.transfers.search(where, after, size + 1)
-
-        rows = await self._uow.read(caller, work)
-        return paginate(rows, size, lambda t: time_position(t.created_at, t.id), scope)
+        return await newest_first(
+            self._uow,
+            caller,
+            "transfers",
+            where,
+            size,
+            token,
+            lambda session, after, limit: session.transfers.search(where, after, limit),
+        )
 
 
 def _for_item(error: Rejected | InvalidInput, index: int) -> Rejected | InvalidInput:
