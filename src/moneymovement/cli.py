@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             applied = asyncio.run(migrate(dsn))
             print("applied: " + (", ".join(applied) or "nothing (up to date)"))
         elif args.command == "tenants":
-            asyncio.run(_tenants(settings, dsn, args))
+            asyncio.run(_tenants(settings, dsn, args, embedded=embedded))
         elif args.command == "verify":
             report = asyncio.run(verify_ledger(dsn))
             print(format_report(report))
@@ -80,8 +80,11 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-async def _tenants(settings: Settings, dsn: str, args: argparse.Namespace) -> None:
-    await migrate(dsn)
+async def _tenants(
+    settings: Settings, dsn: str, args: argparse.Namespace, *, embedded: bool
+) -> None:
+    if embedded:  # the development database is ours to migrate; DATABASE_URL's is not
+        await migrate(dsn)
     database = await Database.connect(dsn, max_size=2)
     try:
         directory = TenantDirectory(database)

@@ -51,6 +51,7 @@ class Settings:
     log_format: str
     metrics_address: str
     telemetry_enabled: bool
+    service_name: str
     traces_exporters: tuple[str, ...]
     metrics_exporters: tuple[str, ...]
     otlp_protocol: str
@@ -109,6 +110,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         metrics_address=env.get("MM_METRICS_ADDRESS", ""),
         telemetry_enabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() != "true",
+        service_name=env.get("OTEL_SERVICE_NAME") or "moneymovement",
         traces_exporters=traces,
         metrics_exporters=metric_exporters,
         otlp_protocol=protocol,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from moneymovement.domain.accounts import OverdraftMode
 from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.errors import DomainError, Reason
 from moneymovement.domain.transfers import TransferSpec, TransferState
 from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.transfers import TransferService
@@ -53,3 +56,28 @@ async def test_a_hold_not_yet_due_is_left_alone(ledger: Ledger) -> None:
     assert await sweeper.sweep_once() == 0
     assert await ledger.transfers.expire(ledger.caller, held.id) is None
     assert (await ledger.transfers.get(ledger.caller, held.id)).state is TransferState.PENDING
+
+
+async def test_a_hold_that_fails_to_expire_does_not_stop_the_others(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    funding = await ledger.open(OverdraftMode.UNLIMITED, normal_balance=NormalBalance.DEBIT)
+    shop = await ledger.open()
+    held = []
+    for _ in range(5):
+        spec = TransferSpec(funding.id, shop.id, 5, "USD", pending=True, hold_timeout_s=0.1)
+        held.append(await ledger.transfers.create(ledger.caller, uuid.uuid4().hex, spec))
+    await asyncio.sleep(0.2)
+    stuck = held[0].id
+    service = TransferService(UnitOfWork(ledger.database))
+    original = service.expire
+
+    async def flaky(caller: object, transfer_id: str) -> object:
+        if transfer_id == stuck:
+            raise DomainError(Reason.CONCURRENCY_CONFLICT, "a hot account, say")
+        return await original(caller, transfer_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "expire", flaky)
+    assert await HoldSweeper(ledger.database, service, interval_s=1).sweep_once() == 4
+    states = [(await ledger.transfers.get(ledger.caller, h.id)).state for h in held]
+    assert states == [TransferState.PENDING] + [TransferState.EXPIRED] * 4

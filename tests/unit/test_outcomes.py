@@ -1,7 +1,7 @@
 """Stored outcomes: exact round trips through JSON, and request fingerprints."""
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -183,3 +183,17 @@ def test_fingerprint_differs_when_a_field_differs(changes: dict[str, object]) ->
 
 def test_fingerprint_differs_by_method() -> None:
     assert outcomes.fingerprint("CreateTransfer", SPEC) != outcomes.fingerprint("CreateHold", SPEC)
+
+
+def test_fingerprint_survives_a_command_gaining_a_defaulted_field() -> None:
+    @dataclass(frozen=True)
+    class Before:
+        amount_minor: int
+
+    @dataclass(frozen=True)
+    class After:  # the same command one release later, with a new optional field
+        amount_minor: int
+        note: str = ""
+
+    assert outcomes.fingerprint("M", Before(5)) == outcomes.fingerprint("M", After(5))
+    assert outcomes.fingerprint("M", Before(5)) != outcomes.fingerprint("M", After(5, "x"))

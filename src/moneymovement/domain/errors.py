@@ -82,13 +82,23 @@ class DomainError(Exception):
         self.metadata: dict[str, str] = dict(metadata or {})
 
 
+MAX_VIOLATIONS_REPORTED = 50
+
+
 class InvalidInput(DomainError):
-    """The request is malformed; `violations` names every offending field."""
+    """The request is malformed; `violations` names the offending fields.
+
+    At most MAX_VIOLATIONS_REPORTED are kept: a 1,000-item batch with bad items must not
+    produce error details larger than gRPC's metadata limit.
+    """
 
     def __init__(self, violations: list[FieldViolation]) -> None:
-        fields = ", ".join(v.field for v in violations)
-        super().__init__(Reason.INVALID_ARGUMENT, f"invalid request: {fields}")
-        self.violations = violations
+        kept = violations[:MAX_VIOLATIONS_REPORTED]
+        fields = ", ".join(v.field for v in kept[:10])
+        more = len(violations) - min(len(violations), 10)
+        suffix = f" and {more} more" if more else ""
+        super().__init__(Reason.INVALID_ARGUMENT, f"invalid request: {fields}{suffix}")
+        self.violations = kept
 
 
 class Rejected(DomainError):

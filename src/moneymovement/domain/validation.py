@@ -73,9 +73,12 @@ class Checker:
         return value
 
     def text(self, field: str, value: str, max_length: int) -> str:
-        """Optional free text of bounded length."""
+        """Optional free text of bounded length, without NUL characters (which PostgreSQL
+        text cannot hold)."""
         if len(value) > max_length:
             self.fail(field, FieldReason.TOO_LONG, f"at most {max_length} characters")
+        elif "\x00" in value:
+            self.fail(field, FieldReason.INVALID_FORMAT, "must not contain NUL characters")
         return value
 
     def currency(self, field: str, value: str, *, required: bool = True) -> str:
@@ -111,6 +114,8 @@ class Checker:
                 self.fail(f"{field}[{key[:40]}]", FieldReason.INVALID_FORMAT, "bad key")
             if len(value) > MAX_METADATA_VALUE_LENGTH:
                 self.fail(f"{field}[{key[:40]}]", FieldReason.TOO_LONG, "value too long")
+            elif "\x00" in value:
+                self.fail(f"{field}[{key[:40]}]", FieldReason.INVALID_FORMAT, "NUL in value")
             if not value and not allow_empty:
                 self.fail(f"{field}[{key[:40]}]", FieldReason.REQUIRED, "empty value")
         return dict(values)

@@ -90,7 +90,7 @@ def configure_metrics(settings: Settings) -> MeterProvider | None:
             )
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     provider = MeterProvider(
-        metric_readers=readers, resource=Resource.create({"service.name": "moneymovement"})
+        metric_readers=readers, resource=Resource.create({"service.name": settings.service_name})
     )
     metrics.set_meter_provider(provider)
     return provider

@@ -31,7 +31,7 @@ def configure_tracing(settings: Settings) -> TracerProvider | None:
     """
     if not settings.telemetry_enabled:
         return None
-    provider = TracerProvider(resource=Resource.create({"service.name": "moneymovement"}))
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
     for exporter in _exporters(settings):
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

@@ -9,7 +9,7 @@ from moneymovement.domain.accounts import Account
 from moneymovement.domain.balances import BalanceSnapshot
 from moneymovement.domain.errors import account_not_found
 from moneymovement.domain.transfers import Entry
-from moneymovement.service.pages import Page, decode_token, paginate, scope_of
+from moneymovement.service.pages import Page, decode_version_cursor, paginate, scope_of
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
 
@@ -71,8 +71,7 @@ class BalanceService:
             Rejected: ACCOUNT_NOT_FOUND.
         """
         scope = scope_of("entries", account_id, start, end, oldest_first)
-        position = decode_token(token, scope)
-        after = int(position[0]) if position else None
+        after = decode_version_cursor(token, scope)
 
         async def work(session: Session) -> tuple[Account | None, list[Entry]]:
             account = await session.accounts.get(account_id)

@@ -22,17 +22,22 @@ from moneymovement.domain.transfers import EventKind, Transfer, TransferEvent, T
 
 
 def fingerprint(method: str, command: object) -> bytes:
-    """A digest of what was asked: the method and every field of its command."""
+    """A digest of what was asked: the method and every field of its command.
+
+    Fields at their default value are left out, so that a command gaining a new field in
+    a later release keeps the digest of requests that do not use it: a retry across a
+    deploy still replays instead of failing with REQUEST_ID_REUSED.
+    """
     fields: object = command
     if dataclasses.is_dataclass(command) and not isinstance(command, type):
-        fields = dataclasses.asdict(command)
+        fields = _set_fields(command)
     text = json.dumps([method, fields], sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 def _plain(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return _set_fields(value)
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, enum.Enum):
@@ -42,6 +47,19 @@ def _plain(value: object) -> object:
     if isinstance(value, tuple | frozenset | set):
         return list(value)
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+def _set_fields(instance: Any) -> dict[str, object]:
+    """The fields of a dataclass instance that differ from their defaults."""
+    kept = {}
+    for item in dataclasses.fields(instance):
+        value = getattr(instance, item.name)
+        if item.default is not dataclasses.MISSING and value == item.default:
+            continue
+        if item.default_factory is not dataclasses.MISSING and value == item.default_factory():
+            continue
+        kept[item.name] = value
+    return kept
 
 
 def rejection_to_json(rejection: Rejected) -> dict[str, Any]:

@@ -83,12 +83,24 @@ def decode_time_cursor(token: str, scope: str) -> TimeCursor | None:
         return None
     try:
         when, last_id = position
-        cursor = (datetime.fromisoformat(str(when)), str(last_id))
+        if not isinstance(when, str) or not isinstance(last_id, str) or len(last_id) > 64:
+            raise ValueError("not a time cursor")
+        cursor = (datetime.fromisoformat(when), last_id)
     except ValueError as error:
         raise _invalid() from error
     if cursor[0].tzinfo is None:
         raise _invalid()
     return cursor
+
+
+def decode_version_cursor(token: str, scope: str) -> int | None:
+    """An account-version cursor (statements) from a token."""
+    position = decode_token(token, scope)
+    if position is None:
+        return None
+    if len(position) != 1 or not isinstance(position[0], int) or not 0 <= position[0] < 2**63:
+        raise _invalid()
+    return position[0]
 
 
 def paginate(rows: list[T], size: int, position_of: Callable[[T], Position], scope: str) -> Page[T]:

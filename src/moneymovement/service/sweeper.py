@@ -9,6 +9,7 @@ re-checks its state under a row lock, so a hold is released once however many sw
 from __future__ import annotations
 
 import asyncio
+import random
 
 import structlog
 
@@ -35,10 +36,18 @@ class HoldSweeper:
         """Expires the holds due now (up to a batch); returns how many this call ended."""
         loop = asyncio.get_running_loop()
         expired = 0
-        for tenant_id, transfer_id in await self._database.expired_holds(_BATCH):
+        due = await self._database.expired_holds(_BATCH)
+        # Replicas sweeping at once start at different holds instead of all racing for the
+        # oldest one; a hold that fails (a hot account, a deadline) is skipped, not allowed
+        # to stop the round for every other tenant's holds.
+        random.shuffle(due)
+        for tenant_id, transfer_id in due:
             caller = Caller(tenant_id=tenant_id, deadline=loop.time() + _PER_HOLD_S)
-            if await self._transfers.expire(caller, transfer_id) is not None:
-                expired += 1
+            try:
+                if await self._transfers.expire(caller, transfer_id) is not None:
+                    expired += 1
+            except (DomainError, StorageError) as error:
+                log.warning("hold_expiry_failed", transfer_id=transfer_id, error=str(error))
         return expired
 
     async def run(self) -> None:

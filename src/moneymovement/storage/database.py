@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
-from moneymovement.storage.queries import query
 
 # Unique violation on the request outcome key means a concurrent duplicate committed
 # first: retrying the unit of work finds its outcome and replays it.
@@ -36,11 +35,15 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 
 async def _reset_connection(connection: asyncpg.Connection) -> None:
-    # asyncpg's default reset sends "RESET ALL; UNLISTEN *; CLOSE ALL; ..." on every
-    # release: a round trip per request for session state this service never sets. A
-    # transaction left open (a cancelled request) is the only thing to undo.
-    if connection.is_in_transaction():
-        await connection.execute(query("rollback"))
+    """Nothing to reset on release.
+
+    asyncpg's default reset sends "RESET ALL; UNLISTEN *; CLOSE ALL; ..." on every release:
+    a round trip per request for session state this service never sets (keep it that way:
+    a session-level SET would now carry over to the next request). With a custom reset,
+    asyncpg still rolls back a transaction a cancelled request left open (asyncpg 0.32,
+    Connection._reset) before calling this.
+    """
+    del connection
 
 
 async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:

@@ -30,14 +30,15 @@ class Session:
 class Database:
     """A connection pool that hands out transactions as sessions."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self._pool = pool
+        self._dsn = dsn
         self._waiting = 0  # callers waiting for a connection, for the pool gauge
 
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int) -> Database:
         """Creates the pool; connections are opened when first needed."""
-        return cls(await create_pool(dsn, max_size=max_size))
+        return cls(await create_pool(dsn, max_size=max_size), dsn)
 
     @asynccontextmanager
     async def session(
@@ -95,9 +96,17 @@ class Database:
         return [(row["tenant_id"], row["transfer_id"]) for row in rows]
 
     async def ping(self) -> None:
-        """Raises DatabaseUnavailable unless the database answers a trivial query."""
-        async with translated_errors(), self._pool.acquire(timeout=5) as connection:
-            await connection.fetchval(query("ping"), timeout=5)
+        """Raises DatabaseUnavailable unless the database answers a trivial query.
+
+        On a connection of its own, not the pool's: a pool busy with traffic must not look
+        like a database that is down (readiness would pull the busiest replicas).
+        """
+        async with translated_errors():
+            connection = await asyncpg.connect(self._dsn, timeout=5)
+            try:
+                await connection.fetchval(query("ping"), timeout=5)
+            finally:
+                await connection.close()
 
     def pool_stats(self) -> tuple[int, int]:
         """(connections in use, pool size)."""

@@ -42,7 +42,7 @@ def balance_request(request: balance_service_pb2.GetBalanceRequest) -> tuple[str
     """GetBalance's account id and optional as-of time (not in the future)."""
     check = Checker()
     account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
-    as_of = optional_time(request, "as_of_time")
+    as_of = optional_time(check, request, "as_of_time")
     if as_of is not None and as_of > datetime.now(UTC) + _CLOCK_SKEW:
         check.fail("as_of_time", FieldReason.OUT_OF_RANGE, "must not be in the future")
     check.raise_if_any()
@@ -55,8 +55,8 @@ def statement_request(
     """ListEntries' account, time range, order (oldest first?) and page size."""
     check = Checker()
     account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
-    start = optional_time(request, "start_time")
-    end = optional_time(request, "end_time")
+    start = optional_time(check, request, "start_time")
+    end = optional_time(check, request, "end_time")
     if start is not None and end is not None and end <= start:
         check.fail("end_time", FieldReason.OUT_OF_RANGE, "must be after start_time")
     order = enum_value(check, "order", _SORT_ORDER, request.order)

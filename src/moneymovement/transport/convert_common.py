@@ -21,12 +21,16 @@ def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def optional_time(message: object, field: str) -> datetime | None:
-    """A Timestamp field as an aware datetime, or None when unset."""
+def optional_time(check: Checker, message: object, field: str) -> datetime | None:
+    """A Timestamp field as an aware datetime, or None when unset (or out of range)."""
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        check.fail(field, FieldReason.OUT_OF_RANGE, "not a valid time (years 1 to 9999)")
+        return None
 
 
 def enum_names(enum_type: object, prefix: str) -> dict[int, str]:

@@ -44,10 +44,11 @@ def _spec(
     metadata = check.metadata("metadata", item.metadata)
     timeout_s = None
     if item.HasField("hold_timeout"):
-        timeout_s = item.hold_timeout.ToTimedelta().total_seconds()
+        timeout_s = item.hold_timeout.seconds + item.hold_timeout.nanos / 1e9
         if not 0 < timeout_s <= MAX_HOLD.total_seconds():
             check.fail("hold_timeout", FieldReason.OUT_OF_RANGE, "more than 0 s, at most 30 days")
-    expires_at = optional_time(item, "hold_expire_time")
+            timeout_s = None
+    expires_at = optional_time(check, item, "hold_expire_time")
     if timeout_s is not None and expires_at is not None:
         check.fail(
             "hold_expire_time", FieldReason.MUST_DIFFER, "give hold_timeout or this, not both"
@@ -147,8 +148,10 @@ def transfer_query(request: pb.ListTransfersRequest) -> tuple[TransferQuery, int
     trace = request.trace_id or None
     if trace is not None and (len(trace) != 32 or trace.strip("0123456789abcdef")):
         check.fail("trace_id", FieldReason.INVALID_FORMAT, "32 lowercase hex characters")
-    start = optional_time(request, "start_time")
-    end = optional_time(request, "end_time")
+    start = optional_time(check, request, "start_time")
+    end = optional_time(check, request, "end_time")
+    if start is not None and end is not None and end <= start:
+        check.fail("end_time", FieldReason.OUT_OF_RANGE, "must be after start_time")
     check.raise_if_any()
     where = TransferQuery(
         account_id=account,

@@ -97,9 +97,16 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 ) as span,
                 structlog.contextvars.bound_contextvars(**fields),
             ):
-                response, code, error = await self._serve(
-                    request, context, behavior, metadata, span
-                )
+                try:
+                    response, code, error = await self._serve(
+                        request, context, behavior, metadata, span
+                    )
+                except asyncio.CancelledError:
+                    # The caller cancelled or its deadline passed: still one line, one count.
+                    response, code, error = None, grpc.StatusCode.CANCELLED, None
+                    cancelled = True
+                else:
+                    cancelled = False
                 elapsed = time.perf_counter() - started
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
                 if code in SERVER_FAULTS:
@@ -113,6 +120,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     duration_ms=round(elapsed * 1000, 3),
                     retries=max(0, attempts_made() - 1),
                 )
+            if cancelled:
+                raise asyncio.CancelledError
             if error is not None:
                 await abort(context, error)  # raises: the status goes to the caller
             return response
@@ -152,12 +161,18 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         scheme, _, token = metadata.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise DomainError(Reason.TOKEN_MISSING, "send 'authorization: Bearer <token>' metadata")
-        tenant_id = await self._directory.tenant_of(token.strip())
-        if tenant_id is None:
-            raise DomainError(Reason.TOKEN_INVALID, "the token is unknown or revoked")
         remaining = context.time_remaining()
         budget = self._max_deadline_s if remaining is None else min(remaining, self._max_deadline_s)
         deadline = asyncio.get_running_loop().time() + budget
+        try:
+            async with asyncio.timeout_at(deadline):  # the token lookup counts too
+                tenant_id = await self._directory.tenant_of(token.strip())
+        except TimeoutError as error:
+            raise DomainError(
+                Reason.DEADLINE_EXCEEDED, "the deadline passed before the work finished"
+            ) from error
+        if tenant_id is None:
+            raise DomainError(Reason.TOKEN_INVALID, "the token is unknown or revoked")
         trace_id = current_trace_id(metadata.get("traceparent"))
         return Caller(tenant_id=tenant_id, deadline=deadline, trace_id=trace_id)
 

@@ -90,9 +90,10 @@ class ApiServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self._settings.listen_address}")
         await self._server.start()
-        await self._set_health(_SERVING if await self._database_reachable() else _NOT_SERVING)
+        reachable = await self._database_reachable()
+        await self._set_health(_SERVING if reachable else _NOT_SERVING)
         self._background = [
-            asyncio.create_task(self._watch_database(), name="health-monitor"),
+            asyncio.create_task(self._watch_database(reachable), name="health-monitor"),
             asyncio.create_task(self._sweeper.run(), name="hold-sweeper"),
         ]
         log.info("server_started", address=self._settings.listen_address, port=self.port)
@@ -122,11 +123,13 @@ class ApiServer:
             await self._database.ping()
         except (DatabaseUnavailable, TimeoutError, OSError):
             return False
+        except Exception:
+            log.exception("database_ping_failed")  # the watcher must outlive any surprise
+            return False
         return True
 
-    async def _watch_database(self) -> None:
-        """Keeps the health status in step with the database's reachability."""
-        serving = await self._database_reachable()
+    async def _watch_database(self, serving: bool) -> None:
+        """Keeps the per-service health in step with the database's reachability."""
         while True:
             await asyncio.sleep(_HEALTH_PROBE_INTERVAL_S)
             healthy = await self._database_reachable()

@@ -20,6 +20,3 @@ SELECT pg_advisory_unlock($1);
 
 -- name: ping
 SELECT 1;
-
--- name: rollback
-ROLLBACK;
