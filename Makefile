@@ -13,7 +13,7 @@ export BUF_CACHE_DIR := $(CURDIR)/.buf-cache
 .PHONY: help run test lint fmt proto chaos release-contract clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ proto: $(GENERATED) ## Generate the Python stubs from protos/ and check the cont
 run: $(GENERATED) ## Serve the API (embedded PostgreSQL unless DATABASE_URL is set)
 	$(BIN)/python -m moneymovement serve --dev
 
-test: $(GENERATED) ## Run all tests (unit, integration, e2e) against real PostgreSQL
+test: $(GENERATED) ## Run all tests (unit, integration, e2e, a short chaos run), real PostgreSQL
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
