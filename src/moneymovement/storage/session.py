@@ -65,13 +65,17 @@ class Database:
             try:
                 outcomes = RequestOutcomes(connection, tenant_id)
                 prior = await outcomes.find(request_id) if request_id else None
-                async with connection.transaction(isolation=isolation, readonly=not write):
-                    yield Session(
-                        accounts=Accounts(connection, tenant_id),
-                        transfers=Transfers(connection, tenant_id),
-                        outcomes=outcomes,
-                        prior_outcome=prior,
-                    )
+                session = Session(
+                    accounts=Accounts(connection, tenant_id),
+                    transfers=Transfers(connection, tenant_id),
+                    outcomes=outcomes,
+                    prior_outcome=prior,
+                )
+                if prior is not None:
+                    yield session  # a replay answers from the outcome: no transaction
+                else:
+                    async with connection.transaction(isolation=isolation, readonly=not write):
+                        yield session
             finally:
                 await self._pool.release(connection)
 
