@@ -1,11 +1,11 @@
 """Holds: open_transfer(pending=True), then post_hold, void_hold and expire_hold."""
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
+from moneymovement.domain.accounts import Account, AccountState
 from moneymovement.domain.balances import Balances, Direction, EntryKind, NormalBalance
 from moneymovement.domain.errors import FieldReason, InvalidInput, Reason, Rejected
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
@@ -21,35 +21,11 @@ from moneymovement.domain.transfers import (
     TransferState,
     open_transfer,
 )
+from tests.unit.ledger_builders import ALICE, BOB, LATER, NOW, START, book, make_account
 
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-LATER = NOW + timedelta(hours=1)
-ALICE = "acct_aliceaaaaaaaaaaaaaaaaaaaa"
-BOB = "acct_bobbbbbbbbbbbbbbbbbbbbbbbb"
 HOLD_ID = "tr_holdhhhhhhhhhhhhhhhhhhhhhh"
 OTHER_ID = "tr_otherooooooooooooooooooooo"
 TIMEOUT = timedelta(hours=2)
-START = Balances(posted_credits_minor=10_000)
-
-
-def make_account(account_id: str, **changes: object) -> Account:
-    base = Account(
-        id=account_id,
-        currency_code="USD",
-        normal_balance=NormalBalance.CREDIT,
-        overdraft_mode=OverdraftMode.NONE,
-        overdraft_limit_minor=0,
-        state=AccountState.ACTIVE,
-        version=1,
-        created_at=NOW,
-        updated_at=NOW,
-        balances=START,
-    )
-    return replace(base, **changes)
-
-
-def book(*accounts: Account) -> dict[str, Account]:
-    return {account.id: account for account in accounts}
 
 
 def fresh_book() -> dict[str, Account]:

@@ -4,7 +4,7 @@ every total equal to the sum of its entries."""
 import random
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -23,34 +23,10 @@ from moneymovement.domain.transfers import (
     TransferState,
     open_transfer,
 )
+from tests.unit.ledger_builders import ALICE, BOB, LATER, NOW, START, book, make_account
 
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-LATER = NOW + timedelta(hours=1)
-ALICE = "acct_aliceaaaaaaaaaaaaaaaaaaaa"
-BOB = "acct_bobbbbbbbbbbbbbbbbbbbbbbbb"
 CAROL = "acct_carolccccccccccccccccccccc"
 ORIGINAL_ID = "tr_originalooooooooooooooooo"
-START = Balances(posted_credits_minor=10_000)
-
-
-def make_account(account_id: str, **changes: object) -> Account:
-    base = Account(
-        id=account_id,
-        currency_code="USD",
-        normal_balance=NormalBalance.CREDIT,
-        overdraft_mode=OverdraftMode.NONE,
-        overdraft_limit_minor=0,
-        state=AccountState.ACTIVE,
-        version=1,
-        created_at=NOW,
-        updated_at=NOW,
-        balances=START,
-    )
-    return replace(base, **changes)
-
-
-def book(*accounts: Account) -> dict[str, Account]:
-    return {account.id: account for account in accounts}
 
 
 def pay(
