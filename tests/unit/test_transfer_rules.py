@@ -2,7 +2,6 @@
 
 import random
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
@@ -11,41 +10,17 @@ from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
 from moneymovement.domain.balances import Balances, Direction, EntryKind, NormalBalance
 from moneymovement.domain.errors import Reason, Rejected
 from moneymovement.domain.transfers import Entry, NewTransfer, TransferSpec, open_transfer
-
-_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+from tests.unit.ledger_builders import ALICE, BOB, NOW, book, make_account
 
 
 def plan_transfer(
     accounts: dict[str, Account], transfer_id: str, spec: TransferSpec
 ) -> list[Entry]:
     """The entries open_transfer writes (the drafted transfer is tested elsewhere)."""
-    return open_transfer(accounts, spec, NewTransfer(transfer_id, "req-1", _NOW))[1]
+    return open_transfer(accounts, spec, NewTransfer(transfer_id, "req-1", NOW))[1]
 
 
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-ALICE = "acct_aliceaaaaaaaaaaaaaaaaaaaa"
-BOB = "acct_bobbbbbbbbbbbbbbbbbbbbbbbb"
 TRANSFER_ID = "tr_aaaaaaaaaaaaaaaaaaaaaaaaaa"
-
-
-def make_account(account_id: str, **changes: object) -> Account:
-    base = Account(
-        id=account_id,
-        currency_code="USD",
-        normal_balance=NormalBalance.CREDIT,
-        overdraft_mode=OverdraftMode.NONE,
-        overdraft_limit_minor=0,
-        state=AccountState.ACTIVE,
-        version=1,
-        created_at=NOW,
-        updated_at=NOW,
-        balances=Balances(posted_credits_minor=10_000),
-    )
-    return replace(base, **changes)
-
-
-def book(*accounts: Account) -> dict[str, Account]:
-    return {account.id: account for account in accounts}
 
 
 def spec(amount_minor: int = 2_500, **changes: object) -> TransferSpec:
