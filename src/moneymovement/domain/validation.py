@@ -14,7 +14,6 @@ from moneymovement.domain.errors import FieldReason, FieldViolation, InvalidInpu
 from moneymovement.domain.money import INT64_MAX, is_known_currency
 
 MAX_METADATA_KEYS = 50
-MAX_METADATA_KEY_LENGTH = 40
 MAX_METADATA_VALUE_LENGTH = 500
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 500

@@ -53,19 +53,12 @@ holds_expired = _meter.create_counter(
 
 def observe_pool(stats: Callable[[], tuple[int, int, int]]) -> None:
     """Gauges of the database pool: connections in use, open, and callers waiting."""
+    for index, name in enumerate(("in_use", "size", "waiting")):
 
-    def in_use(_: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(stats()[0])]
+        def observe(_: CallbackOptions, index: int = index) -> Iterable[Observation]:
+            return [Observation(stats()[index])]
 
-    def size(_: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(stats()[1])]
-
-    def waiting(_: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(stats()[2])]
-
-    _meter.create_observable_gauge("moneymovement.db.pool.in_use", [in_use], unit="1")
-    _meter.create_observable_gauge("moneymovement.db.pool.size", [size], unit="1")
-    _meter.create_observable_gauge("moneymovement.db.pool.waiting", [waiting], unit="1")
+        _meter.create_observable_gauge(f"moneymovement.db.pool.{name}", [observe], unit="1")
 
 
 def configure_metrics(settings: Settings) -> MeterProvider | None:

@@ -46,18 +46,6 @@ class TenantDirectory:
             await tenants.add_token(issued.token_id, tenant_id, issued.token)
         return issued
 
-    async def find_tenant(self, name: str) -> str | None:
-        """The id of the tenant called `name`."""
-        async with self._database.directory() as tenants:
-            return await tenants.find_by_name(name)
-
-    async def add_token(self, tenant_id: str) -> IssuedToken:
-        """A new token for an existing tenant."""
-        issued = IssuedToken(tenant_id, ids.new_id(ids.TOKEN), new_token())
-        async with self._database.directory() as tenants:
-            await tenants.add_token(issued.token_id, tenant_id, issued.token)
-        return issued
-
     async def list_tenants(self) -> list[dict[str, object]]:
         """Every tenant with its number of active tokens."""
         async with self._database.directory() as tenants:

@@ -23,11 +23,6 @@ class Tenants:
             return str(created)
         return str(await self._db.fetchval(query("find_tenant_by_name"), name))
 
-    async def find_by_name(self, name: str) -> str | None:
-        """The id of the tenant with this name."""
-        found = await self._db.fetchval(query("find_tenant_by_name"), name)
-        return None if found is None else str(found)
-
     async def list(self) -> list[dict[str, Any]]:
         """All tenants with their number of active tokens."""
         return [dict(row) for row in await self._db.fetch(query("list_tenants"))]
