@@ -120,7 +120,9 @@ async def test_a_forced_serialization_retry_shows_two_attempt_spans(
     assert [a.attributes["db.transaction.attempt"] for a in attempts if a.attributes] == [1, 2]
     assert attempts[1].attributes is not None
     assert attempts[1].attributes["db.transaction.retry_reason"] == "serialization"
-    assert await failure(api.a.pay("retry-pay", customer, merchant, 11)) is not None  # reused id
+    # The retried attempt recorded the request once: reusing its id for another amount fails.
+    reused = await failure(api.a.pay("retry-pay", customer, merchant, 11))
+    assert (reused.code, reused.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
 
 
 async def test_rejections_are_not_span_errors_but_server_faults_are(

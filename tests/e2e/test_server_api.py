@@ -23,7 +23,8 @@ async def test_calls_without_a_valid_token_are_unauthenticated(api: Api) -> None
         forged.accounts.ListAccounts(apb.ListAccountsRequest(), metadata=forged.md)
     )
     assert (invalid.code, invalid.reason) == (Code.UNAUTHENTICATED, "TOKEN_INVALID")
-    assert await failure(api.anonymous.open("nope")) is not None
+    mutation = await failure(api.anonymous.open("nope"))
+    assert (mutation.code, mutation.reason) == (Code.UNAUTHENTICATED, "TOKEN_MISSING")
 
 
 async def test_another_tenants_ids_look_exactly_like_missing_ones(api: Api) -> None:
