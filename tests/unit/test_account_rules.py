@@ -69,10 +69,14 @@ def test_unlimited_overdraft_has_no_floor() -> None:
     accounts.require_within_policy(account, credit_balance(0), credit_balance(-(10**15)))
 
 
-def test_policy_allows_a_change_that_raises_available_below_the_floor() -> None:
+def test_policy_refuses_any_change_that_leaves_available_below_the_floor() -> None:
+    # As the database constraint does: even a change that raises the balance is refused
+    # if it stays below the floor (no account can get there; the rules must agree anyway).
     account = make_account(overdraft_mode=OverdraftMode.LIMITED, overdraft_limit_minor=50)
 
-    accounts.require_within_policy(account, credit_balance(-300), credit_balance(-200))
+    with pytest.raises(Rejected) as caught:
+        accounts.require_within_policy(account, credit_balance(-300), credit_balance(-200))
+    assert reason_of(caught) is Reason.INSUFFICIENT_FUNDS
 
 
 def test_policy_refuses_a_change_that_lowers_available_further_below_the_floor() -> None:

@@ -74,15 +74,15 @@ def require_open_for_transfers(account: Account) -> None:
 
 
 def require_within_policy(account: Account, before: Balances, after: Balances) -> None:
-    """Refuses a change that lowers the available balance below the overdraft floor.
+    """Refuses a change that leaves the available balance below the overdraft floor.
 
-    A change that does not lower the available balance is always allowed, so money can
-    still arrive on an account that sits below a floor tightened by an operator.
+    The same rule as the accounts_within_overdraft_policy constraint, so the database never
+    has to refuse what the domain accepted. (No account is ever below its floor: a
+    tighter policy than the balance allows is refused with OVERDRAFT_LIMIT_IN_USE.)
     """
     floor = account.floor_minor()
     normal = account.normal_balance
-    new_available = after.available(normal)
-    if floor is None or new_available >= floor or new_available >= before.available(normal):
+    if floor is None or after.available(normal) >= floor:
         return
     raise Rejected(
         Reason.INSUFFICIENT_FUNDS,
