@@ -89,8 +89,9 @@ class Api:
     anonymous: Client
 
 
-async def start_api(dsn: str) -> Api:
-    settings = load_settings(TEST_ENV)
+async def start_api(dsn: str, **env: str) -> Api:
+    """A server on `dsn`; `env` overrides TEST_ENV (e.g. MM_HOLD_SWEEP_S)."""
+    settings = load_settings({**TEST_ENV, **env})
     database = await Database.connect(dsn, max_size=20)
     server = ApiServer(settings, database)
     port = await server.start()
