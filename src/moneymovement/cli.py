@@ -1,15 +1,16 @@
-"""The `moneymovement` command: serve, migrate, tenants, verify."""
+"""The `moneymovement` command: serve, migrate, tenants, tokens, verify."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from moneymovement.app import database_url, serve
 from moneymovement.config import ConfigError, Settings, load_settings
 from moneymovement.observability.logging import configure_logging
-from moneymovement.service.tenants import TenantDirectory
+from moneymovement.service.tenants import TenantDirectory, UnknownTenant
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
 from moneymovement.storage.verify import Report, verify_ledger
@@ -35,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
     create = tenants.add_parser("create", help="create a tenant (if new) and print a new token")
     create.add_argument("name")
     tenants.add_parser("list", help="list tenants")
+    tokens = commands.add_parser(
+        "tokens", help="manage bearer tokens (rotate: create a new one, then revoke the old)"
+    ).add_subparsers(dest="action", required=True)
+    token_create = tokens.add_parser("create", help="print a new token for an existing tenant")
+    token_create.add_argument("tenant", help="the tenant's id or name")
+    token_list = tokens.add_parser(
+        "list", help="list tokens: id, tenant, created, revoked (never the token)"
+    )
+    token_list.add_argument("tenant", nargs="?", help="only this tenant's (id or name)")
+    token_revoke = tokens.add_parser(
+        "revoke", help="revoke a token; every running server refuses it from the next call"
+    )
+    token_revoke.add_argument("token_id")
     commands.add_parser(
         "verify", help="check the ledger's invariants; exit 0 when clean, 1 otherwise"
     )
@@ -61,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             print("applied: " + (", ".join(applied) or "nothing (up to date)"))
         elif args.command == "tenants":
             asyncio.run(_tenants(settings, dsn, args, embedded=embedded))
+        elif args.command == "tokens":
+            return asyncio.run(_tokens(dsn, args, embedded=embedded))
         elif args.command == "verify":
             report = asyncio.run(verify_ledger(dsn))
             print(format_report(report))
@@ -90,7 +106,9 @@ async def _tenants(
         directory = TenantDirectory(database)
         if args.action == "create":
             issued = await directory.create_tenant(args.name)
-            print(f"tenant_id: {issued.tenant_id}\ntoken: {issued.token}")
+            print(
+                f"tenant_id: {issued.tenant_id}\ntoken_id: {issued.token_id}\ntoken: {issued.token}"
+            )
         else:
             for tenant in await directory.list_tenants():
                 print(
@@ -99,3 +117,42 @@ async def _tenants(
                 )
     finally:
         await database.close()
+
+
+async def _tokens(dsn: str, args: argparse.Namespace, *, embedded: bool) -> int:
+    if embedded:
+        await migrate(dsn)
+    database = await Database.connect(dsn, max_size=2)
+    try:
+        directory = TenantDirectory(database)
+        if args.action == "create":
+            issued = await directory.create_token(args.tenant)
+            print(
+                f"tenant_id: {issued.tenant_id}\ntoken_id: {issued.token_id}\ntoken: {issued.token}"
+            )
+        elif args.action == "list":
+            print(format_tokens(await directory.list_tokens(args.tenant)))
+        else:
+            revoked_at = await directory.revoke_token(args.token_id)
+            if revoked_at is None:
+                print(f"moneymovement: no token {args.token_id}", file=sys.stderr)
+                return 1
+            print(f"{args.token_id} revoked at {revoked_at.isoformat()}")
+    except UnknownTenant as error:
+        print(f"moneymovement: no tenant with id or name {error}", file=sys.stderr)
+        return 1
+    finally:
+        await database.close()
+    return 0
+
+
+def format_tokens(tokens: list[dict[str, Any]]) -> str:
+    """One line per token: id, tenant id and name, created, revoked (or "-")."""
+    lines = ["token_id  tenant_id  tenant_name  created_at  revoked_at"]
+    for token in tokens:
+        revoked = token["revoked_at"].isoformat() if token["revoked_at"] else "-"
+        lines.append(
+            f"{token['token_id']}  {token['tenant_id']}  {token['tenant_name']}  "
+            f"{token['created_at'].isoformat()}  {revoked}"
+        )
+    return "\n".join(lines)

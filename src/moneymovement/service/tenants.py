@@ -1,15 +1,28 @@
-"""Tenants and their bearer tokens: creation, and resolving a token to its tenant."""
+"""Tenants and their bearer tokens: creation, listing, revocation, and resolving a token to
+its tenant through a cache that revocation empties at once."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
 
 from moneymovement.domain import ids
 from moneymovement.domain.errors import DomainError, Reason
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
+from moneymovement.storage.tenants import token_changes, token_digest
+
+log = structlog.get_logger("moneymovement.tenants")
+
+# Entries kept at most; past it the cache starts over (a flood of made-up tokens must not
+# grow memory without bound).
+_CACHE_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -21,22 +34,40 @@ class IssuedToken:
     token: str
 
 
+class UnknownTenant(LookupError):
+    """No tenant has that id or name."""
+
+
 def new_token() -> str:
     """A bearer token: 256 random bits, URL-safe."""
     return "mm_" + secrets.token_urlsafe(32)
 
 
 class TenantDirectory:
-    """Creates tenants and tokens and resolves tokens, with a short-lived cache.
+    """Creates tenants and tokens, revokes tokens, and resolves tokens to tenants.
 
-    The cache keeps the token lookup off most requests. Entries live `cache_ttl_s`
-    seconds, which bounds how long a revoked token keeps working on this replica.
+    The token lookup runs before every RPC, so its answers are cached, by the token's
+    SHA-256 digest (the token itself is never a key), for at most `cache_ttl_s`. The cache
+    is only used while `watch_token_changes` holds a LISTEN connection: every change to a
+    token row (a revocation, from any process) notifies it and the token is dropped at
+    once. While that connection is down nothing is cached, so a revocation can never be
+    missed; lookups then go to the database on every call until it is back.
     """
 
     def __init__(self, database: Database, *, cache_ttl_s: float = 2.0) -> None:
         self._database = database
         self._ttl_s = cache_ttl_s
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        # digest -> (tenant id or None for an unknown token, token id or None, expiry)
+        self._cache: dict[bytes, tuple[str | None, str | None, float]] = {}
+        self._caching = False
+        # Bumped by every invalidation: a lookup that began before one must not cache what
+        # it read, which may already be stale.
+        self._generation = 0
+
+    @property
+    def caching(self) -> bool:
+        """Whether lookups are being cached (the token-change listener is up)."""
+        return self._caching
 
     async def create_tenant(self, name: str) -> IssuedToken:
         """Creates the tenant `name` if needed, and a new token for it."""
@@ -46,25 +77,110 @@ class TenantDirectory:
             await tenants.add_token(issued.token_id, tenant_id, issued.token)
         return issued
 
+    async def create_token(self, tenant: str) -> IssuedToken:
+        """A new token for the existing tenant with this id or name.
+
+        Raises:
+            UnknownTenant: there is no such tenant.
+        """
+        async with self._database.directory() as tenants:
+            tenant_id = await tenants.find(tenant)
+            if tenant_id is None:
+                raise UnknownTenant(tenant)
+            issued = IssuedToken(tenant_id, ids.new_id(ids.TOKEN), new_token())
+            await tenants.add_token(issued.token_id, tenant_id, issued.token)
+        return issued
+
     async def list_tenants(self) -> list[dict[str, object]]:
         """Every tenant with its number of active tokens."""
         async with self._database.directory() as tenants:
             return await tenants.list()
 
+    async def list_tokens(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Tokens (id, tenant, created, revoked; never the token) of one tenant or all.
+
+        Raises:
+            UnknownTenant: `tenant` names no tenant.
+        """
+        async with self._database.directory() as tenants:
+            tenant_id = None
+            if tenant is not None:
+                tenant_id = await tenants.find(tenant)
+                if tenant_id is None:
+                    raise UnknownTenant(tenant)
+            return await tenants.list_tokens(tenant_id)
+
+    async def revoke_token(self, token_id: str) -> datetime | None:
+        """Revokes a token on every server at once; returns its revocation time (None: no
+        such token). Revoking a revoked token changes nothing."""
+        async with self._database.directory() as tenants:
+            revoked_at = await tenants.revoke_token(token_id)
+        self._forget(token_id)  # this process need not wait for its own notification
+        return revoked_at
+
     async def tenant_of(self, token: str) -> str | None:
-        """The tenant of a live token, or None."""
+        """The tenant of a live token, or None.
+
+        Raises:
+            DomainError: DATABASE_UNAVAILABLE, when the lookup cannot reach the database.
+        """
+        digest = token_digest(token)
         now = time.monotonic()
-        cached = self._cache.get(token)
-        if cached is not None and cached[1] > now:
+        cached = self._cache.get(digest)
+        if cached is not None and cached[2] > now:
             return cached[0]
+        generation = self._generation
         try:
             async with self._database.directory() as tenants:
-                tenant_id = await tenants.tenant_of_token(token)
+                live = await tenants.live_token(digest)
         except DatabaseUnavailable as error:
             raise DomainError(
                 Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later"
             ) from error
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[token] = (tenant_id, now + self._ttl_s)
+        tenant_id, token_id = (None, None) if live is None else (live.tenant_id, live.token_id)
+        if self._caching and generation == self._generation:
+            if len(self._cache) >= _CACHE_MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[digest] = (tenant_id, token_id, now + self._ttl_s)
         return tenant_id
+
+    async def watch_token_changes(self, dsn: str, *, check_every_s: float = 5.0) -> None:
+        """Keeps the cache in step with token changes, forever (run it as a task).
+
+        With `cache_ttl_s` 0 there is no cache and nothing to watch.
+        """
+        if self._ttl_s <= 0:
+            return
+        while True:
+            try:
+                async with token_changes(dsn, self._forget) as changes:
+                    self._start_caching()
+                    log.info("token_changes_listening")
+                    await changes.wait_lost(check_every_s)
+                log.warning("token_changes_lost")
+            except DatabaseUnavailable:
+                pass  # retried after a pause; meanwhile every lookup reads the database
+            finally:
+                self._stop_caching()
+            await asyncio.sleep(1.0)
+
+    def _forget(self, token_id: str) -> None:
+        """Drops a changed token, and every cached "unknown token" (a token un-revoked by
+        hand must not stay refused), from the cache."""
+        self._generation += 1
+        stale = [d for d, (_, tid, _) in self._cache.items() if tid is None or tid == token_id]
+        for digest in stale:
+            del self._cache[digest]
+
+    def _start_caching(self) -> None:
+        # Changes made while nobody was listening are unknown: start from nothing.
+        self._generation += 1
+        self._cache.clear()
+        self._caching = True
+
+    def _stop_caching(self) -> None:
+        if self._caching:
+            log.warning("token_cache_disabled", why="the token-change listener is down")
+        self._generation += 1
+        self._caching = False
+        self._cache.clear()

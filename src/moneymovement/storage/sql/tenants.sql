@@ -6,6 +6,9 @@ RETURNING tenant_id;
 -- name: find_tenant_by_name
 SELECT tenant_id FROM tenants WHERE name = $1;
 
+-- name: find_tenant_by_id
+SELECT tenant_id FROM tenants WHERE tenant_id = $1;
+
 -- name: list_tenants
 SELECT t.tenant_id, t.name, t.created_at,
        (SELECT count(*) FROM api_tokens AS k
@@ -16,5 +19,25 @@ ORDER BY t.created_at, t.tenant_id;
 -- name: insert_token
 INSERT INTO api_tokens (token_id, tenant_id, token_sha256) VALUES ($1, $2, $3);
 
--- name: find_tenant_by_token
-SELECT tenant_id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL;
+-- name: find_live_token
+-- By the digest's unique index; the caller then compares the stored digest in constant time.
+SELECT token_id, tenant_id, token_sha256 FROM api_tokens
+WHERE token_sha256 = $1 AND revoked_at IS NULL;
+
+-- name: list_tokens
+-- The tokens of one tenant ($1), or of all when NULL; never the digest.
+SELECT k.token_id, k.tenant_id, t.name AS tenant_name, k.created_at, k.revoked_at
+FROM api_tokens AS k
+JOIN tenants AS t ON t.tenant_id = k.tenant_id
+WHERE $1::text IS NULL OR k.tenant_id = $1
+ORDER BY k.created_at, k.token_id;
+
+-- name: revoke_token
+-- The trigger of migration 0002 notifies every server, which drops the token from its
+-- cache. An already revoked token keeps its first revocation time.
+UPDATE api_tokens SET revoked_at = now()
+WHERE token_id = $1 AND revoked_at IS NULL
+RETURNING revoked_at;
+
+-- name: find_token_revocation
+SELECT revoked_at FROM api_tokens WHERE token_id = $1;
