@@ -54,7 +54,7 @@ async def serve(
         log.info("migrations_applied", applied=applied)
     database = await Database.connect(dsn, max_size=settings.pool_max_size)
     metrics.observe_pool(database.pool_gauges)
-    server = ApiServer(settings, database)
+    server = ApiServer(settings, database, dsn=dsn)  # dsn: to LISTEN for token changes
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -6,8 +6,11 @@
 
 It sets a deadline on every call; gives every mutation a request_id (generated unless
 passed) and reuses it on its own retries, so a retry never moves money twice; retries
-only what is safe to retry (UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED) with jittered
+only what is safe to retry (UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED, and
+RESOURCE_EXHAUSTED from the server's limits, after their RetryInfo delay) with jittered
 backoff; and raises typed exceptions that carry the stable `reason` of the error.
+
+Over TLS, or mutual TLS, pass `credentials=tls_credentials(...)`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -93,6 +97,43 @@ _BY_CODE: dict[grpc.StatusCode, type[MoneyMovementError]] = {
 }
 
 
+def tls_credentials(
+    root_cert_file: str | Path | None = None,
+    client_cert_file: str | Path | None = None,
+    client_key_file: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """Channel credentials for a server with TLS.
+
+    Args:
+        root_cert_file: PEM CA certificates to trust (None: the system's roots).
+        client_cert_file: PEM client certificate chain, for a server that requires
+            client certificates (mutual TLS); with `client_key_file`.
+        client_key_file: PEM private key of the client certificate.
+    """
+    if (client_cert_file is None) != (client_key_file is None):
+        raise ValueError("client_cert_file and client_key_file go together")
+
+    def read(path: str | Path | None) -> bytes | None:
+        return None if path is None else Path(path).read_bytes()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(root_cert_file),
+        private_key=read(client_key_file),
+        certificate_chain=read(client_cert_file),
+    )
+
+
+def retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:
+    """The server's google.rpc.RetryInfo delay of a failed call, if it sent one."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToNanoseconds()) / 1e9
+    return None
+
+
 def error_of(error: grpc.aio.AioRpcError) -> MoneyMovementError:
     """The typed exception for a failed call, with ErrorInfo and BadRequest decoded."""
     reason, metadata, violations = "", {}, []
@@ -110,8 +151,14 @@ def error_of(error: grpc.aio.AioRpcError) -> MoneyMovementError:
     return kind(error.code(), reason, error.details() or "", metadata, violations)
 
 
-async def wait_until_serving(target: str, timeout_s: float = 60.0, service: str = "") -> None:
-    """Waits until the server at `target` answers SERVING to a health check.
+async def wait_until_serving(
+    target: str,
+    timeout_s: float = 60.0,
+    service: str = "",
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Waits until the server at `target` answers SERVING to a health check (over TLS
+    with `credentials`).
 
     Raises:
         TimeoutError: it did not within `timeout_s`.
@@ -119,7 +166,12 @@ async def wait_until_serving(target: str, timeout_s: float = 60.0, service: str 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     request = health_pb2.HealthCheckRequest(service=service)
-    async with grpc.aio.insecure_channel(target) as channel:
+    channel = (
+        grpc.aio.insecure_channel(target)
+        if credentials is None
+        else grpc.aio.secure_channel(target, credentials)
+    )
+    async with channel:
         health = health_pb2_grpc.HealthStub(channel)
         while loop.time() < deadline:
             try:
@@ -187,7 +239,12 @@ class MoneyMovementClient:
             try:
                 return await method(request, metadata=self._metadata, timeout=policy.timeout_s)
             except grpc.aio.AioRpcError as failure:
-                if failure.code() not in RETRYABLE:
+                # RESOURCE_EXHAUSTED with RetryInfo is a limit refusing the call before any
+                # work: safe to retry after the delay. Without it (a message too large),
+                # retrying cannot help.
+                limited = failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                delay_s = retry_delay_s(failure) if limited else None
+                if failure.code() not in RETRYABLE and delay_s is None:
                     raise error_of(failure) from failure
                 if attempt == policy.max_attempts:
                     typed = error_of(failure)
@@ -196,7 +253,10 @@ class MoneyMovementClient:
                         request_id=request_id,
                     ) from failure  # fmt: skip
                 pause = min(policy.max_backoff_s, policy.first_backoff_s * 2 ** (attempt - 1))
-                await asyncio.sleep(random.uniform(0, pause))
+                if delay_s is not None:  # the server's delay, plus jitter to spread retries
+                    await asyncio.sleep(delay_s + random.uniform(0, delay_s / 2))
+                else:
+                    await asyncio.sleep(random.uniform(0, pause))
         raise AssertionError("unreachable")
 
     # Accounts ------------------------------------------------------------------------

@@ -9,9 +9,20 @@
 | MM_TX_MAX_ATTEMPTS     | 12                 | tries of a transaction that keeps conflicting    |
 | MM_MAX_DEADLINE_S      | 30                 | longest an RPC may work (also the default)       |
 | MM_SHUTDOWN_GRACE_S    | 10                 | how long SIGTERM waits for RPCs in flight        |
-| MM_AUTH_CACHE_TTL_S    | 2                  | how long a token lookup is cached                |
+| MM_AUTH_CACHE_TTL_S    | 2                  | longest a token lookup is cached (revocation     |
+|                        |                    | drops it at once; 0: no cache)                   |
 | MM_HOLD_SWEEP_S        | 1                  | how often expired holds are released             |
 | MM_MAX_MESSAGE_BYTES   | 4194304            | largest request or response message              |
+| MM_MAX_METADATA_BYTES  | 16384              | largest request metadata (headers)               |
+| MM_MAX_CONCURRENT_RPCS | 256                | RPCs served at once; more: RESOURCE_EXHAUSTED    |
+|                        |                    | (0: no limit)                                    |
+| MM_TENANT_RATE_PER_S   | 2000               | each tenant's sustained calls per second, per    |
+|                        |                    | replica (0: no limit)                            |
+| MM_TENANT_BURST        | 4000               | calls a tenant may make at once above the rate   |
+| MM_OPEN_HEALTH_AND_REFLECTION | true        | health and reflection served without a token     |
+| MM_TLS_CERT_FILE       | (empty: plaintext) | PEM server certificate chain; with the key: TLS  |
+| MM_TLS_KEY_FILE        | (empty)            | PEM private key of the server certificate        |
+| MM_TLS_CLIENT_CA_FILE  | (empty)            | PEM CA bundle; set: client certificates required |
 | MM_LOG_LEVEL           | INFO               | DEBUG, INFO, WARNING, ERROR                      |
 | MM_LOG_FORMAT          | auto               | json, console, or auto (console on a terminal)   |
 | MM_METRICS_ADDRESS     | (empty: off)       | host:port serving /metrics for Prometheus         |
@@ -47,6 +58,14 @@ class Settings:
     auth_cache_ttl_s: float
     hold_sweep_interval_s: float
     max_message_bytes: int
+    max_metadata_bytes: int
+    max_concurrent_rpcs: int
+    tenant_rate_per_s: float
+    tenant_burst: float
+    open_health_and_reflection: bool
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
+    tls_client_ca_file: Path | None
     log_level: str
     log_format: str
     metrics_address: str
@@ -95,6 +114,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     if protocol not in ("grpc", "http/protobuf"):
         raise ConfigError("OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf")
+    open_probes = env.get("MM_OPEN_HEALTH_AND_REFLECTION", "true").strip().lower() or "true"
+    if open_probes not in ("true", "false"):
+        raise ConfigError("MM_OPEN_HEALTH_AND_REFLECTION must be true or false")
+    tls_cert, tls_key, tls_ca = (
+        _path(env, name)
+        for name in ("MM_TLS_CERT_FILE", "MM_TLS_KEY_FILE", "MM_TLS_CLIENT_CA_FILE")
+    )
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("MM_TLS_CERT_FILE and MM_TLS_KEY_FILE must be set together")
+    if tls_ca is not None and tls_cert is None:
+        raise ConfigError("MM_TLS_CLIENT_CA_FILE needs MM_TLS_CERT_FILE and MM_TLS_KEY_FILE")
+    rate = number("MM_TENANT_RATE_PER_S", 2000, minimum=0)
+    burst = number("MM_TENANT_BURST", 4000, minimum=1)
     return Settings(
         database_url=env.get("DATABASE_URL") or None,
         listen_address=env.get("MM_LISTEN_ADDRESS", "127.0.0.1:50051"),
@@ -106,6 +138,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         auth_cache_ttl_s=number("MM_AUTH_CACHE_TTL_S", 2, minimum=0),
         hold_sweep_interval_s=number("MM_HOLD_SWEEP_S", 1, minimum=0.01),
         max_message_bytes=int(number("MM_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)),
+        # Below ~1 KiB even a token and a traceparent would not fit.
+        max_metadata_bytes=int(number("MM_MAX_METADATA_BYTES", 16 * 1024, minimum=1024)),
+        max_concurrent_rpcs=int(number("MM_MAX_CONCURRENT_RPCS", 256, minimum=0)),
+        tenant_rate_per_s=rate,
+        tenant_burst=burst,
+        open_health_and_reflection=open_probes == "true",
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+        tls_client_ca_file=tls_ca,
         log_level=log_level,
         log_format=log_format,
         metrics_address=env.get("MM_METRICS_ADDRESS", ""),
@@ -115,6 +156,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_exporters=metric_exporters,
         otlp_protocol=protocol,
     )
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name, "").strip()
+    return Path(value).absolute() if value else None
 
 
 def _names(value: str) -> tuple[str, ...]:

@@ -93,7 +93,7 @@ async def start_api(dsn: str, **env: str) -> Api:
     """A server on `dsn`; `env` overrides TEST_ENV (e.g. MM_HOLD_SWEEP_S)."""
     settings = load_settings({**TEST_ENV, **env})
     database = await Database.connect(dsn, max_size=20)
-    server = ApiServer(settings, database)
+    server = ApiServer(settings, database, dsn=dsn)  # dsn: LISTEN for token changes
     port = await server.start()
     directory = TenantDirectory(database)
     token_a = (await directory.create_tenant("tenant-a")).token

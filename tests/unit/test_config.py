@@ -94,3 +94,48 @@ def test_unknown_log_format(value: str) -> None:
 def test_unknown_log_level() -> None:
     with pytest.raises(ConfigError, match="MM_LOG_LEVEL"):
         load_settings({"MM_LOG_LEVEL": "verbose"})
+
+
+def test_edge_limits_and_tls_settings(tmp_path: Path) -> None:
+    defaults = load_settings({})
+    assert defaults.max_metadata_bytes == 16 * 1024
+    assert defaults.max_concurrent_rpcs == 256
+    assert (defaults.tenant_rate_per_s, defaults.tenant_burst) == (2000, 4000)
+    assert defaults.open_health_and_reflection is True
+    assert defaults.tls_cert_file is None
+
+    settings = load_settings(
+        {
+            "MM_MAX_METADATA_BYTES": "4096",
+            "MM_MAX_CONCURRENT_RPCS": "0",
+            "MM_TENANT_RATE_PER_S": "0",
+            "MM_TENANT_BURST": "10",
+            "MM_OPEN_HEALTH_AND_REFLECTION": "False",
+            "MM_TLS_CERT_FILE": str(tmp_path / "server.pem"),
+            "MM_TLS_KEY_FILE": str(tmp_path / "server.key"),
+            "MM_TLS_CLIENT_CA_FILE": str(tmp_path / "ca.pem"),
+        }
+    )
+    assert settings.max_metadata_bytes == 4096
+    assert (settings.max_concurrent_rpcs, settings.tenant_rate_per_s) == (0, 0)
+    assert settings.tenant_burst == 10
+    assert settings.open_health_and_reflection is False
+    assert settings.tls_cert_file == tmp_path / "server.pem"
+    assert settings.tls_client_ca_file == tmp_path / "ca.pem"
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"MM_TLS_CERT_FILE": "a.pem"}, "MM_TLS_KEY_FILE"),
+        ({"MM_TLS_KEY_FILE": "a.key"}, "MM_TLS_CERT_FILE"),
+        ({"MM_TLS_CLIENT_CA_FILE": "ca.pem"}, "MM_TLS_CLIENT_CA_FILE"),
+        ({"MM_OPEN_HEALTH_AND_REFLECTION": "yes"}, "MM_OPEN_HEALTH_AND_REFLECTION"),
+        ({"MM_MAX_CONCURRENT_RPCS": "-1"}, "MM_MAX_CONCURRENT_RPCS"),
+        ({"MM_TENANT_BURST": "0"}, "MM_TENANT_BURST"),
+        ({"MM_MAX_METADATA_BYTES": "100"}, "MM_MAX_METADATA_BYTES"),
+    ],
+)
+def test_unusable_edge_settings_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env)

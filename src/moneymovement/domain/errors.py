@@ -46,6 +46,7 @@ class Reason(enum.StrEnum):
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     INTERNAL = "INTERNAL"
     OVERLOADED = "OVERLOADED"
+    RATE_LIMITED = "RATE_LIMITED"
 
 
 class FieldReason(enum.StrEnum):
@@ -103,6 +104,17 @@ class InvalidInput(DomainError):
 
 class Rejected(DomainError):
     """A business outcome: recorded with the request id and replayed identically."""
+
+
+class Throttled(DomainError):
+    """Refused by a limit before any work began: nothing changed, and the same call may
+    succeed after `retry_after_s` (sent to the caller as google.rpc.RetryInfo)."""
+
+    def __init__(
+        self, reason: Reason, message: str, retry_after_s: float, metadata: Mapping[str, str]
+    ) -> None:
+        super().__init__(reason, message, metadata)
+        self.retry_after_s = retry_after_s
 
 
 def account_not_found(account_id: str) -> Rejected:

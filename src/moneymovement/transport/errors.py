@@ -2,16 +2,17 @@
 
 Every failure leaves the server as a canonical code plus a `google.rpc.Status` in the
 `grpc-status-details-bin` trailer, carrying `ErrorInfo(reason, domain, metadata)` and,
-for bad input, `BadRequest` with one violation per field. Nothing internal is included.
+for bad input, `BadRequest` with one violation per field; a call refused by a limit also
+carries `RetryInfo` with the delay to wait. Nothing internal is included.
 """
 
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from moneymovement.domain.errors import DomainError, InvalidInput, Reason
+from moneymovement.domain.errors import DomainError, InvalidInput, Reason, Throttled
 
 ERROR_DOMAIN = "moneymovement"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -45,6 +46,7 @@ CODE_OF_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.NOT_IMPLEMENTED: _C.UNIMPLEMENTED,
     Reason.INTERNAL: _C.INTERNAL,
     Reason.OVERLOADED: _C.RESOURCE_EXHAUSTED,
+    Reason.RATE_LIMITED: _C.RESOURCE_EXHAUSTED,
 }
 
 INTERNAL_ERROR = DomainError(Reason.INTERNAL, "internal error; the server logged the details")
@@ -72,12 +74,20 @@ def status_of(error: DomainError) -> status_pb2.Status:
             ]
         )
         details.append(_pack(bad_request))
+    elif isinstance(error, Throttled):
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(1_000_000, round(error.retry_after_s * 1e9)))  # at least 1 ms
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(
         code=getattr(code_pb2, code.name), message=error.message, details=details
     )
 
 
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+def _pack(
+    message: error_details_pb2.ErrorInfo
+    | error_details_pb2.BadRequest
+    | error_details_pb2.RetryInfo,
+) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

@@ -1,36 +1,47 @@
 """The one interceptor every RPC passes through.
 
 It opens the server span (continuing the caller's W3C trace), binds the logging context,
-authenticates the bearer token, sets the caller (tenant, deadline, trace id) for the
-servicer, turns domain errors into statuses through the one error table and anything
-unexpected into a bare INTERNAL, and ends with one canonical log line and the RPC
-metrics: method, code, duration, tenant, request id, trace and span ids, retries.
+refuses the call when the server is at its limit of RPCs at once, authenticates the bearer
+token, refuses the call when the tenant is over its rate, sets the caller (tenant,
+deadline, trace id) for the servicer, turns domain errors into statuses through the one
+error table and anything unexpected into a bare INTERNAL, and ends with one canonical log
+line and the RPC metrics: method, code, duration, tenant, request id, trace and span ids,
+retries.
+
+Health and reflection skip all of it when served without a token (the default); when
+they need one, they are authenticated and nothing more: they never count against the
+limits, so that probes still answer on a server that is refusing load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from moneymovement.domain.errors import DomainError, Reason
+from moneymovement.domain.errors import DomainError, Reason, Throttled
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import current_trace_id, extract_context, tracer
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.unit_of_work import Caller, attempts_made, reset_attempts
 from moneymovement.transport.context import reset_caller, set_caller
 from moneymovement.transport.errors import INTERNAL_ERROR, abort, code_of
+from moneymovement.transport.limits import ConcurrencyLimit, TenantRateLimiter
 
 log = structlog.get_logger("moneymovement.rpc")
 
-# Served without a token: probes and tooling must work before anyone has credentials.
+# Served without a token unless MM_OPEN_HEALTH_AND_REFLECTION=false: probes and tooling
+# must work before anyone has credentials.
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# What an overloaded server asks callers to wait: about the time a few RPCs take to end.
+OVERLOAD_RETRY_S = 0.1
 # Codes that mean the server failed (OpenTelemetry's gRPC conventions); business
 # rejections (NOT_FOUND, FAILED_PRECONDITION, ...) leave the span status unset.
 SERVER_FAULTS = {
@@ -43,14 +54,38 @@ SERVER_FAULTS = {
 }
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only in the stubs
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    """Tracing, authentication, caller context, error mapping, the canonical log line."""
+    """Tracing, limits, authentication, caller context, error mapping, the log line."""
 
-    def __init__(self, directory: TenantDirectory, *, max_deadline_s: float) -> None:
+    def __init__(
+        self,
+        directory: TenantDirectory,
+        *,
+        max_deadline_s: float,
+        open_health_and_reflection: bool = True,
+        max_concurrent_rpcs: int = 0,
+        tenant_rate_per_s: float = 0,
+        tenant_burst: float = 1,
+    ) -> None:
         self._directory = directory
         self._max_deadline_s = max_deadline_s
+        self._open_prefixes = OPEN_METHOD_PREFIXES if open_health_and_reflection else ()
+        self._concurrency = ConcurrencyLimit(max_concurrent_rpcs)
+        self._rate = TenantRateLimiter(tenant_rate_per_s, tenant_burst)
+        self._overloaded = Throttled(
+            Reason.OVERLOADED,
+            f"the server is serving its limit of {max_concurrent_rpcs} calls at once; "
+            "nothing was done, retry after the RetryInfo delay",
+            OVERLOAD_RETRY_S,
+            {"max_concurrent_rpcs": str(max_concurrent_rpcs)},
+        )
+        self._rate_metadata = {"rate_per_s": f"{tenant_rate_per_s:g}", "burst": f"{tenant_burst:g}"}
+        # method -> (the handler grpc gave, our wrapper of it): wrapping once per method,
+        # not once per call, keeps closures and handler objects off the hot path.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
@@ -61,8 +96,18 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
+        if handler is None or method.startswith(self._open_prefixes):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap_handler(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(self, method: str, handler: Handler) -> Handler:
+        if method.startswith(OPEN_METHOD_PREFIXES):
+            return self._authenticated_only(handler)
         if handler.unary_unary is None:
             # Every RPC of ours is unary; a streaming one must not slip past authentication.
             raise RuntimeError(f"{method}: streaming RPCs need their own interceptor path")
@@ -72,6 +117,33 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             self._wrap(method, behavior),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
+        )
+
+    def _authenticated_only(self, handler: Handler) -> Handler:
+        """Health or reflection behind a token: the token is checked, nothing else."""
+
+        async def check(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            try:
+                await self._caller(_text_metadata(context), context)
+            except DomainError as error:
+                await abort(context, error)
+
+        kinds = {"request_deserializer": handler.request_deserializer}
+        kinds["response_serializer"] = handler.response_serializer
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _checked_first(check, handler.unary_unary), **kinds
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _checked_first(check, handler.unary_stream), **kinds
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _checked_first(check, handler.stream_unary), **kinds
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _checked_first(check, handler.stream_stream), **kinds
         )
 
     def _wrap(self, method: str, behavior: Behavior) -> Behavior:
@@ -138,10 +210,24 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
     ) -> tuple[Any, grpc.StatusCode, DomainError | None]:
         """Runs the handler: (response, OK, None) or (None, code, the error to send)."""
         reset_attempts()
+        if not self._concurrency.try_enter():
+            span.set_attribute("moneymovement.reason", Reason.OVERLOADED.value)
+            return None, grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded
         try:
             caller = await self._caller(metadata, context)
             span.set_attribute("moneymovement.tenant_id", caller.tenant_id)
             structlog.contextvars.bind_contextvars(tenant_id=caller.tenant_id)
+            if self._rate.enabled:
+                wait_s = self._rate.acquire(caller.tenant_id)
+                if wait_s:
+                    raise Throttled(
+                        Reason.RATE_LIMITED,
+                        f"the tenant's rate limit ({self._rate.rate_per_s:g} calls/s, burst "
+                        f"{self._rate.burst:g}) is used up; nothing was done, retry after the "
+                        "RetryInfo delay",
+                        wait_s,
+                        self._rate_metadata,
+                    )
             token = set_caller(caller)
             try:
                 return await behavior(request, context), grpc.StatusCode.OK, None
@@ -154,6 +240,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             # Unexpected: log everything here, tell the caller nothing internal.
             log.exception("rpc_failed")
             return None, grpc.StatusCode.INTERNAL, INTERNAL_ERROR
+        finally:
+            self._concurrency.leave()
 
     async def _caller(
         self, metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any]
@@ -182,3 +270,26 @@ def _text_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str
     return {
         key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
     }
+
+
+def _checked_first(
+    check: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]], inner: Any
+) -> Any:
+    """`inner` (a coroutine or async-generator handler) run after `check`, of the same kind:
+    grpc.aio serves the two kinds differently."""
+    if inspect.isasyncgenfunction(inner):
+
+        async def stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            await check(context)
+            async for item in inner(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await check(context)
+        return await inner(request, context)
+
+    return call

@@ -1,4 +1,5 @@
-"""The gRPC server: our three services, health, reflection, and a graceful stop."""
+"""The gRPC server: our three services, health, reflection, optional (mutual) TLS, the
+limits on messages and metadata, and a graceful stop."""
 
 from __future__ import annotations
 
@@ -47,22 +48,36 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class ApiServer:
-    """One grpc.aio server on one Database."""
+    """One grpc.aio server on one Database.
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    `dsn` (the database's) lets the server LISTEN for token changes, which is what allows
+    it to cache token lookups; without it every RPC looks its token up in the database.
+    """
+
+    def __init__(self, settings: Settings, database: Database, *, dsn: str | None = None) -> None:
         self._settings = settings
         self._database = database
+        self._dsn = dsn
         self.directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s)
         uow = UnitOfWork(database, RetryPolicy(max_attempts=settings.tx_max_attempts))
-        limit = settings.max_message_bytes
+        interceptor = RequestInterceptor(
+            self.directory,
+            max_deadline_s=settings.max_deadline_s,
+            open_health_and_reflection=settings.open_health_and_reflection,
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            tenant_rate_per_s=settings.tenant_rate_per_s,
+            tenant_burst=settings.tenant_burst,
+        )
+        message_limit, metadata_limit = settings.max_message_bytes, settings.max_metadata_bytes
         self._server = grpc.aio.server(
-            interceptors=[
-                RequestInterceptor(self.directory, max_deadline_s=settings.max_deadline_s)
-            ],
+            interceptors=[interceptor],
             options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.max_metadata_size", 16 * 1024),
+                ("grpc.max_receive_message_length", message_limit),
+                ("grpc.max_send_message_length", message_limit),
+                # gRPC refuses metadata past the soft limit only sometimes (at random, more
+                # often nearer the hard limit); one value for both makes the limit exact.
+                ("grpc.max_metadata_size", metadata_limit),
+                ("grpc.absolute_max_metadata_size", metadata_limit),
             ],
         )
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(
@@ -86,7 +101,11 @@ class ApiServer:
 
     async def start(self) -> int:
         """Binds, starts serving and returns the port (useful with port 0)."""
-        self.port = self._server.add_insecure_port(self._settings.listen_address)
+        credentials = server_credentials(self._settings)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(self._settings.listen_address)
+        else:
+            self.port = self._server.add_secure_port(self._settings.listen_address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self._settings.listen_address}")
         await self._server.start()
@@ -96,7 +115,18 @@ class ApiServer:
             asyncio.create_task(self._watch_database(reachable), name="health-monitor"),
             asyncio.create_task(self._sweeper.run(), name="hold-sweeper"),
         ]
-        log.info("server_started", address=self._settings.listen_address, port=self.port)
+        if self._dsn is not None:
+            self._background.append(
+                asyncio.create_task(
+                    self.directory.watch_token_changes(self._dsn), name="token-changes"
+                )
+            )
+        log.info(
+            "server_started",
+            address=self._settings.listen_address,
+            port=self.port,
+            tls=_tls_mode(self._settings),
+        )
         return self.port
 
     async def stop(self, grace_s: float) -> None:
@@ -137,3 +167,27 @@ class ApiServer:
                 serving = healthy
                 log.warning("database_reachability_changed", reachable=healthy)
                 await self._set_health(_SERVING if healthy else _NOT_SERVING)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files, or None for plaintext.
+
+    With MM_TLS_CLIENT_CA_FILE the server requires a client certificate signed by that CA:
+    the TLS handshake of a caller without one fails before any RPC is read.
+    """
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    chain = settings.tls_cert_file.read_bytes()
+    key = settings.tls_key_file.read_bytes()
+    client_ca = settings.tls_client_ca_file
+    return grpc.ssl_server_credentials(
+        [(key, chain)],
+        root_certificates=None if client_ca is None else client_ca.read_bytes(),
+        require_client_auth=client_ca is not None,
+    )
+
+
+def _tls_mode(settings: Settings) -> str:
+    if settings.tls_cert_file is None:
+        return "off"
+    return "mutual" if settings.tls_client_ca_file is not None else "server"
