@@ -1,0 +1,351 @@
+"""Tenant A sends every RPC naming tenant B's account, transfer, batch, trace and request
+ids. Nothing of B's is read or changed, and every answer is the answer for a made-up id
+of the same format: same code, same ErrorInfo reason, same message and ErrorInfo
+metadata once the id is replaced by a placeholder, same trailer keys.
+
+The body is `check_tenant_isolation(channel, attacker, victim, dsn)`, so that it can run against
+any server. The test below runs it against the normal one; the second variant (the
+application-level tenant filter disabled in a test build, row-level security alone
+holding) calls the same function with that server's clients.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from moneymovement.domain import ids
+from moneymovement.v1 import account_pb2
+from moneymovement.v1 import account_service_pb2 as apb
+from moneymovement.v1 import balance_service_pb2 as bpb
+from moneymovement.v1 import money_movement_service_pb2 as mpb
+from tests.e2e.conftest import Api, Client
+from tests.e2e.hostile import Answer, Code, all_rpcs, ask, tenant_id_of, tenant_rows
+
+RPCS = {rpc.name: rpc for rpc in all_rpcs()}
+_serial = itertools.count()
+
+
+@dataclass(frozen=True)
+class Names:
+    """The identifiers a probe names: the victim's, or made-up ones of the same format."""
+
+    account: str  # holds money
+    empty_account: str  # zero balance, could be closed
+    transfer: str  # POSTED, reversible
+    hold: str  # PENDING
+    hold_to_void: str  # PENDING
+    batch: str
+    trace: str
+    external_id: str
+    holder: str
+    metadata_value: str
+    account_request_id: str  # the request that created `empty_account`
+    transfer_request_id: str  # the request that created `transfer`
+    hold_request_id: str
+
+    def values(self) -> list[str]:
+        """Every identifier, longest first (so that one never hides inside another)."""
+        return sorted(vars(self).values(), key=len, reverse=True)
+
+
+def made_up(real: Names) -> Names:
+    """Identifiers of the same format as `real` that exist nowhere."""
+    tag = secrets.token_hex(4)
+    return Names(
+        account=ids.new_id(ids.ACCOUNT),
+        empty_account=ids.new_id(ids.ACCOUNT),
+        transfer=ids.new_id(ids.TRANSFER),
+        hold=ids.new_id(ids.TRANSFER),
+        hold_to_void=ids.new_id(ids.TRANSFER),
+        batch=ids.new_id(ids.BATCH),
+        trace=secrets.token_hex(16),
+        external_id=f"ext-{tag}",
+        holder=f"holder-{tag}",
+        metadata_value=f"secret-{tag}",
+        account_request_id=f"b-open-{tag}",
+        transfer_request_id=f"b-pay-{tag}",
+        hold_request_id=f"b-hold-{tag}",
+    )
+
+
+@dataclass(frozen=True)
+class Mine:
+    """The attacker's own accounts, named in probes next to the victim's ids."""
+
+    wallet: str
+    funding: str
+
+
+def fresh(label: str) -> str:
+    """A request id the attacker has not used."""
+    return f"a-{label}-{next(_serial)}"
+
+
+Probe = tuple[str, str, Callable[[Names, Mine], Message]]
+
+
+def probes() -> list[Probe]:
+    """(label, RPC name, request built from the names) for every RPC, often several."""
+    t = timestamp_pb2.Timestamp(seconds=2_000_000_000)
+    hour = duration_pb2.Duration(seconds=3600)
+
+    def item(debit: str, credit: str) -> mpb.CreateTransfersRequest.Item:
+        return mpb.CreateTransfersRequest.Item(
+            debit_account_id=debit, credit_account_id=credit, amount_minor=1, currency_code="USD"
+        )
+
+    return [
+        ("get account", "GetAccount", lambda n, m: apb.GetAccountRequest(account_id=n.account)),
+        ("list by external id", "ListAccounts",
+         lambda n, m: apb.ListAccountsRequest(external_id=n.external_id)),
+        ("list by holder", "ListAccounts",
+         lambda n, m: apb.ListAccountsRequest(holder_id=n.holder)),
+        ("list by metadata", "ListAccounts",
+         lambda n, m: apb.ListAccountsRequest(metadata={"owner": n.metadata_value})),
+        ("update", "UpdateAccount", lambda n, m: apb.UpdateAccountRequest(
+            request_id=fresh("update"), account_id=n.account, name="mine now",
+            metadata={"owner": "a"})),
+        ("update with B's request id", "UpdateAccount", lambda n, m: apb.UpdateAccountRequest(
+            request_id=n.account_request_id, account_id=n.empty_account, name="x")),
+        ("freeze", "FreezeAccount",
+         lambda n, m: apb.FreezeAccountRequest(request_id=fresh("freeze"), account_id=n.account)),
+        ("freeze, versioned", "FreezeAccount", lambda n, m: apb.FreezeAccountRequest(
+            request_id=fresh("freeze"), account_id=n.account, expected_version=1)),
+        ("unfreeze", "UnfreezeAccount", lambda n, m: apb.UnfreezeAccountRequest(
+            request_id=fresh("unfreeze"), account_id=n.account)),
+        ("close an empty account", "CloseAccount", lambda n, m: apb.CloseAccountRequest(
+            request_id=fresh("close"), account_id=n.empty_account)),
+        ("close with B's request id", "CloseAccount", lambda n, m: apb.CloseAccountRequest(
+            request_id=n.account_request_id, account_id=n.empty_account)),
+        ("balance", "GetBalance", lambda n, m: bpb.GetBalanceRequest(account_id=n.account)),
+        ("balance as of", "GetBalance",
+         lambda n, m: bpb.GetBalanceRequest(account_id=n.account, as_of_time=t)),
+        ("batch balances", "BatchGetBalances",
+         lambda n, m: bpb.BatchGetBalancesRequest(account_ids=[m.wallet, n.account])),
+        ("statement", "ListEntries", lambda n, m: bpb.ListEntriesRequest(account_id=n.account)),
+        ("pay from B", "CreateTransfer", lambda n, m: mpb.CreateTransferRequest(
+            request_id=fresh("pay"), debit_account_id=n.account, credit_account_id=m.wallet,
+            amount_minor=1, currency_code="USD")),
+        ("pay to B", "CreateTransfer", lambda n, m: mpb.CreateTransferRequest(
+            request_id=fresh("pay"), debit_account_id=m.funding, credit_account_id=n.account,
+            amount_minor=1, currency_code="USD")),
+        ("hold on B", "CreateTransfer", lambda n, m: mpb.CreateTransferRequest(
+            request_id=fresh("hold"), debit_account_id=n.account, credit_account_id=m.wallet,
+            amount_minor=1, currency_code="USD", pending=True, hold_timeout=hour)),
+        ("B's request id and body", "CreateTransfer", lambda n, m: mpb.CreateTransferRequest(
+            request_id=n.transfer_request_id, debit_account_id=n.account,
+            credit_account_id=n.empty_account, amount_minor=1, currency_code="USD")),
+        ("post B's hold", "PostTransfer", lambda n, m: mpb.PostTransferRequest(
+            request_id=fresh("post"), transfer_id=n.hold)),
+        ("post B's hold, B's request id", "PostTransfer", lambda n, m: mpb.PostTransferRequest(
+            request_id=n.hold_request_id, transfer_id=n.hold, amount_minor=1)),
+        ("void B's hold", "VoidTransfer", lambda n, m: mpb.VoidTransferRequest(
+            request_id=fresh("void"), transfer_id=n.hold_to_void)),
+        ("reverse B's transfer", "ReverseTransfer", lambda n, m: mpb.ReverseTransferRequest(
+            request_id=fresh("reverse"), transfer_id=n.transfer)),
+        ("reverse B's transfer partly", "ReverseTransfer", lambda n, m: mpb.ReverseTransferRequest(
+            request_id=fresh("reverse"), transfer_id=n.transfer, amount_minor=1)),
+        ("batch through B", "CreateTransfers", lambda n, m: mpb.CreateTransfersRequest(
+            request_id=fresh("batch"),
+            transfers=[item(m.funding, m.wallet), item(n.account, m.wallet)])),
+        ("get B's transfer", "GetTransfer",
+         lambda n, m: mpb.GetTransferRequest(transfer_id=n.transfer)),
+        ("get B's hold", "GetTransfer", lambda n, m: mpb.GetTransferRequest(transfer_id=n.hold)),
+        ("transfers of B's account", "ListTransfers",
+         lambda n, m: mpb.ListTransfersRequest(account_id=n.account)),
+        ("B's batch", "ListTransfers", lambda n, m: mpb.ListTransfersRequest(batch_id=n.batch)),
+        ("B's trace", "ListTransfers", lambda n, m: mpb.ListTransfersRequest(trace_id=n.trace)),
+        ("B's metadata", "ListTransfers",
+         lambda n, m: mpb.ListTransfersRequest(metadata={"owner": n.metadata_value})),
+        # Last, so that the lists above do not find it. OK both ways (external ids are
+        # unique per tenant); the new accounts differ.
+        ("create with B's external id", "CreateAccount", lambda n, m: apb.CreateAccountRequest(
+            request_id=fresh("create"), external_id=n.external_id, holder_id=n.holder,
+            currency_code="USD", normal_balance=account_pb2.NORMAL_BALANCE_CREDIT)),
+    ]  # fmt: skip
+
+
+def normalized(answer: Answer, names: Names, sent: Message) -> tuple[object, ...]:
+    """What a caller can observe of an answer, with the names it sent made anonymous."""
+    placeholders = names.values()
+    request_id = getattr(sent, "request_id", "")
+    if request_id:
+        placeholders = sorted({*placeholders, request_id}, key=len, reverse=True)
+
+    def anonymous(text: str) -> str:
+        for value in placeholders:
+            text = text.replace(value, "<id>")
+        return text
+
+    response = None
+    if answer.response is not None and not isinstance(sent, apb.CreateAccountRequest):
+        response = anonymous(str(answer.response))  # a new account differs from any other
+    return (
+        answer.code,
+        answer.reason,
+        answer.domain,
+        anonymous(answer.message),
+        sorted((key, anonymous(value)) for key, value in answer.info_metadata.items()),
+        [(anonymous(f), r, anonymous(d)) for f, r, d in answer.violations],
+        answer.trailer_keys,
+        response,
+    )
+
+
+async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, list[Message]]:
+    """B's accounts, transfers, holds, batch and reversal; A's two accounts. Returns B's
+    names, A's accounts, and B's mutations (which B replays at the end)."""
+    md = victim.md
+    opened = [
+        apb.CreateAccountRequest(
+            request_id="b-open-funding", currency_code="USD",
+            normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
+            overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
+        ),
+        apb.CreateAccountRequest(
+            request_id="b-open-wallet", currency_code="USD", external_id="b-wallet",
+            holder_id="b-holder", metadata={"owner": "b-secret"},
+            normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
+        ),
+        apb.CreateAccountRequest(
+            request_id="b-open-empty", currency_code="USD",
+            normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
+        ),
+    ]  # fmt: skip
+    funding, wallet, empty = [
+        (await victim.accounts.CreateAccount(request, metadata=md)).account.id for request in opened
+    ]
+
+    def pay(request_id: str, amount: int, pending: bool = False) -> mpb.CreateTransferRequest:
+        request = mpb.CreateTransferRequest(
+            request_id=request_id, debit_account_id=funding, credit_account_id=wallet,
+            amount_minor=amount, currency_code="USD", pending=pending,
+            metadata={"owner": "b-secret"},
+        )  # fmt: skip
+        if pending:
+            request.hold_timeout.seconds = 86_400
+        return request
+
+    moves = [pay("b-pay", 10_000), pay("b-hold", 500, True), pay("b-hold-2", 300, True)]
+    paid, hold, hold_2 = [
+        (await victim.movements.CreateTransfer(request, metadata=md)).transfer for request in moves
+    ]
+    batch = mpb.CreateTransfersRequest(
+        request_id="b-batch",
+        transfers=[
+            mpb.CreateTransfersRequest.Item(
+                debit_account_id=wallet, credit_account_id=funding, amount_minor=amount,
+                currency_code="USD",
+            )
+            for amount in (5, 6)
+        ],
+    )  # fmt: skip
+    batched = (await victim.movements.CreateTransfers(batch, metadata=md)).transfers
+    reversal = mpb.ReverseTransferRequest(
+        request_id="b-reverse", transfer_id=paid.id, amount_minor=7
+    )
+    await victim.movements.ReverseTransfer(reversal, metadata=md)
+    names = Names(
+        account=wallet, empty_account=empty, transfer=paid.id, hold=hold.id,
+        hold_to_void=hold_2.id, batch=batched[0].batch_id, trace=paid.trace_id or "0" * 32,
+        external_id="b-wallet", holder="b-holder", metadata_value="b-secret",
+        account_request_id="b-open-empty", transfer_request_id="b-pay", hold_request_id="b-hold",
+    )  # fmt: skip
+    a_wallet = await attacker.open("a-wallet")
+    a_funding = await attacker.open(
+        "a-funding",
+        normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
+        overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
+    )
+    return names, Mine(a_wallet.id, a_funding.id), [*opened, *moves, batch, reversal]
+
+
+async def check_tenant_isolation(
+    channel: grpc.aio.Channel, attacker: Client, victim: Client, dsn: str
+) -> None:
+    """The whole check, for any server: `attacker` and `victim` are two tenants' clients
+    on `channel` to it, and `dsn` its database (read with a role that sees every tenant)."""
+    names, mine, victim_requests = await victim_ledger(victim, attacker)
+    connection = await asyncpg.connect(dsn)
+    try:
+        victim_tenant = await tenant_id_of(connection, names.account)
+        before = await tenant_rows(connection, victim_tenant)
+        covered = set()
+        differences = []
+        decoy = made_up(names)  # one set for all probes: a reused id must behave alike
+        for label, rpc_name, build in probes():
+            rpc = RPCS[rpc_name]
+            covered.add(rpc_name)
+            real_request, decoy_request = build(names, mine), build(decoy, mine)
+            real = await ask(rpc, channel, real_request, attacker.md)
+            fake = await ask(rpc, channel, decoy_request, attacker.md)
+            seen = normalized(real, names, real_request)
+            expected = normalized(fake, decoy, decoy_request)
+            if seen != expected:
+                differences.append(
+                    f"{label} ({rpc_name}):\n  B's ids: {seen}\n  made up: {expected}"
+                )
+            leaked = _victim_data_in(real, names, before)
+            if leaked:
+                differences.append(f"{label} ({rpc_name}): the answer shows B's {leaked}")
+        # A reuses B's request ids for requests of its own: fresh requests for A, not a
+        # replay of B's outcome and not REQUEST_ID_REUSED. (Only b-open-funding: the probes
+        # above used b-open-empty for A's own recorded rejections, and b-wallet, the
+        # external id of b-open-wallet, for an account of A's.)
+        for request in victim_requests[:1]:
+            assert isinstance(request, apb.CreateAccountRequest)
+            own = await attacker.accounts.CreateAccount(request, metadata=attacker.md)
+            if own.account.id in (names.account, names.empty_account) or any(
+                own.account.id in row for row in before["accounts"]
+            ):
+                differences.append(f"A's CreateAccount {request.request_id} replayed B's")
+        reuse = mpb.CreateTransferRequest(
+            request_id="b-hold-2",  # B's, and not used by A's probes
+            debit_account_id=mine.funding,
+            credit_account_id=mine.wallet, amount_minor=10_000, currency_code="USD",
+        )  # fmt: skip
+        moved = await attacker.movements.CreateTransfer(reuse, metadata=attacker.md)
+        if moved.transfer.id == names.transfer:
+            differences.append("A's CreateTransfer b-hold-2 replayed B's transfer")
+        after = await tenant_rows(connection, victim_tenant)
+    finally:
+        await connection.close()
+    missing = set(RPCS) - covered
+    assert not missing, f"RPCs the isolation test does not probe: {missing}"
+    assert not differences, "\n".join(differences)
+    for table in before:
+        assert after[table] == before[table], f"A changed B's {table}"
+    # B's own requests still replay B's outcomes, untouched by A's use of the same ids.
+    for request in victim_requests:
+        rpc = RPCS[request.DESCRIPTOR.name.removesuffix("Request")]
+        answer = await ask(rpc, channel, request, victim.md)
+        assert answer.code == Code.OK, (request, answer)
+
+
+def _victim_data_in(answer: Answer, names: Names, rows: dict[str, list[str]]) -> str:
+    """Which of B's identifiers an answer shows, other than those the attacker sent."""
+    if answer.response is None:
+        return ""
+    text = str(answer.response)
+    for value in (names.account, names.empty_account, names.transfer, names.hold, names.batch):
+        if value in text:
+            return value
+    for row in rows["accounts"] + rows["transfers"]:
+        row_id = row.split(",")[1]
+        if row_id in text:
+            return row_id
+    return ""
+
+
+async def test_a_tenant_cannot_tell_another_tenants_ids_from_made_up_ones(api: Api) -> None:
+    # The lead's second variant runs this same body against a server whose
+    # application-level tenant filter is disabled: row-level security alone must hold.
+    await check_tenant_isolation(api.channel, api.a, api.b, api.dsn)
