@@ -2,6 +2,8 @@
 
 With nothing configured there is no exporter and no output, but spans still exist: every
 request has a trace id (the caller's, when it sent `traceparent`), which transfers record.
+Without an exporter the spans are not recorded (sampler always_off): they still carry
+and propagate trace ids, at a fraction of the cost of recording what nobody reads.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from moneymovement.config import Settings
 
@@ -31,8 +34,13 @@ def configure_tracing(settings: Settings) -> TracerProvider | None:
     """
     if not settings.telemetry_enabled:
         return None
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
-    for exporter in _exporters(settings):
+    exporters = _exporters(settings)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.service_name}),
+        # None: the SDK's own choice, OTEL_TRACES_SAMPLER (default parent-based always-on).
+        sampler=None if exporters else ALWAYS_OFF,
+    )
+    for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     instrument_database(provider)

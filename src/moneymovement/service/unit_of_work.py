@@ -65,10 +65,12 @@ class UnitOfWork:
         self,
         caller: Caller,
         work: Callable[[Session], Awaitable[T]],
-        request_id: str | None = None,
+        before_retry: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T:
-        """Runs `work` in a SERIALIZABLE transaction, retried on conflicts; with
-        `request_id`, each attempt's session carries that request's prior outcome.
+        """Runs `work` in a SERIALIZABLE transaction, retried on conflicts.
+
+        Before each retry, `before_retry` may answer instead (not None): a request whose
+        duplicate committed meanwhile is answered from that duplicate's outcome.
 
         Raises:
             DomainError: CONCURRENCY_CONFLICT or REQUEST_IN_PROGRESS when the retries run
@@ -82,8 +84,12 @@ class UnitOfWork:
             if retry_reason:
                 attributes["db.transaction.retry_reason"] = retry_reason
             try:
+                if attempt > 1 and before_retry is not None:
+                    answer = await before_retry()
+                    if answer is not None:
+                        return answer
                 with tracer.start_as_current_span("transaction", attributes=attributes):
-                    return await self._attempt(caller, work, write=True, request_id=request_id)
+                    return await self._attempt(caller, work, write=True)
             except SerializationConflict as conflict:
                 retry_reason = "request_id" if conflict.on_request_id else "serialization"
                 if attempt == policy.max_attempts:
@@ -104,14 +110,10 @@ class UnitOfWork:
         work: Callable[[Session], Awaitable[T]],
         *,
         write: bool,
-        request_id: str | None = None,
     ) -> T:
         try:
             async with asyncio.timeout_at(caller.deadline):
-                session_of = self.database.session(
-                    caller.tenant_id, write=write, request_id=request_id
-                )
-                async with session_of as session:
+                async with self.database.session(caller.tenant_id, write=write) as session:
                     return await work(session)
         except TimeoutError as error:
             raise DomainError(

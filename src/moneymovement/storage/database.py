@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
+from moneymovement.storage.queries import query
 
 # Unique violation on the request outcome key means a concurrent duplicate committed
 # first: retrying the unit of work finds its outcome and replays it.
@@ -32,16 +33,21 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
     )
+    # Everything this pool does is subject to row-level security from here on, whoever
+    # logged in (migrations/0003). Session-level on purpose: set once per connection and
+    # never changed (the custom reset below keeps it).
+    await connection.execute(query("set_service_role"))
 
 
 async def _reset_connection(connection: asyncpg.Connection) -> None:
     """Nothing to reset on release.
 
     asyncpg's default reset sends "RESET ALL; UNLISTEN *; CLOSE ALL; ..." on every release:
-    a round trip per request for session state this service never sets (keep it that way:
-    a session-level SET would now carry over to the next request). With a custom reset,
-    asyncpg still rolls back a transaction a cancelled request left open (asyncpg 0.32,
-    Connection._reset) before calling this.
+    a round trip per request for session state this service never changes after the
+    connection's first use (keep it that way: a session-level SET would now carry over
+    to the next request; the tenant is declared per transaction, never per session).
+    With a custom reset, asyncpg still rolls back a transaction a cancelled request left
+    open (asyncpg 0.32, Connection._reset) before calling this.
     """
     del connection
 

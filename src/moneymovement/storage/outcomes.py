@@ -18,6 +18,15 @@ class StoredOutcome:
     outcome: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class NewOutcome:
+    """An outcome to record: the request id, what it asked for and what came of it."""
+
+    request_id: str
+    fingerprint: bytes
+    outcome: dict[str, Any]
+
+
 class RequestOutcomes:
     """The `request_outcomes` table, for one tenant."""
 
@@ -30,8 +39,8 @@ class RequestOutcomes:
         row = await self._db.fetchrow(query("find_outcome"), self._tenant, request_id)
         return None if row is None else StoredOutcome(bytes(row["fingerprint"]), row["outcome"])
 
-    async def save(self, request_id: str, fingerprint: bytes, outcome: dict[str, Any]) -> None:
+    async def save(self, new: NewOutcome) -> None:
         """Records an outcome; a concurrent duplicate makes this raise a unique violation."""
         await self._db.execute(
-            query("save_outcome"), self._tenant, request_id, fingerprint, outcome
+            query("save_outcome"), self._tenant, new.request_id, new.fingerprint, new.outcome
         )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import asyncpg
 
+from moneymovement.domain import ids
 from moneymovement.storage.accounts import Accounts
 from moneymovement.storage.database import create_pool, translated_errors
-from moneymovement.storage.outcomes import RequestOutcomes, StoredOutcome
+from moneymovement.storage.outcomes import NewOutcome, RequestOutcomes
 from moneymovement.storage.queries import query
 from moneymovement.storage.tenants import Tenants
 from moneymovement.storage.transfers import Transfers
@@ -18,13 +19,30 @@ from moneymovement.storage.transfers import Transfers
 
 @dataclass(frozen=True)
 class Session:
-    """The repositories of one transaction, all bound to one tenant; and, when asked for,
-    the outcome a request id already had, read just before the transaction began."""
+    """The repositories of one transaction, all bound to one tenant."""
 
     accounts: Accounts
     transfers: Transfers
     outcomes: RequestOutcomes
-    prior_outcome: StoredOutcome | None = None
+
+    async def record_outcome(self, outcome: NewOutcome) -> None:
+        """Records a request's outcome, in the same statement as the staged postings
+        when there are any (one round trip less on every money movement)."""
+        if self.transfers.staged:
+            await self.transfers.flush(outcome)
+        else:
+            await self.outcomes.save(outcome)
+
+
+def begin_statement(name: str, tenant_id: str) -> str:
+    """The named BEGIN statement with the tenant's literal put in.
+
+    The one place a value goes into SQL text, so the value is checked to be a tenant id
+    (a prefix and base32: no quote can pass) instead of being escaped.
+    """
+    if not ids.is_id(tenant_id, ids.TENANT):
+        raise ValueError(f"not a tenant id: {tenant_id!r}")
+    return query(name).replace(":tenant", f"'{tenant_id}'")
 
 
 class Database:
@@ -41,21 +59,15 @@ class Database:
         return cls(await create_pool(dsn, max_size=max_size), dsn)
 
     @asynccontextmanager
-    async def session(
-        self, tenant_id: str, *, write: bool, request_id: str | None = None
-    ) -> AsyncIterator[Session]:
-        """One transaction: SERIALIZABLE for writes; for reads REPEATABLE READ READ ONLY,
-        a consistent snapshot that takes no SSI predicate locks, so reads never make
-        concurrent writers fail.
+    async def session(self, tenant_id: str, *, write: bool) -> AsyncIterator[Session]:
+        """One transaction of one tenant: SERIALIZABLE for writes; for reads REPEATABLE
+        READ READ ONLY, a snapshot that takes no SSI predicate locks, so reads never make
+        concurrent writers fail. The tenant is declared to the database at BEGIN, and
+        row-level security holds the transaction to it.
 
-        With `request_id`, its recorded outcome is looked up on the same connection just
-        before the transaction begins. Inside a SERIALIZABLE transaction that read would
-        take a predicate lock on the B-tree page where the id would be, the very page
-        concurrent requests insert their outcomes into, and on a young table nearly every
-        pair of concurrent requests would fail each other. The transaction still inserts
-        the outcome, so a duplicate that commits in between makes this one fail and retry.
+        Staged postings are flushed before COMMIT, so none can be lost.
         """
-        isolation = "serializable" if write else "repeatable_read"
+        begin = begin_statement("begin_write" if write else "begin_read", tenant_id)
         async with translated_errors():
             self._waiting += 1
             try:
@@ -63,19 +75,20 @@ class Database:
             finally:
                 self._waiting -= 1
             try:
-                outcomes = RequestOutcomes(connection, tenant_id)
-                prior = await outcomes.find(request_id) if request_id else None
                 session = Session(
                     accounts=Accounts(connection, tenant_id),
                     transfers=Transfers(connection, tenant_id),
-                    outcomes=outcomes,
-                    prior_outcome=prior,
+                    outcomes=RequestOutcomes(connection, tenant_id),
                 )
-                if prior is not None:
-                    yield session  # a replay answers from the outcome: no transaction
-                else:
-                    async with connection.transaction(isolation=isolation, readonly=not write):
-                        yield session
+                await connection.execute(begin)
+                try:
+                    yield session
+                    if session.transfers.staged:
+                        await session.transfers.flush()
+                except BaseException:
+                    await _roll_back(connection)
+                    raise
+                await connection.execute(query("commit"))
             finally:
                 await self._pool.release(connection)
 
@@ -125,3 +138,12 @@ class Database:
     async def close(self) -> None:
         """Closes the pool, waiting for connections in use to be released."""
         await self._pool.close()
+
+
+async def _roll_back(connection: asyncpg.Connection) -> None:
+    """Ends a failed transaction; if even that fails (the connection broke, or the task
+    was cancelled mid-statement), the pool's release rolls back or discards it."""
+    if connection.is_closed() or not connection.is_in_transaction():
+        return
+    with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        await connection.execute(query("rollback"))

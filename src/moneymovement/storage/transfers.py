@@ -10,19 +10,44 @@ from moneymovement.domain.balances import Balances
 from moneymovement.domain.queries import TransferQuery
 from moneymovement.domain.transfers import Entry, Postings, Transfer
 from moneymovement.storage.accounts import Cursor
+from moneymovement.storage.outcomes import NewOutcome
 from moneymovement.storage.queries import query
 from moneymovement.storage.rows import entry_from_row, transfer_from_row
 
 
 class Transfers:
-    """Reads and writes transfers and entries of one tenant."""
+    """Reads and writes transfers and entries of one tenant.
+
+    A use case's postings are staged by `write` and sent by `flush`, in one statement
+    together with the request's outcome: one round trip for both, on every mutation.
+    The session flushes before it commits, so nothing staged is ever left behind.
+    """
 
     def __init__(self, connection: asyncpg.Connection, tenant_id: str) -> None:
         self._db = connection
         self._tenant = tenant_id
+        self._staged: Postings | None = None
 
     async def write(self, postings: Postings) -> None:
-        """Writes everything a use case decided in one statement (one round trip)."""
+        """Stages everything a use case decided; the last thing a use case does."""
+        if self._staged is not None:
+            raise RuntimeError("a transaction writes its postings once")
+        self._staged = postings
+
+    def discard(self) -> None:
+        """Drops staged postings: a refused request writes nothing but its outcome."""
+        self._staged = None
+
+    @property
+    def staged(self) -> bool:
+        """Whether postings wait to be flushed."""
+        return self._staged is not None
+
+    async def flush(self, outcome: NewOutcome | None = None) -> None:
+        """Writes the staged postings, and `outcome` with them, in one statement."""
+        postings, self._staged = self._staged, None
+        if postings is None:
+            raise RuntimeError("nothing staged to flush")
         accounts, new = postings.accounts, postings.new_transfers
         changed, entries = postings.changed_transfers, postings.entries
         row = await self._db.fetchrow(
@@ -59,6 +84,9 @@ class Transfers:
             [t.reversed_amount_minor for t in changed],
             [t.history[-1].request_id or None for t in changed],
             [t.reversal_of_id for t in new],
+            outcome.request_id if outcome else None,
+            outcome.fingerprint if outcome else None,
+            outcome.outcome if outcome else None,
         )
         assert row is not None
         written = (
@@ -66,9 +94,11 @@ class Transfers:
             row["transfers_created"],
             row["transfers_changed"],
             row["entries_written"],
+            row["outcomes_recorded"],
         )
         # The domain decided on exactly these rows; anything else is a bug, not a retry.
-        if written != (len(accounts), len(new), len(changed), len(entries)):
+        expected = (len(accounts), len(new), len(changed), len(entries), int(bool(outcome)))
+        if written != expected:
             raise RuntimeError(f"write_postings wrote an unexpected number of rows: {dict(row)}")
 
     async def get(self, transfer_id: str) -> Transfer | None:

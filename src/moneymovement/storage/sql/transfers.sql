@@ -4,7 +4,8 @@
 -- The accounts were locked (lock_accounts) and their new totals computed by the domain.
 -- Arrays: $2..$7 account changes, $8..$21 new transfers, $22..$31 entries, $32..$36
 -- changes to existing transfers (locked by lock_transfer in the same transaction), $37
--- the new transfers' reversal_of_id.
+-- the new transfers' reversal_of_id; $38..$40 the request's outcome (request id,
+-- fingerprint, outcome), recorded with the effect it describes, or $38 NULL for none.
 WITH moved AS (
     UPDATE accounts AS a
     SET posted_debits_minor = c.posted_debits_minor,
@@ -64,12 +65,18 @@ written AS (
         $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[]
     ) AS e
     RETURNING 1
+),
+recorded AS (
+    INSERT INTO request_outcomes (tenant_id, request_id, fingerprint, outcome)
+    SELECT $1, $38::text, $39::bytea, $40::jsonb WHERE $38::text IS NOT NULL
+    RETURNING 1
 )
 SELECT now() AS written_at,
        (SELECT count(*) FROM moved) AS accounts_moved,
        (SELECT count(*) FROM created) AS transfers_created,
        (SELECT count(*) FROM changed) AS transfers_changed,
-       (SELECT count(*) FROM written) AS entries_written;
+       (SELECT count(*) FROM written) AS entries_written,
+       (SELECT count(*) FROM recorded) AS outcomes_recorded;
 
 -- name: get_transfer
 SELECT t.*,
@@ -125,8 +132,7 @@ WHERE t.tenant_id = $1 AND t.transfer_id = $2
 FOR UPDATE OF t;
 
 -- name: find_expired_holds
--- For the sweeper, across tenants: holds past their expiry, oldest first.
-SELECT tenant_id, transfer_id FROM transfers
-WHERE state = 'PENDING' AND expires_at <= now()
-ORDER BY expires_at
-LIMIT $1;
+-- For the sweeper, across tenants: holds past their expiry, oldest first. Row-level
+-- security hides other tenants from the service's role; this function runs as the
+-- owner and returns ids only (migrations/0003).
+SELECT tenant_id, transfer_id FROM expired_holds($1);

@@ -1,0 +1,24 @@
+-- name: set_service_role
+-- Run once on every new connection of the service's pool: from then on row-level
+-- security applies to everything the connection does (migrations/0003).
+SET ROLE moneymovement_service;
+
+-- name: begin_write
+-- Begins a write transaction and declares its tenant, in one round trip. The tenant's
+-- literal is put in by storage.session.begin_statement (checked against the id format):
+-- set_config() as a parameter would need a second statement, and a round trip more on
+-- every RPC. is_local = true: the declaration ends with the transaction.
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT set_config('moneymovement.tenant_id', :tenant, true);
+
+-- name: begin_read
+-- A consistent snapshot that takes no SSI predicate locks, so reads never make
+-- concurrent writers fail; with its tenant declared, as begin_write.
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SELECT set_config('moneymovement.tenant_id', :tenant, true);
+
+-- name: commit
+COMMIT;
+
+-- name: rollback
+ROLLBACK;
