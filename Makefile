@@ -10,7 +10,7 @@ GENERATED := src/moneymovement/v1/.generated
 export BUF_CACHE_DIR := $(CURDIR)/.buf-cache
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt proto chaos release-contract clean
+.PHONY: help run test lint fmt proto chaos bench bench-full profile release-contract clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,15 @@ test: $(GENERATED) ## Run all tests (unit, integration, e2e, a short chaos run),
 
 chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
 	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
+
+bench: $(GENERATED) ## Throughput and latency vs pgbench and the RPC floor, ~5 min (bench/results/)
+	$(BIN)/python -m bench.run --plan bench $(BENCH_ARGS)
+
+bench-full: $(GENERATED) ## The long benchmark: concurrencies 1 to 128 and open-loop rates, ~20 min
+	$(BIN)/python -m bench.run --plan bench-full $(BENCH_ARGS)
+
+profile: $(GENERATED) ## py-spy profile of the server under uniform transfers, 16 clients (bench/results/)
+	$(BIN)/python -m bench.run --plan profile $(BENCH_ARGS)
 
 lint: $(GENERATED) ## ruff, mypy --strict, buf lint/format/breaking, deploy/ manifests
 	$(BIN)/ruff check .

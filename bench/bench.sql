@@ -1,0 +1,21 @@
+-- What make bench seeds, next to the service's own tables (see bench/README in run.py).
+
+-- name: seed_bench_accounts
+-- $2 accounts of tenant $1, numbered 1..$2, UNLIMITED overdraft so that no transfer is ever
+-- refused for funds. The id is a function of the number (digits spelled as letters a-j,
+-- a valid `acct_` id), so pgbench can name the same accounts from a random integer
+-- (bench/transfer_sql.py, account_id_sql) and the load generator from Python (accounts.py).
+INSERT INTO accounts (tenant_id, account_id, currency_code, normal_balance, overdraft_mode,
+                      state, name)
+SELECT $1, 'acct_' || translate(lpad(i::text, 26, '0'), '0123456789', 'abcdefghij'),
+       'USD', 'CREDIT', 'UNLIMITED', 'ACTIVE', 'bench ' || i
+FROM generate_series(1, $2) AS i;
+
+-- name: probe_outcome
+-- The outcome row the service wrote for one real transfer: pgbench saves one of the same
+-- size, so that its save_outcome writes what the service's does.
+SELECT encode(o.fingerprint, 'hex') AS fingerprint_hex, o.outcome::text AS outcome,
+       t.trace_id IS NOT NULL AS has_trace_id
+FROM request_outcomes AS o
+JOIN transfers AS t ON t.tenant_id = o.tenant_id AND t.request_id = o.request_id
+WHERE o.tenant_id = $1 AND o.request_id = $2;

