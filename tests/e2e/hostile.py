@@ -5,7 +5,7 @@ decoded without raising, the checks every answer must pass, and a ledger fingerp
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,3 @@ def write_report(name: str, text: str) -> Path:
     path.write_text(text)
     return path
 
-
-def mapping_text(values: Mapping[str, str]) -> str:
-    """A stable text of a string map, for messages."""
-    return ", ".join(f"{k}={v!r}" for k, v in sorted(values.items()))
