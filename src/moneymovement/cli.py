@@ -124,7 +124,7 @@ async def _tokens(dsn: str, args: argparse.Namespace, *, embedded: bool) -> int:
         await migrate(dsn)
     database = await Database.connect(dsn, max_size=2)
     try:
-        directory = TenantDirectory(database)
+        directory = TenantDirectory(database, dsn=dsn)
         if args.action == "create":
             issued = await directory.create_token(args.tenant)
             print(
@@ -133,11 +133,21 @@ async def _tokens(dsn: str, args: argparse.Namespace, *, embedded: bool) -> int:
         elif args.action == "list":
             print(format_tokens(await directory.list_tokens(args.tenant)))
         else:
-            revoked_at = await directory.revoke_token(args.token_id)
-            if revoked_at is None:
+            revocation = await directory.revoke_token(args.token_id)
+            if revocation.revoked_at is None:
                 print(f"moneymovement: no token {args.token_id}", file=sys.stderr)
                 return 1
-            print(f"{args.token_id} revoked at {revoked_at.isoformat()}")
+            print(
+                f"{args.token_id} revoked at {revocation.revoked_at.isoformat()}; "
+                f"{revocation.confirmed} of {revocation.servers} running servers confirmed"
+            )
+            if revocation.confirmed < revocation.servers:
+                print(
+                    "moneymovement: a server did not confirm within 5 s; it stops caching "
+                    "when its listener connection fails, and its cache entries expire "
+                    "within MM_AUTH_CACHE_TTL_S",
+                    file=sys.stderr,
+                )
     except UnknownTenant as error:
         print(f"moneymovement: no tenant with id or name {error}", file=sys.stderr)
         return 1

@@ -55,14 +55,15 @@ async def test_a_revoked_token_is_refused_on_the_very_next_call(cached_api: Api)
     # Another directory on another pool: what the CLI or another replica does.
     other = await Database.connect(cached_api.dsn, max_size=2)
     try:
-        admin = TenantDirectory(other)
+        admin = TenantDirectory(other, dsn=cached_api.dsn)
         for round_ in range(10):
             issued = await admin.create_token("tenant-a")
             client = Client(cached_api.channel, issued.token)
             assert await _get(client) == grpc.StatusCode.NOT_FOUND, round_
             assert await _get(client) == grpc.StatusCode.NOT_FOUND, round_  # from the cache
 
-            assert await admin.revoke_token(issued.token_id) is not None
+            revocation = await admin.revoke_token(issued.token_id)
+            assert (revocation.servers, revocation.confirmed) == (1, 1), round_
             refused = await failure(client.accounts.GetAccount(
                 account_service_pb2.GetAccountRequest(account_id="acct_" + "a" * 26),
                 metadata=client.md,
@@ -147,11 +148,11 @@ async def test_tokens_are_listed_without_secrets_and_created_for_existing_tenant
     assert set(listed[0]) == {"token_id", "tenant_id", "tenant_name", "created_at", "revoked_at"}
     assert len(await directory.list_tokens()) == len(listed) + 1  # tenant-b's
 
-    first = await directory.revoke_token(by_name.token_id)
-    again = await directory.revoke_token(by_name.token_id)
+    first = (await directory.revoke_token(by_name.token_id)).revoked_at
+    again = (await directory.revoke_token(by_name.token_id)).revoked_at
     assert first is not None
     assert again == first
-    assert await directory.revoke_token("tok_nothing") is None
+    assert (await directory.revoke_token("tok_nothing")).revoked_at is None
     revoked = {t["token_id"]: t["revoked_at"] for t in await directory.list_tokens("tenant-a")}
     assert revoked[by_name.token_id] == first
     assert revoked[by_id.token_id] is None
@@ -190,6 +191,7 @@ async def test_the_tokens_command_and_revocation_from_another_process(cached_api
 
     revoked = await asyncio.to_thread(_cli, cached_api.dsn, "tokens", "revoke", token_id)
     assert revoked.returncode == 0, revoked.stderr
+    assert "1 of 1 running servers confirmed" in revoked.stdout
     assert await _get(client) == grpc.StatusCode.UNAUTHENTICATED
 
     unknown = await asyncio.to_thread(_cli, cached_api.dsn, "tokens", "revoke", "tok_nope")

@@ -7,7 +7,6 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -16,7 +15,12 @@ from moneymovement.domain import ids
 from moneymovement.domain.errors import DomainError, Reason
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
-from moneymovement.storage.tenants import token_changes, token_digest
+from moneymovement.storage.tenants import (
+    Revocation,
+    revoke_everywhere,
+    token_changes,
+    token_digest,
+)
 
 log = structlog.get_logger("moneymovement.tenants")
 
@@ -49,14 +53,21 @@ class TenantDirectory:
     The token lookup runs before every RPC, so its answers are cached, by the token's
     SHA-256 digest (the token itself is never a key), for at most `cache_ttl_s`. The cache
     is only used while `watch_token_changes` holds a LISTEN connection: every change to a
-    token row (a revocation, from any process) notifies it and the token is dropped at
-    once. While that connection is down nothing is cached, so a revocation can never be
-    missed; lookups then go to the database on every call until it is back.
+    token row (a revocation, from any process) notifies it, the token is dropped at once,
+    and the server confirms; `revoke_token` waits for every server's confirmation. While
+    that connection is down nothing is cached, so a revocation can never be missed;
+    lookups then go to the database on every call until it is back.
+
+    `dsn` (the database's) is needed for the LISTEN connection and for revocations to
+    wait for the servers' confirmations.
     """
 
-    def __init__(self, database: Database, *, cache_ttl_s: float = 2.0) -> None:
+    def __init__(
+        self, database: Database, *, cache_ttl_s: float = 2.0, dsn: str | None = None
+    ) -> None:
         self._database = database
         self._ttl_s = cache_ttl_s
+        self._dsn = dsn
         # digest -> (tenant id or None for an unknown token, token id or None, expiry)
         self._cache: dict[bytes, tuple[str | None, str | None, float]] = {}
         self._caching = False
@@ -110,13 +121,22 @@ class TenantDirectory:
                     raise UnknownTenant(tenant)
             return await tenants.list_tokens(tenant_id)
 
-    async def revoke_token(self, token_id: str) -> datetime | None:
-        """Revokes a token on every server at once; returns its revocation time (None: no
-        such token). Revoking a revoked token changes nothing."""
-        async with self._database.directory() as tenants:
-            revoked_at = await tenants.revoke_token(token_id)
+    async def revoke_token(self, token_id: str, *, wait_s: float = 5.0) -> Revocation:
+        """Revokes a token and, with a `dsn`, waits up to `wait_s` until every running
+        server confirms it dropped the token: from then on none accepts it. Revoking a
+        revoked token changes nothing; `revoked_at` None means there is no such token."""
+        if self._dsn is not None:
+            try:
+                revocation = await revoke_everywhere(self._dsn, token_id, wait_s=wait_s)
+            except DatabaseUnavailable as error:
+                raise DomainError(
+                    Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later"
+                ) from error
+        else:
+            async with self._database.directory() as tenants:
+                revocation = Revocation(await tenants.revoke_token(token_id), 0, 0)
         self._forget(token_id)  # this process need not wait for its own notification
-        return revoked_at
+        return revocation
 
     async def tenant_of(self, token: str) -> str | None:
         """The tenant of a live token, or None.
@@ -144,16 +164,17 @@ class TenantDirectory:
             self._cache[digest] = (tenant_id, token_id, now + self._ttl_s)
         return tenant_id
 
-    async def watch_token_changes(self, dsn: str, *, check_every_s: float = 5.0) -> None:
+    async def watch_token_changes(self, *, check_every_s: float = 5.0) -> None:
         """Keeps the cache in step with token changes, forever (run it as a task).
 
-        With `cache_ttl_s` 0 there is no cache and nothing to watch.
+        With `cache_ttl_s` 0 there is no cache, and without a `dsn` no way to listen:
+        nothing is watched (nor cached).
         """
-        if self._ttl_s <= 0:
+        if self._ttl_s <= 0 or self._dsn is None:
             return
         while True:
             try:
-                async with token_changes(dsn, self._forget) as changes:
+                async with token_changes(self._dsn, self._forget) as changes:
                     self._start_caching()
                     log.info("token_changes_listening")
                     await changes.wait_lost(check_every_s)

@@ -22,6 +22,10 @@ from moneymovement.storage.queries import query
 # Rows as dicts (a name of its own: `Tenants.list` shadows the builtin in the class body).
 Rows = list[dict[str, Any]]
 TOKEN_CHANGES_CHANNEL = "mm_token_changed"  # noqa: S105 (a channel name, not a secret)
+# Each server confirms on this channel, with the token id, that it dropped a changed token.
+TOKEN_DROPPED_CHANNEL = "mm_token_dropped"  # noqa: S105
+# The servers' listener connections go by this name (count_token_listeners counts them).
+LISTENER_APPLICATION_NAME = "moneymovement-token-changes"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,19 @@ class TokenChanges:
     def __init__(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         self._connection = connection
         self._lost = lost
+        self._busy = asyncio.Lock()  # one query at a time on the connection
+        self._confirmations: set[asyncio.Task[None]] = set()
+
+    def confirm(self, token_id: str) -> None:
+        """Tells revokers (in the background) that this server dropped `token_id`."""
+        task = asyncio.create_task(self._confirm(token_id))
+        self._confirmations.add(task)
+        task.add_done_callback(self._confirmations.discard)
+
+    async def _confirm(self, token_id: str) -> None:
+        with contextlib.suppress(Exception):  # a lost connection is noticed by wait_lost
+            async with self._busy:
+                await self._connection.execute(query("confirm_token_change"), token_id)
 
     async def wait_lost(self, check_every_s: float) -> None:
         """Returns when the connection is gone. Every `check_every_s` a trivial query
@@ -108,7 +125,7 @@ class TokenChanges:
             if self._lost.is_set():
                 return
             try:
-                async with translated_errors():
+                async with self._busy, translated_errors():
                     await self._connection.fetchval(query("ping"), timeout=check_every_s)
             except Exception:
                 return
@@ -116,7 +133,8 @@ class TokenChanges:
 
 @asynccontextmanager
 async def token_changes(dsn: str, on_change: Callable[[str], None]) -> AsyncIterator[TokenChanges]:
-    """Listens for token changes, calling `on_change(token_id)` for each, until exit.
+    """Listens for token changes until exit: for each, calls `on_change(token_id)`, then
+    confirms it on TOKEN_DROPPED_CHANNEL for whoever waits on the revocation.
 
     Raises:
         DatabaseUnavailable: the database cannot be reached.
@@ -124,18 +142,68 @@ async def token_changes(dsn: str, on_change: Callable[[str], None]) -> AsyncIter
     lost = asyncio.Event()
     async with translated_errors():
         connection = await asyncpg.connect(
-            dsn, timeout=5, server_settings={"application_name": "moneymovement-token-changes"}
+            dsn, timeout=5, server_settings={"application_name": LISTENER_APPLICATION_NAME}
         )
+    changes = TokenChanges(connection, lost)
+
+    def changed(_connection: object, _pid: int, _channel: str, token_id: object) -> None:
+        on_change(str(token_id))
+        changes.confirm(str(token_id))
+
     try:
         connection.add_termination_listener(lambda _connection: lost.set())
         async with translated_errors():
-            await connection.add_listener(
-                TOKEN_CHANGES_CHANNEL,
-                lambda _connection, _pid, _channel, token_id: on_change(str(token_id)),
-            )
-        yield TokenChanges(connection, lost)
+            await connection.add_listener(TOKEN_CHANGES_CHANNEL, changed)
+        yield changes
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.close(), timeout=2)
         if not connection.is_closed():
             connection.terminate()
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A revocation, and how many running servers confirmed they dropped the token."""
+
+    revoked_at: datetime | None  # None: no such token
+    servers: int  # servers listening when it was revoked
+    confirmed: int  # of those, how many confirmed within the wait
+
+
+async def revoke_everywhere(dsn: str, token_id: str, *, wait_s: float) -> Revocation:
+    """Revokes a token, then waits (up to `wait_s`) until every server listening for token
+    changes has confirmed it dropped the token from its cache: after that, no server
+    accepts it. A token revoked before is not waited for (it was dropped back then).
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    confirmed: set[int] = set()
+    arrived = asyncio.Event()
+
+    def confirmation(_connection: object, pid: int, _channel: str, payload: object) -> None:
+        if payload == token_id:
+            confirmed.add(pid)
+            arrived.set()
+
+    async with translated_errors():
+        connection = await asyncpg.connect(dsn, timeout=5)
+    try:
+        async with translated_errors():
+            await connection.add_listener(TOKEN_DROPPED_CHANNEL, confirmation)
+            servers = int(await connection.fetchval(query("count_token_listeners")))
+            async with connection.transaction():
+                revoked_now = await connection.fetchval(query("revoke_token"), token_id)
+            if revoked_now is None:
+                before = await connection.fetchval(query("find_token_revocation"), token_id)
+                return Revocation(before, servers, servers if before else 0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while len(confirmed) < servers and loop.time() < deadline:
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), timeout=deadline - loop.time())
+        return Revocation(revoked_now, servers, min(len(confirmed), servers))
+    finally:
+        await connection.close()

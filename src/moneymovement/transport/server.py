@@ -58,7 +58,7 @@ class ApiServer:
         self._settings = settings
         self._database = database
         self._dsn = dsn
-        self.directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s)
+        self.directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s, dsn=dsn)
         uow = UnitOfWork(database, RetryPolicy(max_attempts=settings.tx_max_attempts))
         interceptor = RequestInterceptor(
             self.directory,
@@ -117,9 +117,7 @@ class ApiServer:
         ]
         if self._dsn is not None:
             self._background.append(
-                asyncio.create_task(
-                    self.directory.watch_token_changes(self._dsn), name="token-changes"
-                )
+                asyncio.create_task(self.directory.watch_token_changes(), name="token-changes")
             )
         log.info(
             "server_started",

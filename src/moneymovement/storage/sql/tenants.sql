@@ -41,3 +41,12 @@ RETURNING revoked_at;
 
 -- name: find_token_revocation
 SELECT revoked_at FROM api_tokens WHERE token_id = $1;
+
+-- name: confirm_token_change
+-- A server tells revokers it has dropped token $1 from its cache.
+SELECT pg_notify('mm_token_dropped', $1);
+
+-- name: count_token_listeners
+-- The servers (their listener connections) that must confirm a revocation.
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'moneymovement-token-changes';
