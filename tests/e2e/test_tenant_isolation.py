@@ -12,22 +12,26 @@ holding) calls the same function with that server's clients.
 from __future__ import annotations
 
 import itertools
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
 import grpc
+import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from moneymovement.domain import ids
+from moneymovement.storage import queries
 from moneymovement.v1 import account_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
-from tests.e2e.conftest import Api, Client
+from tests.e2e.conftest import Api, Client, start_api, stop_api
 from tests.e2e.hostile import Answer, Code, all_rpcs, ask, tenant_id_of, tenant_rows
+from tests.ledger_checks import assert_ledger_consistent
 
 RPCS = {rpc.name: rpc for rpc in all_rpcs()}
 _serial = itertools.count()
@@ -346,6 +350,33 @@ def _victim_data_in(answer: Answer, names: Names, rows: dict[str, list[str]]) ->
 
 
 async def test_a_tenant_cannot_tell_another_tenants_ids_from_made_up_ones(api: Api) -> None:
-    # The lead's second variant runs this same body against a server whose
-    # application-level tenant filter is disabled: row-level security alone must hold.
+    # test_row_level_security_alone_keeps_tenants_apart runs this same body against a
+    # server whose application-level tenant filter is disabled.
     await check_tenant_isolation(api.channel, api.a, api.b, api.dsn)
+
+
+# Every `tenant_id = $1` predicate of the ledger's queries, as written in storage/sql.
+_TENANT_FILTER = re.compile(r"\b(?:\w+\.)?tenant_id = \$1\b")
+
+
+def without_tenant_filter(sql: str) -> str:
+    """The query with its tenant predicates made always true (inserts keep their $1;
+    the predicate keeps $1 typed for queries that use it nowhere else)."""
+    return _TENANT_FILTER.sub("$1::text IS NOT NULL", sql)
+
+
+async def test_row_level_security_alone_keeps_tenants_apart(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test build: every query loses its tenant filter, so only the database's
+    # row-level security stands between tenant A and tenant B's money.
+    stripped = {name: without_tenant_filter(sql) for name, sql in queries.all_queries().items()}
+    changed = [name for name, sql in stripped.items() if sql != queries.all_queries()[name]]
+    assert len(changed) >= 15, f"the filter was not removed: only {changed}"
+    monkeypatch.setattr(queries, "all_queries", lambda: stripped)
+    api = await start_api(dsn)
+    try:
+        await check_tenant_isolation(api.channel, api.a, api.b, api.dsn)
+    finally:
+        await stop_api(api)
+    await assert_ledger_consistent(dsn)
