@@ -10,7 +10,7 @@ GENERATED := src/moneymovement/v1/.generated
 export BUF_CACHE_DIR := $(CURDIR)/.buf-cache
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt proto chaos bench bench-full profile release-contract clean
+.PHONY: help run test lint fmt proto chaos fuzz bench bench-full profile release-contract clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,10 @@ test: $(GENERATED) ## Run all tests (unit, integration, e2e, a short chaos run),
 
 chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
 	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
+
+fuzz: $(GENERATED) ## Hostile-input fuzz of every RPC, long (EXAMPLES=n per RPC, SEED=n; ~8 min)
+	MM_FUZZ_EXAMPLES=$(or $(EXAMPLES),20000) MM_FUZZ_SEED=$(or $(SEED),$$RANDOM) \
+	  $(BIN)/python -m pytest tests/e2e/test_fuzz.py -q -p no:cacheprovider
 
 bench: $(GENERATED) ## Throughput and latency vs pgbench and the RPC floor, ~5 min (bench/results/)
 	$(BIN)/python -m bench.run --plan bench $(BENCH_ARGS)

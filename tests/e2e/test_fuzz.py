@@ -549,18 +549,17 @@ class Fuzzer:
         answer = await self._ask(rpc, request, metadata)
         after = await ledger_fingerprint(self.connection)
         request_text = request.decode("latin-1") if isinstance(request, bytes) else str(request)
-        if _undecodable(rpc, request) and answer.code == grpc.StatusCode.UNKNOWN:
-            # KNOWN BUG (reported to the lead, issue 5): bytes that are not a valid
-            # encoding of the request message fail in grpc's own deserializer, before the
-            # interceptor, and the caller gets UNKNOWN "Unexpected <class
-            # 'google.protobuf.message.DecodeError'>: Error parsing message with type
-            # ...": a non-canonical code, Python internals in the message, no ErrorInfo.
-            # Expected: INVALID_ARGUMENT with reason INVALID_ARGUMENT. Only this exact
-            # case is let through; everything else about it is still checked below.
-            self.kinds["undecodable (known bug)"] += 1
-        else:
-            for problem in answer_problems(answer, request_text):
-                self.note(rpc, problem, request, answer)
+        if _undecodable(rpc, request):
+            # Bytes that are no valid encoding of the request are refused as bad input
+            # (they once got UNKNOWN with Python's exception text from grpc's decoder).
+            self.kinds["undecodable bytes"] += 1
+            if answer.code != grpc.StatusCode.INVALID_ARGUMENT and answer.code not in (
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            ):
+                self.note(rpc, f"undecodable bytes answered {answer.code.name}", request, answer)
+        for problem in answer_problems(answer, request_text):
+            self.note(rpc, problem, request, answer)
         size = len(request) if isinstance(request, bytes) else request.ByteSize()
         headers = sum(len(key) + len(value) for key, value in metadata)
         small = size < MAX_MESSAGE_BYTES and headers < 8 * 1024
@@ -601,8 +600,7 @@ class Fuzzer:
         lines = [
             f"moneymovement fuzz: {examples} examples, {total} requests "
             f"({self.kinds['raw']} raw-bytes, {self.kinds['replay']} exact replays; "
-            f"{self.kinds['undecodable (known bug)']} undecodable bytes answered UNKNOWN, "
-            "the known bug), "
+            f"{self.kinds['undecodable bytes']} of them undecodable), "
             f"seed {SEED or 'derandomized'}, {elapsed_s:.1f} s",
             "",
             f"{'code':<20}{'count':>8}",

@@ -23,10 +23,18 @@ from typing import Any, TypeAlias
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from moneymovement.domain.errors import DomainError, Reason, Throttled
+from moneymovement.domain.errors import (
+    DomainError,
+    FieldReason,
+    FieldViolation,
+    InvalidInput,
+    Reason,
+    Throttled,
+)
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import current_trace_id, extract_context, tracer
 from moneymovement.service.tenants import TenantDirectory
@@ -115,7 +123,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         return grpc.unary_unary_rpc_method_handler(
             self._wrap(method, behavior),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -228,6 +236,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                         wait_s,
                         self._rate_metadata,
                     )
+            if isinstance(request, Undecodable):
+                raise request.refusal()
             token = set_caller(caller)
             try:
                 return await behavior(request, context), grpc.StatusCode.OK, None
@@ -263,6 +273,44 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             raise DomainError(Reason.TOKEN_INVALID, "the token is unknown or revoked")
         trace_id = current_trace_id(metadata.get("traceparent"))
         return Caller(tenant_id=tenant_id, deadline=deadline, trace_id=trace_id)
+
+
+class Undecodable:
+    """Request bytes that are no valid encoding of the request message.
+
+    grpc's own deserializer would raise and the caller would get UNKNOWN with Python's
+    exception text; this stands in for the request instead, and is refused as bad input
+    (after authentication: an unauthenticated caller learns nothing about its bytes).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def refusal(self) -> InvalidInput:
+        return InvalidInput(
+            [
+                FieldViolation(
+                    "request",
+                    FieldReason.INVALID_FORMAT,
+                    f"the {self.size} bytes sent are not a valid protobuf encoding of the "
+                    "request message",
+                )
+            ]
+        )
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return Undecodable(len(data))
+
+    return deserialize
 
 
 def _text_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
