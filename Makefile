@@ -41,7 +41,7 @@ test: $(GENERATED) ## Run all tests (unit, integration, e2e, a short chaos run),
 chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
 	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
 
-fuzz: $(GENERATED) ## Hostile-input fuzz of every RPC, long (EXAMPLES=n per RPC, SEED=n; ~8 min)
+fuzz: $(GENERATED) ## Hostile-input fuzz of every RPC, long (EXAMPLES=n in all, default 20000; SEED=n)
 	MM_FUZZ_EXAMPLES=$(or $(EXAMPLES),20000) MM_FUZZ_SEED=$(or $(SEED),$$RANDOM) \
 	  $(BIN)/python -m pytest tests/e2e/test_fuzz.py -q -p no:cacheprovider
 
