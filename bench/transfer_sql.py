@@ -8,12 +8,16 @@ statement is picked up by itself; a changed *sequence* (statements merged or spl
 `transfer_steps()` below. Today the service does (service/requests.py, service/transfers.py,
 storage/session.py):
 
-    find_outcome                       outside the transaction, same connection
-    BEGIN ISOLATION LEVEL SERIALIZABLE
+    begin_write                        BEGIN SERIALIZABLE + set_config(tenant), one
+                                       round trip (pipelined here: pgbench sends each
+                                       statement separately)
     lock_accounts                      both accounts, FOR UPDATE, in id order
-    write_postings                     one CTE statement; new totals from the domain
-    save_outcome
-    COMMIT
+    write_postings                     one CTE statement: the new totals from the
+                                       domain, and the request's outcome row
+    commit
+
+as the role moneymovement_service, so row-level security applies as in the service
+(pgbench.py sets it). A new request id is not looked up first (service/requests.py).
 
 pgbench can only bind scalar variables, so each `$n` is replaced by a SQL expression of
 pgbench variables: an array parameter becomes `ARRAY[...]`, an account id is spelled from
@@ -178,18 +182,18 @@ def transfer_steps(*, with_trace_id: bool) -> list[Statement | Raw]:
         35: EMPTY,
         36: EMPTY,
         37: _array("NULL"),
+        38: ":rid",
+        39: r"decode(:fingerprint, 'hex')",
+        40: ":outcome",
     }
     return [
-        Statement("find_outcome", {1: ":tenant", 2: ":rid"}),
-        Raw("BEGIN ISOLATION LEVEL SERIALIZABLE;"),
+        Raw(r"\startpipeline"),
+        Statement("begin_write", {}),
+        Raw(r"\endpipeline"),
         _locked_totals(),
         *_new_totals(),
         Statement("write_postings", write_postings),
-        Statement(
-            "save_outcome",
-            {1: ":tenant", 2: ":rid", 3: r"decode(:fingerprint, 'hex')", 4: ":outcome"},
-        ),
-        Raw("COMMIT;"),
+        Statement("commit", {}),
     ]
 
 

@@ -8,7 +8,11 @@ SET ROLE moneymovement_service;
 -- literal is put in by storage.session.begin_statement (checked against the id format):
 -- set_config() as a parameter would need a second statement, and a round trip more on
 -- every RPC. is_local = true: the declaration ends with the transaction.
+-- Generic plans: the write statements are key lookups whose plan never depends on the
+-- values, and re-planning write_postings (a five-part CTE) for every call cost more
+-- PostgreSQL CPU than running it (pg_stat_statements, docs/performance.md).
 BEGIN ISOLATION LEVEL SERIALIZABLE;
+SET LOCAL plan_cache_mode = force_generic_plan;
 SELECT set_config('moneymovement.tenant_id', :tenant, true);
 
 -- name: begin_read
