@@ -77,7 +77,7 @@ def run_pgbench(
             dsn,
         ]
         # The service's pool sets this on every connection (storage/database.py).
-        env = {**os.environ, "PGOPTIONS": "-c enable_seqscan=off -c role=moneymovement_service -c plan_cache_mode=auto"}
+        env = {**os.environ, "PGOPTIONS": "-c enable_seqscan=off -c role=moneymovement_service"}
         started = time.time()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
