@@ -16,7 +16,7 @@ makes it look first, so that a repeat still gets the recorded answer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -51,8 +51,11 @@ async def run_once(
     codec: Codec[T],
     work: Callable[[Session], Awaitable[T]],
     on_commit: Callable[[T], None] | None = None,
+    accounts: Collection[str] = (),
 ) -> T:
     """Runs `work` at most once for this tenant and request id.
+
+    `accounts`: those `work` will lock, when known beforehand (UnitOfWork.write).
 
     `work` must decide before it writes: postings staged before a Rejected are dropped,
     and only the rejection is recorded. `on_commit` runs once the effect is committed,
@@ -100,7 +103,7 @@ async def run_once(
         return codec.decode(stored.outcome["result"])
 
     try:
-        outcome = await uow.write(caller, attempt, before_retry=recorded)
+        outcome = await uow.write(caller, attempt, before_retry=recorded, accounts=accounts)
     except DomainError as error:
         if error.reason in _NOT_ABOUT_THE_REQUEST:
             raise

@@ -70,6 +70,7 @@ class TransferService:
         return await run_once(
             self._uow, caller, request_id, "CreateTransfer", spec, _TRANSFER, work,
             lambda transfer: events.transfers_created([transfer]),
+            accounts=(spec.debit_account_id, spec.credit_account_id),
         )  # fmt: skip
 
     async def create_batch(
@@ -89,6 +90,7 @@ class TransferService:
         return await run_once(
             self._uow, caller, request_id, "CreateTransfers", list(specs), _TRANSFERS, work,
             events.transfers_created,
+            accounts={a for s in specs for a in (s.debit_account_id, s.credit_account_id)},
         )  # fmt: skip
 
     async def _open(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
 from moneymovement.domain.errors import DomainError, Reason
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import tracer
+from moneymovement.service.account_queue import AccountQueue
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
 from moneymovement.storage.session import Database, Session
 
@@ -60,22 +61,43 @@ class UnitOfWork:
     def __init__(self, database: Database, policy: RetryPolicy | None = None) -> None:
         self.database = database
         self._policy = policy or RetryPolicy()
+        self._queue = AccountQueue()
 
     async def write(
         self,
         caller: Caller,
         work: Callable[[Session], Awaitable[T]],
         before_retry: Callable[[], Awaitable[T | None]] | None = None,
+        accounts: Collection[str] = (),
     ) -> T:
         """Runs `work` in a SERIALIZABLE transaction, retried on conflicts.
 
         Before each retry, `before_retry` may answer instead (not None): a request whose
         duplicate committed meanwhile is answered from that duplicate's outcome.
+        `accounts`, the accounts `work` will lock when known beforehand, are waited for
+        in this process first (service/account_queue.py): hot accounts then queue
+        instead of failing each other.
 
         Raises:
             DomainError: CONCURRENCY_CONFLICT or REQUEST_IN_PROGRESS when the retries run
                 out, DEADLINE_EXCEEDED, DATABASE_UNAVAILABLE; and whatever `work` raises.
         """
+        if not accounts:
+            return await self._write(caller, work, before_retry)
+        try:
+            async with self._queue.turn(caller.tenant_id, accounts, caller.deadline):
+                return await self._write(caller, work, before_retry)
+        except TimeoutError as error:  # only the queue raises it; attempts translate theirs
+            raise DomainError(
+                Reason.DEADLINE_EXCEEDED, "the deadline passed while waiting for the accounts"
+            ) from error
+
+    async def _write(
+        self,
+        caller: Caller,
+        work: Callable[[Session], Awaitable[T]],
+        before_retry: Callable[[], Awaitable[T | None]] | None,
+    ) -> T:
         policy = self._policy
         retry_reason = ""
         for attempt in range(1, policy.max_attempts + 1):
