@@ -57,7 +57,6 @@ def running_server(dsn: str, overrides: Mapping[str, str], log_path: Path) -> It
         "DATABASE_URL": dsn,
         "MM_LISTEN_ADDRESS": f"127.0.0.1:{port}",
         "MM_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
-        "MM_LOG_LEVEL": "WARNING",
         "MM_LOG_FORMAT": "json",
         **overrides,
     }
