@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shutil
 import struct
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +19,7 @@ import pytest
 
 from moneymovement.v1 import account_pb2, account_service_pb2_grpc
 from moneymovement.v1 import account_service_pb2 as apb
-from tests.conftest import PROJECT_ROOT
-from tests.e2e.test_process import ServeProcess, _wait_serving
+from tests.e2e.test_process import ServeProcess, _wait_serving, serve_process
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -206,14 +203,7 @@ def rss_mb(pid: int) -> float:
 
 @pytest.fixture
 def serve() -> Iterator[ServeProcess]:
-    data_dir = PROJECT_ROOT / ".data" / f"test-wire-{uuid.uuid4().hex[:8]}"
-    running = ServeProcess(data_dir)
-    yield running
-    if running.process is not None and running.process.poll() is None:
-        running.process.kill()
-        running.process.wait()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    (data_dir.parent / f"{data_dir.name}.serve.log").unlink(missing_ok=True)
+    yield from serve_process("test-wire")
 
 
 async def test_garbage_on_the_port_leaves_the_server_serving_with_flat_memory(

@@ -115,9 +115,9 @@ async def _wait_gone(pid: int, timeout_s: float = 15.0) -> None:
     raise AssertionError(f"process {pid} is still running")
 
 
-@pytest.fixture
-def serve() -> Iterator[ServeProcess]:
-    data_dir = PROJECT_ROOT / ".data" / f"test-serve-{uuid.uuid4().hex[:8]}"
+def serve_process(prefix: str) -> Iterator[ServeProcess]:
+    """A ServeProcess with a data directory of its own, killed and removed afterwards."""
+    data_dir = PROJECT_ROOT / ".data" / f"{prefix}-{uuid.uuid4().hex[:8]}"
     running = ServeProcess(data_dir)
     yield running
     if running.process is not None and running.process.poll() is None:
@@ -126,7 +126,11 @@ def serve() -> Iterator[ServeProcess]:
     shutil.rmtree(data_dir, ignore_errors=True)
     (data_dir.parent / f"{data_dir.name}.serve.log").unlink(missing_ok=True)
     (data_dir.parent / f"{data_dir.name}.log").unlink(missing_ok=True)
-    (data_dir / "pg.log").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def serve() -> Iterator[ServeProcess]:
+    yield from serve_process("test-serve")
 
 
 async def test_kill_9_leaves_no_postgres_and_a_restart_keeps_the_data(serve: ServeProcess) -> None:
