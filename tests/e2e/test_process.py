@@ -231,3 +231,44 @@ async def test_the_metrics_endpoint_counts_traffic(serve: ServeProcess) -> None:
     assert after['moneymovement_rpc_duration_seconds_count{code="OK",method="CreateTransfer"}'] >= 3
     assert after["moneymovement_db_pool_size"] >= 1
     assert "moneymovement_db_pool_waiting" in after
+
+
+async def test_without_an_exporter_transfers_still_record_trace_ids(serve: ServeProcess) -> None:
+    # `serve --dev` with no OTEL_* variables: spans are not recorded (always_off), yet
+    # each transfer keeps the caller's trace id, or a fresh one when it sent none.
+    serve.start()
+    await _wait_serving(serve)
+    md = (("authorization", f"Bearer {serve.token()}"),)
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = (("traceparent", f"00-{caller_trace}-00f067aa0ba902b7-01"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{serve.port}") as channel:
+        accounts = account_service_pb2_grpc.AccountServiceStub(channel)
+        movements = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
+
+        async def open_account(request_id: str, **fields: object) -> str:
+            request = account_service_pb2.CreateAccountRequest(
+                request_id=request_id, currency_code="USD", **fields
+            )
+            return (await accounts.CreateAccount(request, metadata=md)).account.id
+
+        funding = await open_account(
+            "trace-funding",
+            normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
+            overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
+        )
+        wallet = await open_account(
+            "trace-wallet", normal_balance=account_pb2.NORMAL_BALANCE_CREDIT
+        )
+        trace_ids = []
+        for request_id, extra in (("traced", traceparent), ("untraced", ())):
+            moved = await movements.CreateTransfer(
+                money_movement_service_pb2.CreateTransferRequest(
+                    request_id=request_id, debit_account_id=funding, credit_account_id=wallet,
+                    amount_minor=100, currency_code="USD",
+                ),
+                metadata=md + extra,
+            )  # fmt: skip
+            trace_ids.append(moved.transfer.trace_id)
+    assert trace_ids[0] == caller_trace
+    assert len(trace_ids[1]) == 32
+    assert trace_ids[1] not in (caller_trace, "0" * 32)
