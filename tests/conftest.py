@@ -1,8 +1,8 @@
 """Shared fixtures: one real PostgreSQL per test session, one fresh database per test.
 
 Without DATABASE_URL the session starts the embedded PostgreSQL (a real server from the
-wheel) under .data/test-pg. The schema is migrated once into a template database, and each
-test that asks for `dsn` gets its own clone of it (CREATE DATABASE ... TEMPLATE), which is
+wheel) under .data/test-pg-<pid>. The schema is migrated once into a template database, and
+each test that asks for `dsn` gets its own clone of it (CREATE DATABASE ... TEMPLATE), which is
 fast and keeps tests isolated. With DATABASE_URL the same happens on that server (the role
 needs CREATEDB).
 """
@@ -59,10 +59,17 @@ def server_dsn() -> Iterator[str]:
     if configured:
         yield configured
         return
-    data_dir = PROJECT_ROOT / ".data" / "test-pg"
+    # One directory per session: two sessions at once (two engineers, a helper) must not
+    # delete each other's server. Removed afterwards; a killed session's is left behind
+    # under .data/ (make clean).
+    data_dir = PROJECT_ROOT / ".data" / f"test-pg-{os.getpid()}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    with EmbeddedPostgres(data_dir, settings={"max_connections": "300"}) as server:
-        yield server.dsn
+    try:
+        with EmbeddedPostgres(data_dir, settings={"max_connections": "300"}) as server:
+            yield server.dsn
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        (data_dir.parent / f"{data_dir.name}.log").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
