@@ -19,3 +19,8 @@ SELECT encode(o.fingerprint, 'hex') AS fingerprint_hex, o.outcome::text AS outco
 FROM request_outcomes AS o
 JOIN transfers AS t ON t.tenant_id = o.tenant_id AND t.request_id = o.request_id
 WHERE o.tenant_id = $1 AND o.request_id = $2;
+
+-- name: service_role
+-- The role the service switches to in this database (migrations/0004); pgbench takes it
+-- too, so that row-level security applies to it as to the service.
+SELECT name FROM service_role;

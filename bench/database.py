@@ -83,3 +83,15 @@ async def probe_outcome(dsn: str, tenant_id: str, request_id: str) -> tuple[str,
     if row is None:
         raise RuntimeError(f"the service recorded no outcome for probe request {request_id}")
     return row["fingerprint_hex"], row["outcome"], row["has_trace_id"]
+
+
+async def service_role(dsn: str) -> str:
+    """The role the service switches to in this database (migrations/0004)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        name = await connection.fetchval(QUERIES["service_role"])
+    finally:
+        await connection.close()
+    if name is None:
+        raise RuntimeError("the database has no service role: is it migrated?")
+    return str(name)

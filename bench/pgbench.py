@@ -31,6 +31,7 @@ class ScriptInputs:
     fingerprint_hex: str
     outcome_json: str
     with_trace_id: bool
+    service_role: str
 
 
 def pgbench_binary() -> Path:
@@ -77,7 +78,8 @@ def run_pgbench(
             dsn,
         ]
         # The service's pool sets this on every connection (storage/database.py).
-        env = {**os.environ, "PGOPTIONS": "-c enable_seqscan=off -c role=moneymovement_service"}
+        options = f"-c enable_seqscan=off -c role={inputs.service_role}"
+        env = {**os.environ, "PGOPTIONS": options}
         started = time.time()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:

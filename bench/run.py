@@ -29,7 +29,14 @@ import asyncpg
 import grpc
 
 from bench import chart, report
-from bench.database import HOT_ACCOUNT, BenchTenant, bench_database, prepare, probe_outcome
+from bench.database import (
+    HOT_ACCOUNT,
+    BenchTenant,
+    bench_database,
+    prepare,
+    probe_outcome,
+    service_role,
+)
 from bench.loadgen import ClientPool, LoadSpec
 from bench.pgbench import ScriptInputs
 from bench.plan import DB_LIMIT_WORKLOADS, PLANS, WORKLOADS, Plan
@@ -86,8 +93,9 @@ async def _probe(server: Server, dsn: str, tenant: BenchTenant) -> ScriptInputs:
             request, metadata=(("authorization", f"Bearer {tenant.token}"),), timeout=30
         )
     fingerprint, outcome, traced = await probe_outcome(dsn, tenant.tenant_id, PROBE_REQUEST_ID)
+    role = await service_role(dsn)
     return ScriptInputs(
-        tenant.tenant_id, tenant.accounts, HOT_ACCOUNT, fingerprint, outcome, traced
+        tenant.tenant_id, tenant.accounts, HOT_ACCOUNT, fingerprint, outcome, traced, role
     )
 
 

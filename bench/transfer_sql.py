@@ -16,7 +16,7 @@ storage/session.py):
                                        domain, and the request's outcome row
     commit
 
-as the role moneymovement_service, so row-level security applies as in the service
+as the service's own role (migrations/0004), so row-level security applies as in the service
 (pgbench.py sets it). A new request id is not looked up first (service/requests.py).
 
 pgbench can only bind scalar variables, so each `$n` is replaced by a SQL expression of

@@ -11,6 +11,8 @@ from tests.conftest import with_database
 
 EXPECTED_TABLES = {
     "tenants": ["tenant_id", "name", "created_at"],
+    # Which role the service switches to (migration 0004).
+    "service_role": ["name", "singleton"],
     "api_tokens": ["token_id", "tenant_id", "token_sha256", "created_at", "revoked_at"],
     "accounts": [
         "tenant_id", "account_id", "external_id", "name", "currency_code", "normal_balance",

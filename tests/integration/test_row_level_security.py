@@ -3,12 +3,18 @@ with no help from the tenant filter in the queries (migrations/0003)."""
 
 from __future__ import annotations
 
+import secrets
+from urllib.parse import urlsplit, urlunsplit
+
 import asyncpg
 import pytest
 
+from moneymovement.domain import ids
 from moneymovement.domain.accounts import OverdraftMode
 from moneymovement.domain.transfers import TransferSpec
+from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database, begin_statement
+from moneymovement.storage.verify import verify_ledger
 from tests.integration.conftest import Ledger, ledger_for
 
 LEDGER_TABLES = ("accounts", "transfers", "entries", "request_outcomes")
@@ -43,7 +49,9 @@ async def test_a_transaction_sees_only_the_tenant_it_declared(database: Database
     a, _ = await _two_tenants(database)
     async with database.session(a.caller.tenant_id, write=False) as session:
         connection = session.accounts._db  # raw SQL, no tenant filter at all
-        assert await connection.fetchval("SELECT current_user") == "moneymovement_service"
+        role = await connection.fetchval("SELECT name FROM service_role")
+        assert role.startswith("mm_service_")
+        assert await connection.fetchval("SELECT current_user") == role
         tenants = await connection.fetch("SELECT DISTINCT tenant_id FROM accounts")
         assert [row["tenant_id"] for row in tenants] == [a.caller.tenant_id]
         # Two accounts, one transfer, two entries, and the outcomes of three requests.
@@ -84,10 +92,11 @@ async def test_another_tenants_rows_cannot_be_written(database: Database) -> Non
 async def test_the_service_role_can_neither_bypass_nor_own(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
-        role = await connection.fetchrow(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'moneymovement_service'"
+        role = await connection.fetchval("SELECT name FROM service_role")
+        found = await connection.fetchrow(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1", role
         )
-        assert (role["rolsuper"], role["rolbypassrls"]) == (False, False)
+        assert (found["rolsuper"], found["rolbypassrls"]) == (False, False)
         tables = await connection.fetch(
             "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
             "pg_get_userbyid(c.relowner) AS owner FROM pg_class AS c "
@@ -98,9 +107,60 @@ async def test_the_service_role_can_neither_bypass_nor_own(dsn: str) -> None:
         for table in tables:
             assert table["relrowsecurity"], table["relname"]
             assert table["relforcerowsecurity"], table["relname"]
-            assert table["owner"] != "moneymovement_service", table["relname"]
+            assert table["owner"] != role, table["relname"]
+        # The server-wide role of migration 0003 keeps nothing in this database: another
+        # database's owner who is a member of it gets nothing here.
+        for table in LEDGER_TABLES:
+            granted = await connection.fetchval(
+                "SELECT has_table_privilege('moneymovement_service', $1, 'SELECT')", table
+            )
+            assert granted is False, table
     finally:
         await connection.close()
+
+
+async def _login(dsn: str, name: str, *, member_of_service_role: bool) -> str:
+    """A new login role (trusted locally) and its DSN to the same database."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE ROLE "{name}" LOGIN')
+        if member_of_service_role:
+            role = await admin.fetchval("SELECT name FROM service_role")
+            await admin.execute(f'GRANT "{role}" TO "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(netloc=f"{name}@{parts.hostname}:{parts.port}"))
+
+
+async def test_verify_refuses_to_pass_a_ledger_it_cannot_see(dsn: str) -> None:
+    database = await Database.connect(dsn, max_size=2)
+    try:
+        await _two_tenants(database)
+    finally:
+        await database.close()
+    as_owner = await verify_ledger(dsn)
+    assert as_owner.ok, as_owner
+    # The service's login sees no row without a tenant: every other check would pass.
+    reader = await _login(dsn, f"reader_{secrets.token_hex(4)}", member_of_service_role=True)
+    as_reader = await verify_ledger(reader)
+    assert not as_reader.ok
+    [refused] = [check for check in as_reader.checks if not check.ok]
+    assert refused.name == "verify_reader_sees_every_tenant"
+    assert {row["table_name"] for row in refused.violations} == set(LEDGER_TABLES)
+
+
+async def test_a_login_that_cannot_take_the_service_role_is_refused(dsn: str) -> None:
+    stranger = await _login(dsn, f"stranger_{secrets.token_hex(4)}", member_of_service_role=False)
+    database = await Database.connect(stranger, max_size=2)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="cannot switch to the service's role"):
+            async with database.session(ids.new_id(ids.TENANT), write=False):
+                pass
+        with pytest.raises(DatabaseUnavailable):
+            await database.ping()  # so readiness reports it too
+    finally:
+        await database.close()
 
 
 def test_only_a_tenant_id_can_be_declared() -> None:

@@ -48,6 +48,10 @@ class HoldSweeper:
                     expired += 1
             except (DomainError, StorageError) as error:
                 log.warning("hold_expiry_failed", transfer_id=transfer_id, error=str(error))
+            except Exception:
+                # A surprise on one hold (say, a tenant row made by hand with an id of
+                # another shape) must not stop every other tenant's holds from expiring.
+                log.exception("hold_expiry_crashed", transfer_id=transfer_id)
         return expired
 
     async def run(self) -> None:

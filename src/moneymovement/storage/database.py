@@ -33,10 +33,24 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
     )
-    # Everything this pool does is subject to row-level security from here on, whoever
-    # logged in (migrations/0003). Session-level on purpose: set once per connection and
-    # never changed (the custom reset below keeps it).
-    await connection.execute(query("set_service_role"))
+    await switch_to_service_role(connection)
+
+
+async def switch_to_service_role(connection: asyncpg.Connection) -> None:
+    """Makes everything the connection does subject to row-level security, whoever
+    logged in (migrations/0003, 0004). Session-level on purpose: set once per connection
+    and never changed (the custom reset below keeps it).
+
+    Raises:
+        DatabaseUnavailable: the database is not migrated, or the login may not switch
+            to the service's role: the service must not go on as the login.
+    """
+    try:
+        role = await connection.fetchval(query("set_service_role"))
+    except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError) as error:
+        raise DatabaseUnavailable(f"cannot switch to the service's role: {error}") from error
+    if role is None:
+        raise DatabaseUnavailable("the database has no service role: run `moneymovement migrate`")
 
 
 async def _reset_connection(connection: asyncpg.Connection) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
 
 from moneymovement.domain import ids
 from moneymovement.storage.accounts import Accounts
-from moneymovement.storage.database import create_pool, translated_errors
+from moneymovement.storage.database import (
+    create_pool,
+    switch_to_service_role,
+    translated_errors,
+)
 from moneymovement.storage.outcomes import NewOutcome, RequestOutcomes
 from moneymovement.storage.queries import query
 from moneymovement.storage.tenants import Tenants
@@ -80,15 +84,15 @@ class Database:
                     transfers=Transfers(connection, tenant_id),
                     outcomes=RequestOutcomes(connection, tenant_id),
                 )
-                await connection.execute(begin)
                 try:
+                    await connection.execute(begin)
                     yield session
                     if session.transfers.staged:
                         await session.transfers.flush()
+                    await connection.execute(query("commit"))
                 except BaseException:
                     await _roll_back(connection)
                     raise
-                await connection.execute(query("commit"))
             finally:
                 await self._pool.release(connection)
 
@@ -121,6 +125,9 @@ class Database:
         async with translated_errors():
             connection = await asyncpg.connect(self._dsn, timeout=5)
             try:
+                # As the pool's connections do: a login that cannot switch to the service's
+                # role makes every RPC fail, so it must not look ready either.
+                await switch_to_service_role(connection)
                 await connection.fetchval(query("ping"), timeout=5)
             finally:
                 await connection.close()
@@ -141,9 +148,15 @@ class Database:
 
 
 async def _roll_back(connection: asyncpg.Connection) -> None:
-    """Ends a failed transaction; if even that fails (the connection broke, or the task
-    was cancelled mid-statement), the pool's release rolls back or discards it."""
+    """Ends a failed transaction (a failed COMMIT has ended it already).
+
+    If even that fails (the connection broke, or the task was cancelled in the middle of
+    a statement or of COMMIT), the connection is closed: its state is unknown, and the
+    pool replaces it, rather than rolling back on release with an ERROR line each time.
+    """
     if connection.is_closed() or not connection.is_in_transaction():
         return
-    with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+    try:
         await connection.execute(query("rollback"))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        connection.terminate()

@@ -13,6 +13,9 @@ from moneymovement.storage.queries import query
 
 # (query name, what it checks), in the order they run and are reported.
 CHECKS = (
+    # First: row-level security shows a reader that is not the owner nothing, and an
+    # empty ledger would pass every check below.
+    ("verify_reader_sees_every_tenant", "verify reads every tenant's rows"),
     ("verify_debits_equal_credits", "debits equal credits per currency and kind"),
     ("verify_transfers_balanced", "each transfer is one debit and one credit per kind"),
     ("verify_running_balances", "running balances follow from each entry"),

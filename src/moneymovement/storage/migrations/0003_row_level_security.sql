@@ -1,8 +1,8 @@
 -- Tenant isolation in the database itself, beneath the tenant filter of every query.
 --
--- The service works as the role moneymovement_service, which owns nothing: it switches to
--- it on each new connection (SET ROLE), or logs in as a member of it. Row-level security
--- is enabled and forced on every tenant-owned table, and that role's policy lets a
+-- The service works as a role that owns nothing (0004: one per database; here, first,
+-- the shared moneymovement_service), switched to on each new connection. Row-level
+-- security is enabled and forced on every tenant-owned table, and that role's policy lets a
 -- transaction see and write only rows of the tenant it declared with
 -- set_config('moneymovement.tenant_id', <tenant>, true) when it began. A transaction that
 -- declared none sees nothing. A query that forgot its tenant filter therefore still
@@ -12,22 +12,27 @@
 -- and the sweeper's cross-tenant scan, by an explicit policy: FORCE makes row-level
 -- security apply to the owner too, so no other role gets anything by accident.
 
+-- (Superseded by 0004, which gives each database a role of its own; this shared role is
+-- kept for databases migrated before it, and keeps nothing once 0004 has run. Both
+-- blocks tolerate a second database on the same server: the role may already exist, and
+-- on PostgreSQL 16+ only its creator or a superuser may grant it.)
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'moneymovement_service') THEN
-        -- Roles are shared by all databases of a server: created once, kept after.
         CREATE ROLE moneymovement_service NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
     END IF;
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- another database's migration created it meanwhile
 END
 $$;
 
--- SET ROLE needs membership (a superuser needs none). PostgreSQL 16+ grants it to the
--- role's creator; older servers, and a role created by someone else, need it here.
 DO $$
 BEGIN
     IF NOT pg_has_role(current_user, 'moneymovement_service', 'MEMBER') THEN
         EXECUTE format('GRANT moneymovement_service TO %I', current_user);
     END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    NULL;  -- not needed any more: 0004 switches the service to a role of this database
 END
 $$;
 

@@ -1,7 +1,9 @@
 -- name: set_service_role
 -- Run once on every new connection of the service's pool: from then on row-level
--- security applies to everything the connection does (migrations/0003).
-SET ROLE moneymovement_service;
+-- security applies to everything the connection does (migrations/0003 and 0004: the
+-- role is this database's own). set_config('role', ...) is SET ROLE, with a parameter.
+-- Returns the role's name; no row means not migrated, and the pool refuses to go on.
+SELECT set_config('role', name, false) FROM service_role;
 
 -- name: begin_write
 -- Begins a write transaction and declares its tenant, in one round trip. The tenant's

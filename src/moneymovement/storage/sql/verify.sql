@@ -2,6 +2,21 @@
 -- $1), run by `moneymovement verify` in one READ ONLY DEFERRABLE serializable snapshot.
 -- The database aggregates; only violations travel.
 
+-- name: verify_reader_sees_every_tenant
+-- The ledger's tables that row-level security would filter for this reader: verify must
+-- run as their owner (the role that ran the migrations) or a superuser, never as the
+-- service's login, which would see no row and find nothing wrong.
+SELECT c.relname AS table_name, current_user AS reader,
+       pg_get_userbyid(c.relowner) AS run_verify_as
+FROM pg_class AS c
+WHERE c.relnamespace = 'public'::regnamespace
+  AND c.relname IN ('accounts', 'transfers', 'entries', 'request_outcomes')
+  AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
+  AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles AS r
+           WHERE r.rolname = current_user)
+ORDER BY c.relname
+LIMIT $1;
+
 -- name: verify_debits_equal_credits
 -- Invariant 1: per currency and entry kind, the debits equal the credits.
 SELECT t.currency_code, e.kind,
