@@ -182,9 +182,9 @@ def transfer_steps(*, with_trace_id: bool) -> list[Statement | Raw]:
         35: EMPTY,
         36: EMPTY,
         37: _array("NULL"),
-        38: ":rid",
-        39: r"decode(:fingerprint, 'hex')",
-        40: ":outcome",
+        38: _array(":rid"),
+        39: _array(r"decode(:fingerprint, 'hex')"),
+        40: _array(":outcome"),
     }
     return [
         Raw(r"\startpipeline"),

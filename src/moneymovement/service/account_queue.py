@@ -29,6 +29,10 @@ class AccountQueue:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._users: dict[tuple[str, str], int] = {}
 
+    def busy(self, tenant_id: str, account_id: str) -> bool:
+        """Whether a transaction of this process is using or waiting for the account."""
+        return (tenant_id, account_id) in self._locks
+
     def __len__(self) -> int:
         """Accounts with a transaction queued or running (for tests)."""
         return len(self._locks)

@@ -32,6 +32,7 @@ from moneymovement.domain.transfers import (
     open_transfer,
 )
 from moneymovement.service import events
+from moneymovement.service.hot_accounts import HotAccounts
 from moneymovement.service.outcomes import transfer_from_json, transfer_to_json
 from moneymovement.service.pages import Page, newest_first
 from moneymovement.service.requests import Codec, run_once
@@ -54,6 +55,7 @@ class TransferService:
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
+        self._hot = HotAccounts(uow)
 
     async def create(self, caller: Caller, request_id: str, spec: TransferSpec) -> Transfer:
         """Moves money at once (POSTED), or places a hold (PENDING) when `spec.pending`.
@@ -62,6 +64,12 @@ class TransferService:
             Rejected: ACCOUNT_NOT_FOUND, ACCOUNT_FROZEN, ACCOUNT_CLOSED, CURRENCY_MISMATCH,
                 INSUFFICIENT_FUNDS, BALANCE_OVERFLOW.
         """
+
+        busy = self._hot.busy_account(caller.tenant_id, spec)
+        if busy is not None:  # a hot account: written with the others waiting for it
+            grouped = await self._hot.create(caller, request_id, spec, busy)
+            if grouped is not None:
+                return grouped
 
         async def work(session: Session) -> Transfer:
             [transfer] = await self._open(session, caller, request_id, [spec], batch_id=None)

@@ -61,7 +61,7 @@ class UnitOfWork:
     def __init__(self, database: Database, policy: RetryPolicy | None = None) -> None:
         self.database = database
         self._policy = policy or RetryPolicy()
-        self._queue = AccountQueue()
+        self.queue = AccountQueue()
 
     async def write(
         self,
@@ -85,7 +85,7 @@ class UnitOfWork:
         if not accounts:
             return await self._write(caller, work, before_retry)
         try:
-            async with self._queue.turn(caller.tenant_id, accounts, caller.deadline):
+            async with self.queue.turn(caller.tenant_id, accounts, caller.deadline):
                 return await self._write(caller, work, before_retry)
         except TimeoutError as error:  # only the queue raises it; attempts translate theirs
             raise DomainError(

@@ -33,7 +33,7 @@ class Session:
         """Records a request's outcome, in the same statement as the staged postings
         when there are any (one round trip less on every money movement)."""
         if self.transfers.staged:
-            await self.transfers.flush(outcome)
+            await self.transfers.flush([outcome])
         else:
             await self.outcomes.save(outcome)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -43,8 +44,8 @@ class Transfers:
         """Whether postings wait to be flushed."""
         return self._staged is not None
 
-    async def flush(self, outcome: NewOutcome | None = None) -> None:
-        """Writes the staged postings, and `outcome` with them, in one statement."""
+    async def flush(self, outcomes: Sequence[NewOutcome] = ()) -> None:
+        """Writes the staged postings, and `outcomes` with them, in one statement."""
         postings, self._staged = self._staged, None
         if postings is None:
             raise RuntimeError("nothing staged to flush")
@@ -84,9 +85,9 @@ class Transfers:
             [t.reversed_amount_minor for t in changed],
             [t.history[-1].request_id or None for t in changed],
             [t.reversal_of_id for t in new],
-            outcome.request_id if outcome else None,
-            outcome.fingerprint if outcome else None,
-            outcome.outcome if outcome else None,
+            [o.request_id for o in outcomes],
+            [o.fingerprint for o in outcomes],
+            [o.outcome for o in outcomes],
         )
         assert row is not None
         written = (
@@ -97,7 +98,7 @@ class Transfers:
             row["outcomes_recorded"],
         )
         # The domain decided on exactly these rows; anything else is a bug, not a retry.
-        expected = (len(accounts), len(new), len(changed), len(entries), int(bool(outcome)))
+        expected = (len(accounts), len(new), len(changed), len(entries), len(outcomes))
         if written != expected:
             raise RuntimeError(f"write_postings wrote an unexpected number of rows: {dict(row)}")
 

@@ -4,8 +4,9 @@
 -- The accounts were locked (lock_accounts) and their new totals computed by the domain.
 -- Arrays: $2..$7 account changes, $8..$21 new transfers, $22..$31 entries, $32..$36
 -- changes to existing transfers (locked by lock_transfer in the same transaction), $37
--- the new transfers' reversal_of_id; $38..$40 the request's outcome (request id,
--- fingerprint, outcome), recorded with the effect it describes, or $38 NULL for none.
+-- the new transfers' reversal_of_id; $38..$40 the requests' outcomes (request ids,
+-- fingerprints, outcomes), recorded with the effect they describe: usually one, none for
+-- the sweeper, several for a hot account's coalesced transfers.
 WITH moved AS (
     UPDATE accounts AS a
     SET posted_debits_minor = c.posted_debits_minor,
@@ -68,7 +69,7 @@ written AS (
 ),
 recorded AS (
     INSERT INTO request_outcomes (tenant_id, request_id, fingerprint, outcome)
-    SELECT $1, $38::text, $39::bytea, $40::jsonb WHERE $38::text IS NOT NULL
+    SELECT $1, o.* FROM unnest($38::text[], $39::bytea[], $40::jsonb[]) AS o
     RETURNING 1
 )
 SELECT now() AS written_at,
