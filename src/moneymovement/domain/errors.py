@@ -117,6 +117,16 @@ class Throttled(DomainError):
         self.retry_after_s = retry_after_s
 
 
+def deadline_exceeded() -> DomainError:
+    """The caller's deadline passed before the work finished (outcome: see errors.md)."""
+    return DomainError(Reason.DEADLINE_EXCEEDED, "the deadline passed before the work finished")
+
+
+def database_unavailable() -> DomainError:
+    """The database could not be reached; nothing is known to have been done."""
+    return DomainError(Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later")
+
+
 def account_not_found(account_id: str) -> Rejected:
     """The rejection for an account that is missing or belongs to another tenant."""
     return Rejected(

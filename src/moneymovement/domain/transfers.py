@@ -272,8 +272,7 @@ class Postings:
     entries: list[Entry] = field(default_factory=list)
 
     @staticmethod
-    def changed_accounts(
-        before: Mapping[str, Account], after: Mapping[str, Account]
-    ) -> list[Account]:
-        """The accounts of `after` whose version moved since `before`."""
-        return [a for key, a in after.items() if a.version != before[key].version]
+    def changed_accounts(accounts: Mapping[str, Account], entries: list[Entry]) -> list[Account]:
+        """The accounts the entries moved, as `accounts` now holds them: every change to
+        an account's balances is an entry (move() writes one per account it changes)."""
+        return [accounts[account_id] for account_id in dict.fromkeys(e.account_id for e in entries)]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from moneymovement.domain import ids
-from moneymovement.domain.errors import DomainError, Reason, Rejected
+from moneymovement.domain.errors import DomainError, Rejected, deadline_exceeded
 from moneymovement.domain.transfers import (
     NewTransfer,
     Postings,
@@ -37,9 +37,9 @@ from moneymovement.domain.transfers import (
 )
 from moneymovement.observability.tracing import tracer
 from moneymovement.service import events
-from moneymovement.service.outcomes import fingerprint, rejection_to_json, transfer_to_json
+from moneymovement.service.outcomes import fingerprint
+from moneymovement.service.requests import Codec, outcome_of
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
-from moneymovement.storage.outcomes import NewOutcome
 from moneymovement.storage.session import Session
 
 log = structlog.get_logger("moneymovement.hot_accounts")
@@ -68,8 +68,12 @@ class _Group:
 class HotAccounts:
     """Groups CreateTransfer requests behind busy accounts (one instance per process)."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, method: str, codec: Codec[Transfer]) -> None:
+        """`method` and `codec`: as the ordinary path passes them to run_once, so that a
+        request's recorded outcome is the same whichever way it was written."""
         self._uow = uow
+        self._method = method
+        self._codec = codec
         self._open: dict[tuple[str, str], _Group] = {}
         self._running: set[asyncio.Task[None]] = set()
         self.groups_written = 0  # committed groups, for tests and curious operators
@@ -99,7 +103,13 @@ class HotAccounts:
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         group.members.append(_Member(caller, request_id, spec, answer))
         # Shielded: a caller that gives up (its deadline) must not cancel the others' work.
-        outcome = await asyncio.shield(answer)
+        # Its own wait ends at its deadline, as the ordinary path's wait in the queue does;
+        # its transfer may still be written with the group (a retry replays it).
+        try:
+            async with asyncio.timeout_at(caller.deadline):
+                outcome = await asyncio.shield(answer)
+        except TimeoutError as error:
+            raise deadline_exceeded() from error
         if isinstance(outcome, DomainError):
             raise outcome
         return outcome
@@ -131,36 +141,30 @@ class HotAccounts:
         decided: list[Answer] = []
 
         async def work(session: Session) -> None:
-            decided.clear()
             wanted = {
                 a for m in members for a in (m.spec.debit_account_id, m.spec.credit_account_id)
             }
             accounts, now = await session.accounts.lock(wanted)
             if now is None:
                 raise LookupError("none of the accounts exists")  # each alone says which
-            before = dict(accounts)
             postings = Postings()
             outcomes = []
             for member in members:
-                digest = fingerprint("CreateTransfer", member.spec)
+                digest = fingerprint(self._method, member.spec)
                 new = NewTransfer(
                     ids.new_id(ids.TRANSFER), member.request_id, now, member.caller.trace_id, None
                 )
                 try:
                     transfer, entries = open_transfer(accounts, member.spec, new)
                 except Rejected as rejection:  # open_transfer left `accounts` untouched
-                    outcomes.append(
-                        NewOutcome(member.request_id, digest, rejection_to_json(rejection))
-                    )
+                    outcomes.append(outcome_of(member.request_id, digest, rejection, self._codec))
                     decided.append(rejection)
                     continue
                 postings.new_transfers.append(transfer)
                 postings.entries += entries
-                outcomes.append(
-                    NewOutcome(member.request_id, digest, {"result": transfer_to_json(transfer)})
-                )
+                outcomes.append(outcome_of(member.request_id, digest, transfer, self._codec))
                 decided.append(transfer)
-            postings.accounts = Postings.changed_accounts(before, accounts)
+            postings.accounts = Postings.changed_accounts(accounts, postings.entries)
             await session.transfers.write(postings)
             await session.transfers.flush(outcomes)
 
@@ -183,11 +187,7 @@ def _still_waiting(members: list[_Member]) -> list[_Member]:
     waiting = []
     for member in members:
         if member.caller.deadline is not None and member.caller.deadline <= now:
-            member.answer.set_result(
-                DomainError(
-                    Reason.DEADLINE_EXCEEDED, "the deadline passed before the work finished"
-                )
-            )
+            member.answer.set_result(deadline_exceeded())
         else:
             waiting.append(member)
     return waiting

@@ -10,8 +10,9 @@ effect and its outcome row commit together or not at all.
 
 The first attempt does not look for an earlier outcome: nearly every request is new, and
 a repeat is caught by the outcome's key anyway (its transaction fails, and the retry
-looks). Only an error that would not reach that key (say, an account gone missing since)
-makes it look first, so that a repeat still gets the recorded answer.
+looks). Only an error that is not recorded, and so never reaches that key (InvalidInput
+found inside the transaction, such as a hold expiry that is out of range by now), makes it
+look afterwards, so that a repeat still gets the recorded answer.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ class Codec(Generic[T]):
 @dataclass(frozen=True)
 class _Refused:
     rejection: Rejected
+
+
+def outcome_of(request_id: str, digest: bytes, answer: T | Rejected, codec: Codec[T]) -> NewOutcome:
+    """How a request's answer is recorded: its rejection, or its encoded result."""
+    if isinstance(answer, Rejected):
+        return NewOutcome(request_id, digest, rejection_to_json(answer))
+    return NewOutcome(request_id, digest, {"result": codec.encode(answer)})
 
 
 async def run_once(
@@ -74,14 +82,10 @@ async def run_once(
             result = await work(session)
         except Rejected as rejection:
             session.transfers.discard()
-            await session.record_outcome(
-                NewOutcome(request_id, digest, rejection_to_json(rejection))
-            )
+            await session.record_outcome(outcome_of(request_id, digest, rejection, codec))
             fresh = True
             return _Refused(rejection)
-        await session.record_outcome(
-            NewOutcome(request_id, digest, {"result": codec.encode(result)})
-        )
+        await session.record_outcome(outcome_of(request_id, digest, result, codec))
         fresh = True
         return result
 

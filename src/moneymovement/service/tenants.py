@@ -12,7 +12,9 @@ from typing import Any
 import structlog
 
 from moneymovement.domain import ids
-from moneymovement.domain.errors import DomainError, Reason
+from moneymovement.domain.errors import (
+    database_unavailable,
+)
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
 from moneymovement.storage.tenants import (
@@ -129,9 +131,7 @@ class TenantDirectory:
             try:
                 revocation = await revoke_everywhere(self._dsn, token_id, wait_s=wait_s)
             except DatabaseUnavailable as error:
-                raise DomainError(
-                    Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later"
-                ) from error
+                raise database_unavailable() from error
         else:
             async with self._database.directory() as tenants:
                 revocation = Revocation(await tenants.revoke_token(token_id), 0, 0)
@@ -154,9 +154,7 @@ class TenantDirectory:
             async with self._database.directory() as tenants:
                 live = await tenants.live_token(digest)
         except DatabaseUnavailable as error:
-            raise DomainError(
-                Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later"
-            ) from error
+            raise database_unavailable() from error
         tenant_id, token_id = (None, None) if live is None else (live.tenant_id, live.token_id)
         if self._caching and generation == self._generation:
             if len(self._cache) >= _CACHE_MAX_ENTRIES:

@@ -39,6 +39,7 @@ from moneymovement.service.requests import Codec, run_once
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
 
+CREATE_TRANSFER = "CreateTransfer"  # in fingerprints: grouped or alone, the same
 _TRANSFER = Codec(transfer_to_json, transfer_from_json)
 _TRANSFERS: Codec[list[Transfer]] = Codec(
     lambda items: [transfer_to_json(t) for t in items],
@@ -55,7 +56,7 @@ class TransferService:
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
-        self._hot = HotAccounts(uow)
+        self._hot = HotAccounts(uow, CREATE_TRANSFER, _TRANSFER)
 
     async def create(self, caller: Caller, request_id: str, spec: TransferSpec) -> Transfer:
         """Moves money at once (POSTED), or places a hold (PENDING) when `spec.pending`.
@@ -76,7 +77,7 @@ class TransferService:
             return transfer
 
         return await run_once(
-            self._uow, caller, request_id, "CreateTransfer", spec, _TRANSFER, work,
+            self._uow, caller, request_id, CREATE_TRANSFER, spec, _TRANSFER, work,
             lambda transfer: events.transfers_created([transfer]),
             accounts=(spec.debit_account_id, spec.credit_account_id),
         )  # fmt: skip
@@ -111,7 +112,6 @@ class TransferService:
     ) -> list[Transfer]:
         wanted = {a for s in specs for a in (s.debit_account_id, s.credit_account_id)}
         accounts, now = await session.accounts.lock(wanted)
-        before = dict(accounts)
         postings = Postings()
         for index, spec in enumerate(specs):
             try:
@@ -125,7 +125,7 @@ class TransferService:
                 raise _for_item(error, index) if batch_id else error from None
             postings.new_transfers.append(transfer)
             postings.entries += entries
-        postings.accounts = Postings.changed_accounts(before, accounts)
+        postings.accounts = Postings.changed_accounts(accounts, postings.entries)
         await session.transfers.write(postings)
         return postings.new_transfers
 
@@ -141,9 +141,8 @@ class TransferService:
 
         async def work(session: Session) -> Transfer:
             hold, now, accounts = await self._lock_hold(session, transfer_id)
-            before = dict(accounts)
             posted, entries = post_hold(accounts, hold, amount_minor, now, request_id)
-            await self._write_change(session, before, accounts, posted, entries)
+            await self._write_change(session, accounts, posted, entries)
             return posted
 
         command = (transfer_id, amount_minor)
@@ -161,9 +160,8 @@ class TransferService:
 
         async def work(session: Session) -> Transfer:
             hold, now, accounts = await self._lock_hold(session, transfer_id)
-            before = dict(accounts)
             voided, entries = void_hold(accounts, hold, now, request_id)
-            await self._write_change(session, before, accounts, voided, entries)
+            await self._write_change(session, accounts, voided, entries)
             return voided
 
         return await run_once(
@@ -177,12 +175,11 @@ class TransferService:
 
         async def work(session: Session) -> Transfer | None:
             hold, now, accounts = await self._lock_hold(session, transfer_id)
-            before = dict(accounts)
             ended = expire_hold(accounts, hold, now)
             if ended is None:
                 return None
             expired, entries = ended
-            await self._write_change(session, before, accounts, expired, entries)
+            await self._write_change(session, accounts, expired, entries)
             return expired
 
         expired = await self._uow.write(caller, work)
@@ -208,11 +205,10 @@ class TransferService:
             accounts, _ = await session.accounts.lock(
                 pair if original.state is TransferState.POSTED else ()
             )
-            before = dict(accounts)
             new = NewTransfer(ids.new_id(ids.TRANSFER), request_id, now, caller.trace_id)
             reversal, updated, entries = reverse(accounts, original, request, new)
             postings = Postings(
-                Postings.changed_accounts(before, accounts), [reversal], [updated], entries
+                Postings.changed_accounts(accounts, entries), [reversal], [updated], entries
             )
             await session.transfers.write(postings)
             return reversal, updated
@@ -238,12 +234,11 @@ class TransferService:
     async def _write_change(
         self,
         session: Session,
-        before: dict[str, Account],
         accounts: dict[str, Account],
         changed: Transfer,
         entries: list[Entry],
     ) -> None:
-        postings = Postings(Postings.changed_accounts(before, accounts), [], [changed], entries)
+        postings = Postings(Postings.changed_accounts(accounts, entries), [], [changed], entries)
         await session.transfers.write(postings)
 
     async def get(self, caller: Caller, transfer_id: str) -> Transfer:

@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
-from moneymovement.domain.errors import DomainError, Reason
+from moneymovement.domain.errors import (
+    DomainError,
+    Reason,
+    database_unavailable,
+    deadline_exceeded,
+)
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import tracer
 from moneymovement.service.account_queue import AccountQueue
@@ -138,13 +143,9 @@ class UnitOfWork:
                 async with self.database.session(caller.tenant_id, write=write) as session:
                     return await work(session)
         except TimeoutError as error:
-            raise DomainError(
-                Reason.DEADLINE_EXCEEDED, "the deadline passed before the work finished"
-            ) from error
+            raise deadline_exceeded() from error
         except DatabaseUnavailable as error:
-            raise DomainError(
-                Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later"
-            ) from error
+            raise database_unavailable() from error
 
     async def _sleep(self, caller: Caller, pause_s: float, conflict: SerializationConflict) -> None:
         loop = asyncio.get_running_loop()

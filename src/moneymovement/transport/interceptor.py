@@ -34,6 +34,7 @@ from moneymovement.domain.errors import (
     InvalidInput,
     Reason,
     Throttled,
+    deadline_exceeded,
 )
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import current_trace_id, extract_context, tracer
@@ -266,9 +267,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             async with asyncio.timeout_at(deadline):  # the token lookup counts too
                 tenant_id = await self._directory.tenant_of(token.strip())
         except TimeoutError as error:
-            raise DomainError(
-                Reason.DEADLINE_EXCEEDED, "the deadline passed before the work finished"
-            ) from error
+            raise deadline_exceeded() from error
         if tenant_id is None:
             raise DomainError(Reason.TOKEN_INVALID, "the token is unknown or revoked")
         trace_id = current_trace_id(metadata.get("traceparent"))
