@@ -4,15 +4,19 @@ each request keeps its own answer and outcome, exactly as if it had run alone.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
+from dataclasses import replace
 
+import asyncpg
 import pytest
 
 from moneymovement.domain.accounts import Account, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.errors import Reason, Rejected
-from moneymovement.domain.transfers import Transfer
-from tests.integration.conftest import Ledger
+from moneymovement.domain.transfers import Transfer, TransferState
+from moneymovement.storage.session import Database
+from tests.integration.conftest import Ledger, ledger_for
 from tests.integration.test_transfers import available, funded, spec
 from tests.ledger_checks import assert_ledger_consistent
 
@@ -124,3 +128,72 @@ async def test_transfers_of_a_group_keep_their_own_trace_ids(ledger: Ledger) -> 
         )
     )
     assert [t.trace_id for t in transfers] == [c.trace_id for c in callers]
+    assert _grouped(ledger) > 0, "nothing was grouped: the test does not test groups"
+
+
+async def test_holds_placed_in_a_group_reserve_and_capture_exactly(
+    ledger: Ledger, dsn: str
+) -> None:
+    hot = await ledger.open()
+    payers = await _funding_accounts(ledger, 5)
+    holds = await asyncio.gather(
+        *(
+            ledger.transfers.create(
+                ledger.caller, f"hold-{i}", replace(spec(payers[i % 5], hot, i + 1), pending=True)
+            )
+            for i in range(40)
+        )
+    )
+    assert _grouped(ledger) > 0, "nothing was grouped: the test does not test groups"
+    assert {h.state for h in holds} == {TransferState.PENDING}
+    assert await available(ledger, hot) == 0  # reserved, not yet available
+    for hold in holds[:20]:
+        await ledger.transfers.post(ledger.caller, f"post-{hold.id}", hold.id, 0)
+    for hold in holds[20:]:
+        await ledger.transfers.void(ledger.caller, f"void-{hold.id}", hold.id)
+    assert await available(ledger, hot) == sum(range(1, 21))
+    await assert_ledger_consistent(dsn)
+
+
+async def test_another_tenant_naming_a_hot_account_never_joins_its_group(
+    database: Database, dsn: str
+) -> None:
+    # B's account is hot; A names it (a foreign id) while B's transfers queue on it. A
+    # must be answered as for a made-up account, and nothing of A's may be written in
+    # B's ledger, not even a refusal under A's request id.
+    owner = await ledger_for(database, "owner")
+    # The same services (one queue, one set of groups), as in one server process.
+    other = await ledger_for(database, "stranger")
+    stranger = dataclasses.replace(owner, caller=other.caller)
+    hot = await owner.open()
+    payers = await _funding_accounts(owner, 4)
+    stranger_payer = (await _funding_accounts(stranger, 1))[0]
+
+    async def strange(i: int) -> Rejected | Transfer:
+        try:
+            return await stranger.transfers.create(
+                stranger.caller, f"stranger-{i}", spec(stranger_payer, hot, 5)
+            )
+        except Rejected as refusal:
+            return refusal
+
+    owners = [
+        owner.transfers.create(owner.caller, f"owner-{i}", spec(payers[i % 4], hot, 1))
+        for i in range(60)
+    ]
+    results = await asyncio.gather(*owners, *(strange(i) for i in range(20)))
+    strangers = results[60:]
+    assert all(isinstance(r, Rejected) and r.reason is Reason.ACCOUNT_NOT_FOUND for r in strangers)
+    assert _grouped(owner) > 0, "nothing was grouped: the test does not test groups"
+    assert await available(owner, hot) == 60
+    connection = await asyncpg.connect(dsn)  # as the owner of the tables: every tenant
+    try:
+        leaked = await connection.fetchval(
+            "SELECT count(*) FROM request_outcomes WHERE tenant_id = $1 "
+            "AND request_id LIKE 'stranger-%'",
+            owner.caller.tenant_id,
+        )
+    finally:
+        await connection.close()
+    assert leaked == 0
+    await assert_ledger_consistent(dsn)
