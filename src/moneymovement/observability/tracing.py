@@ -43,7 +43,8 @@ def configure_tracing(settings: Settings) -> TracerProvider | None:
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    instrument_database(provider)
+    if exporters:  # unrecorded statement spans would only cost time (docs/performance.md)
+        instrument_database(provider)
     return provider
 
 

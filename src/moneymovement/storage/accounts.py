@@ -56,7 +56,10 @@ class Accounts:
 
         Returns them with the transaction time (None when none exists).
         """
-        rows = await self._db.fetch(query("lock_accounts"), self._tenant, sorted(set(account_ids)))
+        wanted = sorted(set(account_ids))
+        if not wanted:  # a hold that already ended, say: no round trip for nothing
+            return {}, None
+        rows = await self._db.fetch(query("lock_accounts"), self._tenant, wanted)
         accounts = {row["account_id"]: account_from_row(row) for row in rows}
         return accounts, (rows[0]["db_now"] if rows else None)
 
