@@ -12,7 +12,9 @@ SELECT set_config('role', name, false) FROM service_role;
 -- every RPC. is_local = true: the declaration ends with the transaction.
 -- Generic plans: the write statements are key lookups whose plan never depends on the
 -- values, and re-planning write_postings (a five-part CTE) for every call cost more
--- PostgreSQL CPU than running it (pg_stat_statements, docs/performance.md).
+-- PostgreSQL CPU than running it (pg_stat_statements, docs/performance.md). Only here:
+-- the list queries of read transactions need custom plans (their optional filters
+-- decide the index; generic plans made list_transfers ~100x slower).
 BEGIN ISOLATION LEVEL SERIALIZABLE;
 SET LOCAL plan_cache_mode = force_generic_plan;
 SELECT set_config('moneymovement.tenant_id', :tenant, true);

@@ -72,8 +72,7 @@ recorded AS (
     SELECT $1, o.* FROM unnest($38::text[], $39::bytea[], $40::jsonb[]) AS o
     RETURNING 1
 )
-SELECT now() AS written_at,
-       (SELECT count(*) FROM moved) AS accounts_moved,
+SELECT (SELECT count(*) FROM moved) AS accounts_moved,
        (SELECT count(*) FROM created) AS transfers_created,
        (SELECT count(*) FROM changed) AS transfers_changed,
        (SELECT count(*) FROM written) AS entries_written,
@@ -81,28 +80,14 @@ SELECT now() AS written_at,
 
 -- name: get_transfer
 SELECT t.*,
-       COALESCE((
-           SELECT jsonb_agg(jsonb_build_object(
-                      'id', r.transfer_id, 'amount_minor', r.amount_minor,
-                      'at', r.created_at, 'request_id', r.request_id)
-                  ORDER BY r.created_at, r.transfer_id)
-           FROM transfers AS r
-           WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
-       ), '[]'::jsonb) AS reversals
+       transfer_reversals(t.tenant_id, t.transfer_id) AS reversals
 FROM transfers AS t
 WHERE t.tenant_id = $1 AND t.transfer_id = $2;
 
 -- name: list_transfers
 -- Newest first; the page cursor is the (created_at, transfer_id) of the last row returned.
 SELECT t.*,
-       COALESCE((
-           SELECT jsonb_agg(jsonb_build_object(
-                      'id', r.transfer_id, 'amount_minor', r.amount_minor,
-                      'at', r.created_at, 'request_id', r.request_id)
-                  ORDER BY r.created_at, r.transfer_id)
-           FROM transfers AS r
-           WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
-       ), '[]'::jsonb) AS reversals
+       transfer_reversals(t.tenant_id, t.transfer_id) AS reversals
 FROM transfers AS t
 WHERE t.tenant_id = $1
   AND ($2::text IS NULL OR t.debit_account_id = $2 OR t.credit_account_id = $2)
@@ -120,14 +105,7 @@ LIMIT $11;
 -- Locks one transfer for a state change (post, void, expiry, reversal). Taken before the
 -- accounts' locks, and never more than one transfer per transaction: no lock cycles.
 SELECT t.*, now() AS db_now,
-       COALESCE((
-           SELECT jsonb_agg(jsonb_build_object(
-                      'id', r.transfer_id, 'amount_minor', r.amount_minor,
-                      'at', r.created_at, 'request_id', r.request_id)
-                  ORDER BY r.created_at, r.transfer_id)
-           FROM transfers AS r
-           WHERE r.tenant_id = t.tenant_id AND r.reversal_of_id = t.transfer_id
-       ), '[]'::jsonb) AS reversals
+       transfer_reversals(t.tenant_id, t.transfer_id) AS reversals
 FROM transfers AS t
 WHERE t.tenant_id = $1 AND t.transfer_id = $2
 FOR UPDATE OF t;
