@@ -273,6 +273,7 @@ class Postings:
 
     @staticmethod
     def changed_accounts(accounts: Mapping[str, Account], entries: list[Entry]) -> list[Account]:
-        """The accounts the entries moved, as `accounts` now holds them: every change to
-        an account's balances is an entry (move() writes one per account it changes)."""
-        return [accounts[account_id] for account_id in dict.fromkeys(e.account_id for e in entries)]
+        """The accounts the entries moved, as `accounts` now holds them, in id order (the
+        order they were locked in): every change to an account's balances is an entry
+        (move() writes one per account it changes)."""
+        return [accounts[account_id] for account_id in sorted({e.account_id for e in entries})]
