@@ -17,10 +17,13 @@ from moneymovement.domain.errors import (
 )
 from moneymovement.storage import queries
 from moneymovement.transport import errors
+from moneymovement.transport.errors import EdgeError, EdgeReason, Throttled
 from moneymovement.v1 import error_reason_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_PREFIX = "ERROR_REASON_"
+# The domain's reasons and the edge's: together, the proto's ErrorReason.
+ALL_REASONS: list[Reason | EdgeReason] = [*Reason, *EdgeReason]
 
 
 def proto_reason_names() -> set[str]:
@@ -32,20 +35,30 @@ def proto_reason_names() -> set[str]:
 
 
 def test_every_reason_has_a_status_code() -> None:
-    assert set(errors.CODE_OF_REASON) == set(Reason)
+    assert set(errors.CODE_OF_REASON) == set(ALL_REASONS)
 
 
 def test_reasons_match_the_proto_enum_both_ways() -> None:
-    assert {reason.value for reason in Reason} == proto_reason_names()
+    assert {reason.value for reason in ALL_REASONS} == proto_reason_names()
+
+
+def test_domain_and_edge_reasons_do_not_overlap() -> None:
+    assert {r.value for r in Reason} & {r.value for r in EdgeReason} == set()
 
 
 def test_reason_values_are_their_names() -> None:
-    assert [reason.name for reason in Reason] == [reason.value for reason in Reason]
+    assert [reason.name for reason in ALL_REASONS] == [reason.value for reason in ALL_REASONS]
 
 
-@pytest.mark.parametrize("reason", list(Reason))
-def test_status_code_of_every_reason(reason: Reason) -> None:
-    status = errors.status_of(DomainError(reason, "message"))
+@pytest.mark.parametrize("reason", ALL_REASONS)
+def test_status_code_of_every_reason(reason: Reason | EdgeReason) -> None:
+    error = (
+        DomainError(reason, "message")
+        if isinstance(reason, Reason)
+        else EdgeError(reason, "message")
+    )
+
+    status = errors.status_of(error)
 
     assert status.code == errors.CODE_OF_REASON[reason].value[0]
 
@@ -105,8 +118,22 @@ def test_status_of_a_rejection_carries_its_metadata() -> None:
     assert bad_requests == []
 
 
+def test_status_of_a_throttled_call_carries_the_delay() -> None:
+    error = Throttled(EdgeReason.RATE_LIMITED, "slow down", 0.25, {"rate_per_s": "4"})
+
+    status = errors.status_of(error)
+
+    assert status.code == code_pb2.RESOURCE_EXHAUSTED
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    assert [status.details[0].Unpack(info), status.details[1].Unpack(retry)] == [True, True]
+    assert (info.reason, dict(info.metadata)) == ("RATE_LIMITED", {"rate_per_s": "4"})
+    assert retry.retry_delay.ToNanoseconds() == 250_000_000
+
+
 def test_code_of() -> None:
     assert errors.code_of(Rejected(Reason.ACCOUNT_NOT_FOUND, "gone")) is grpc.StatusCode.NOT_FOUND
+    no_token = EdgeError(EdgeReason.TOKEN_MISSING, "no token")
+    assert errors.code_of(no_token) is grpc.StatusCode.UNAUTHENTICATED
 
 
 # --- SQL -------------------------------------------------------------------------------
@@ -141,6 +168,6 @@ def test_docs_errors_mentions_every_reason() -> None:
     words = set(re.findall(r"[A-Z][A-Z0-9_]+", path.read_text(encoding="utf-8")))
     words |= {word.removeprefix(PROTO_PREFIX) for word in words}
 
-    missing = [reason.value for reason in Reason if reason.value not in words]
+    missing = [reason.value for reason in ALL_REASONS if reason.value not in words]
 
     assert missing == [], f"{path} does not mention: {', '.join(missing)}"

@@ -1,12 +1,16 @@
 """Domain errors: each carries a stable reason; transport/ maps reasons to gRPC codes.
 
+The reasons here are those a use case can give. The ones only the edge gives (a missing or
+unknown token, a limit reached before any work began) live in transport/errors.py; the two
+enums together are the proto's ErrorReason.
+
 Three families, because the service layer treats them differently:
 - `InvalidInput`: the request itself is malformed. Found before any database work and
   never recorded against the request id.
 - `Rejected`: a business outcome (not found, insufficient funds, ...). It is recorded with
   the request id, so a replay of the same request gets the same rejection.
-- `DomainError` itself: everything else (conflicts, deadlines, an unreachable database,
-  authentication); never recorded, because a retry may well succeed.
+- `DomainError` itself: everything else (conflicts, deadlines, an unreachable database);
+  never recorded, because a retry may well succeed.
 """
 
 from __future__ import annotations
@@ -17,11 +21,10 @@ from dataclasses import dataclass
 
 
 class Reason(enum.StrEnum):
-    """The stable machine-readable reasons (ErrorReason in the proto, docs/errors.md)."""
+    """The stable machine-readable reasons of the use cases (ErrorReason in the proto,
+    docs/errors.md; the edge's own are transport.errors.EdgeReason)."""
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    TOKEN_MISSING = "TOKEN_MISSING"
-    TOKEN_INVALID = "TOKEN_INVALID"
     ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
     TRANSFER_NOT_FOUND = "TRANSFER_NOT_FOUND"
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
@@ -45,8 +48,6 @@ class Reason(enum.StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     INTERNAL = "INTERNAL"
-    OVERLOADED = "OVERLOADED"
-    RATE_LIMITED = "RATE_LIMITED"
 
 
 class FieldReason(enum.StrEnum):
@@ -104,17 +105,6 @@ class InvalidInput(DomainError):
 
 class Rejected(DomainError):
     """A business outcome: recorded with the request id and replayed identically."""
-
-
-class Throttled(DomainError):
-    """Refused by a limit before any work began: nothing changed, and the same call may
-    succeed after `retry_after_s` (sent to the caller as google.rpc.RetryInfo)."""
-
-    def __init__(
-        self, reason: Reason, message: str, retry_after_s: float, metadata: Mapping[str, str]
-    ) -> None:
-        super().__init__(reason, message, metadata)
-        self.retry_after_s = retry_after_s
 
 
 def deadline_exceeded() -> DomainError:

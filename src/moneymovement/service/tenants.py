@@ -12,9 +12,7 @@ from typing import Any
 import structlog
 
 from moneymovement.domain import ids
-from moneymovement.domain.errors import (
-    database_unavailable,
-)
+from moneymovement.domain.errors import database_unavailable
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
 from moneymovement.storage.tenants import (

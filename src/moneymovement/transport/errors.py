@@ -1,27 +1,69 @@
-"""The one error table: domain reasons to gRPC status codes with rich details.
+"""The one error table: every reason, the domain's and the edge's, to a gRPC status code
+with rich details.
 
 Every failure leaves the server as a canonical code plus a `google.rpc.Status` in the
 `grpc-status-details-bin` trailer, carrying `ErrorInfo(reason, domain, metadata)` and,
 for bad input, `BadRequest` with one violation per field; a call refused by a limit also
 carries `RetryInfo` with the delay to wait. Nothing internal is included.
+
+The reasons of the use cases are the domain's (`Reason`); those only the edge gives, for a
+call refused before it reached a use case, are here (`EdgeReason`). Together they are the
+proto's ErrorReason, each value once (tests/unit/test_contract.py holds both to it).
 """
 
 from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from moneymovement.domain.errors import DomainError, InvalidInput, Reason, Throttled
+from moneymovement.domain.errors import DomainError, InvalidInput, Reason
 
 ERROR_DOMAIN = "moneymovement"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
+
+class EdgeReason(enum.StrEnum):
+    """The reasons only the edge gives: authentication and the limits, checked before any
+    use case runs (ErrorReason in the proto, docs/errors.md)."""
+
+    TOKEN_MISSING = "TOKEN_MISSING"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    OVERLOADED = "OVERLOADED"
+    RATE_LIMITED = "RATE_LIMITED"
+
+
+class EdgeError(Exception):
+    """A call refused at the edge, before any use case: nothing was done."""
+
+    def __init__(
+        self, reason: EdgeReason, message: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class Throttled(EdgeError):
+    """Refused by a limit before any work began: nothing changed, and the same call may
+    succeed after `retry_after_s` (sent to the caller as google.rpc.RetryInfo)."""
+
+    def __init__(
+        self, reason: EdgeReason, message: str, retry_after_s: float, metadata: Mapping[str, str]
+    ) -> None:
+        super().__init__(reason, message, metadata)
+        self.retry_after_s = retry_after_s
+
+
 _C = grpc.StatusCode
-CODE_OF_REASON: dict[Reason, grpc.StatusCode] = {
+CODE_OF_REASON: dict[Reason | EdgeReason, grpc.StatusCode] = {
     Reason.INVALID_ARGUMENT: _C.INVALID_ARGUMENT,
-    Reason.TOKEN_MISSING: _C.UNAUTHENTICATED,
-    Reason.TOKEN_INVALID: _C.UNAUTHENTICATED,
+    EdgeReason.TOKEN_MISSING: _C.UNAUTHENTICATED,
+    EdgeReason.TOKEN_INVALID: _C.UNAUTHENTICATED,
     Reason.ACCOUNT_NOT_FOUND: _C.NOT_FOUND,
     Reason.TRANSFER_NOT_FOUND: _C.NOT_FOUND,
     Reason.REQUEST_ID_REUSED: _C.ALREADY_EXISTS,
@@ -45,19 +87,19 @@ CODE_OF_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.DATABASE_UNAVAILABLE: _C.UNAVAILABLE,
     Reason.NOT_IMPLEMENTED: _C.UNIMPLEMENTED,
     Reason.INTERNAL: _C.INTERNAL,
-    Reason.OVERLOADED: _C.RESOURCE_EXHAUSTED,
-    Reason.RATE_LIMITED: _C.RESOURCE_EXHAUSTED,
+    EdgeReason.OVERLOADED: _C.RESOURCE_EXHAUSTED,
+    EdgeReason.RATE_LIMITED: _C.RESOURCE_EXHAUSTED,
 }
 
 INTERNAL_ERROR = DomainError(Reason.INTERNAL, "internal error; the server logged the details")
 
 
-def code_of(error: DomainError) -> grpc.StatusCode:
-    """The gRPC code of a domain error."""
+def code_of(error: DomainError | EdgeError) -> grpc.StatusCode:
+    """The gRPC code of a domain or edge error."""
     return CODE_OF_REASON[error.reason]
 
 
-def status_of(error: DomainError) -> status_pb2.Status:
+def status_of(error: DomainError | EdgeError) -> status_pb2.Status:
     """The google.rpc.Status sent in the trailer for `error`."""
     code = code_of(error)
     info = error_details_pb2.ErrorInfo(
@@ -93,7 +135,9 @@ def _pack(
     return packed
 
 
-async def abort(context: grpc.aio.ServicerContext[object, object], error: DomainError) -> None:
+async def abort(
+    context: grpc.aio.ServicerContext[object, object], error: DomainError | EdgeError
+) -> None:
     """Ends the RPC with `error`'s code, message and details (always raises)."""
     status = status_of(error)
     await context.abort(

@@ -3,10 +3,10 @@
 It opens the server span (continuing the caller's W3C trace), binds the logging context,
 refuses the call when the server is at its limit of RPCs at once, authenticates the bearer
 token, refuses the call when the tenant is over its rate, sets the caller (tenant,
-deadline, trace id) for the servicer, turns domain errors into statuses through the one
-error table and anything unexpected into a bare INTERNAL, and ends with one canonical log
-line and the RPC metrics: method, code, duration, tenant, request id, trace and span ids,
-retries.
+deadline, trace id) for the servicer, turns domain and edge errors into statuses through
+the one error table and anything unexpected into a bare INTERNAL, and ends with one
+canonical log line and the RPC metrics: method, code, duration, tenant, request id, trace
+and span ids, retries.
 
 Health and reflection skip all of it when served without a token (the default); when
 they need one, they are authenticated and nothing more: they never count against the
@@ -32,8 +32,6 @@ from moneymovement.domain.errors import (
     FieldReason,
     FieldViolation,
     InvalidInput,
-    Reason,
-    Throttled,
     deadline_exceeded,
 )
 from moneymovement.observability import metrics
@@ -41,7 +39,14 @@ from moneymovement.observability.tracing import current_trace_id, extract_contex
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.unit_of_work import Caller, attempts_made, reset_attempts
 from moneymovement.transport.context import reset_caller, set_caller
-from moneymovement.transport.errors import INTERNAL_ERROR, abort, code_of
+from moneymovement.transport.errors import (
+    INTERNAL_ERROR,
+    EdgeError,
+    EdgeReason,
+    Throttled,
+    abort,
+    code_of,
+)
 from moneymovement.transport.limits import ConcurrencyLimit, TenantRateLimiter
 
 log = structlog.get_logger("moneymovement.rpc")
@@ -85,7 +90,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         self._concurrency = ConcurrencyLimit(max_concurrent_rpcs)
         self._rate = TenantRateLimiter(tenant_rate_per_s, tenant_burst)
         self._overloaded = Throttled(
-            Reason.OVERLOADED,
+            EdgeReason.OVERLOADED,
             f"the server is serving its limit of {max_concurrent_rpcs} calls at once; "
             "nothing was done, retry after the RetryInfo delay",
             OVERLOAD_RETRY_S,
@@ -134,7 +139,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         async def check(context: grpc.aio.ServicerContext[Any, Any]) -> None:
             try:
                 await self._caller(_text_metadata(context), context)
-            except DomainError as error:
+            except (DomainError, EdgeError) as error:
                 await abort(context, error)
 
         kinds = {"request_deserializer": handler.request_deserializer}
@@ -216,11 +221,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         behavior: Behavior,
         metadata: dict[str, str],
         span: trace.Span,
-    ) -> tuple[Any, grpc.StatusCode, DomainError | None]:
+    ) -> tuple[Any, grpc.StatusCode, DomainError | EdgeError | None]:
         """Runs the handler: (response, OK, None) or (None, code, the error to send)."""
         reset_attempts()
         if not self._concurrency.try_enter():
-            span.set_attribute("moneymovement.reason", Reason.OVERLOADED.value)
+            span.set_attribute("moneymovement.reason", EdgeReason.OVERLOADED.value)
             return None, grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded
         try:
             caller = await self._caller(metadata, context)
@@ -230,7 +235,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 wait_s = self._rate.acquire(caller.tenant_id)
                 if wait_s:
                     raise Throttled(
-                        Reason.RATE_LIMITED,
+                        EdgeReason.RATE_LIMITED,
                         f"the tenant's rate limit ({self._rate.rate_per_s:g} calls/s, burst "
                         f"{self._rate.burst:g}) is used up; nothing was done, retry after the "
                         "RetryInfo delay",
@@ -244,7 +249,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 return await behavior(request, context), grpc.StatusCode.OK, None
             finally:
                 reset_caller(token)
-        except DomainError as error:
+        except (DomainError, EdgeError) as error:
             span.set_attribute("moneymovement.reason", error.reason.value)
             return None, code_of(error), error
         except Exception:
@@ -259,7 +264,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
     ) -> Caller:
         scheme, _, token = metadata.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise DomainError(Reason.TOKEN_MISSING, "send 'authorization: Bearer <token>' metadata")
+            raise EdgeError(
+                EdgeReason.TOKEN_MISSING, "send 'authorization: Bearer <token>' metadata"
+            )
         remaining = context.time_remaining()
         budget = self._max_deadline_s if remaining is None else min(remaining, self._max_deadline_s)
         deadline = asyncio.get_running_loop().time() + budget
@@ -269,7 +276,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         except TimeoutError as error:
             raise deadline_exceeded() from error
         if tenant_id is None:
-            raise DomainError(Reason.TOKEN_INVALID, "the token is unknown or revoked")
+            raise EdgeError(EdgeReason.TOKEN_INVALID, "the token is unknown or revoked")
         trace_id = current_trace_id(metadata.get("traceparent"))
         return Caller(tenant_id=tenant_id, deadline=deadline, trace_id=trace_id)
 
