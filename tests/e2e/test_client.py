@@ -14,7 +14,7 @@ from moneymovement.client import (
     RetryPolicy,
     Unauthenticated,
 )
-from moneymovement.storage.transfers import Transfers
+from moneymovement.storage.ledger import LedgerStore
 from tests.e2e.conftest import Api
 
 
@@ -60,14 +60,14 @@ async def test_an_aborted_call_is_retried_with_the_same_request_id(
         wallet = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
         # The server gives up after 12 attempts (ABORTED); the client then sends the
         # same request again, and that one goes through.
-        original, conflicts = Transfers.write, iter(range(12))
+        original, conflicts = LedgerStore.write, iter(range(12))
 
-        async def conflicting(self: Transfers, postings: object) -> None:
+        async def conflicting(self: LedgerStore, *written: object) -> None:
             if next(conflicts, None) is not None:
                 raise asyncpg.SerializationError("forced by the test")
-            await original(self, postings)  # type: ignore[arg-type]
+            await original(self, *written)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(Transfers, "write", conflicting)
+        monkeypatch.setattr(LedgerStore, "write", conflicting)
         moved = await mm.create_transfer(funding.id, wallet.id, 25, "USD")
         assert mm.attempts == 2
         connection = await asyncpg.connect(api.dsn)

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from moneymovement.observability.logging import configure_logging
-from moneymovement.storage.transfers import Transfers
+from moneymovement.storage.ledger import LedgerStore
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.conftest import SPANS
@@ -99,15 +99,15 @@ async def test_a_forced_serialization_retry_shows_two_attempt_spans(
 ) -> None:
     customer, _ = await api.a.fund("retry", 1_000)
     merchant = (await api.a.open("retry-m")).id
-    original = Transfers.write
+    original = LedgerStore.write
     failures = iter([True])
 
-    async def conflicting_once(self: Transfers, postings: object) -> None:
+    async def conflicting_once(self: LedgerStore, *written: object) -> None:
         if next(failures, False):
             raise asyncpg.SerializationError("forced by the test")
-        await original(self, postings)  # type: ignore[arg-type]
+        await original(self, *written)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Transfers, "write", conflicting_once)
+    monkeypatch.setattr(LedgerStore, "write", conflicting_once)
     SPANS.clear()
     reply, _ = await _traced_pay(api, "retry-pay", customer, merchant, 10)
     assert isinstance(reply, mpb.CreateTransferResponse)
@@ -138,10 +138,10 @@ async def test_rejections_are_not_span_errors_but_server_faults_are(
     assert rejection.attributes is not None
     assert rejection.attributes["moneymovement.reason"] == "INSUFFICIENT_FUNDS"
 
-    async def broken(self: Transfers, postings: object) -> None:
+    async def broken(self: LedgerStore, *written: object) -> None:
         raise RuntimeError("secret internals: relation xyz")
 
-    monkeypatch.setattr(Transfers, "write", broken)
+    monkeypatch.setattr(LedgerStore, "write", broken)
     SPANS.clear()
     fault = await failure(api.a.pay("err-2", customer, merchant, 1))
     assert (fault.code, fault.reason) == (grpc.StatusCode.INTERNAL, "INTERNAL")

@@ -12,6 +12,7 @@ from moneymovement.domain.accounts import Account, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.service.accounts import AccountService, NewAccount
 from moneymovement.service.balances import BalanceService
+from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.transfers import TransferService
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
@@ -48,11 +49,12 @@ async def database(dsn: str) -> AsyncIterator[Database]:
 async def ledger_for(database: Database, name: str) -> Ledger:
     issued = await TenantDirectory(database).create_tenant(name)
     uow = UnitOfWork(database)
+    pipeline = WritePipeline(database)
     return Ledger(
         caller=Caller(tenant_id=issued.tenant_id),
-        accounts=AccountService(uow),
+        accounts=AccountService(pipeline, uow),
         balances=BalanceService(uow),
-        transfers=TransferService(uow),
+        transfers=TransferService(pipeline, uow),
         database=database,
     )
 

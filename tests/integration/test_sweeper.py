@@ -11,6 +11,7 @@ from moneymovement.domain.accounts import OverdraftMode
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.errors import DomainError, Reason
 from moneymovement.domain.transfers import TransferSpec, TransferState
+from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.transfers import TransferService
 from moneymovement.service.unit_of_work import UnitOfWork
@@ -33,10 +34,7 @@ async def test_two_sweepers_release_each_expired_hold_once(ledger: Ledger, dsn: 
             )
     await asyncio.sleep(0.3)
 
-    sweepers = [
-        HoldSweeper(ledger.database, TransferService(UnitOfWork(ledger.database)), interval_s=1)
-        for _ in range(3)
-    ]
+    sweepers = [HoldSweeper(ledger.database, _service(ledger), interval_s=1) for _ in range(3)]
     counts = await asyncio.gather(*(s.sweep_once() for s in sweepers))
     assert sum(counts) == len(holds) == 30
     assert await sweepers[0].sweep_once() == 0  # nothing left to do
@@ -69,7 +67,7 @@ async def test_a_hold_that_fails_to_expire_does_not_stop_the_others(
         held.append(await ledger.transfers.create(ledger.caller, uuid.uuid4().hex, spec))
     await asyncio.sleep(0.2)
     stuck = held[0].id
-    service = TransferService(UnitOfWork(ledger.database))
+    service = _service(ledger)
     original = service.expire
 
     async def flaky(caller: object, transfer_id: str) -> object:
@@ -81,3 +79,8 @@ async def test_a_hold_that_fails_to_expire_does_not_stop_the_others(
     assert await HoldSweeper(ledger.database, service, interval_s=1).sweep_once() == 4
     states = [(await ledger.transfers.get(ledger.caller, h.id)).state for h in held]
     assert states == [TransferState.PENDING] + [TransferState.EXPIRED] * 4
+
+
+def _service(ledger: Ledger) -> TransferService:
+    """A service of its own, as another replica's: its own pipeline on the same database."""
+    return TransferService(WritePipeline(ledger.database), UnitOfWork(ledger.database))

@@ -8,6 +8,7 @@ inside one transaction, so a hold's state changes at most once.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import MutableMapping
 from dataclasses import replace
 from datetime import datetime
@@ -105,14 +106,14 @@ def post_hold(
         )
     for account in _accounts_of(accounts, hold):
         require_open_for_transfers(account)
-    # Two steps (release, then post) on a copy: a refusal of the second must not leave the
-    # first applied in the caller's mapping.
-    working = dict(accounts)
+    # Two steps (release, then post) on an overlay: a refusal of the second must not leave
+    # the first applied in the caller's mapping, and only what changed is copied back.
+    working: ChainMap[str, Account] = ChainMap({}, accounts)
     entries = _release(working, hold)
     entries += move(
         working, hold.id, hold.debit_account_id, hold.credit_account_id, captured, EntryKind.POSTED
     )
-    accounts.update(working)
+    accounts.update(working.maps[0])
     return _finish(hold, TransferState.POSTED, captured, now, request_id), entries
 
 

@@ -259,21 +259,3 @@ def open_transfer(
         history=(TransferEvent(EventKind.CREATED, spec.amount_minor, new.now, new.request_id),),
     )
     return transfer, entries
-
-
-@dataclass
-class Postings:
-    """Everything one use case writes, in one statement: the new totals of the accounts it
-    changed, new transfers (in batch order), state changes of existing ones, and entries."""
-
-    accounts: list[Account] = field(default_factory=list)
-    new_transfers: list[Transfer] = field(default_factory=list)
-    changed_transfers: list[Transfer] = field(default_factory=list)
-    entries: list[Entry] = field(default_factory=list)
-
-    @staticmethod
-    def changed_accounts(accounts: Mapping[str, Account], entries: list[Entry]) -> list[Account]:
-        """The accounts the entries moved, as `accounts` now holds them, in id order (the
-        order they were locked in): every change to an account's balances is an entry
-        (move() writes one per account it changes)."""
-        return [accounts[account_id] for account_id in sorted({e.account_id for e in entries})]

@@ -46,6 +46,17 @@ tx_aborts = _meter.create_counter(
     unit="1",
     description="Requests that ran out of retries (ABORTED)",
 )
+write_commits = _meter.create_counter(
+    "moneymovement.write.commits",
+    unit="1",
+    description="Transactions committed by the write pipeline",
+)
+write_batch_size = _meter.create_histogram(
+    "moneymovement.write.batch_size",
+    unit="1",
+    description="Commands per transaction committed by the write pipeline",
+    explicit_bucket_boundaries_advisory=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+)
 holds_expired = _meter.create_counter(
     "moneymovement.holds.expired", unit="1", description="Holds released by the sweeper"
 )

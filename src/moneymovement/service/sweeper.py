@@ -2,8 +2,9 @@
 
 Holds past their expiry can never be captured whether or not this has run (PostTransfer
 checks the time itself); the sweeper gives their reserved amounts back and marks them
-EXPIRED. Every replica may run one: each hold is expired in its own transaction that
-re-checks its state under a row lock, so a hold is released once however many sweep.
+EXPIRED. Every replica may run one: each expiry is a command of the write pipeline that
+re-checks the hold's state under its row lock, so a hold is released once however many
+sweep. A round's expiries are submitted together, so they commit in a few batches.
 """
 
 from __future__ import annotations
@@ -34,25 +35,29 @@ class HoldSweeper:
 
     async def sweep_once(self) -> int:
         """Expires the holds due now (up to a batch); returns how many this call ended."""
-        loop = asyncio.get_running_loop()
-        expired = 0
         due = await self._database.expired_holds(_BATCH)
         # Replicas sweeping at once start at different holds instead of all racing for the
-        # oldest one; a hold that fails (a hot account, a deadline) is skipped, not allowed
-        # to stop the round for every other tenant's holds.
+        # oldest one; a hold that fails (a deadline, a surprise) is logged, not allowed to
+        # stop the round for every other tenant's holds.
         random.shuffle(due)
-        for tenant_id, transfer_id in due:
-            caller = Caller(tenant_id=tenant_id, deadline=loop.time() + _PER_HOLD_S)
-            try:
-                if await self._transfers.expire(caller, transfer_id) is not None:
-                    expired += 1
-            except (DomainError, StorageError) as error:
-                log.warning("hold_expiry_failed", transfer_id=transfer_id, error=str(error))
-            except Exception:
-                # A surprise on one hold (say, a tenant row made by hand with an id of
-                # another shape) must not stop every other tenant's holds from expiring.
-                log.exception("hold_expiry_crashed", transfer_id=transfer_id)
-        return expired
+        results = await asyncio.gather(
+            *(self._expire(tenant_id, transfer_id) for tenant_id, transfer_id in due)
+        )
+        return sum(results)
+
+    async def _expire(self, tenant_id: str, transfer_id: str) -> int:
+        deadline = asyncio.get_running_loop().time() + _PER_HOLD_S
+        try:
+            expired = await self._transfers.expire(Caller(tenant_id, deadline), transfer_id)
+        except (DomainError, StorageError) as error:
+            log.warning("hold_expiry_failed", transfer_id=transfer_id, error=str(error))
+            return 0
+        except Exception:
+            # A surprise on one hold (say, a tenant row made by hand with an id of
+            # another shape) must not stop every other tenant's holds from expiring.
+            log.exception("hold_expiry_crashed", transfer_id=transfer_id)
+            return 0
+        return 0 if expired is None else 1
 
     async def run(self) -> None:
         """Sweeps until cancelled; a failed round is logged and retried next round.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -14,70 +14,21 @@ from moneymovement.domain.queries import AccountQuery
 from moneymovement.storage.queries import query
 from moneymovement.storage.rows import account_from_row, balances_from_row
 
-# Timestamps of new rows come from the database; an account drafted before its insert
-# carries this value until the insert returns the real one.
-NOT_WRITTEN = datetime.min.replace(tzinfo=UTC)
-
 # A keyset cursor: the (created_at, id) of the last row of the previous page.
 Cursor = tuple[datetime, str]
 
 
 class Accounts:
-    """Reads and writes accounts of one tenant."""
+    """Reads accounts of one tenant (writes: storage/ledger.py)."""
 
     def __init__(self, connection: asyncpg.Connection, tenant_id: str) -> None:
         self._db = connection
         self._tenant = tenant_id
 
-    async def insert(self, account: Account) -> Account | None:
-        """Inserts a new account; None when its external id is taken."""
-        row = await self._db.fetchrow(
-            query("insert_account"),
-            self._tenant,
-            account.id,
-            account.external_id,
-            account.name,
-            account.currency_code,
-            account.normal_balance.value,
-            account.overdraft_mode.value,
-            account.overdraft_limit_minor,
-            account.holder_id,
-            dict(account.metadata),
-        )
-        return None if row is None else account_from_row(row)
-
     async def get(self, account_id: str) -> Account | None:
         """One account, unlocked."""
         row = await self._db.fetchrow(query("get_account"), self._tenant, account_id)
         return None if row is None else account_from_row(row)
-
-    async def lock(self, account_ids: Iterable[str]) -> tuple[dict[str, Account], datetime | None]:
-        """Locks the existing accounts among `account_ids` (in id order).
-
-        Returns them with the transaction time (None when none exists).
-        """
-        wanted = sorted(set(account_ids))
-        if not wanted:  # a hold that already ended, say: no round trip for nothing
-            return {}, None
-        rows = await self._db.fetch(query("lock_accounts"), self._tenant, wanted)
-        accounts = {row["account_id"]: account_from_row(row) for row in rows}
-        return accounts, (rows[0]["db_now"] if rows else None)
-
-    async def save(self, account: Account) -> Account:
-        """Stores name, metadata, policy, state and version (not balances)."""
-        row = await self._db.fetchrow(
-            query("update_account"),
-            self._tenant,
-            account.id,
-            account.name,
-            dict(account.metadata),
-            account.overdraft_mode.value,
-            account.overdraft_limit_minor,
-            account.state.value,
-            account.version,
-        )
-        assert row is not None, "save() follows lock() in the same transaction"
-        return account_from_row(row)
 
     async def search(self, where: AccountQuery, after: Cursor | None, limit: int) -> list[Account]:
         """A page of accounts, newest first."""

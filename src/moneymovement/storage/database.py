@@ -17,6 +17,11 @@ _REQUEST_KEY_CONSTRAINTS = {
     "request_outcomes_pkey",
     "transfers_tenant_id_request_id_batch_index_key",
 }
+# The binary jsonb format: a version byte, then the JSON text.
+_JSONB_VERSION = b"\x01"
+# Unique violations that mean a concurrent transaction claimed the same key first: the
+# retry then sees it (an external id taken, say) and answers accordingly.
+_CLAIMED_KEY_CONSTRAINTS = {"accounts_external_id"}
 _CONNECTION_ERRORS = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -28,10 +33,20 @@ _CONNECTION_ERRORS = (
 )
 
 
+def _jsonb_out(value: object) -> bytes:
+    return _JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
+
+
+def _jsonb_in(data: bytes) -> object:
+    return json.loads(data[1:])  # after the format's version byte
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
-    # jsonb in and out as Python dicts; json (not jsonb) is not used by the schema.
+    # jsonb in and out as Python values, in the binary format: the text format's codec is
+    # not used for jsonb inside row types and records, which the write pipeline's
+    # statements pass (sql/ledger.sql). json (not jsonb) is not used by the schema.
     await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        "jsonb", encoder=_jsonb_out, decoder=_jsonb_in, schema="pg_catalog", format="binary"
     )
     await switch_to_service_role(connection)
 
@@ -108,6 +123,10 @@ def translate(error: BaseException) -> BaseException:
         error.constraint_name in _REQUEST_KEY_CONSTRAINTS
     ):
         return SerializationConflict(str(error), on_request_id=True)
+    if isinstance(error, asyncpg.UniqueViolationError) and (
+        error.constraint_name in _CLAIMED_KEY_CONSTRAINTS
+    ):
+        return SerializationConflict(str(error))
     if isinstance(error, _CONNECTION_ERRORS):
         return DatabaseUnavailable(str(error))
     return error

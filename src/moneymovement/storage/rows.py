@@ -43,10 +43,12 @@ def account_from_row(row: Row) -> Account:
     )
 
 
-def transfer_from_row(row: Row) -> Transfer:
-    """A `transfers` row (with its reversals as JSON) as a Transfer with its history."""
+def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -> Transfer:
+    """A `transfers` row (with its reversals as JSON, in the row or given) as a Transfer
+    with its history."""
     state = TransferState(row["state"])
-    reversals = row["reversals"]
+    if reversals is None:
+        reversals = row["reversals"]
     history = [
         TransferEvent(EventKind.CREATED, row["amount_minor"], row["created_at"], row["request_id"])
     ]
@@ -106,4 +108,130 @@ def entry_from_row(row: Row) -> Entry:
         account_version=row["account_version"],
         created_at=row["created_at"],
         trace_id=row["trace_id"],
+    )
+
+
+# Domain objects to rows of the tables' own row types, for write_batch (sql/ledger.sql).
+# Each tuple is in the table's column order, spelled out once here by name and checked
+# against the database by tests/integration/test_migrations.py.
+ACCOUNT_COLUMNS = (
+    "tenant_id", "account_id", "external_id", "name", "currency_code", "normal_balance",
+    "overdraft_mode", "overdraft_limit_minor", "holder_id", "metadata", "state",
+    "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
+    "pending_credits_minor", "version", "created_at", "updated_at",
+)  # fmt: skip
+TRANSFER_COLUMNS = (
+    "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id", "debit_account_id",
+    "credit_account_id", "currency_code", "amount_minor", "state", "posted_amount_minor",
+    "reversed_amount_minor", "reversal_of_id", "description", "metadata", "expires_at",
+    "finalized_at", "finalized_request_id", "trace_id", "created_at", "updated_at",
+)  # fmt: skip
+ENTRY_COLUMNS = (
+    "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
+    "amount_minor", "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
+    "pending_credits_minor", "created_at",
+)  # fmt: skip
+OUTCOME_COLUMNS = ("tenant_id", "request_id", "fingerprint", "outcome", "created_at")
+_FINAL_EVENTS = (EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED)
+
+
+def _in_order(columns: tuple[str, ...], values: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(values[column] for column in columns)
+
+
+def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
+    """An Account as an `accounts` row."""
+    b = account.balances
+    return _in_order(
+        ACCOUNT_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "account_id": account.id,
+            "external_id": account.external_id,
+            "name": account.name,
+            "currency_code": account.currency_code,
+            "normal_balance": account.normal_balance.value,
+            "overdraft_mode": account.overdraft_mode.value,
+            "overdraft_limit_minor": account.overdraft_limit_minor,
+            "holder_id": account.holder_id,
+            "metadata": dict(account.metadata),
+            "state": account.state.value,
+            "posted_debits_minor": b.posted_debits_minor,
+            "posted_credits_minor": b.posted_credits_minor,
+            "pending_debits_minor": b.pending_debits_minor,
+            "pending_credits_minor": b.pending_credits_minor,
+            "version": account.version,
+            "created_at": account.created_at,
+            "updated_at": account.updated_at,
+        },
+    )
+
+
+def transfer_row(tenant_id: str, transfer: Transfer, batch_index: int = 0) -> tuple[Any, ...]:
+    """A Transfer as a `transfers` row; its finalisation (capture, void or expiry) is the
+    last such step of its history."""
+    final = next((e for e in reversed(transfer.history) if e.kind in _FINAL_EVENTS), None)
+    return _in_order(
+        TRANSFER_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "transfer_id": transfer.id,
+            "request_id": transfer.request_id,
+            "batch_index": batch_index,
+            "batch_id": transfer.batch_id,
+            "debit_account_id": transfer.debit_account_id,
+            "credit_account_id": transfer.credit_account_id,
+            "currency_code": transfer.currency_code,
+            "amount_minor": transfer.amount_minor,
+            "state": transfer.state.value,
+            "posted_amount_minor": transfer.posted_amount_minor,
+            "reversed_amount_minor": transfer.reversed_amount_minor,
+            "reversal_of_id": transfer.reversal_of_id,
+            "description": transfer.description,
+            "metadata": dict(transfer.metadata),
+            "expires_at": transfer.expires_at,
+            "finalized_at": None if final is None else final.at,
+            "finalized_request_id": (final.request_id or None) if final else None,
+            "trace_id": transfer.trace_id,
+            "created_at": transfer.created_at,
+            "updated_at": transfer.updated_at,
+        },
+    )
+
+
+def entry_row(tenant_id: str, entry: Entry) -> tuple[Any, ...]:
+    """An Entry as an `entries` row (created_at is stamped by the statement)."""
+    b = entry.balances_after
+    return _in_order(
+        ENTRY_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "account_id": entry.account_id,
+            "account_version": entry.account_version,
+            "transfer_id": entry.transfer_id,
+            "direction": entry.direction.value,
+            "kind": entry.kind.value,
+            "amount_minor": entry.amount_minor,
+            "posted_debits_minor": b.posted_debits_minor,
+            "posted_credits_minor": b.posted_credits_minor,
+            "pending_debits_minor": b.pending_debits_minor,
+            "pending_credits_minor": b.pending_credits_minor,
+            "created_at": None,
+        },
+    )
+
+
+def outcome_row(
+    tenant_id: str, request_id: str, fingerprint: bytes, outcome: Any, now: datetime
+) -> tuple[Any, ...]:
+    """A request's outcome as a `request_outcomes` row."""
+    return _in_order(
+        OUTCOME_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "request_id": request_id,
+            "fingerprint": fingerprint,
+            "outcome": outcome,
+            "created_at": now,
+        },
     )

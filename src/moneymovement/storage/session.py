@@ -16,7 +16,7 @@ from moneymovement.storage.database import (
     switch_to_service_role,
     translated_errors,
 )
-from moneymovement.storage.outcomes import NewOutcome, RequestOutcomes
+from moneymovement.storage.ledger import LedgerStore
 from moneymovement.storage.queries import query
 from moneymovement.storage.tenants import Tenants
 from moneymovement.storage.transfers import Transfers
@@ -28,15 +28,7 @@ class Session:
 
     accounts: Accounts
     transfers: Transfers
-    outcomes: RequestOutcomes
-
-    async def record_outcome(self, outcome: NewOutcome) -> None:
-        """Records a request's outcome, in the same statement as the staged postings
-        when there are any (one round trip less on every money movement)."""
-        if self.transfers.staged:
-            await self.transfers.flush([outcome])
-        else:
-            await self.outcomes.save(outcome)
+    ledger: LedgerStore
 
 
 @lru_cache(maxsize=4096)
@@ -71,8 +63,6 @@ class Database:
         READ READ ONLY, a snapshot that takes no SSI predicate locks, so reads never make
         concurrent writers fail. The tenant is declared to the database at BEGIN, and
         row-level security holds the transaction to it.
-
-        Staged postings are flushed before COMMIT, so none can be lost.
         """
         begin = begin_statement("begin_write" if write else "begin_read", tenant_id)
         async with translated_errors():
@@ -85,13 +75,11 @@ class Database:
                 session = Session(
                     accounts=Accounts(connection, tenant_id),
                     transfers=Transfers(connection, tenant_id),
-                    outcomes=RequestOutcomes(connection, tenant_id),
+                    ledger=LedgerStore(connection, tenant_id),
                 )
                 try:
                     await connection.execute(begin)
                     yield session
-                    if session.transfers.staged:
-                        await session.transfers.flush()
                     await connection.execute(query("commit"))
                 except BaseException:
                     await _roll_back(connection)

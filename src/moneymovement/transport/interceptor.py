@@ -36,8 +36,9 @@ from moneymovement.domain.errors import (
 )
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import current_trace_id, extract_context, tracer
+from moneymovement.service.pipeline import attempts_made, reset_attempts
 from moneymovement.service.tenants import TenantDirectory
-from moneymovement.service.unit_of_work import Caller, attempts_made, reset_attempts
+from moneymovement.service.unit_of_work import Caller
 from moneymovement.transport.context import reset_caller, set_caller
 from moneymovement.transport.errors import (
     INTERNAL_ERROR,

@@ -1,0 +1,210 @@
+"""Commands: every mutation as a typed value, decided by the ledger (domain/ledger.py).
+
+A command says what a caller asks for, validated at the edge; it is handed to the write
+pipeline with the request id and decided inside a transaction against the locked state.
+Each kind names the accounts and transfers it touches when that is known beforehand
+(the pipeline locks and routes by them) and what its request fingerprint covers.
+
+`Command[R]`: R is what the command returns when it succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Generic, TypeVar
+
+from moneymovement.domain.accounts import Account, AccountChanges, OverdraftMode
+from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.reversals import ReversalRequest
+from moneymovement.domain.transfers import Transfer, TransferSpec
+
+R = TypeVar("R")
+
+
+class Command(Generic[R]):
+    """A mutation. Subclasses are frozen dataclasses."""
+
+    # The RPC's name: part of the request fingerprint, so that one request id used for
+    # two different methods is refused even when their fields look alike.
+    method: ClassVar[str]
+    # Whether a repeat of the request id is answered from the recorded outcome; only the
+    # sweeper's expiries, which carry no request id, are not recorded.
+    recorded: ClassVar[bool] = True
+
+    def account_ids(self) -> tuple[str, ...]:
+        """The accounts the command touches, when known before reading anything."""
+        return ()
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        """The existing transfers the command changes (locked before their accounts)."""
+        return ()
+
+    def external_ids(self) -> tuple[str, ...]:
+        """External account ids the command claims (checked for uniqueness)."""
+        return ()
+
+    def fingerprint_payload(self) -> object:
+        """What the request fingerprint covers (stable across releases: a changed
+        payload would make retries across a deploy look like reused request ids)."""
+        return self
+
+    def items(self) -> int:
+        """How much of a batch's capacity the command takes (transfers it may write)."""
+        return 1
+
+
+@dataclass(frozen=True)
+class CreateAccount(Command[Account]):
+    """CreateAccount, validated."""
+
+    method: ClassVar[str] = "CreateAccount"
+
+    currency_code: str
+    normal_balance: NormalBalance
+    overdraft_mode: OverdraftMode = OverdraftMode.NONE
+    overdraft_limit_minor: int = 0
+    external_id: str | None = None
+    name: str = ""
+    holder_id: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def external_ids(self) -> tuple[str, ...]:
+        return () if self.external_id is None else (self.external_id,)
+
+
+@dataclass(frozen=True)
+class _AccountChange(Command[Account]):
+    account_id: str
+    expected_version: int | None = None
+
+    def account_ids(self) -> tuple[str, ...]:
+        return (self.account_id,)
+
+    def fingerprint_payload(self) -> object:
+        return (self.account_id, self.expected_version)
+
+
+@dataclass(frozen=True)
+class UpdateAccount(_AccountChange):
+    """Name, metadata or overdraft policy."""
+
+    method: ClassVar[str] = "UpdateAccount"
+
+    changes: AccountChanges = field(default_factory=AccountChanges)
+
+    def fingerprint_payload(self) -> object:
+        return (self.account_id, self.changes, self.expected_version)
+
+
+@dataclass(frozen=True)
+class FreezeAccount(_AccountChange):
+    """Refuse transfers touching the account."""
+
+    method: ClassVar[str] = "FreezeAccount"
+
+
+@dataclass(frozen=True)
+class UnfreezeAccount(_AccountChange):
+    """Accept transfers again."""
+
+    method: ClassVar[str] = "UnfreezeAccount"
+
+
+@dataclass(frozen=True)
+class CloseAccount(_AccountChange):
+    """Close an empty account for good."""
+
+    method: ClassVar[str] = "CloseAccount"
+
+
+@dataclass(frozen=True)
+class CreateTransfer(Command[Transfer]):
+    """An immediate transfer, or a hold when `spec.pending`."""
+
+    method: ClassVar[str] = "CreateTransfer"
+
+    spec: TransferSpec
+
+    def account_ids(self) -> tuple[str, ...]:
+        return (self.spec.debit_account_id, self.spec.credit_account_id)
+
+    def fingerprint_payload(self) -> object:
+        return self.spec
+
+
+@dataclass(frozen=True)
+class CreateTransfers(Command[list[Transfer]]):
+    """An atomic batch: every item, in order, or none."""
+
+    method: ClassVar[str] = "CreateTransfers"
+
+    specs: Sequence[TransferSpec]
+
+    def account_ids(self) -> tuple[str, ...]:
+        return tuple({a for s in self.specs for a in (s.debit_account_id, s.credit_account_id)})
+
+    def fingerprint_payload(self) -> object:
+        return list(self.specs)
+
+    def items(self) -> int:
+        return max(1, len(self.specs))
+
+
+@dataclass(frozen=True)
+class PostTransfer(Command[Transfer]):
+    """Capture a hold, fully (amount 0) or partly."""
+
+    method: ClassVar[str] = "PostTransfer"
+
+    transfer_id: str
+    amount_minor: int = 0
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return (self.transfer_id,)
+
+    def fingerprint_payload(self) -> object:
+        return (self.transfer_id, self.amount_minor)
+
+
+@dataclass(frozen=True)
+class VoidTransfer(Command[Transfer]):
+    """Release a hold."""
+
+    method: ClassVar[str] = "VoidTransfer"
+
+    transfer_id: str
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return (self.transfer_id,)
+
+    def fingerprint_payload(self) -> object:
+        return self.transfer_id
+
+
+@dataclass(frozen=True)
+class ReverseTransfer(Command[tuple[Transfer, Transfer]]):
+    """Move posted money back; answers (reversal, original)."""
+
+    method: ClassVar[str] = "ReverseTransfer"
+
+    request: ReversalRequest
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return (self.request.transfer_id,)
+
+    def fingerprint_payload(self) -> object:
+        return self.request
+
+
+@dataclass(frozen=True)
+class ExpireHold(Command["Transfer | None"]):
+    """The sweeper's: release a hold whose time is up (None: nothing to do)."""
+
+    method: ClassVar[str] = "ExpireHold"
+    recorded: ClassVar[bool] = False
+
+    transfer_id: str
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return (self.transfer_id,)

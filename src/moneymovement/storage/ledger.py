@@ -1,0 +1,143 @@
+"""The write pipeline's storage: lock what a batch touches, then write what it decided.
+
+Two statements per transaction whatever the batch's size (sql/ledger.sql): `lock` reads
+and locks everything the commands need in one round trip, `write` sends every row they
+produced in another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from moneymovement.domain.accounts import Account
+from moneymovement.domain.ledger import Writes
+from moneymovement.domain.transfers import Transfer
+from moneymovement.storage.queries import query
+from moneymovement.storage.rows import (
+    account_from_row,
+    account_row,
+    entry_row,
+    outcome_row,
+    transfer_from_row,
+    transfer_row,
+)
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    """What a request id was first used for and what came of it."""
+
+    fingerprint: bytes
+    outcome: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewOutcome:
+    """An outcome to record: the request id, what it asked for and what came of it."""
+
+    request_id: str
+    fingerprint: bytes
+    outcome: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a batch's transaction locked and read, at the transaction's time `now`."""
+
+    now: datetime
+    accounts: dict[str, Account]
+    transfers: dict[str, Transfer]
+    outcomes: dict[str, StoredOutcome]
+    taken_external_ids: set[str]
+
+
+class LedgerStore:
+    """Locks and writes for the write pipeline, in one tenant's transaction."""
+
+    def __init__(self, connection: asyncpg.Connection, tenant_id: str) -> None:
+        self._db = connection
+        self._tenant = tenant_id
+
+    async def lock(
+        self,
+        account_ids: Collection[str],
+        transfer_ids: Collection[str],
+        request_ids: Collection[str],
+        external_ids: Collection[str],
+    ) -> Snapshot:
+        """Locks the transfers, then the accounts (those named and those of the
+        transfers), and reads the recorded outcomes of `request_ids` and which of
+        `external_ids` are taken. Ids that do not exist are simply absent."""
+        row = await self._db.fetchrow(
+            query("lock_batch"),
+            self._tenant,
+            sorted(account_ids),
+            sorted(transfer_ids),
+            list(request_ids),
+            list(external_ids),
+        )
+        assert row is not None
+        transfers = [
+            transfer_from_row(t, reversals)
+            for t, reversals in zip(row["transfers"], row["reversals"], strict=True)
+        ]
+        return Snapshot(
+            now=row["db_now"],
+            accounts={a["account_id"]: account_from_row(a) for a in row["accounts"]},
+            transfers={t.id: t for t in transfers},
+            outcomes={
+                o["request_id"]: StoredOutcome(bytes(o["fingerprint"]), o["outcome"])
+                for o in row["outcomes"]
+            },
+            taken_external_ids=set(row["taken_external_ids"]),
+        )
+
+    async def write(self, writes: Writes, outcomes: Sequence[NewOutcome], now: datetime) -> None:
+        """Writes everything decided, and the outcomes, in one statement.
+
+        Raises:
+            RuntimeError: the statement wrote other rows than the domain decided on (a
+                bug, never a reason to retry).
+        """
+        tenant = self._tenant
+        row = await self._db.fetchrow(
+            query("write_batch"),
+            tenant,
+            [account_row(tenant, a) for a in writes.new_accounts],
+            [account_row(tenant, a) for a in writes.changed_accounts],
+            [transfer_row(tenant, t, index) for t, index in _batch_indexes(writes.new_transfers)],
+            [transfer_row(tenant, t) for t in writes.changed_transfers],
+            [entry_row(tenant, e) for e in writes.entries],
+            [outcome_row(tenant, o.request_id, o.fingerprint, o.outcome, now) for o in outcomes],
+        )
+        assert row is not None
+        written = tuple(row.values())
+        expected = (
+            len(writes.new_accounts),
+            len(writes.changed_accounts),
+            len(writes.new_transfers),
+            len(writes.changed_transfers),
+            len(writes.entries),
+            len(outcomes),
+        )
+        if written != expected:
+            raise RuntimeError(f"write_batch wrote {dict(row)}; the domain decided {expected}")
+
+
+def _batch_indexes(transfers: Sequence[Transfer]) -> list[tuple[Transfer, int]]:
+    """Each new transfer with its position in its CreateTransfers batch (0 alone): items
+    of a batch share its request id and are told apart by it."""
+    seen: dict[str, int] = {}
+    indexed = []
+    for transfer in transfers:
+        index = 0
+        if transfer.batch_id is not None:
+            index = seen.get(transfer.batch_id, 0)
+            seen[transfer.batch_id] = index + 1
+        indexed.append((transfer, index))
+    return indexed

@@ -1,0 +1,115 @@
+-- The write pipeline's two statements (service/pipeline.py): every write transaction is
+-- BEGIN, lock_batch, write_batch, COMMIT, however many commands it carries.
+
+-- name: lock_batch
+-- Locks everything a batch of commands touches and reads what deciding them needs, in
+-- one round trip: the transfers they change ($3), then the accounts they name ($2) and
+-- the accounts of those transfers, each in id order, so every transaction takes its
+-- locks in the same order (transfers before accounts, ids ascending) and none can wait
+-- for another in a cycle. Also the recorded outcomes of the batch's request ids ($4),
+-- the external ids already taken among those new accounts claim ($5), and now(), the
+-- transaction's time: the one clock for expiry decisions and new rows.
+-- Rows come back as the tables' own row types, the transfers' reversals as JSON beside.
+WITH locked_transfers AS (
+    SELECT t.*
+    FROM transfers AS t
+    WHERE t.tenant_id = $1 AND t.transfer_id = ANY($3::text[])
+    ORDER BY t.transfer_id
+    FOR UPDATE
+),
+locked_accounts AS (
+    SELECT a.*
+    FROM accounts AS a
+    WHERE a.tenant_id = $1
+      AND a.account_id = ANY($2::text[]
+                             || ARRAY(SELECT debit_account_id FROM locked_transfers)
+                             || ARRAY(SELECT credit_account_id FROM locked_transfers))
+    ORDER BY a.account_id
+    FOR UPDATE
+)
+SELECT now() AS db_now,
+       ARRAY(SELECT a::accounts FROM locked_accounts AS a) AS accounts,
+       ARRAY(SELECT t::transfers FROM locked_transfers AS t ORDER BY t.transfer_id)
+           AS transfers,
+       -- Element by element with `transfers` (a row type inside an anonymous record is
+       -- not decodable by the driver).
+       ARRAY(SELECT transfer_reversals(t.tenant_id, t.transfer_id)
+             FROM locked_transfers AS t ORDER BY t.transfer_id) AS reversals,
+       ARRAY(SELECT o::request_outcomes
+             FROM request_outcomes AS o
+             WHERE o.tenant_id = $1 AND o.request_id = ANY($4::text[])) AS outcomes,
+       ARRAY(SELECT a.external_id
+             FROM accounts AS a
+             WHERE a.tenant_id = $1 AND a.external_id = ANY($5::text[])) AS taken_external_ids;
+
+-- name: write_batch
+-- Writes what a batch decided, in one statement: accounts opened ($2) and changed ($3:
+-- new totals, attributes, state and version, as the domain computed them under the locks
+-- of lock_batch), transfers created ($4) and changed ($5: state, amounts, finalisation),
+-- entries ($6) and the requests' outcomes ($7). Each parameter is an array of the
+-- table's own row type: the columns are the table's, declared once, in its migration.
+-- Entries are stamped with statement_timestamp(), not the transaction's now(): this
+-- statement runs while the accounts are locked, so an account's entries are stamped in
+-- version order, which keeps as-of reads (newest entry at or before a time) consistent.
+WITH opened AS (
+    INSERT INTO accounts
+    SELECT * FROM unnest($2::accounts[])
+    RETURNING 1
+),
+moved AS (
+    UPDATE accounts AS a
+    SET name = c.name,
+        metadata = c.metadata,
+        overdraft_mode = c.overdraft_mode,
+        overdraft_limit_minor = c.overdraft_limit_minor,
+        state = c.state,
+        posted_debits_minor = c.posted_debits_minor,
+        posted_credits_minor = c.posted_credits_minor,
+        pending_debits_minor = c.pending_debits_minor,
+        pending_credits_minor = c.pending_credits_minor,
+        version = c.version,
+        updated_at = now()
+    FROM unnest($3::accounts[]) AS c
+    WHERE a.tenant_id = $1 AND a.account_id = c.account_id
+    RETURNING 1
+),
+created AS (
+    INSERT INTO transfers
+    SELECT * FROM unnest($4::transfers[])
+    RETURNING 1
+),
+changed AS (
+    UPDATE transfers AS t
+    SET state = u.state,
+        posted_amount_minor = u.posted_amount_minor,
+        reversed_amount_minor = u.reversed_amount_minor,
+        finalized_at = u.finalized_at,
+        finalized_request_id = u.finalized_request_id,
+        updated_at = now()
+    FROM unnest($5::transfers[]) AS u
+    WHERE t.tenant_id = $1 AND t.transfer_id = u.transfer_id
+    RETURNING 1
+),
+written AS (
+    INSERT INTO entries (
+        tenant_id, account_id, account_version, transfer_id, direction, kind, amount_minor,
+        posted_debits_minor, posted_credits_minor, pending_debits_minor, pending_credits_minor,
+        created_at
+    )
+    SELECT e.tenant_id, e.account_id, e.account_version, e.transfer_id, e.direction, e.kind,
+           e.amount_minor, e.posted_debits_minor, e.posted_credits_minor,
+           e.pending_debits_minor, e.pending_credits_minor, statement_timestamp()
+    FROM unnest($6::entries[]) AS e
+    RETURNING 1
+),
+recorded AS (
+    INSERT INTO request_outcomes
+    SELECT * FROM unnest($7::request_outcomes[])
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM opened) AS accounts_opened,
+       (SELECT count(*) FROM moved) AS accounts_moved,
+       (SELECT count(*) FROM created) AS transfers_created,
+       (SELECT count(*) FROM changed) AS transfers_changed,
+       (SELECT count(*) FROM written) AS entries_written,
+       (SELECT count(*) FROM recorded) AS outcomes_recorded;
