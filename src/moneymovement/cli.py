@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from typing import Any
+
+import structlog
 
 from moneymovement.app import database_url, serve
 from moneymovement.config import ConfigError, Settings, load_settings
@@ -14,6 +17,9 @@ from moneymovement.service.tenants import TenantDirectory, UnknownTenant
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
 from moneymovement.storage.verify import Report, verify_ledger
+from moneymovement.workers import Supervisor, listen_problem
+
+log = structlog.get_logger("moneymovement")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create a development tenant once and print its token and a grpcurl example",
     )
+    serve_cmd.add_argument(
+        "--workers",
+        type=_at_least_one,
+        metavar="N",
+        help="server processes sharing the port, to use N cores (default: MM_WORKERS, or 1)",
+    )
+    # Internal: how the supervisor of `--workers N` starts its workers.
+    serve_cmd.add_argument("--worker", type=int, metavar="INDEX", help=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply the schema migrations")
     tenants = commands.add_parser("tenants", help="manage tenants").add_subparsers(
         dest="action", required=True
@@ -64,13 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moneymovement: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        return _serve(args, settings)
     # The embedded server starts here, in the main thread: its parent-death signal is
     # tied to the thread that started it.
     with database_url(settings) as (dsn, embedded):
-        if args.command == "serve":
-            token_file = settings.data_dir / "dev-token" if args.dev and embedded else None
-            asyncio.run(serve(settings, dsn, embedded=embedded, dev_token_file=token_file))
-        elif args.command == "migrate":
+        if args.command == "migrate":
             applied = asyncio.run(migrate(dsn))
             print("applied: " + (", ".join(applied) or "nothing (up to date)"))
         elif args.command == "tenants":
@@ -82,6 +95,59 @@ def main(argv: list[str] | None = None) -> int:
             print(format_report(report))
             return 0 if report.ok else 1
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """`serve`: one server in this process, or a supervisor of `--workers N` servers."""
+    if args.worker is not None:  # started by a supervisor, on a port shared on purpose
+        structlog.contextvars.bind_contextvars(worker=args.worker)
+        shared = dataclasses.replace(settings, reuse_port=True)
+        return _serve_here(shared, dev=args.dev, worker=True)
+    settings = dataclasses.replace(settings, workers=args.workers or settings.workers)
+    address = settings.listen_address
+    if settings.workers > 1 and address.rpartition(":")[2] == "0":
+        print(f"moneymovement: --workers needs a fixed port, not {address}", file=sys.stderr)
+        return 2
+    # Checked before anything starts, PostgreSQL included: fails fast and in one line.
+    problem = listen_problem(address)
+    if problem is not None:
+        return _cannot_listen(address, problem)
+    if settings.workers == 1:
+        return _serve_here(settings, dev=args.dev)
+    with database_url(settings) as (dsn, embedded):
+        if embedded:  # once, here, before any worker serves; the workers never migrate
+            log.info("migrations_applied", applied=asyncio.run(migrate(dsn)))
+        return Supervisor(settings, dsn, dev=args.dev and embedded).run()
+
+
+def _serve_here(settings: Settings, *, dev: bool, worker: bool = False) -> int:
+    # The embedded server starts here, in the main thread: its parent-death signal is
+    # tied to the thread that started it. A worker is handed its supervisor's DSN, and
+    # worker 0 is asked (--dev) to create the development tenant of the embedded server.
+    with database_url(settings) as (dsn, embedded):
+        token_file = settings.data_dir / "dev-token" if dev and (embedded or worker) else None
+        try:
+            asyncio.run(serve(settings, dsn, embedded=embedded, dev_token_file=token_file))
+        except OSError:
+            # The port was free when checked but taken before grpc bound it: our one line
+            # still says so (after grpc's own log line). A worker's siblings hold the port,
+            # so a probe would tell a worker nothing.
+            problem = None if worker else listen_problem(settings.listen_address)
+            if problem is None:
+                raise
+            return _cannot_listen(settings.listen_address, problem)
+    return 0
+
+
+def _cannot_listen(address: str, problem: str) -> int:
+    print(f"moneymovement: cannot listen on {address}: {problem}", file=sys.stderr)
+    return 1
 
 
 def format_report(report: Report) -> str:

@@ -4,6 +4,8 @@
 |------------------------|--------------------|--------------------------------------------------|
 | DATABASE_URL           | (unset)            | PostgreSQL DSN; unset: the embedded PostgreSQL   |
 | MM_LISTEN_ADDRESS      | 127.0.0.1:50051    | host:port to serve gRPC on (port 0: any free)    |
+| MM_WORKERS             | 1                  | server processes sharing the port (`serve`'s     |
+|                        |                    | --workers overrides it)                          |
 | MM_DATA_DIR            | ./.data            | where the embedded PostgreSQL keeps its data     |
 | MM_DB_POOL_MAX         | 20                 | most connections at once                         |
 | MM_TX_MAX_ATTEMPTS     | 12                 | tries of a transaction that keeps conflicting    |
@@ -26,6 +28,7 @@
 | MM_LOG_LEVEL           | INFO               | DEBUG, INFO, WARNING, ERROR                      |
 | MM_LOG_FORMAT          | auto               | json, console, or auto (console on a terminal)   |
 | MM_METRICS_ADDRESS     | (empty: off)       | host:port serving /metrics for Prometheus         |
+|                        |                    | (worker i of --workers N: port + i)              |
 | OTEL_SDK_DISABLED      | false              | true: no spans, no metrics (the API's no-ops)    |
 | OTEL_TRACES_EXPORTER   | none               | none, otlp, console (comma-separated)            |
 | OTEL_METRICS_EXPORTER  | none               | none or otlp                                     |
@@ -74,6 +77,10 @@ class Settings:
     traces_exporters: tuple[str, ...]
     metrics_exporters: tuple[str, ...]
     otlp_protocol: str
+    workers: int = 1
+    # Not read from the environment: `serve` sets it for the workers of a multi-worker
+    # serve only, so that a lone server never shares (and silently splits) a port.
+    reuse_port: bool = False
 
 
 class ConfigError(ValueError):
@@ -125,6 +132,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("MM_TLS_CERT_FILE and MM_TLS_KEY_FILE must be set together")
     if tls_ca is not None and tls_cert is None:
         raise ConfigError("MM_TLS_CLIENT_CA_FILE needs MM_TLS_CERT_FILE and MM_TLS_KEY_FILE")
+    workers = env.get("MM_WORKERS", "").strip() or "1"
+    # A count of processes: "2.5" or "2e0" is a mistake, not a number to round.
+    if not (workers.isascii() and workers.isdigit()) or int(workers) < 1:
+        raise ConfigError(f"MM_WORKERS={workers!r} must be a whole number, at least 1")
     rate = number("MM_TENANT_RATE_PER_S", 2000, minimum=0)
     burst = number("MM_TENANT_BURST", 4000, minimum=1)
     return Settings(
@@ -155,6 +166,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         traces_exporters=traces,
         metrics_exporters=metric_exporters,
         otlp_protocol=protocol,
+        workers=int(workers),
     )
 
 

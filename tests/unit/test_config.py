@@ -139,3 +139,17 @@ def test_edge_limits_and_tls_settings(tmp_path: Path) -> None:
 def test_unusable_edge_settings_name_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings(env)
+
+
+def test_workers_default_to_one_and_never_share_the_port_by_default() -> None:
+    assert load_settings({}).workers == 1
+    assert load_settings({"MM_WORKERS": ""}).workers == 1
+    assert load_settings({"MM_WORKERS": " 4 "}).workers == 4
+    # Only `serve` sets it, for its workers: no variable turns port sharing on.
+    assert load_settings({"MM_WORKERS": "4"}).reuse_port is False
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "2.5", "2e0", "²"])
+def test_workers_must_be_a_whole_number_of_at_least_one(value: str) -> None:
+    with pytest.raises(ConfigError, match="MM_WORKERS"):
+        load_settings({"MM_WORKERS": value})
