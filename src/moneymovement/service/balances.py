@@ -87,7 +87,7 @@ class BalanceService:
             )
             return account, rows
 
-        account, rows = await self._uow.read(caller, work)
+        account, rows = await self._uow.read(caller, work, statements=2)
         if account is None:
             raise account_not_found(account_id)
         return account, paginate(rows, size, lambda e: [e.account_version], scope)

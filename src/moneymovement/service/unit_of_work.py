@@ -43,14 +43,21 @@ class UnitOfWork:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    async def read(self, caller: Caller, work: Callable[[Session], Awaitable[T]]) -> T:
-        """Runs `work` in a read-only snapshot (no retries are ever needed).
+    async def read(
+        self, caller: Caller, work: Callable[[Session], Awaitable[T]], *, statements: int = 1
+    ) -> T:
+        """Runs `work`, a read of one statement (one round trip), or of several in one
+        read-only snapshot (`statements` > 1: BEGIN and COMMIT around them). No retries
+        are ever needed: reads take no SSI locks.
 
         Raises:
             DomainError: DEADLINE_EXCEEDED, DATABASE_UNAVAILABLE; and whatever `work` raises.
         """
         try:
             async with asyncio.timeout_at(caller.deadline):
+                if statements == 1:
+                    async with self.database.reader(caller.tenant_id) as session:
+                        return await work(session)
                 async with self.database.session(caller.tenant_id, write=False) as session:
                     return await work(session)
         except TimeoutError as error:

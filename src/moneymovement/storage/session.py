@@ -88,6 +88,26 @@ class Database:
                 await self._pool.release(connection)
 
     @asynccontextmanager
+    async def reader(self, tenant_id: str) -> AsyncIterator[Session]:
+        """Repositories for reads of ONE statement each, without BEGIN or COMMIT: each
+        runs in its own implicit transaction and declares the tenant itself
+        (sql/sessions.sql, "One round trip per read")."""
+        async with translated_errors():
+            self._waiting += 1
+            try:
+                connection = await self._pool.acquire()
+            finally:
+                self._waiting -= 1
+            try:
+                yield Session(
+                    accounts=Accounts(connection, tenant_id),
+                    transfers=Transfers(connection, tenant_id),
+                    ledger=LedgerStore(connection, tenant_id),
+                )
+            finally:
+                await self._pool.release(connection)
+
+    @asynccontextmanager
     async def directory(self) -> AsyncIterator[Tenants]:
         """The tenant directory (tenants and tokens), in its own transaction."""
         async with (

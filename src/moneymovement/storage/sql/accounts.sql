@@ -1,15 +1,28 @@
 -- name: get_account
-SELECT * FROM accounts WHERE tenant_id = $1 AND account_id = $2;
+-- A one-statement read (sessions.sql, "One round trip per read").
+SELECT r.*
+FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
+LATERAL (
+    SELECT * FROM accounts
+    WHERE tenant_id = $1 AND account_id = $2 AND declared.tenant IS NOT NULL
+    OFFSET 0
+) AS r;
 
 -- name: list_accounts
 -- Newest first; the page cursor is the (created_at, account_id) of the last row returned.
-SELECT * FROM accounts
-WHERE tenant_id = $1
-  AND ($2::text IS NULL OR currency_code = $2)
-  AND ($3::text IS NULL OR state = $3)
-  AND ($4::text IS NULL OR holder_id = $4)
-  AND ($5::text IS NULL OR external_id = $5)
-  AND metadata @> $6::jsonb
-  AND ($7::timestamptz IS NULL OR (created_at, account_id) < ($7, $8::text))
-ORDER BY created_at DESC, account_id DESC
-LIMIT $9;
+-- A one-statement read, as get_account.
+SELECT r.*
+FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
+LATERAL (
+    SELECT * FROM accounts
+    WHERE tenant_id = $1 AND declared.tenant IS NOT NULL
+      AND ($2::text IS NULL OR currency_code = $2)
+      AND ($3::text IS NULL OR state = $3)
+      AND ($4::text IS NULL OR holder_id = $4)
+      AND ($5::text IS NULL OR external_id = $5)
+      AND metadata @> $6::jsonb
+      AND ($7::timestamptz IS NULL OR (created_at, account_id) < ($7, $8::text))
+    ORDER BY created_at DESC, account_id DESC
+    LIMIT $9
+    OFFSET 0
+) AS r;

@@ -21,7 +21,19 @@ SELECT set_config('moneymovement.tenant_id', :tenant, true);
 
 -- name: begin_read
 -- A consistent snapshot that takes no SSI predicate locks, so reads never make
--- concurrent writers fail; with its tenant declared, as begin_write.
+-- concurrent writers fail; with its tenant declared, as begin_write. Only for reads of
+-- several statements (a statement page and its account).
+--
+-- One round trip per read. A read of one statement needs no BEGIN: it runs alone in its
+-- own implicit transaction (READ COMMITTED: one snapshot, no SSI locks), and declares
+-- its tenant itself, as in get_account (accounts.sql):
+--     SELECT r.* FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant)
+--         AS declared, LATERAL (SELECT ... AND declared.tenant IS NOT NULL OFFSET 0) AS r
+-- The inner query refers to `declared`, and OFFSET 0 keeps it from being merged into the
+-- outer one, so it can only run as the inner side of a nested loop, after the one row
+-- that sets the tenant: row-level security then sees it. The declaration ends with the
+-- implicit transaction. Should a plan ever evaluate the policy first, it would see no
+-- tenant and the read would find nothing: it fails closed, and every read test fails.
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT set_config('moneymovement.tenant_id', :tenant, true);
 
