@@ -10,7 +10,7 @@ GENERATED := src/moneymovement/v1/.generated
 export BUF_CACHE_DIR := $(CURDIR)/.buf-cache
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt proto chaos fuzz bench bench-full profile release-contract clean
+.PHONY: help run test lint fmt proto chaos fuzz bench bench-full soak profile release-contract clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,13 +51,17 @@ bench: $(GENERATED) ## Throughput and latency vs pgbench and the RPC floor, ~5 m
 bench-full: $(GENERATED) ## The long benchmark: concurrencies 1 to 128 and open-loop rates, ~20 min
 	$(BIN)/python -m bench.run --plan bench-full $(BENCH_ARGS)
 
+soak: $(GENERATED) ## Mixed load at half capacity, 30 min, watching RSS, p99, pool (DURATION=s)
+	$(BIN)/python -m bench.soak --duration $(or $(DURATION),1800) $(SOAK_ARGS)
+
 profile: $(GENERATED) ## py-spy profile of the server under uniform transfers, 16 clients (bench/results/)
 	$(BIN)/python -m bench.run --plan profile $(BENCH_ARGS)
 
-lint: $(GENERATED) ## ruff, mypy --strict, buf lint/format/breaking, deploy/ manifests
+lint: $(GENERATED) ## ruff, mypy --strict, import-linter layer rules, buf lint/format/breaking, deploy/ manifests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
 	$(BIN)/buf breaking --against protos/released.binpb
