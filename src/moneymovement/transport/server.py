@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from moneymovement.config import Settings
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
+from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.transfers import TransferService
@@ -59,7 +60,8 @@ class ApiServer:
         self._database = database
         self._dsn = dsn
         self.directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s, dsn=dsn)
-        uow = UnitOfWork(database, RetryPolicy(max_attempts=settings.tx_max_attempts))
+        uow = UnitOfWork(database)
+        self._pipeline = WritePipeline(database, RetryPolicy(max_attempts=settings.tx_max_attempts))
         interceptor = RequestInterceptor(
             self.directory,
             max_deadline_s=settings.max_deadline_s,
@@ -78,15 +80,19 @@ class ApiServer:
                 # often nearer the hard limit); one value for both makes the limit exact.
                 ("grpc.max_metadata_size", metadata_limit),
                 ("grpc.absolute_max_metadata_size", metadata_limit),
+                # grpc enables SO_REUSEPORT by default: a second server on a port already
+                # served would then bind it too and silently take part of its calls.
+                # Only the workers of one multi-worker serve share a port, on purpose.
+                ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(
-            AccountServicer(AccountService(uow)), self._server
+            AccountServicer(AccountService(self._pipeline, uow)), self._server
         )
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(
             BalanceServicer(BalanceService(uow)), self._server
         )
-        transfers = TransferService(uow)
+        transfers = TransferService(self._pipeline, uow)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
             MoneyMovementServicer(transfers), self._server
         )
@@ -102,12 +108,16 @@ class ApiServer:
     async def start(self) -> int:
         """Binds, starts serving and returns the port (useful with port 0)."""
         credentials = server_credentials(self._settings)
-        if credentials is None:
-            self.port = self._server.add_insecure_port(self._settings.listen_address)
-        else:
-            self.port = self._server.add_secure_port(self._settings.listen_address, credentials)
+        address = self._settings.listen_address
+        try:
+            if credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, credentials)
+        except RuntimeError:  # grpc raises, or returns 0, when the bind fails
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self._settings.listen_address}")
+            raise OSError(f"cannot listen on {address}")
         await self._server.start()
         reachable = await self._database_reachable()
         await self._set_health(_SERVING if reachable else _NOT_SERVING)
@@ -136,6 +146,7 @@ class ApiServer:
         await self._health.enter_graceful_shutdown()
         log.info("server_draining", grace_s=grace_s)
         await self._server.stop(grace_s)
+        await self._pipeline.drain()  # batches already in the database finish and answer
         log.info("server_stopped")
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
