@@ -1,4 +1,5 @@
-"""The composition root: a database, migrations, the server, and the process lifecycle."""
+"""The process lifecycle: the database, migrations, the server (built by bootstrap.py),
+signals and a graceful stop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import structlog
 
+from moneymovement.bootstrap import build_server
 from moneymovement.config import Settings
 from moneymovement.observability import metrics
 from moneymovement.observability.metrics import configure_metrics
@@ -54,7 +56,7 @@ async def serve(
         log.info("migrations_applied", applied=applied)
     database = await Database.connect(dsn, max_size=settings.pool_max_size)
     metrics.observe_pool(database.pool_gauges)
-    server = ApiServer(settings, database, dsn=dsn)  # dsn: to LISTEN for token changes
+    server = build_server(settings, database, dsn=dsn)  # dsn: to LISTEN for token changes
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

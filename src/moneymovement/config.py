@@ -9,6 +9,8 @@
 | MM_DATA_DIR            | ./.data            | where the embedded PostgreSQL keeps its data     |
 | MM_DB_POOL_MAX         | 20                 | most connections at once                         |
 | MM_TX_MAX_ATTEMPTS     | 12                 | tries of a transaction that keeps conflicting    |
+| MM_WRITE_BATCH_MAX     | 256                | commands (batch items) in one write transaction  |
+| MM_WRITE_WRITERS       | 1                  | write transactions at once in one process        |
 | MM_MAX_DEADLINE_S      | 30                 | longest an RPC may work (also the default)       |
 | MM_SHUTDOWN_GRACE_S    | 10                 | how long SIGTERM waits for RPCs in flight        |
 | MM_AUTH_CACHE_TTL_S    | 2                  | longest a token lookup is cached (revocation     |
@@ -56,6 +58,8 @@ class Settings:
     data_dir: Path
     pool_max_size: int
     tx_max_attempts: int
+    write_batch_max_items: int
+    write_writers: int
     max_deadline_s: float
     shutdown_grace_s: float
     auth_cache_ttl_s: float
@@ -144,6 +148,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(env.get("MM_DATA_DIR", ".data")).absolute(),
         pool_max_size=pool_max,
         tx_max_attempts=int(number("MM_TX_MAX_ATTEMPTS", 12, minimum=1)),
+        write_batch_max_items=int(number("MM_WRITE_BATCH_MAX", 256, minimum=1)),
+        write_writers=int(number("MM_WRITE_WRITERS", 1, minimum=1)),
         max_deadline_s=number("MM_MAX_DEADLINE_S", 30, minimum=0.1),
         shutdown_grace_s=number("MM_SHUTDOWN_GRACE_S", 10, minimum=0),
         auth_cache_ttl_s=number("MM_AUTH_CACHE_TTL_S", 2, minimum=0),

@@ -11,6 +11,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from moneymovement.bootstrap import build_server
 from moneymovement.config import load_settings
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.session import Database
@@ -93,7 +94,7 @@ async def start_api(dsn: str, **env: str) -> Api:
     """A server on `dsn`; `env` overrides TEST_ENV (e.g. MM_HOLD_SWEEP_S)."""
     settings = load_settings({**TEST_ENV, **env})
     database = await Database.connect(dsn, max_size=20)
-    server = ApiServer(settings, database, dsn=dsn)  # dsn: LISTEN for token changes
+    server = build_server(settings, database, dsn=dsn)  # dsn: LISTEN for token changes
     port = await server.start()
     directory = TenantDirectory(database)
     token_a = (await directory.create_tenant("tenant-a")).token

@@ -15,12 +15,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from moneymovement.bootstrap import build_server
 from moneymovement.config import load_settings
 from moneymovement.devdb import EmbeddedPostgres
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
-from moneymovement.transport.server import SERVICE_NAMES, ApiServer
+from moneymovement.transport.server import SERVICE_NAMES
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import account_service_pb2_grpc
 from tests.conftest import PROJECT_ROOT
@@ -47,7 +48,7 @@ async def test_the_server_starts_without_its_database_and_recovers() -> None:
     port = _free_port()
     dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     database = await Database.connect(dsn, max_size=5)
-    server = ApiServer(load_settings(TEST_ENV), database)
+    server = build_server(load_settings(TEST_ENV), database)
     api_port = await server.start()  # used to raise: the database is not there
     data_dir = PROJECT_ROOT / ".data" / f"test-outage-{uuid.uuid4().hex[:6]}"
     postgres = EmbeddedPostgres(data_dir, port=port)

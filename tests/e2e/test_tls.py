@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from moneymovement.bootstrap import build_server
 from moneymovement.client import MoneyMovementClient, tls_credentials, wait_until_serving
 from moneymovement.config import load_settings
 from moneymovement.service.tenants import TenantDirectory
@@ -43,7 +44,7 @@ def stranger(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def _serve(dsn: str, env: dict[str, str]) -> tuple[ApiServer, Database, str]:
     database = await Database.connect(dsn, max_size=4)
-    server = ApiServer(load_settings({**TEST_ENV, **env}), database, dsn=dsn)
+    server = build_server(load_settings({**TEST_ENV, **env}), database, dsn=dsn)
     await server.start()
     token = (await TenantDirectory(database).create_tenant("tls-tenant")).token
     return server, database, token

@@ -23,10 +23,10 @@ from typing import Any
 import grpc
 import pytest
 
+from moneymovement.bootstrap import build_server
 from moneymovement.config import load_settings
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.session import Database
-from moneymovement.transport.server import ApiServer
 from moneymovement.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from moneymovement.workers import listen_problem, worker_metrics_address
 from tests.conftest import PROJECT_ROOT
@@ -300,8 +300,8 @@ async def test_a_lone_server_does_not_share_a_port_held_with_so_reuseport(dsn: s
         database = await Database.connect(dsn, max_size=2)
         try:
             with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
-                await ApiServer(settings, database).start()
-            worker = ApiServer(dataclasses.replace(settings, reuse_port=True), database)
+                await build_server(settings, database).start()
+            worker = build_server(dataclasses.replace(settings, reuse_port=True), database)
             assert await worker.start() == port, "a worker shares the port on purpose"
             await worker.stop(0)
         finally:

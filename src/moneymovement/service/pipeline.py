@@ -69,8 +69,10 @@ log = structlog.get_logger("moneymovement.pipeline")
 # one transaction moves what the database could not do one at a time, small enough that
 # a batch's statement stays a few milliseconds (docs/performance.md).
 MAX_BATCH_ITEMS = 256
-# Writers at once: one batch in the database while the next is decided and encoded.
-WRITERS = 2
+# Write transactions at once per process. One: on a few cores the next batch forms while
+# one is in the database, and two batches of one process could only conflict with each
+# other (SSI locks B-tree pages, not just rows): measured in docs/performance.md.
+WRITERS = 1
 # Transfers whose accounts this process remembers, to route later captures and voids.
 _REMEMBERED_TRANSFERS = 100_000
 

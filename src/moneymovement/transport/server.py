@@ -12,13 +12,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from moneymovement.config import Settings
-from moneymovement.service.accounts import AccountService
-from moneymovement.service.balances import BalanceService
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.tenants import TenantDirectory
-from moneymovement.service.transfers import TransferService
-from moneymovement.service.unit_of_work import RetryPolicy, UnitOfWork
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
 from moneymovement.transport.interceptor import RequestInterceptor
@@ -49,27 +45,28 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class ApiServer:
-    """One grpc.aio server on one Database.
+    """One grpc.aio server: serves the given servicers through the interceptor, with
+    health and reflection, and runs the process's background tasks (the database
+    watcher, the hold sweeper, the token listener). Built by bootstrap.build_server."""
 
-    `dsn` (the database's) lets the server LISTEN for token changes, which is what allows
-    it to cache token lookups; without it every RPC looks its token up in the database.
-    """
-
-    def __init__(self, settings: Settings, database: Database, *, dsn: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        interceptor: RequestInterceptor,
+        servicers: tuple[AccountServicer, BalanceServicer, MoneyMovementServicer],
+        directory: TenantDirectory,
+        pipeline: WritePipeline,
+        sweeper: HoldSweeper,
+        watch_tokens: bool,
+    ) -> None:
         self._settings = settings
         self._database = database
-        self._dsn = dsn
-        self.directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s, dsn=dsn)
-        uow = UnitOfWork(database)
-        self._pipeline = WritePipeline(database, RetryPolicy(max_attempts=settings.tx_max_attempts))
-        interceptor = RequestInterceptor(
-            self.directory,
-            max_deadline_s=settings.max_deadline_s,
-            open_health_and_reflection=settings.open_health_and_reflection,
-            max_concurrent_rpcs=settings.max_concurrent_rpcs,
-            tenant_rate_per_s=settings.tenant_rate_per_s,
-            tenant_burst=settings.tenant_burst,
-        )
+        self.directory = directory
+        self._pipeline = pipeline
+        self._sweeper = sweeper
+        self._watch_tokens = watch_tokens
         message_limit, metadata_limit = settings.max_message_bytes, settings.max_metadata_bytes
         self._server = grpc.aio.server(
             interceptors=[interceptor],
@@ -86,17 +83,12 @@ class ApiServer:
                 ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
-        account_service_pb2_grpc.add_AccountServiceServicer_to_server(
-            AccountServicer(AccountService(self._pipeline, uow)), self._server
-        )
-        balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(
-            BalanceServicer(BalanceService(uow)), self._server
-        )
-        transfers = TransferService(self._pipeline, uow)
+        accounts, balances, movements = servicers
+        account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, self._server)
+        balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(balances, self._server)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
-            MoneyMovementServicer(transfers), self._server
+            movements, self._server
         )
-        self._sweeper = HoldSweeper(database, transfers, settings.hold_sweep_interval_s)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -125,7 +117,7 @@ class ApiServer:
             asyncio.create_task(self._watch_database(reachable), name="health-monitor"),
             asyncio.create_task(self._sweeper.run(), name="hold-sweeper"),
         ]
-        if self._dsn is not None:
+        if self._watch_tokens:
             self._background.append(
                 asyncio.create_task(self.directory.watch_token_changes(), name="token-changes")
             )

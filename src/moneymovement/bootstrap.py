@@ -1,0 +1,63 @@
+"""The composition root: what one server process is made of, wired in one place.
+
+Entry points (app.py for `serve`, the tests, the benchmark) call `build_server`; nothing
+else constructs services, the write pipeline or the servicers.
+"""
+
+from __future__ import annotations
+
+from moneymovement.config import Settings
+from moneymovement.service.accounts import AccountService
+from moneymovement.service.balances import BalanceService
+from moneymovement.service.pipeline import WritePipeline
+from moneymovement.service.sweeper import HoldSweeper
+from moneymovement.service.tenants import TenantDirectory
+from moneymovement.service.transfers import TransferService
+from moneymovement.service.unit_of_work import RetryPolicy, UnitOfWork
+from moneymovement.storage.session import Database
+from moneymovement.transport.interceptor import RequestInterceptor
+from moneymovement.transport.server import ApiServer
+from moneymovement.transport.servicers import (
+    AccountServicer,
+    BalanceServicer,
+    MoneyMovementServicer,
+)
+
+
+def build_server(settings: Settings, database: Database, *, dsn: str | None = None) -> ApiServer:
+    """The gRPC server of one process and everything behind it, on `database`.
+
+    `dsn` (the database's) lets the server LISTEN for token changes, which is what allows
+    it to cache token lookups; without it every RPC looks its token up in the database.
+    """
+    directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s, dsn=dsn)
+    reads = UnitOfWork(database)
+    pipeline = WritePipeline(
+        database,
+        RetryPolicy(max_attempts=settings.tx_max_attempts),
+        max_batch_items=settings.write_batch_max_items,
+        writers=settings.write_writers,
+    )
+    transfers = TransferService(pipeline, reads)
+    interceptor = RequestInterceptor(
+        directory,
+        max_deadline_s=settings.max_deadline_s,
+        open_health_and_reflection=settings.open_health_and_reflection,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        tenant_rate_per_s=settings.tenant_rate_per_s,
+        tenant_burst=settings.tenant_burst,
+    )
+    return ApiServer(
+        settings,
+        database,
+        interceptor=interceptor,
+        servicers=(
+            AccountServicer(AccountService(pipeline, reads)),
+            BalanceServicer(BalanceService(reads)),
+            MoneyMovementServicer(transfers),
+        ),
+        directory=directory,
+        pipeline=pipeline,
+        sweeper=HoldSweeper(database, transfers, settings.hold_sweep_interval_s),
+        watch_tokens=dsn is not None,
+    )
