@@ -180,12 +180,11 @@ async def test_the_canonical_log_line_has_every_field_and_no_token(
     assert len(line["span_id"]) == 16
     assert line["retries"] == 0
     assert line["level"] == "info"
-    [event] = [
-        x
-        for x in lines
-        if x.get("event") == "transfer_created" and x.get("transfer_id") == reply.transfer.id
-    ]
-    assert (event["amount_minor"], event["kind"]) == (40, "immediate")
+    # One line per RPC: what the request did to money is on it too.
+    assert line["domain_event"] == "transfer_created"
+    assert line["transfer_id"] == reply.transfer.id
+    assert (line["amount_minor"], line["transfer_kind"]) == (40, "immediate")
+    assert not [x for x in lines if x.get("event") == "transfer_created"]
     token = dict(api.a.md)["authorization"].split()[1]
     assert token not in text
     assert "authorization" not in text.lower()

@@ -1,16 +1,18 @@
 """structlog, configured once, for our lines and for the standard library's.
 
 `merge_contextvars` comes first so that whatever the interceptor bound for the current
-RPC (method, tenant, request id) is on every line logged while serving it, and the
-current span's trace and span ids are added to each. grpc's and asyncpg's own log
-records (the standard `logging` module) pass through the same processors and renderer,
-so every line is one JSON object, or a readable line on a terminal.
+RPC (method, tenant, request id, trace id) is on every line logged while serving it, and
+the current span's trace and span ids are added to each. Our lines are written straight
+to the stream; grpc's and asyncpg's own log records (the standard `logging` module) pass
+through the same processors and renderer, so every line is one JSON object, or a
+readable line on a terminal.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import structlog
@@ -27,8 +29,62 @@ def add_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
+@dataclass
+class _Output:
+    """Where and how our lines go now. Loggers are cached on first use (resolving the
+    configuration on every call cost more than rendering the line), so what a later
+    configure_logging changes (a test capturing lines, say) is read from here."""
+
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    render: Processor = field(default_factory=structlog.processors.JSONRenderer)
+    level: int = logging.INFO
+    tracebacks: bool = True
+
+
+_output = _Output()
+
+
+_LEVEL_OF_METHOD = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _drop_below_level(_: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    if _LEVEL_OF_METHOD.get(method, logging.INFO) < _output.level:
+        raise structlog.DropEvent
+    return event
+
+
+def _render(logger: WrappedLogger, method: str, event: EventDict) -> str | bytes:
+    if _output.tracebacks:
+        event = structlog.processors.format_exc_info(logger, method, event)
+    rendered = _output.render(logger, method, event)
+    assert isinstance(rendered, str | bytes)
+    return rendered
+
+
+class _NamedWriter:
+    """Writes rendered lines to the current stream, and knows its logger's name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        stream = _output.stream
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = failure = fatal = msg
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Sets up logging for the process.
+    """Sets up logging for the process (again, for a test that captures lines).
 
     Args:
         level: the lowest level written (DEBUG, INFO, WARNING, ERROR).
@@ -40,6 +96,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     renderer: Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
+    _output.stream, _output.render = out, renderer
+    _output.level = logging.getLevelNamesMapping()[level.upper()]
+    _output.tracebacks = not use_console  # the console renderer draws its own
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -47,14 +106,12 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_ids,
     ]
+    # Our own lines are rendered and written directly: through the standard library's
+    # records and handlers, the canonical line cost several times more.
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        # Not cached: a process (or a test) that reconfigures logging must see it everywhere.
-        cache_logger_on_first_use=False,
+        processors=[_drop_below_level, *shared, _render],
+        logger_factory=lambda *args: _NamedWriter(args[0] if args else ""),
+        cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

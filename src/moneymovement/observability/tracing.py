@@ -1,13 +1,14 @@
 """OpenTelemetry tracing: one provider per process, exporters chosen by OTEL_* variables.
 
-With nothing configured there is no exporter and no output, but spans still exist: every
-request has a trace id (the caller's, when it sent `traceparent`), which transfers record.
-Without an exporter the spans are not recorded (sampler always_off): they still carry
-and propagate trace ids, at a fraction of the cost of recording what nobody reads.
+With nothing configured there is no exporter and no output, and no spans are made: every
+request still has a trace id (the caller's, when it sent `traceparent`, else a fresh
+one), which its log line and its transfers carry. Spans that nobody reads would cost
+each RPC the span objects, context switches and attribute copies for nothing.
 """
 
 from __future__ import annotations
 
+import random
 import re
 
 from opentelemetry import propagate, trace
@@ -15,36 +16,43 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from moneymovement.config import Settings
 
 tracer = trace.get_tracer("moneymovement")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+# Whether spans are made at all: true until configure_tracing finds no exporter (a test or
+# an embedding program that installs its own provider gets spans).
+_spans = True
+
+
+def spans_recorded() -> bool:
+    """Whether the service makes spans (an exporter, or a provider installed by hand)."""
+    return _spans
 
 
 def configure_tracing(settings: Settings) -> TracerProvider | None:
     """Installs the process's tracer provider, its exporters and the asyncpg spans; with
-    OTEL_SDK_DISABLED=true, nothing (no spans; trace ids come only from callers).
+    no exporter or OTEL_SDK_DISABLED=true, nothing, and no spans are made.
 
     OTEL_TRACES_EXPORTER: `none` (default), `otlp`, `console`, or a comma list. The OTLP
     exporter reads the standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers) and
     speaks OTEL_EXPORTER_OTLP_PROTOCOL (`grpc` or `http/protobuf`). OTEL_SERVICE_NAME and
     OTEL_RESOURCE_ATTRIBUTES name the service; OTEL_TRACES_SAMPLER picks the sampler.
     """
-    if not settings.telemetry_enabled:
+    global _spans
+    exporters = _exporters(settings) if settings.telemetry_enabled else []
+    _spans = bool(exporters)
+    if not exporters:
         return None
-    exporters = _exporters(settings)
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.service_name}),
-        # None: the SDK's own choice, OTEL_TRACES_SAMPLER (default parent-based always-on).
-        sampler=None if exporters else ALWAYS_OFF,
+        # The SDK's own choice, OTEL_TRACES_SAMPLER (default parent-based always-on).
     )
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    if exporters:  # unrecorded statement spans would only cost time (docs/performance.md)
-        instrument_database(provider)
+    instrument_database(provider)
     return provider
 
 
@@ -78,13 +86,13 @@ def extract_context(metadata: dict[str, str]) -> object:
     return propagate.extract(metadata)
 
 
-def current_trace_id(traceparent: str | None = None) -> str | None:
-    """The trace id of the current span, as 32 hex digits; with tracing disabled, the
-    caller's from `traceparent`; None when there is neither."""
+def current_trace_id(traceparent: str | None = None) -> str:
+    """The trace id of the current span, as 32 hex digits; without spans, the caller's
+    from `traceparent`, or a fresh random one (a request is always traceable)."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         return format(context.trace_id, "032x")
     match = _TRACEPARENT.fullmatch((traceparent or "").strip())
     if match is None or match[1] == "0" * 32:
-        return None
+        return format(random.getrandbits(128) or 1, "032x")
     return match[1]

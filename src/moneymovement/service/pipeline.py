@@ -33,10 +33,12 @@ the batch: a resend with the same request id then returns the committed outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import random
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -54,7 +56,7 @@ from moneymovement.domain.errors import (
 from moneymovement.domain.ledger import Issued, Ledger
 from moneymovement.domain.transfers import Transfer
 from moneymovement.observability import metrics
-from moneymovement.observability.tracing import tracer
+from moneymovement.observability.tracing import spans_recorded, tracer
 from moneymovement.service import events
 from moneymovement.service.idempotency import Deduplicator, Replay, Twin, digest_of, outcome_of
 from moneymovement.service.unit_of_work import Caller, RetryPolicy
@@ -111,11 +113,11 @@ class _Pending:
     abandoned: bool = False  # the caller stopped waiting (deadline, cancellation)
 
     def answer(self, answer: _Answer) -> None:
-        if self.future.done():
+        if self.future.done():  # cancelled: the caller gave up; nobody else will tell
+            if answer.fresh:
+                _emit_events(self.command, answer.result, own_line=True)
             return
         self.future.set_result(answer)
-        if self.abandoned and answer.fresh:
-            _emit_events(self.command, answer.result)  # nobody else will
 
 
 @dataclass
@@ -166,21 +168,21 @@ class WritePipeline:
         )
         self._waiting.setdefault(caller.tenant_id, deque()).append(pending)
         self._dispatch()
+        # The future itself is cancelled when the caller gives up (its deadline, or its RPC
+        # cancelled): the batch's answer() then finds it done, and the batch goes on.
         try:
             async with asyncio.timeout_at(caller.deadline):
-                answer = await asyncio.shield(pending.future)
+                answer = await pending.future
         except (TimeoutError, asyncio.CancelledError) as error:
-            if not pending.future.done():
-                pending.abandoned = True
-                if isinstance(error, asyncio.CancelledError):
-                    raise
-                raise deadline_exceeded() from error
-            answer = pending.future.result()  # answered just as time ran out
+            pending.abandoned = True
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            raise deadline_exceeded() from error
         _attempts.set(_attempts.get() + answer.attempts)
         if answer.error is not None:
             raise answer.error
         if answer.fresh:
-            _emit_events(command, answer.result)
+            _emit_events(command, answer.result, own_line=not command.recorded)
         return answer.result  # type: ignore[no-any-return]
 
     async def drain(self) -> None:
@@ -273,7 +275,7 @@ class WritePipeline:
             if retry_reason:
                 attributes["db.transaction.retry_reason"] = retry_reason
             try:
-                with tracer.start_as_current_span("transaction", attributes=attributes):
+                with _transaction_span(attributes):
                     async with asyncio.timeout_at(_latest_deadline(items)):
                         answers = await self._attempt(tenant_id, items)
             except SerializationConflict as conflict:
@@ -370,6 +372,12 @@ class WritePipeline:
             pending.answer(answer)
 
 
+def _transaction_span(attributes: dict[str, str | int]) -> AbstractContextManager[object]:
+    if not spans_recorded():
+        return contextlib.nullcontext()
+    return tracer.start_as_current_span("transaction", attributes=attributes)
+
+
 def _still_waited_for(items: list[_Pending], now: float) -> list[_Pending]:
     """Drops the commands whose caller gave up or whose deadline passed: they are
     answered so, and never executed."""
@@ -401,16 +409,16 @@ def _transfers_in(result: Any) -> list[Transfer]:
     return []
 
 
-def _emit_events(command: Command[Any], result: Any) -> None:
-    """Logs and counts what a fresh effect did (never for a replay)."""
+def _emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
+    """Counts and tells what a fresh effect did (never for a replay)."""
     if result is None:
         return
     if command.method in ("CreateTransfer", "CreateTransfers"):
-        events.transfers_created(_transfers_in(result))
+        events.transfers_created(_transfers_in(result), own_line=own_line)
     elif command.method == "ReverseTransfer":
-        events.transfers_created([result[0]])
+        events.transfers_created([result[0]], own_line=own_line)
     elif command.method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
-        events.hold_ended(result)
+        events.hold_ended(result, own_line=own_line)
 
 
 def _exhausted(conflict: SerializationConflict) -> DomainError:

@@ -136,6 +136,14 @@ class TenantDirectory:
         self._forget(token_id)  # this process need not wait for its own notification
         return revocation
 
+    def cached_tenant_of(self, token: str) -> tuple[bool, str | None]:
+        """(True, the tenant or None) when a fresh cached lookup answers, without waiting;
+        (False, None) when the database must be asked (tenant_of)."""
+        cached = self._cache.get(token_digest(token))
+        if cached is not None and cached[2] > time.monotonic():
+            return True, cached[0]
+        return False, None
+
     async def tenant_of(self, token: str) -> str | None:
         """The tenant of a live token, or None.
 

@@ -16,9 +16,11 @@ limits, so that probes still answer on a server that is refusing load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeAlias
 
 import grpc
@@ -35,7 +37,12 @@ from moneymovement.domain.errors import (
     deadline_exceeded,
 )
 from moneymovement.observability import metrics
-from moneymovement.observability.tracing import current_trace_id, extract_context, tracer
+from moneymovement.observability.tracing import (
+    current_trace_id,
+    extract_context,
+    spans_recorded,
+    tracer,
+)
 from moneymovement.service.pipeline import attempts_made, reset_attempts
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.unit_of_work import Caller
@@ -168,20 +175,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             metadata = _text_metadata(context)
             request_id = getattr(request, "request_id", "")
-            attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
             fields: dict[str, Any] = {"method": method}
             if request_id:
-                attributes["moneymovement.request_id"] = request_id
                 fields["request_id"] = request_id
             with (
-                tracer.start_as_current_span(
-                    f"{service}/{rpc}",
-                    context=extract_context(metadata),  # type: ignore[arg-type]
-                    kind=SpanKind.SERVER,
-                    attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span,
+                self._server_span(service, rpc, request_id, metadata) as span,
                 structlog.contextvars.bound_contextvars(**fields),
             ):
                 try:
@@ -195,9 +193,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 else:
                     cancelled = False
                 elapsed = time.perf_counter() - started
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
-                if code in SERVER_FAULTS:
-                    span.set_status(Status(StatusCode.ERROR, code.name))
+                if span.is_recording():
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if code in SERVER_FAULTS:
+                        span.set_status(Status(StatusCode.ERROR, code.name))
                 labels = {"method": rpc, "code": code.name}
                 metrics.rpc_requests.add(1, labels)
                 metrics.rpc_duration.record(elapsed, labels)
@@ -215,6 +214,25 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
 
         return serve
 
+    def _server_span(
+        self, service: str, rpc: str, request_id: str, metadata: dict[str, str]
+    ) -> AbstractContextManager[trace.Span]:
+        """The server span, continuing the caller's trace; none when spans are not made
+        (no exporter): the trace id then comes from `traceparent` alone (see _caller)."""
+        if not spans_recorded():
+            return contextlib.nullcontext(trace.INVALID_SPAN)
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
+        if request_id:
+            attributes["moneymovement.request_id"] = request_id
+        return tracer.start_as_current_span(
+            f"{service}/{rpc}",
+            context=extract_context(metadata),  # type: ignore[arg-type]
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
     async def _serve(
         self,
         request: Any,
@@ -231,7 +249,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         try:
             caller = await self._caller(metadata, context)
             span.set_attribute("moneymovement.tenant_id", caller.tenant_id)
-            structlog.contextvars.bind_contextvars(tenant_id=caller.tenant_id)
+            structlog.contextvars.bind_contextvars(
+                tenant_id=caller.tenant_id, trace_id=caller.trace_id
+            )
             if self._rate.enabled:
                 wait_s = self._rate.acquire(caller.tenant_id)
                 if wait_s:
@@ -271,11 +291,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         remaining = context.time_remaining()
         budget = self._max_deadline_s if remaining is None else min(remaining, self._max_deadline_s)
         deadline = asyncio.get_running_loop().time() + budget
-        try:
-            async with asyncio.timeout_at(deadline):  # the token lookup counts too
-                tenant_id = await self._directory.tenant_of(token.strip())
-        except TimeoutError as error:
-            raise deadline_exceeded() from error
+        known, tenant_id = self._directory.cached_tenant_of(token.strip())
+        if not known:
+            try:
+                async with asyncio.timeout_at(deadline):  # the token lookup counts too
+                    tenant_id = await self._directory.tenant_of(token.strip())
+            except TimeoutError as error:
+                raise deadline_exceeded() from error
         if tenant_id is None:
             raise EdgeError(EdgeReason.TOKEN_INVALID, "the token is unknown or revoked")
         trace_id = current_trace_id(metadata.get("traceparent"))
