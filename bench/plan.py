@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 # Service workloads, in the order they run; the RPC floor runs first.
 WORKLOADS = ("uniform", "hot", "hold_capture", "batch", "reads")
-# Workloads whose database limit pgbench measures (the same SQL as one service transfer).
-DB_LIMIT_WORKLOADS = ("uniform", "hot")
+# The database limits (bench/limits.py) measured next to a workload, in this order.
+LIMITS_BY_WORKLOAD = {
+    "uniform": ("service_sql", "one_trip", "batch_100"),
+    "hot": ("service_sql", "one_trip"),
+}
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,29 @@ class Plan:
     open_loop_fractions: tuple[float, ...] = ()
     open_loop_workloads: tuple[str, ...] = ()
     accounts: int = 10_000
+    # Posted transfers seeded among the accounts before the first point: a ledger with a
+    # history, as in use, rather than one planned (and predicate-locked) as empty.
+    history_transfers: int = 20_000
+    # pgbench's points (None: as the service's). Steady from the first second, they
+    # need no long warm-up.
+    limit_warmup_s: float | None = None
+    limit_measure_s: float | None = None
+    # A second server, `serve --workers N` (0: none), measured at these points after the
+    # first server's.
+    workers: int = 0
+    workers_workloads: tuple[str, ...] = ("rpc_floor", "uniform")
+    workers_concurrencies: tuple[int, ...] = (16, 64)
 
 
-QUICK = Plan("bench", concurrencies=(1, 16, 64), warmup_s=2, measure_s=8)
+QUICK = Plan(
+    "bench",
+    concurrencies=(1, 16, 64),
+    warmup_s=2,
+    measure_s=8,
+    limit_warmup_s=1,
+    limit_measure_s=5,
+    workers=2,
+)
 FULL = Plan(
     "bench-full",
     concurrencies=(1, 4, 16, 32, 64, 128),
@@ -32,6 +55,7 @@ FULL = Plan(
     measure_s=15,
     open_loop_fractions=(0.5, 0.8),
     open_loop_workloads=("uniform", "hot"),
+    workers=2,
 )
 # make profile: the uniform workload at 16 clients while py-spy samples the server.
 PROFILE = Plan("profile", concurrencies=(16,), warmup_s=3, measure_s=20)

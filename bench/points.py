@@ -1,22 +1,35 @@
 """One measured point: the service under one load, or pgbench at one concurrency.
 
-A point that fails records why (and the run goes on): numbers are never made up.
+A point that fails records why (and the run goes on): numbers are never made up, and a
+figure the server does not export (yet) stays None, shown as a dash.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench import limits
 from bench.loadgen import ClientPool, LoadSpec
-from bench.pgbench import ScriptInputs, run_pgbench
-from bench.server import Server, children_cpu_seconds, cpu_seconds, peak_rss_mb, scrape
+from bench.pgbench import ScriptInputs, run_script
+from bench.server import (
+    Metrics,
+    Server,
+    children_cpu_seconds,
+    scrape_metrics,
+    tree_cpu_seconds,
+    tree_peak_rss_mb,
+)
 from bench.stats import Sample
 from bench.workloads import UNITS
 
 _RETRIES = "moneymovement_tx_retries_total"
 _ABORTS = "moneymovement_tx_aborts_total"
+# The group-commit write pipeline's: transactions it committed, and commands per commit.
+_COMMITS = "moneymovement_write_commits_total"
+_BATCH_SIZE = "moneymovement_write_batch_size"
 
 
 @dataclass
@@ -28,6 +41,8 @@ class Point:
     concurrency: int
     rate_per_s: float = 0.0  # open loop; 0 for closed loop
     unit: str = "transfers"
+    limit: str = ""  # pgbench: which limit (bench/limits.py LIMITS)
+    workers: int = 1  # service: the server's worker processes
     per_s: float | None = None
     rpcs_per_s: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -35,14 +50,22 @@ class Point:
     client_resends: int | None = None
     retries: int | None = None  # server-side transaction retries (pgbench: its own)
     server_aborts: int | None = None  # requests whose server retries ran out (ABORTED)
+    commits: int | None = None  # transactions the write pipeline committed (if exported)
     retries_per_commit: float | None = None
+    batch_size_mean: float | None = None  # commands per committed transaction
+    batch_size_p99: float | None = None  # upper bound of the p99's bucket
+    batch_size_p99_beyond: bool = False  # the p99 fell past the last finite bucket
     server_cpu_s_per_1k: float | None = None
     db_cpu_s_per_1k: float | None = None
     server_rss_peak_mb: float | None = None
-    db_limit_per_s: float | None = None
-    vs_db_limit: float | None = None
     rpc_floor_per_s: float | None = None
     vs_rpc_floor: float | None = None
+    one_trip_per_s: float | None = None
+    vs_one_trip: float | None = None
+    batch_limit_per_s: float | None = None
+    vs_batch_limit: float | None = None
+    service_sql_per_s: float | None = None
+    vs_service_sql: float | None = None
     error: str | None = None
 
     @property
@@ -52,17 +75,70 @@ class Point:
 
 @dataclass(frozen=True)
 class _Edge:
-    metrics: dict[str, float]
+    metrics: Metrics
     server_cpu_s: float
     db_cpu_s: float | None
 
 
 def _edge(server: Server, postmaster_pid: int | None) -> _Edge:
     return _Edge(
-        scrape(server.metrics_url),
-        cpu_seconds(server.pid),
+        scrape_metrics(server.all_metrics_urls),
+        tree_cpu_seconds(server.pid),
         children_cpu_seconds(postmaster_pid) if postmaster_pid else None,
     )
+
+
+def _delta(start: Metrics, end: Metrics, name: str) -> float | None:
+    """How much counter `name` grew; None when the server does not export it."""
+    if name not in end.totals:
+        return None
+    return end.totals[name] - start.totals.get(name, 0.0)
+
+
+def batch_sizes(start: Metrics, end: Metrics) -> tuple[float, float, bool] | None:
+    """(mean, p99 upper bound, p99 beyond the last finite bucket) of the batch-size
+    histogram between two scrapes; None when not exported or nothing was committed."""
+    count = _delta(start, end, f"{_BATCH_SIZE}_count")
+    total = _delta(start, end, f"{_BATCH_SIZE}_sum")
+    if not count or total is None or count <= 0:
+        return None
+    before = start.buckets.get(_BATCH_SIZE, {})
+    after = end.buckets.get(_BATCH_SIZE, {})
+    bounds = sorted(after)
+    p99 = math.inf
+    for bound in bounds:  # cumulative counts: the first bucket holding 99 % of them
+        if after[bound] - before.get(bound, 0.0) >= 0.99 * count:
+            p99 = bound
+            break
+    if math.isfinite(p99):
+        return total / count, p99, False
+    # Past the last finite bound: report that bound, marked as exceeded.
+    return total / count, max((b for b in bounds if math.isfinite(b)), default=math.nan), True
+
+
+def _fill_from_edges(point: Point, start: _Edge, end: _Edge, sample: Sample) -> None:
+    _, rpcs_per_op, transfers_per_op = UNITS[point.workload]
+    units = sample.ops * (transfers_per_op or 1)
+    retries = _delta(start.metrics, end.metrics, _RETRIES)
+    point.retries = round(retries or 0)
+    # The client resends these; only those still failing show among the rejections.
+    point.server_aborts = round(_delta(start.metrics, end.metrics, _ABORTS) or 0)
+    commits = _delta(start.metrics, end.metrics, _COMMITS)
+    point.commits = None if commits is None else round(commits)
+    if transfers_per_op:  # writes
+        if commits is not None:  # the pipeline says how many transactions it committed
+            point.retries_per_commit = point.retries / commits if commits else None
+        else:  # one transaction per RPC
+            point.retries_per_commit = point.retries / (sample.ops * rpcs_per_op)
+    sizes = batch_sizes(start.metrics, end.metrics)
+    if sizes:
+        point.batch_size_mean, point.batch_size_p99, point.batch_size_p99_beyond = sizes
+    spent = end.server_cpu_s - start.server_cpu_s
+    point.server_cpu_s_per_1k = spent / units * 1000 if spent >= 0 else None
+    if start.db_cpu_s is not None and end.db_cpu_s is not None:
+        # Live backends only: one that exited in the window took its CPU time along.
+        spent = end.db_cpu_s - start.db_cpu_s
+        point.db_cpu_s_per_1k = spent / units * 1000 if spent >= 0 else None
 
 
 def measure_service(
@@ -71,6 +147,7 @@ def measure_service(
     """Drives the server with `spec` and reads its counters at the window's edges."""
     unit, rpcs_per_op, transfers_per_op = UNITS[spec.workload]
     point = Point("service", spec.workload, spec.concurrency, spec.rate_per_s, unit)
+    point.workers = server.workers
     edges: list[_Edge] = []
 
     def on_window(measure_from: float, stop_at: float) -> None:
@@ -90,56 +167,63 @@ def measure_service(
     point.latency_ms = sample.latency_ms
     point.rejections = sample.failures
     point.client_resends = resends
-    point.server_rss_peak_mb = round(peak_rss_mb(server.pid), 1)
+    point.server_rss_peak_mb = round(tree_peak_rss_mb(server.pid), 1)
     if len(edges) == 2 and units:
-        start, end = edges
-        point.retries = round(end.metrics.get(_RETRIES, 0) - start.metrics.get(_RETRIES, 0))
-        # The client resends these; only those still failing show among the rejections.
-        point.server_aborts = round(end.metrics.get(_ABORTS, 0) - start.metrics.get(_ABORTS, 0))
-        if transfers_per_op:  # writes: one transaction per RPC
-            point.retries_per_commit = point.retries / (sample.ops * rpcs_per_op)
-        point.server_cpu_s_per_1k = (end.server_cpu_s - start.server_cpu_s) / units * 1000
-        if start.db_cpu_s is not None and end.db_cpu_s is not None:
-            # Live backends only: one that exited in the window took its CPU time along.
-            spent = end.db_cpu_s - start.db_cpu_s
-            point.db_cpu_s_per_1k = spent / units * 1000 if spent >= 0 else None
+        _fill_from_edges(point, edges[0], edges[1], sample)
     if not sample.ops:
         point.error = "no operation completed in the window"
     return point
 
 
-def measure_pgbench(
+def failed_point(workload: str, concurrency: int, workers: int, error: str) -> Point:
+    """A service point that could not be measured at all (its server did not start)."""
+    point = Point("service", workload, concurrency, unit=UNITS[workload][0], workers=workers)
+    point.error = error
+    return point
+
+
+def measure_limit(
     dsn: str,
     inputs: ScriptInputs,
+    limit_name: str,
     workload: str,
     clients: int,
     warmup_s: float,
     measure_s: float,
 ) -> Point:
-    """The database limit for `workload` ("uniform" or "hot") at `clients` connections."""
-    point = Point("pgbench", workload, clients)
+    """One database limit (bench/limits.py) for `workload` ("uniform" or "hot") at
+    `clients` connections; per_s in transfers."""
+    limit = limits.LIMITS[limit_name]
+    point = Point("pgbench", workload, clients, limit=limit_name)
     try:
-        sample: Sample = run_pgbench(
+        script = limits.script(limit, hot=workload == "hot", with_trace_id=inputs.with_trace_id)
+        sample: Sample = run_script(
             dsn,
             inputs,
-            hot=workload == "hot",
+            script,
             clients=clients,
             warmup_s=warmup_s,
             measure_s=measure_s,
+            settings=limits.settings(limit),
         )
-    except Exception as error:
+    except Exception as error:  # a script that no longer fits the schema: say so, go on
         point.error = f"{type(error).__name__}: {error}"
         return point
-    point.per_s = sample.per_s
+    point.per_s = sample.per_s * limit.transfers_per_tx
     point.latency_ms = sample.latency_ms
     point.rejections = sample.failures
     point.retries = sample.retries
+    point.commits = sample.ops
     point.retries_per_commit = sample.retries / sample.ops if sample.ops else None
+    point.batch_size_mean = float(limit.transfers_per_tx)
     if not sample.ops:
         point.error = "no transaction completed in the window"
     return point
 
 
 def as_dict(point: Point) -> dict[str, Any]:
-    """The JSON form of a point."""
-    return {**asdict(point), "mode": point.mode}
+    """The JSON form of a point (an unbounded figure as None)."""
+    data = {**asdict(point), "mode": point.mode}
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()
+    }

@@ -3,18 +3,22 @@
     python -m bench.run [--plan bench|bench-full|profile] [--server-env KEY=VALUE ...]
 
 One run, one database: start a fresh embedded PostgreSQL (or use DATABASE_URL), migrate,
-seed a tenant with 10,000 numbered accounts (UNLIMITED overdraft), start the real server
-as its own process, then measure each workload at each concurrency with client processes
-(bench/loadgen.py), the RPC floor (health checks) and the database limit (pgbench running
-the service's own transfer SQL, bench/transfer_sql.py). Writes bench/results/latest.{json,
-md,png} (and a timestamped copy under bench/results/runs/), prints the table, and ends
-with `verify` on the database it used: the exit status is 1 unless the ledger is clean.
+seed a tenant with 10,000 numbered accounts (UNLIMITED overdraft) and a history of posted
+transfers among them (bench/database.py says why), start the real server as its own
+process, then measure each workload at each concurrency with client processes
+(bench/loadgen.py), the RPC floor (health checks) and, next to the transfer workloads,
+the database's limits with pgbench (bench/limits.py: one transfer in one round trip, 100
+transfers in one statement, and the service's own SQL). Then a second server, `serve
+--workers N`, under the plan's workers points. Writes bench/results/latest.{json,md,png}
+(and a timestamped copy under bench/results/runs/), prints the table, and ends with
+`verify` on the database it used: the exit status is 1 unless the ledger is clean.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,29 +32,24 @@ from typing import Any
 import asyncpg
 import grpc
 
-from bench import chart, report
+from bench import chart, limits, report
 from bench.database import (
     HOT_ACCOUNT,
     BenchTenant,
     bench_database,
     prepare,
-    probe_outcome,
-    service_role,
 )
 from bench.loadgen import ClientPool, LoadSpec
 from bench.pgbench import ScriptInputs
-from bench.plan import DB_LIMIT_WORKLOADS, PLANS, WORKLOADS, Plan
-from bench.points import Point, measure_pgbench, measure_service
+from bench.plan import LIMITS_BY_WORKLOAD, PLANS, WORKLOADS, Plan
+from bench.points import Point, failed_point, measure_limit, measure_service
+from bench.probe import probe
 from bench.profile import profile_server
-from bench.server import Server, running_server
-from bench.transfer_sql import account_id
+from bench.server import Server, running_server, wait_ready
 from moneymovement.client import wait_until_serving
 from moneymovement.storage.verify import verify_ledger
-from moneymovement.v1 import money_movement_service_pb2 as mpb
-from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PROBE_REQUEST_ID = "bench-probe"
 
 
 def _parse_args() -> argparse.Namespace:
@@ -61,6 +60,15 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds, override the plan's")
     parser.add_argument("--measure", type=float, help="seconds, override the plan's")
     parser.add_argument("--no-db-limit", action="store_true", help="skip pgbench")
+    parser.add_argument(
+        "--limits", nargs="*", choices=sorted(limits.LIMITS), help="only these pgbench limits"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes of the second server (serve --workers N, N >= 2; 0 or 1: no "
+        "second server, the first is the one-worker case); default: the plan's",
+    )
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--results", type=Path, default=RESULTS)
     return parser.parse_args()
@@ -73,37 +81,33 @@ def _plan(args: argparse.Namespace) -> Plan:
         changes["concurrencies"] = tuple(args.concurrency)
     if args.warmup is not None:
         changes["warmup_s"] = args.warmup
+        changes["limit_warmup_s"] = args.warmup
     if args.measure is not None:
         changes["measure_s"] = args.measure
+        changes["limit_measure_s"] = args.measure
+    if args.workers is not None:
+        changes["workers"] = args.workers
+    if args.concurrency:  # the workers points only at the concurrencies asked for
+        wanted = plan.workers_concurrencies
+        changes["workers_concurrencies"] = tuple(c for c in wanted if c in args.concurrency)
+    if args.workloads is not None:
+        kept = ("rpc_floor", *args.workloads)
+        changes["workers_workloads"] = tuple(w for w in plan.workers_workloads if w in kept)
     return dataclasses.replace(plan, **changes)
 
 
-async def _probe(server: Server, dsn: str, tenant: BenchTenant) -> ScriptInputs:
-    """One real transfer through the service; pgbench then saves an outcome like it."""
-    await wait_until_serving(server.target)
-    request = mpb.CreateTransferRequest(
-        request_id=PROBE_REQUEST_ID,
-        debit_account_id=account_id(2),
-        credit_account_id=account_id(3),
-        amount_minor=1,
-        currency_code="USD",
-    )
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        await mgrpc.MoneyMovementServiceStub(channel).CreateTransfer(
-            request, metadata=(("authorization", f"Bearer {tenant.token}"),), timeout=30
-        )
-    fingerprint, outcome, traced = await probe_outcome(dsn, tenant.tenant_id, PROBE_REQUEST_ID)
-    role = await service_role(dsn)
-    return ScriptInputs(
-        tenant.tenant_id, tenant.accounts, HOT_ACCOUNT, fingerprint, outcome, traced, role
-    )
+def _label(point: Point) -> str:
+    if point.source == "pgbench":
+        return f"pgbench  {point.workload:<13} {point.limit:<11}"
+    workers = f"x{point.workers} workers" if point.workers > 1 else ""
+    return f"{point.source:<8} {point.workload:<13} {workers:<11}"
 
 
 def _show(point: Point) -> None:
-    what = f"{point.source:<8} {point.workload:<13} {point.mode:<6} "
+    what = f"{_label(point)} {point.mode:<6} "
     what += f"{point.rate_per_s:>6.0f}/s" if point.rate_per_s else f"{point.concurrency:>4} clients"
     if point.error:
-        print(f"{what}  FAILED: {point.error}", flush=True)
+        print(f"{what}  FAILED: {point.error.splitlines()[0][:300]}", flush=True)
         return
     lat = point.latency_ms
     print(
@@ -113,46 +117,89 @@ def _show(point: Point) -> None:
     )
 
 
-def _measure_all(
-    plan: Plan,
-    workloads: tuple[str, ...],
-    dsn: str,
-    server: Server,
-    clients: ClientPool,
-    inputs: ScriptInputs,
-    pg_pid: int | None,
-    db_limit: bool,
-) -> list[Point]:
-    points: list[Point] = []
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What every point of a run needs."""
 
-    def keep(point: Point) -> Point:
+    plan: Plan
+    dsn: str
+    pg_pid: int | None
+    inputs: ScriptInputs
+    limits: tuple[str, ...]  # the pgbench limits to measure
+    points: list[Point]
+
+    def keep(self, point: Point) -> Point:
         _show(point)
-        points.append(point)
+        self.points.append(point)
         return point
 
+    def measure_limits(self, workload: str, concurrency: int) -> None:
+        """The database limits of `workload` at `concurrency`, right after its service point."""
+        warmup = self.plan.limit_warmup_s
+        measure = self.plan.limit_measure_s
+        for name in LIMITS_BY_WORKLOAD.get(workload, ()):
+            if name in self.limits:
+                self.keep(
+                    measure_limit(
+                        self.dsn,
+                        self.inputs,
+                        name,
+                        workload,
+                        concurrency,
+                        self.plan.warmup_s if warmup is None else warmup,
+                        self.plan.measure_s if measure is None else measure,
+                    )
+                )
+
+
+def _measure_all(
+    context: _Context, workloads: tuple[str, ...], server: Server, clients: ClientPool
+) -> None:
+    plan = context.plan
     for concurrency in plan.concurrencies:
         spec = LoadSpec("rpc_floor", concurrency, 0, plan.warmup_s, plan.measure_s)
-        keep(measure_service(server, clients, spec, pg_pid))
+        context.keep(measure_service(server, clients, spec, context.pg_pid))
     for workload in workloads:
         best = 0.0
         for concurrency in plan.concurrencies:
             spec = LoadSpec(workload, concurrency, 0, plan.warmup_s, plan.measure_s)
-            point = keep(measure_service(server, clients, spec, pg_pid))
+            point = context.keep(measure_service(server, clients, spec, context.pg_pid))
             best = max(best, point.rpcs_per_s or 0.0)
-            # Side by side: the database limit of the same transfer, right after.
-            if db_limit and workload in DB_LIMIT_WORKLOADS:
-                keep(
-                    measure_pgbench(
-                        dsn, inputs, workload, concurrency, plan.warmup_s, plan.measure_s
-                    )
-                )
+            # Side by side: the database's limits for the same transfers, right after.
+            context.measure_limits(workload, concurrency)
         if workload in plan.open_loop_workloads:
             for fraction in plan.open_loop_fractions:
                 rate = round(best * fraction)
                 if rate > 0:
                     spec = LoadSpec(workload, 0, rate, plan.warmup_s, plan.measure_s)
-                    keep(measure_service(server, clients, spec, pg_pid))
-    return points
+                    context.keep(measure_service(server, clients, spec, context.pg_pid))
+
+
+def _measure_workers(
+    context: _Context, tenant: BenchTenant, overrides: dict[str, str], log: Path
+) -> None:
+    """The plan's workers points against `serve --workers N` (N >= 2; the first server
+    is the one-worker case). If that server or its clients do not come up (say the flag
+    is unknown), each point records why."""
+    plan = context.plan
+    wanted = [(w, c) for w in plan.workers_workloads for c in plan.workers_concurrencies]
+    if plan.workers < 2 or not wanted:
+        return
+    server_cm = running_server(context.dsn, overrides, log, workers=plan.workers)
+    with server_cm as server, contextlib.ExitStack() as stack:
+        try:
+            wait_ready(server)  # fails at once if the server exited
+            asyncio.run(wait_until_serving(server.target, timeout_s=60))
+            pool = ClientPool(server.target, tenant.token, tenant.accounts, HOT_ACCOUNT)
+            clients = stack.enter_context(pool)
+        except Exception as error:
+            why = f"serve --workers {plan.workers} did not come up: {error}"
+            for workload, concurrency in wanted:
+                context.keep(failed_point(workload, concurrency, plan.workers, why))
+            return
+        for workload, concurrency in wanted:
+            spec = LoadSpec(workload, concurrency, 0, plan.warmup_s, plan.measure_s)
+            context.keep(measure_service(server, clients, spec, context.pg_pid))
 
 
 def _machine() -> str:
@@ -204,44 +251,83 @@ def _write(results: Path, run: dict[str, Any], points: list[Point]) -> str:
     return text
 
 
+def _selected_limits(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.no_db_limit:
+        return ()
+    return tuple(args.limits if args.limits is not None else limits.LIMITS)
+
+
+def _install_limits(dsn: str, selected: tuple[str, ...], notes: list[str]) -> bool:
+    """Installs the limits' functions if a selected limit needs them; a failure is noted
+    (its points then fail with pgbench's own message)."""
+    if not set(selected) - {"service_sql"}:
+        return False
+    try:
+        asyncio.run(limits.install(dsn))
+    except Exception as error:
+        notes.append(f"the limits' functions could not be installed: {error}")
+        return False
+    return True
+
+
+def _measure(
+    args: argparse.Namespace,
+    plan: Plan,
+    dsn: str,
+    pg_pid: int | None,
+    tenant: BenchTenant,
+    notes: list[str],
+) -> list[Point]:
+    """Every point of the run, on the prepared database."""
+    workloads = ("uniform",) if plan.name == "profile" else tuple(args.workloads or WORKLOADS)
+    overrides = dict(item.split("=", 1) for item in args.server_env)
+    selected = _selected_limits(args)
+    installed = plan.name != "profile" and _install_limits(dsn, selected, notes)
+    points: list[Point] = []
+    try:
+        with running_server(dsn, overrides, args.results / "server.log") as server:
+            inputs = asyncio.run(probe(server, dsn, tenant))
+            if inputs.note:
+                notes.append(inputs.note)
+            context = _Context(plan, dsn, pg_pid, inputs, selected, points)
+            pool = ClientPool(server.target, tenant.token, tenant.accounts, HOT_ACCOUNT)
+            with pool as clients:
+                if plan.name == "profile":
+                    return [profile_server(server, clients, plan, pg_pid, args.results)]
+                _measure_all(context, workloads, server, clients)
+        _measure_workers(context, tenant, overrides, args.results / "server-workers.log")
+    finally:
+        if installed:
+            asyncio.run(limits.uninstall(dsn))
+    return points
+
+
 def main() -> int:
     args = _parse_args()
     plan = _plan(args)
-    workloads = ("uniform",) if plan.name == "profile" else tuple(args.workloads or WORKLOADS)
-    overrides = dict(item.split("=", 1) for item in args.server_env)
     started = time.time()
+    notes: list[str] = []
     run: dict[str, Any] = {
         "plan": plan.name,
         "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": _machine(),
         "server_env": " ".join(args.server_env),
         "accounts": plan.accounts,
+        "history_transfers": plan.history_transfers,
         "warmup_s": plan.warmup_s,
         "measure_s": plan.measure_s,
+        "limit_warmup_s": plan.limit_warmup_s,
+        "limit_measure_s": plan.limit_measure_s,
+        "workers": plan.workers,
+        "notes": notes,
     }
     with bench_database() as (dsn, pg_pid):
         run["machine"] += f", PostgreSQL {asyncio.run(_postgres_version(dsn))}"
-        tenant = asyncio.run(prepare(dsn, plan.accounts))
-        log = args.results / "server.log"
-        with running_server(dsn, overrides, log) as server:
-            inputs = asyncio.run(_probe(server, dsn, tenant))
-            pool = ClientPool(server.target, tenant.token, tenant.accounts, HOT_ACCOUNT)
-            with pool as clients:
-                if plan.name == "profile":
-                    points = [profile_server(server, clients, plan, pg_pid, args.results)]
-                else:
-                    points = _measure_all(
-                        plan,
-                        workloads,
-                        dsn,
-                        server,
-                        clients,
-                        inputs,
-                        pg_pid,
-                        db_limit=not args.no_db_limit,
-                    )
+        tenant = asyncio.run(prepare(dsn, plan.accounts, plan.history_transfers))
+        points = _measure(args, plan, dsn, pg_pid, tenant, notes)
         run["verify"] = asyncio.run(_verify(dsn))
     report.add_ratios(points)
+    run["limits"] = {name: limits.describe(limit) for name, limit in limits.LIMITS.items()}
     run["wall_s"] = time.time() - started
     if plan.name == "profile":
         print(f"verify: {run['verify']['verdict']}\n{run['verify']['summary']}")

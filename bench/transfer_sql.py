@@ -5,8 +5,9 @@ This module is the one place that says which of the service's named queries
 which parameters. The SQL text itself is always read from the service, so a changed
 statement is picked up by itself; a changed *sequence* (statements merged or split, a
 `set_config` for row-level security, other parameters) must be mirrored in
-`transfer_steps()` below. Today the service does (service/requests.py, service/transfers.py,
-storage/session.py):
+`transfer_steps()` below (the one function to edit; a script that no longer matches the
+service's queries fails its point with the reason, and the run goes on). Today the service
+does (service/requests.py, service/transfers.py, storage/session.py):
 
     begin_write                        BEGIN SERIALIZABLE + set_config(tenant), one
                                        round trip (pipelined here: pgbench sends each
@@ -33,6 +34,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bench.accounts import account_id as account_id  # re-exported: older importers
+from bench.accounts import account_id_sql
 from moneymovement.storage.queries import query
 
 # Variables the script expects from pgbench -D: the tenant, the number of accounts, the
@@ -48,16 +51,6 @@ _TOTALS = (
     "pending_credits_minor",
     "version",
 )
-
-
-def account_id_sql(number_var: str) -> str:
-    """The SQL spelling of account `:number_var`'s id (see seed_bench_accounts)."""
-    return f"'acct_' || translate(lpad(:{number_var}, 26, '0'), '0123456789', 'abcdefghij')"
-
-
-def account_id(number: int) -> str:
-    """The same id in Python, for the load generator."""
-    return "acct_" + str(number).zfill(26).translate(str.maketrans("0123456789", "abcdefghij"))
 
 
 def _array(*items: str) -> str:
@@ -87,9 +80,11 @@ class Statement:
 
 @dataclass(frozen=True)
 class Raw:
-    """A line of pgbench script as it is (BEGIN, COMMIT, \\set arithmetic)."""
+    """A line of pgbench script as it is (BEGIN, COMMIT, \\set arithmetic); `name` is the
+    service's query it stands for, if any."""
 
     text: str
+    name: str = ""
 
     def render(self) -> str:
         return self.text
@@ -113,7 +108,7 @@ def _locked_totals() -> Raw:
         for role, account in (("dr", DEBIT), ("cr", CREDIT))
         for total in _TOTALS
     )
-    return Raw(f"SELECT {columns}\nFROM ({lock}) AS locked \\gset")
+    return Raw(f"SELECT {columns}\nFROM ({lock}) AS locked \\gset", "lock_accounts")
 
 
 def _new_totals() -> list[Raw]:
@@ -197,7 +192,7 @@ def transfer_steps(*, with_trace_id: bool) -> list[Statement | Raw]:
     ]
 
 
-def _picks(hot: bool) -> list[str]:
+def pick_transfer(hot: bool) -> list[str]:
     """Random accounts (distinct), amount and ids; the hot case credits `:hot` every time."""
     if hot:
         pick = [
@@ -211,8 +206,9 @@ def _picks(hot: bool) -> list[str]:
             r"\set c random(1, :accounts - 1)",
             r"\set c :c + CASE WHEN :c >= :d THEN 1 ELSE 0 END",
         ]
-    # Request and transfer ids are random, as the service's are (shared/FACTS.md: ordered
-    # ids under SERIALIZABLE meet on one B-tree page).
+    # Request and transfer ids are random, as the service's are: under SERIALIZABLE,
+    # time-ordered ids make every insert meet on the index's newest page, where SSI's
+    # page-sized predicate locks turn them into serialization failures.
     return [
         *pick,
         r"\set amount random(1, 1000)",
@@ -225,4 +221,10 @@ def transfer_script(*, hot: bool, with_trace_id: bool) -> str:
     """The pgbench script of one transfer (uniform, or crediting the hot account)."""
     steps = transfer_steps(with_trace_id=with_trace_id)
     rendered = [s.render() + (";" if isinstance(s, Statement) else "") for s in steps]
-    return "\n".join([*_picks(hot), *rendered]) + "\n"
+    return "\n".join([*pick_transfer(hot), *rendered]) + "\n"
+
+
+def sequence() -> str:
+    """The service's queries the script runs, in order (the report names them)."""
+    steps = transfer_steps(with_trace_id=False)
+    return " → ".join(step.name for step in steps if step.name)

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.transfer_sql import account_id
+from bench.accounts import account_id
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import balance_service_pb2_grpc as bgrpc
 from moneymovement.v1 import money_movement_service_pb2 as mpb
