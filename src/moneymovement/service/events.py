@@ -1,7 +1,9 @@
 """Domain events: what happened to money, counted and told once it is committed.
 
 Called after the transaction that made the change committed, and never for a replay, so
-each event is counted once per effect. Told on the request's own canonical log line
+each event is counted once per effect: counted by batch (`count`, one call per kind
+and currency instead of one per transfer), told per request. Told on the request's own
+canonical log line
 (its fields are bound to the request's logging context: one line per RPC), or on a line
 of its own when no request is waiting for it (the sweeper's expiries, a caller that gave
 up before the commit).
@@ -9,6 +11,7 @@ up before the commit).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import structlog
@@ -19,10 +22,31 @@ from moneymovement.observability import metrics
 log = structlog.get_logger("moneymovement.events")
 
 
+def count(created: list[Transfer], ended_holds: list[Transfer]) -> None:
+    """Counts a committed batch's new transfers and ended holds in the metrics."""
+    moved: Counter[tuple[str, str]] = Counter()
+    amounts: Counter[tuple[str, str]] = Counter()
+    for transfer in created:
+        key = (transfer.currency_code, _kind(transfer))
+        moved[key] += 1
+        amounts[key] += transfer.amount_minor
+    expired: Counter[str] = Counter()
+    for hold in ended_holds:
+        if hold.state is TransferState.POSTED:
+            moved[(hold.currency_code, "capture")] += 1
+            amounts[(hold.currency_code, "capture")] += hold.posted_amount_minor
+        elif hold.state is TransferState.EXPIRED:
+            expired[hold.currency_code] += 1
+    for (currency, kind), n in moved.items():
+        labels = {"currency": currency, "kind": kind}
+        metrics.transfers.add(n, labels)
+        metrics.amount_moved.add(amounts[(currency, kind)], labels)
+    for currency, n in expired.items():
+        metrics.holds_expired.add(n, {"currency": currency})
+
+
 def transfers_created(transfers: list[Transfer], *, own_line: bool = False) -> None:
     """New transfers: immediate ones moved money, pending ones reserved it."""
-    for transfer in transfers:
-        _moved(transfer, _kind(transfer), transfer.amount_minor)
     if not transfers:
         return
     first = transfers[0]
@@ -42,10 +66,6 @@ def transfers_created(transfers: list[Transfer], *, own_line: bool = False) -> N
 
 def hold_ended(transfer: Transfer, *, own_line: bool = False) -> None:
     """A hold was posted, voided or expired."""
-    if transfer.state is TransferState.POSTED:
-        _moved(transfer, "capture", transfer.posted_amount_minor)
-    elif transfer.state is TransferState.EXPIRED:
-        metrics.holds_expired.add(1, {"currency": transfer.currency_code})
     fields = {
         "transfer_id": transfer.id,
         "hold_state": transfer.state.value,
@@ -67,9 +87,3 @@ def _tell(event: str, fields: dict[str, Any], own_line: bool) -> None:
         log.info(event, **fields)
     else:
         structlog.contextvars.bind_contextvars(domain_event=event, **fields)
-
-
-def _moved(transfer: Transfer, kind: str, amount_minor: int) -> None:
-    labels = {"currency": transfer.currency_code, "kind": kind}
-    metrics.transfers.add(1, labels)
-    metrics.amount_moved.add(amount_minor, labels)

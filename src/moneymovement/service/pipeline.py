@@ -362,7 +362,16 @@ class WritePipeline:
         metrics.write_batch_size.record(len(items))
         if len(self._accounts_of) > _REMEMBERED_TRANSFERS:
             self._accounts_of.clear()  # a bound, not a cache policy: misses only cost a retry
+        created, ended = [], []
         for pending, answer in zip(items, answers, strict=True):
+            if answer.fresh and answer.result is not None:
+                method = pending.command.method
+                if method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
+                    ended.append(answer.result)
+                elif method == "ReverseTransfer":
+                    created.append(answer.result[0])
+                else:
+                    created += _transfers_in(answer.result)
             for transfer in _transfers_in(answer.result):
                 self._accounts_of[(tenant_id, transfer.id)] = (
                     transfer.debit_account_id,
@@ -370,6 +379,7 @@ class WritePipeline:
                 )
             answer.attempts = attempt
             pending.answer(answer)
+        events.count(created, ended)
 
 
 def _transaction_span(attributes: dict[str, str | int]) -> AbstractContextManager[object]:
