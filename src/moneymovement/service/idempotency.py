@@ -2,8 +2,9 @@
 
 A recorded command's outcome (its result, or its business rejection) is written with its
 effect, in the same statement of the same transaction, keyed by (tenant, request_id).
-Before a batch is decided, the outcomes of all its request ids are read in the statement
-that locks its rows (storage/ledger.py). Then, command by command (`Deduplicator`):
+Just before a batch's transaction, the outcomes of all its request ids are read in one
+statement (storage/sql/ledger.sql, find_outcomes). Then, command by command
+(`Deduplicator`):
 
 - a request id with a recorded outcome is not run again: the same request gets the
   recorded answer (a rejection too); another request with that id gets REQUEST_ID_REUSED;

@@ -308,18 +308,21 @@ class WritePipeline:
             return
 
     async def _attempt(self, tenant_id: str, items: Sequence[_Pending]) -> list[_Answer]:
-        """One transaction for `items`: lock and read, decide, write, commit."""
+        """One transaction for `items`: lock and read, decide, write, commit; the recorded
+        outcomes of their request ids are read just before (storage/sql/ledger.sql)."""
+        request_ids = {p.request_id for p in items if p.command.recorded}
+        async with self._database.reader(tenant_id) as reader:
+            recorded = await reader.ledger.outcomes(request_ids)
         async with self._database.session(tenant_id, write=True) as session:
             snapshot = await session.ledger.lock(
                 {a for p in items for a in p.command.account_ids()},
                 {t for p in items for t in p.command.transfer_ids()},
-                {p.request_id for p in items if p.command.recorded},
                 {x for p in items for x in p.command.external_ids()},
             )
             ledger = Ledger(
                 snapshot.now, snapshot.accounts, snapshot.transfers, snapshot.taken_external_ids
             )
-            dedup = Deduplicator(snapshot.outcomes)
+            dedup = Deduplicator(recorded)
             answers: list[_Answer] = []
             outcomes: list[NewOutcome] = []
             for index, pending in enumerate(items):

@@ -52,7 +52,6 @@ class Snapshot:
     now: datetime
     accounts: dict[str, Account]
     transfers: dict[str, Transfer]
-    outcomes: dict[str, StoredOutcome]
     taken_external_ids: set[str]
 
 
@@ -63,22 +62,28 @@ class LedgerStore:
         self._db = connection
         self._tenant = tenant_id
 
+    async def outcomes(self, request_ids: Collection[str]) -> dict[str, StoredOutcome]:
+        """The recorded outcomes of `request_ids`, read before the transaction begins
+        (sql/ledger.sql, find_outcomes, says why)."""
+        if not request_ids:
+            return {}
+        rows = await self._db.fetch(query("find_outcomes"), self._tenant, list(request_ids))
+        return {r["request_id"]: StoredOutcome(bytes(r["fingerprint"]), r["outcome"]) for r in rows}
+
     async def lock(
         self,
         account_ids: Collection[str],
         transfer_ids: Collection[str],
-        request_ids: Collection[str],
         external_ids: Collection[str],
     ) -> Snapshot:
         """Locks the transfers, then the accounts (those named and those of the
-        transfers), and reads the recorded outcomes of `request_ids` and which of
-        `external_ids` are taken. Ids that do not exist are simply absent."""
+        transfers), and reads which of `external_ids` are taken. Ids that do not exist
+        are simply absent."""
         row = await self._db.fetchrow(
             query("lock_batch"),
             self._tenant,
             sorted(account_ids),
             sorted(transfer_ids),
-            list(request_ids),
             list(external_ids),
         )
         assert row is not None
@@ -90,10 +95,6 @@ class LedgerStore:
             now=row["db_now"],
             accounts={a["account_id"]: account_from_row(a) for a in row["accounts"]},
             transfers={t.id: t for t in transfers},
-            outcomes={
-                o["request_id"]: StoredOutcome(bytes(o["fingerprint"]), o["outcome"])
-                for o in row["outcomes"]
-            },
             taken_external_ids=set(row["taken_external_ids"]),
         )
 

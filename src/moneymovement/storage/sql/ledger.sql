@@ -6,9 +6,9 @@
 -- one round trip: the transfers they change ($3), then the accounts they name ($2) and
 -- the accounts of those transfers, each in id order, so every transaction takes its
 -- locks in the same order (transfers before accounts, ids ascending) and none can wait
--- for another in a cycle. Also the recorded outcomes of the batch's request ids ($4),
--- the external ids already taken among those new accounts claim ($5), and now(), the
--- transaction's time: the one clock for expiry decisions and new rows.
+-- for another in a cycle. Also the external ids already taken among those new accounts
+-- claim ($4), and now(), the transaction's time: the one clock for expiry decisions and
+-- new rows.
 -- Rows come back as the tables' own row types, the transfers' reversals as JSON beside.
 WITH locked_transfers AS (
     SELECT t.*
@@ -35,12 +35,26 @@ SELECT now() AS db_now,
        -- not decodable by the driver).
        ARRAY(SELECT transfer_reversals(t.tenant_id, t.transfer_id)
              FROM locked_transfers AS t ORDER BY t.transfer_id) AS reversals,
-       ARRAY(SELECT o::request_outcomes
-             FROM request_outcomes AS o
-             WHERE o.tenant_id = $1 AND o.request_id = ANY($4::text[])) AS outcomes,
        ARRAY(SELECT a.external_id
              FROM accounts AS a
-             WHERE a.tenant_id = $1 AND a.external_id = ANY($5::text[])) AS taken_external_ids;
+             WHERE a.tenant_id = $1 AND a.external_id = ANY($4::text[])) AS taken_external_ids;
+
+-- name: find_outcomes
+-- The recorded outcomes of a batch's request ids, read just BEFORE its transaction, in
+-- one statement of its own (a one-statement read, sessions.sql): inside the SERIALIZABLE
+-- transaction this read would take SSI predicate locks on the B-tree pages where the ids
+-- would be, which every concurrent batch inserts its own outcomes into, and batches would
+-- fail each other. An outcome committed after this read is caught by the outcome's key
+-- instead: the batch's write fails, and its retry reads again and finds it.
+SELECT r.*
+FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
+LATERAL (
+    SELECT o.request_id, o.fingerprint, o.outcome
+    FROM request_outcomes AS o
+    WHERE o.tenant_id = $1 AND o.request_id = ANY($2::text[])
+      AND declared.tenant IS NOT NULL
+    OFFSET 0
+) AS r;
 
 -- name: write_batch
 -- Writes what a batch decided, in one statement: accounts opened ($2) and changed ($3:
