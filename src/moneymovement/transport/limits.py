@@ -3,8 +3,8 @@
 Both refuse at once with a delay to retry after, instead of queueing: a queue in front of
 a saturated database only turns overload into timeouts for everyone. They count per
 process (per replica), in the interceptor, because grpc.aio's own
-`maximum_concurrent_rpcs` was ignored, then bypassable (shared/FACTS.md), and answers
-without our error details.
+`maximum_concurrent_rpcs` was ignored, then bypassable (grpc issues 30424 and 41531),
+and answers without our error details.
 """
 
 from __future__ import annotations
