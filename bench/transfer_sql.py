@@ -7,25 +7,34 @@ statement is picked up by itself; a changed *sequence* (statements merged or spl
 `set_config` for row-level security, other parameters) must be mirrored in
 `transfer_steps()` below (the one function to edit; a script that no longer matches the
 service's queries fails its point with the reason, and the run goes on). Today the service
-does (service/requests.py, service/transfers.py, storage/session.py):
+runs the write pipeline's transaction for a batch of one (service/pipeline.py `_attempt`,
+storage/ledger.py, storage/sql/ledger.sql and sessions.sql):
 
-    begin_write                        BEGIN SERIALIZABLE + set_config(tenant), one
-                                       round trip (pipelined here: pgbench sends each
-                                       statement separately)
-    lock_accounts                      both accounts, FOR UPDATE, in id order
-    write_postings                     one CTE statement: the new totals from the
-                                       domain, and the request's outcome row
+    find_outcomes                      the request id's recorded outcome: a one-statement
+                                       read in autocommit that declares the tenant itself,
+                                       BEFORE the transaction
+    begin_write                        BEGIN SERIALIZABLE + SET LOCAL plan_cache_mode +
+                                       set_config(tenant), one round trip (pipelined here:
+                                       pgbench sends each statement separately)
+    lock_batch                         both accounts (ids sorted), FOR UPDATE, no
+                                       transfers, no external ids; returns now()
+    write_batch                        one CTE statement, each parameter an array of its
+                                       table's row type: the two changed accounts (new
+                                       totals, version + 1), the new transfer, its two
+                                       entries (running balances), the outcome row
     commit
 
 as the service's own role (migrations/0004), so row-level security applies as in the service
-(pgbench.py sets it). A new request id is not looked up first (service/requests.py).
+(pgbench.py sets it).
 
 pgbench can only bind scalar variables, so each `$n` is replaced by a SQL expression of
-pgbench variables: an array parameter becomes `ARRAY[...]`, an account id is spelled from
-its number (the bench seeds ids that are a function of a number, bench/bench.sql). The
-domain's arithmetic (new totals and versions) is done with pgbench's `\\set` from the
-locked rows, which the lock query returns through `\\gset`; as `\\gset` takes one row, the
-lock query is wrapped in an aggregate that pivots the two locked rows into one.
+pgbench variables: an array parameter becomes `ARRAY[...]`, a row-typed one
+`ARRAY[ROW(...)::table, ...]` in the table's column order (storage/rows.py), an account id
+is spelled from its number (the bench seeds ids that are a function of a number,
+bench/bench.sql). The domain's arithmetic (new totals and versions) is done with pgbench's
+`\\set` from the locked rows, which the lock query returns through `\\gset`; as `\\gset`
+takes scalar columns of one row, the lock query is wrapped in a query that spreads the two
+locked accounts' columns over one row (lo_<column>, hi_<column>, in id order).
 """
 
 from __future__ import annotations
@@ -37,6 +46,12 @@ from dataclasses import dataclass
 from bench.accounts import account_id as account_id  # re-exported: older importers
 from bench.accounts import account_id_sql
 from moneymovement.storage.queries import query
+from moneymovement.storage.rows import (
+    ACCOUNT_COLUMNS,
+    ENTRY_COLUMNS,
+    OUTCOME_COLUMNS,
+    TRANSFER_COLUMNS,
+)
 
 # Variables the script expects from pgbench -D: the tenant, the number of accounts, the
 # hot account's number, and a real outcome row (fingerprint hex and JSON) to save.
@@ -65,6 +80,9 @@ EMPTY = "'{}'"
 DEBIT = account_id_sql("d")
 CREDIT = account_id_sql("c")
 TRANSFER_ID = "'tr_' || :tid"
+LOW = account_id_sql("lo")
+HIGH = account_id_sql("hi")
+_SIDES = ("lo", "hi")
 
 
 @dataclass(frozen=True)
@@ -100,94 +118,158 @@ def bind(sql: str, params: Mapping[int, str]) -> str:
     return _PARAM.sub(lambda match: f"({params[int(match.group(1))]})", text)
 
 
-def _locked_totals() -> Raw:
-    """lock_accounts, pivoted to one row: dr_<total> of the debit, cr_<total> of the credit."""
-    lock = bind(query("lock_accounts"), {1: ":tenant", 2: _array(DEBIT, CREDIT)})
+def _new(column: str) -> str:
+    """The variable of a total (or the version) after the move: posted_debits_new, ..."""
+    return column.removesuffix("_minor") + "_new"
+
+
+def _sorted_ids() -> list[Raw]:
+    """`:lo` and `:hi`, the two accounts' numbers in id order (an id's order is its
+    number's, bench/accounts.py): the service locks and writes accounts sorted by id."""
+    return [Raw(r"\set lo least(:d, :c)"), Raw(r"\set hi greatest(:d, :c)")]
+
+
+def _locked_rows() -> Raw:
+    """lock_batch, its locked accounts spread over one row for `\\gset`: the transaction's
+    time as `db_now`, each column of the lower-id account as lo_<column> and of the
+    higher-id one as hi_<column> (the order the service writes them back in)."""
+    lock = bind(query("lock_batch"), {1: ":tenant", 2: _array(LOW, HIGH), 3: EMPTY, 4: EMPTY})
     columns = ",\n       ".join(
-        f"max({total}) FILTER (WHERE account_id = {account}) AS {role}_{total}"
-        for role, account in (("dr", DEBIT), ("cr", CREDIT))
-        for total in _TOTALS
+        ["l.db_now AS db_now"]
+        + [f"{side}.{column} AS {side}_{column}" for side in _SIDES for column in ACCOUNT_COLUMNS]
     )
-    return Raw(f"SELECT {columns}\nFROM ({lock}) AS locked \\gset", "lock_accounts")
+    sides = "\n".join(
+        f"JOIN LATERAL unnest(l.accounts) AS {side} ON {side}.account_id = {account}"
+        for side, account in zip(_SIDES, (LOW, HIGH), strict=True)
+    )
+    return Raw(f"SELECT {columns}\nFROM ({lock}) AS l\n{sides} \\gset", "lock_batch")
 
 
 def _new_totals() -> list[Raw]:
-    """The domain's move() for an immediate transfer: debit's posted debits and credit's
-    posted credits grow by the amount, each version by one."""
-    return [
-        Raw(r"\set dr_posted_debits_new :dr_posted_debits_minor + :amount"),
-        Raw(r"\set dr_version_new :dr_version + 1"),
-        Raw(r"\set cr_posted_credits_new :cr_posted_credits_minor + :amount"),
-        Raw(r"\set cr_version_new :cr_version + 1"),
-    ]
+    """The domain's move() for an immediate transfer: the debit's posted debits and the
+    credit's posted credits grow by the amount, each version by one. Per side (lo, hi)
+    for the changed accounts, then per role (dr, cr) for the entries' running balances."""
+    lines = []
+    for side in _SIDES:
+        lines += [
+            rf"\set {side}_debited CASE WHEN :{side} = :d THEN :amount ELSE 0 END",
+            rf"\set {side}_posted_debits_new :{side}_posted_debits_minor + :{side}_debited",
+            rf"\set {side}_posted_credits_new :{side}_posted_credits_minor + :amount"
+            rf" - :{side}_debited",
+            rf"\set {side}_pending_debits_new :{side}_pending_debits_minor",
+            rf"\set {side}_pending_credits_new :{side}_pending_credits_minor",
+            rf"\set {side}_version_new :{side}_version + 1",
+        ]
+    for role, number in (("dr", "d"), ("cr", "c")):
+        lines += [
+            rf"\set {role}_{new} CASE WHEN :{number} = :lo THEN :lo_{new} ELSE :hi_{new} END"
+            for new in (_new(column) for column in _TOTALS)
+        ]
+    return [Raw(line) for line in lines]
 
 
-def _after() -> list[str]:
-    """The four totals arrays, debit then credit, after the move (accounts and entries)."""
-    return [
-        _array(":dr_posted_debits_new", ":cr_posted_debits_minor"),
-        _array(":dr_posted_credits_minor", ":cr_posted_credits_new"),
-        _array(":dr_pending_debits_minor", ":cr_pending_debits_minor"),
-        _array(":dr_pending_credits_minor", ":cr_pending_credits_minor"),
-    ]
+def _row(table: str, columns: tuple[str, ...], values: Mapping[str, str]) -> str:
+    """ROW(...)::table, the values in the table's column order (storage/rows.py)."""
+    return f"ROW({', '.join(values[column] for column in columns)})::{table}"
+
+
+def _changed_account(side: str) -> str:
+    """The locked account `side` (lo or hi) after the move, as an `accounts` row: as
+    locked, with its new totals and version."""
+    values = {column: f":{side}_{column}" for column in ACCOUNT_COLUMNS}
+    values.update({column: f":{side}_{_new(column)}" for column in _TOTALS})
+    values["external_id"] = f"NULLIF(:{side}_external_id, '')"  # \gset stores NULL as ''
+    return _row("accounts", ACCOUNT_COLUMNS, values)
+
+
+def _new_transfer(*, with_trace_id: bool) -> str:
+    """The new transfer, POSTED at once, stamped with the transaction's time."""
+    values = {
+        "tenant_id": ":tenant",
+        "transfer_id": TRANSFER_ID,
+        "request_id": ":rid",
+        "batch_index": "0",
+        "batch_id": "NULL",
+        "debit_account_id": DEBIT,
+        "credit_account_id": CREDIT,
+        "currency_code": _text("USD"),
+        "amount_minor": ":amount",
+        "state": _text("POSTED"),
+        "posted_amount_minor": ":amount",
+        "reversed_amount_minor": "0",
+        "reversal_of_id": "NULL",
+        "description": _text(""),
+        "metadata": EMPTY,
+        "expires_at": "NULL",
+        "finalized_at": "NULL",
+        "finalized_request_id": "NULL",
+        "trace_id": "md5(:tid)" if with_trace_id else "NULL",
+        "created_at": ":db_now",
+        "updated_at": ":db_now",
+    }
+    return _row("transfers", TRANSFER_COLUMNS, values)
+
+
+def _entry(role: str, account: str, direction: str) -> str:
+    """The entry of `role` (dr or cr) with its account's running balances and version."""
+    values = {
+        "tenant_id": ":tenant",
+        "account_id": account,
+        "account_version": f":{role}_version_new",
+        "transfer_id": TRANSFER_ID,
+        "direction": _text(direction),
+        "kind": _text("POSTED"),
+        "amount_minor": ":amount",
+        **{column: f":{role}_{_new(column)}" for column in _TOTALS[:4]},
+        "created_at": "NULL",  # stamped by write_batch
+    }
+    return _row("entries", ENTRY_COLUMNS, values)
+
+
+def _outcome() -> str:
+    """The request's outcome row (a real one's fingerprint and JSON, from pgbench -D)."""
+    values = {
+        "tenant_id": ":tenant",
+        "request_id": ":rid",
+        "fingerprint": r"decode(:fingerprint, 'hex')",
+        "outcome": ":outcome",
+        "created_at": ":db_now",
+    }
+    return _row("request_outcomes", OUTCOME_COLUMNS, values)
 
 
 def transfer_steps(*, with_trace_id: bool) -> list[Statement | Raw]:
-    """One immediate transfer of `:amount` from account `:d` to `:c`, as the service runs it.
+    """One immediate transfer of `:amount` from account `:d` to `:c`, as the service runs it
+    (service/pipeline.py, `_attempt`, for a batch of one):
+
+        find_outcomes    the request id's recorded outcome, in autocommit, before BEGIN
+        begin_write      BEGIN SERIALIZABLE, generic plans, the tenant (pipelined)
+        lock_batch       both accounts (ids sorted), no transfers, no external ids
+        write_batch      the two changed accounts, the new transfer, two entries, the
+                         outcome, each an array of its table's row type
+        commit
 
     Args:
         with_trace_id: the service stores a trace id with each transfer (tracing on).
     """
-    after = _after()
-    write_postings = {
+    write_batch = {
         1: ":tenant",
-        2: _array(DEBIT, CREDIT),
-        3: after[0],
-        4: after[1],
-        5: after[2],
-        6: after[3],
-        7: _array(":dr_version_new", ":cr_version_new"),
-        8: _array(TRANSFER_ID),
-        9: _array(":rid"),
-        10: _array("0"),
-        11: _array("NULL"),
-        12: _array(DEBIT),
-        13: _array(CREDIT),
-        14: _array(_text("USD")),
-        15: _array(":amount"),
-        16: _array(_text("POSTED")),
-        17: _array(":amount"),
-        18: _array(_text("")),
-        19: _array(EMPTY),
-        20: _array("NULL"),
-        21: _array("md5(:tid)" if with_trace_id else "NULL"),
-        22: _array(DEBIT, CREDIT),
-        23: _array(":dr_version_new", ":cr_version_new"),
-        24: _array(TRANSFER_ID, TRANSFER_ID),
-        25: _array(_text("DEBIT"), _text("CREDIT")),
-        26: _array(_text("POSTED"), _text("POSTED")),
-        27: _array(":amount", ":amount"),
-        28: after[0],
-        29: after[1],
-        30: after[2],
-        31: after[3],
-        32: EMPTY,
-        33: EMPTY,
-        34: EMPTY,
-        35: EMPTY,
-        36: EMPTY,
-        37: _array("NULL"),
-        38: _array(":rid"),
-        39: _array(r"decode(:fingerprint, 'hex')"),
-        40: _array(":outcome"),
+        2: EMPTY,
+        3: _array(_changed_account("lo"), _changed_account("hi")),
+        4: _array(_new_transfer(with_trace_id=with_trace_id)),
+        5: EMPTY,
+        6: _array(_entry("dr", DEBIT, "DEBIT"), _entry("cr", CREDIT, "CREDIT")),
+        7: _array(_outcome()),
     }
     return [
+        Statement("find_outcomes", {1: ":tenant", 2: _array(":rid")}),
         Raw(r"\startpipeline"),
         Statement("begin_write", {}),
         Raw(r"\endpipeline"),
-        _locked_totals(),
+        *_sorted_ids(),
+        _locked_rows(),
         *_new_totals(),
-        Statement("write_postings", write_postings),
+        Statement("write_batch", write_batch),
         Statement("commit", {}),
     ]
 
