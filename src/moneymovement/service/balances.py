@@ -9,6 +9,7 @@ from moneymovement.domain.accounts import Account
 from moneymovement.domain.balances import BalanceSnapshot
 from moneymovement.domain.errors import account_not_found
 from moneymovement.domain.transfers import Entry
+from moneymovement.service.balance_reads import BalanceReads
 from moneymovement.service.pages import Page, decode_version_cursor, paginate, scope_of
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
@@ -19,18 +20,17 @@ class BalanceService:
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
+        self._current = BalanceReads(uow)
 
     async def get_many(self, caller: Caller, account_ids: Sequence[str]) -> list[BalanceSnapshot]:
-        """The current balances of each account, in the order asked, from one snapshot.
+        """The current balances of each account, in the order asked, from one snapshot
+        (read together with other callers' concurrent reads: service/balance_reads.py).
 
         Raises:
             Rejected: ACCOUNT_NOT_FOUND naming the first missing account.
         """
 
-        async def work(session: Session) -> dict[str, BalanceSnapshot]:
-            return await session.accounts.balances(account_ids)
-
-        found = await self._uow.read(caller, work)
+        found = await self._current.balances(caller, account_ids)
         for account_id in account_ids:
             if account_id not in found:
                 raise account_not_found(account_id)
