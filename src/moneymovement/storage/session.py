@@ -31,6 +31,14 @@ class Session:
     ledger: LedgerStore
 
 
+def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
+    return Session(
+        accounts=Accounts(connection, tenant_id),
+        transfers=Transfers(connection, tenant_id),
+        ledger=LedgerStore(connection, tenant_id),
+    )
+
+
 @lru_cache(maxsize=4096)
 def begin_statement(name: str, tenant_id: str) -> str:
     """The named BEGIN statement with the tenant's literal put in.
@@ -65,33 +73,27 @@ class Database:
         row-level security holds the transaction to it.
         """
         begin = begin_statement("begin_write" if write else "begin_read", tenant_id)
-        async with translated_errors():
-            self._waiting += 1
+        async with self._connection() as connection:
             try:
-                connection = await self._pool.acquire()
-            finally:
-                self._waiting -= 1
-            try:
-                session = Session(
-                    accounts=Accounts(connection, tenant_id),
-                    transfers=Transfers(connection, tenant_id),
-                    ledger=LedgerStore(connection, tenant_id),
-                )
-                try:
-                    await connection.execute(begin)
-                    yield session
-                    await connection.execute(query("commit"))
-                except BaseException:
-                    await _roll_back(connection)
-                    raise
-            finally:
-                await self._pool.release(connection)
+                await connection.execute(begin)
+                yield _session(connection, tenant_id)
+                await connection.execute(query("commit"))
+            except BaseException:
+                await _roll_back(connection)
+                raise
 
     @asynccontextmanager
     async def reader(self, tenant_id: str) -> AsyncIterator[Session]:
         """Repositories for reads of ONE statement each, without BEGIN or COMMIT: each
         runs in its own implicit transaction and declares the tenant itself
         (sql/sessions.sql, "One round trip per read")."""
+        async with self._connection() as connection:
+            yield _session(connection, tenant_id)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, with asyncpg's failures translated; counted while waited
+        for (the pool gauge)."""
         async with translated_errors():
             self._waiting += 1
             try:
@@ -99,11 +101,7 @@ class Database:
             finally:
                 self._waiting -= 1
             try:
-                yield Session(
-                    accounts=Accounts(connection, tenant_id),
-                    transfers=Transfers(connection, tenant_id),
-                    ledger=LedgerStore(connection, tenant_id),
-                )
+                yield connection
             finally:
                 await self._pool.release(connection)
 
