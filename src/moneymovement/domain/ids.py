@@ -9,6 +9,7 @@ at 16 clients with time-ordered ids, 0.1 % with random ones).
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import secrets
 
@@ -29,4 +30,9 @@ def new_id(prefix: str) -> str:
 
 def is_id(value: str, prefix: str) -> bool:
     """Whether `value` has the shape of an identifier with this prefix."""
-    return re.fullmatch(rf"{re.escape(prefix)}_[a-z2-7]{{{_BODY_LENGTH}}}", value) is not None
+    return _shape(prefix).fullmatch(value) is not None
+
+
+@functools.cache
+def _shape(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"{re.escape(prefix)}_[a-z2-7]{{{_BODY_LENGTH}}}")

@@ -49,17 +49,34 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
-def _set_fields(instance: Any) -> dict[str, object]:
+def _set_fields(instance: object) -> dict[str, object]:
     """The fields of a dataclass instance that differ from their defaults."""
     kept = {}
-    for item in dataclasses.fields(instance):
-        value = getattr(instance, item.name)
-        if item.default is not dataclasses.MISSING and value == item.default:
+    for name, default in _defaults(type(instance)):
+        value = getattr(instance, name)
+        if default is not dataclasses.MISSING and value == default:
             continue
-        if item.default_factory is not dataclasses.MISSING and value == item.default_factory():
-            continue
-        kept[item.name] = value
+        kept[name] = value
     return kept
+
+
+_DEFAULTS: dict[type, tuple[tuple[str, object], ...]] = {}
+
+
+def _defaults(kind: type) -> tuple[tuple[str, object], ...]:
+    """Each field of a dataclass with its default value (MISSING when it has none),
+    worked out once per class."""
+    known = _DEFAULTS.get(kind)
+    if known is not None:
+        return known
+    defaults = []
+    for item in dataclasses.fields(kind):
+        default = item.default
+        if item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        defaults.append((item.name, default))
+    _DEFAULTS[kind] = tuple(defaults)
+    return _DEFAULTS[kind]
 
 
 def rejection_to_json(rejection: Rejected) -> dict[str, Any]:

@@ -19,6 +19,7 @@ _REQUEST_KEY_CONSTRAINTS = {
 }
 # The binary jsonb format: a version byte, then the JSON text.
 _JSONB_VERSION = b"\x01"
+_EMPTY_OBJECT = _JSONB_VERSION + b"{}"
 # Unique violations that mean a concurrent transaction claimed the same key first: the
 # retry then sees it (an external id taken, say) and answers accordingly.
 _CLAIMED_KEY_CONSTRAINTS = {"accounts_external_id"}
@@ -34,10 +35,14 @@ _CONNECTION_ERRORS = (
 
 
 def _jsonb_out(value: object) -> bytes:
+    if value == {}:  # most metadata: every account row written carries its own
+        return _EMPTY_OBJECT
     return _JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
 
 
 def _jsonb_in(data: bytes) -> object:
+    if data == _EMPTY_OBJECT:
+        return {}
     return json.loads(data[1:])  # after the format's version byte
 
 

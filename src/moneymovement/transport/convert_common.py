@@ -14,11 +14,16 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    """A timezone-aware datetime as a Timestamp."""
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    """A timezone-aware datetime as a Timestamp (by arithmetic: Timestamp.FromDatetime
+    goes through a time tuple and cost several times more, three times per transfer)."""
+    since = value - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1_000
+    )
 
 
 def optional_time(check: Checker, message: object, field: str) -> datetime | None:
