@@ -7,7 +7,7 @@
 | MM_WORKERS             | 1                  | server processes sharing the port (`serve`'s     |
 |                        |                    | --workers overrides it)                          |
 | MM_DATA_DIR            | ./.data            | where the embedded PostgreSQL keeps its data     |
-| MM_DB_POOL_MAX         | 20                 | most connections at once                         |
+| MM_DB_POOL_MAX         | 20                 | most connections at once (at least 2 per writer) |
 | MM_TX_MAX_ATTEMPTS     | 12                 | tries of a transaction that keeps conflicting    |
 | MM_WRITE_BATCH_MAX     | 256                | commands (batch items) in one write transaction  |
 | MM_WRITE_WRITERS       | 1                  | write transactions at once in one process        |
@@ -115,7 +115,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     log_level = env.get("MM_LOG_LEVEL", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"MM_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
-    pool_max = int(number("MM_DB_POOL_MAX", 20, minimum=1))
+    pool_max = int(number("MM_DB_POOL_MAX", 20, minimum=2))
     traces = _names(env.get("OTEL_TRACES_EXPORTER", "none"))
     if not set(traces) <= {"otlp", "console"}:
         raise ConfigError("OTEL_TRACES_EXPORTER must be none, otlp, console or a list of them")
@@ -140,6 +140,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     # A count of processes: "2.5" or "2e0" is a mistake, not a number to round.
     if not (workers.isascii() and workers.isdigit()) or int(workers) < 1:
         raise ConfigError(f"MM_WORKERS={workers!r} must be a whole number, at least 1")
+    # Each write transaction also reads its requests' outcomes on a second connection
+    # while it holds its own: fewer than two per writer could wait for each other forever.
+    writers_at_once = int(number("MM_WRITE_WRITERS", 1, minimum=1))
+    if pool_max < 2 * writers_at_once:
+        raise ConfigError(
+            f"MM_DB_POOL_MAX={pool_max} is too small for MM_WRITE_WRITERS={writers_at_once}: "
+            "each writer needs two connections at once"
+        )
     rate = number("MM_TENANT_RATE_PER_S", 2000, minimum=0)
     burst = number("MM_TENANT_BURST", 4000, minimum=1)
     return Settings(
@@ -149,7 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pool_max_size=pool_max,
         tx_max_attempts=int(number("MM_TX_MAX_ATTEMPTS", 12, minimum=1)),
         write_batch_max_items=int(number("MM_WRITE_BATCH_MAX", 256, minimum=1)),
-        write_writers=int(number("MM_WRITE_WRITERS", 1, minimum=1)),
+        write_writers=writers_at_once,
         max_deadline_s=number("MM_MAX_DEADLINE_S", 30, minimum=0.1),
         shutdown_grace_s=number("MM_SHUTDOWN_GRACE_S", 10, minimum=0),
         auth_cache_ttl_s=number("MM_AUTH_CACHE_TTL_S", 2, minimum=0),

@@ -68,6 +68,7 @@ def test_empty_values_mean_the_default() -> None:
         ("MM_DB_POOL_MAX", "two"),
         ("MM_HOLD_SWEEP_S", "0"),
         ("MM_DB_POOL_MAX", "0"),
+        ("MM_DB_POOL_MAX", "1"),
         ("MM_DB_POOL_MAX", "nan"),
         ("MM_DB_POOL_MAX", "inf"),
         ("MM_TX_MAX_ATTEMPTS", "0"),

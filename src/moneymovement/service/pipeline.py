@@ -61,8 +61,8 @@ from moneymovement.service import events
 from moneymovement.service.idempotency import Deduplicator, Replay, Twin, digest_of, outcome_of
 from moneymovement.service.unit_of_work import Caller, RetryPolicy
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
-from moneymovement.storage.ledger import NewOutcome
-from moneymovement.storage.session import Database
+from moneymovement.storage.ledger import NewOutcome, StoredOutcome
+from moneymovement.storage.session import Database, Session
 
 R = TypeVar("R")
 log = structlog.get_logger("moneymovement.pipeline")
@@ -308,53 +308,73 @@ class WritePipeline:
             return
 
     async def _attempt(self, tenant_id: str, items: Sequence[_Pending]) -> list[_Answer]:
-        """One transaction for `items`: lock and read, decide, write, commit; the recorded
-        outcomes of their request ids are read just before (storage/sql/ledger.sql)."""
+        """One transaction for `items`: lock and read, decide, write, commit. The recorded
+        outcomes of their request ids are read outside the transaction (storage/sql/
+        ledger.sql says why), on another connection while BEGIN and the locks go on."""
         request_ids = {p.request_id for p in items if p.command.recorded}
+        recorded = asyncio.ensure_future(self._recorded(tenant_id, request_ids))
+        try:
+            async with self._database.session(tenant_id, write=True) as session:
+                snapshot = await session.ledger.lock(
+                    {a for p in items for a in p.command.account_ids()},
+                    {t for p in items for t in p.command.transfer_ids()},
+                    {x for p in items for x in p.command.external_ids()},
+                )
+                ledger = Ledger(
+                    snapshot.now,
+                    snapshot.accounts,
+                    snapshot.transfers,
+                    snapshot.taken_external_ids,
+                )
+                dedup = Deduplicator(await recorded)
+                return await self._decide_and_write(items, session, ledger, dedup)
+        finally:
+            if not recorded.done():
+                recorded.cancel()
+            await asyncio.gather(recorded, return_exceptions=True)  # never left unretrieved
+
+    async def _recorded(self, tenant_id: str, request_ids: set[str]) -> dict[str, StoredOutcome]:
+        if not request_ids:
+            return {}
         async with self._database.reader(tenant_id) as reader:
-            recorded = await reader.ledger.outcomes(request_ids)
-        async with self._database.session(tenant_id, write=True) as session:
-            snapshot = await session.ledger.lock(
-                {a for p in items for a in p.command.account_ids()},
-                {t for p in items for t in p.command.transfer_ids()},
-                {x for p in items for x in p.command.external_ids()},
-            )
-            ledger = Ledger(
-                snapshot.now, snapshot.accounts, snapshot.transfers, snapshot.taken_external_ids
-            )
-            dedup = Deduplicator(recorded)
-            answers: list[_Answer] = []
-            outcomes: list[NewOutcome] = []
-            for index, pending in enumerate(items):
-                command, request_id = pending.command, pending.request_id
-                earlier = dedup.check(index, command, request_id, pending.digest)
-                if isinstance(earlier, Twin):
-                    twin = answers[earlier.index]
-                    answers.append(_Answer(twin.result, twin.error))
-                    continue
-                if isinstance(earlier, Replay):
-                    replayed = earlier.answer
-                    if isinstance(replayed, DomainError):
-                        answers.append(_Answer(error=replayed))
-                    else:
-                        answers.append(_Answer(result=replayed))
-                    continue
-                try:
-                    result = ledger.apply(command, Issued(request_id, pending.caller.trace_id))
-                except Rejected as rejection:
-                    answers.append(_Answer(error=rejection))
-                    if command.recorded:
-                        outcomes.append(outcome_of(command, request_id, pending.digest, rejection))
-                    continue
-                except InvalidInput as invalid:  # not recorded: a repeat decides afresh
-                    answers.append(_Answer(error=invalid))
-                    continue
-                answers.append(_Answer(result=result, fresh=True))
+            return await reader.ledger.outcomes(request_ids)
+
+    async def _decide_and_write(
+        self, items: Sequence[_Pending], session: Session, ledger: Ledger, dedup: Deduplicator
+    ) -> list[_Answer]:
+        """Each command decided in order on the running state, then one write of all."""
+        answers: list[_Answer] = []
+        outcomes: list[NewOutcome] = []
+        for index, pending in enumerate(items):
+            command, request_id = pending.command, pending.request_id
+            earlier = dedup.check(index, command, request_id, pending.digest)
+            if isinstance(earlier, Twin):
+                twin = answers[earlier.index]
+                answers.append(_Answer(twin.result, twin.error))
+                continue
+            if isinstance(earlier, Replay):
+                replayed = earlier.answer
+                if isinstance(replayed, DomainError):
+                    answers.append(_Answer(error=replayed))
+                else:
+                    answers.append(_Answer(result=replayed))
+                continue
+            try:
+                result = ledger.apply(command, Issued(request_id, pending.caller.trace_id))
+            except Rejected as rejection:
+                answers.append(_Answer(error=rejection))
                 if command.recorded:
-                    outcomes.append(outcome_of(command, request_id, pending.digest, result))
-            writes = ledger.writes()
-            if writes or outcomes:
-                await session.ledger.write(writes, outcomes, snapshot.now)
+                    outcomes.append(outcome_of(command, request_id, pending.digest, rejection))
+                continue
+            except InvalidInput as invalid:  # not recorded: a repeat decides afresh
+                answers.append(_Answer(error=invalid))
+                continue
+            answers.append(_Answer(result=result, fresh=True))
+            if command.recorded:
+                outcomes.append(outcome_of(command, request_id, pending.digest, result))
+        writes = ledger.writes()
+        if writes or outcomes:
+            await session.ledger.write(writes, outcomes, ledger.now)
         return answers
 
     def _committed(
