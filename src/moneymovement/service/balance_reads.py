@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from moneymovement.domain.balances import BalanceSnapshot
-from moneymovement.domain.errors import deadline_exceeded
+from moneymovement.domain.errors import DomainError, database_unavailable, deadline_exceeded
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
 
@@ -66,6 +66,9 @@ class BalanceReads:
                     await self._read(tenant_id, group)
         finally:
             del self._running[tenant_id]
+            for read in self._waiting.pop(tenant_id, []):  # only if this task was cancelled
+                if not read.answer.done():
+                    read.answer.set_exception(database_unavailable())
 
     def _next_group(self, tenant_id: str) -> list[_Read]:
         waiting = [r for r in self._waiting.pop(tenant_id) if not r.answer.done()]
@@ -92,8 +95,16 @@ class BalanceReads:
         except Exception as error:  # every caller of the group gets it, none is left waiting
             for read in group:
                 if not read.answer.done():
-                    read.answer.set_exception(error)
+                    read.answer.set_exception(_own_copy(error))
             return
         for read in group:
             if not read.answer.done():
                 read.answer.set_result({a: found[a] for a in read.account_ids if a in found})
+
+
+def _own_copy(error: Exception) -> Exception:
+    """The error for one caller: a domain error of its own, so that callers raising it
+    in their own tasks do not share one traceback."""
+    if isinstance(error, DomainError):
+        return DomainError(error.reason, error.message, dict(error.metadata))
+    return error

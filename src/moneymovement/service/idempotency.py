@@ -130,19 +130,23 @@ class Deduplicator:
     def check(
         self, index: int, command: Command[Any], request_id: str, digest: bytes
     ) -> Replay | Twin | None:
-        """None when the command is to run; otherwise how it is answered instead."""
+        """None when the command is to run; otherwise how it is answered instead.
+
+        The record comes first: a true repeat of a recorded request replays its outcome
+        even when a different request with the same id came before it in the batch.
+        """
         if not command.recorded:
             return None
+        stored = self._recorded.get(request_id)
+        if stored is not None:
+            if stored.fingerprint != digest:
+                return Replay(reused(request_id))
+            rejection = rejection_from_json(stored.outcome)
+            if rejection is not None:
+                return Replay(rejection)
+            return Replay(CODECS[type(command)].decode(stored.outcome["result"]))
         first = self._first.get(request_id)
         if first is not None:
             return Twin(first[1]) if first[0] == digest else Replay(reused(request_id))
         self._first[request_id] = (digest, index)
-        stored = self._recorded.get(request_id)
-        if stored is None:
-            return None
-        if stored.fingerprint != digest:
-            return Replay(reused(request_id))
-        rejection = rejection_from_json(stored.outcome)
-        if rejection is not None:
-            return Replay(rejection)
-        return Replay(CODECS[type(command)].decode(stored.outcome["result"]))
+        return None

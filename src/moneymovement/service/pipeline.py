@@ -35,14 +35,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
+from opentelemetry import trace
 
 from moneymovement.domain.commands import Command
 from moneymovement.domain.errors import (
@@ -75,6 +77,8 @@ MAX_BATCH_ITEMS = 256
 # one is in the database, and two batches of one process could only conflict with each
 # other (SSI locks B-tree pages, not just rows): measured in docs/performance.md.
 WRITERS = 1
+# Other members' request spans an attempt's span links to.
+_SPAN_LINKS = 32
 # Transfers whose accounts this process remembers, to route later captures and voids.
 _REMEMBERED_TRANSFERS = 100_000
 
@@ -111,6 +115,12 @@ class _Pending:
     keys: frozenset[Key]
     future: asyncio.Future[_Answer]
     abandoned: bool = False  # the caller stopped waiting (deadline, cancellation)
+    span: trace.SpanContext | None = None  # the request's, when spans are made
+
+    def gone(self, now: float) -> bool:
+        """Whether the caller gave up, or its deadline has passed."""
+        deadline = self.caller.deadline
+        return self.abandoned or (deadline is not None and deadline <= now)
 
     def answer(self, answer: _Answer) -> None:
         if self.future.done():  # cancelled: the caller gave up; nobody else will tell
@@ -165,6 +175,7 @@ class WritePipeline:
             digest_of(command) if command.recorded else b"",
             self._keys(caller.tenant_id, request_id, command),
             loop.create_future(),
+            span=trace.get_current_span().get_span_context() if spans_recorded() else None,
         )
         self._waiting.setdefault(caller.tenant_id, deque()).append(pending)
         self._dispatch()
@@ -174,10 +185,13 @@ class WritePipeline:
             async with asyncio.timeout_at(caller.deadline):
                 answer = await pending.future
         except (TimeoutError, asyncio.CancelledError) as error:
-            pending.abandoned = True
-            if isinstance(error, asyncio.CancelledError):
-                raise
-            raise deadline_exceeded() from error
+            if pending.future.done() and not pending.future.cancelled():
+                answer = pending.future.result()  # answered in the very turn time ran out
+            else:
+                pending.abandoned = True
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                raise deadline_exceeded() from error
         _attempts.set(_attempts.get() + answer.attempts)
         if answer.error is not None:
             raise answer.error
@@ -209,7 +223,11 @@ class WritePipeline:
             if batch is None:
                 return
             self._busy.setdefault(batch.tenant_id, set()).update(batch.keys)
-            task = asyncio.create_task(self._run(batch), name="write-batch")
+            # A context of its own: the batch serves many requests (of other tenants
+            # too), so it must not inherit the dispatching request's span or log fields.
+            task = asyncio.create_task(
+                self._run(batch), name="write-batch", context=contextvars.Context()
+            )
             self._running.add(task)
 
     def _take(self) -> _Batch | None:
@@ -242,7 +260,6 @@ class WritePipeline:
         return None
 
     async def _run(self, batch: _Batch) -> None:
-        structlog.contextvars.clear_contextvars()  # this task serves many requests
         try:
             await self._execute(batch.tenant_id, batch.items)
         except BaseException as error:  # never leave a caller without an answer
@@ -275,29 +292,30 @@ class WritePipeline:
             if retry_reason:
                 attributes["db.transaction.retry_reason"] = retry_reason
             try:
-                with _transaction_span(attributes):
+                with _transaction_span(attributes, items):
                     async with asyncio.timeout_at(_latest_deadline(items)):
                         answers = await self._attempt(tenant_id, items)
             except SerializationConflict as conflict:
                 if attempt == policy.max_attempts:
                     metrics.tx_aborts.add(len(items))
-                    _answer_all(items, _exhausted(conflict), attempt)
+                    lone = conflict.on_request_id and len(items) == 1
+                    _answer_all(items, functools.partial(_exhausted, lone), attempt)
                     return
                 retry_reason = "request_id" if conflict.on_request_id else "serialization"
                 metrics.tx_retries.add(1, {"reason": retry_reason})
-                backoff = min(policy.max_backoff_s, policy.first_backoff_s * 2**attempt)
+                backoff = min(policy.max_backoff_s, policy.first_backoff_s * 2 ** (attempt - 1))
                 await asyncio.sleep(random.uniform(0, backoff))
                 continue
             except DatabaseUnavailable:
-                _answer_all(items, database_unavailable(), attempt)
+                _answer_all(items, database_unavailable, attempt)
                 return
             except TimeoutError:
-                _answer_all(items, deadline_exceeded(), attempt)
+                _answer_all(items, deadline_exceeded, attempt)
                 return
             except Exception as error:
                 if len(items) == 1:
                     log.error("write_command_failed", method=items[0].command.method)
-                    _answer_all(items, error, attempt)
+                    items[0].answer(_Answer(error=error, attempts=attempt))
                     return
                 log.warning("write_batch_split", size=len(items), error=repr(error))
                 middle = len(items) // 2
@@ -345,8 +363,12 @@ class WritePipeline:
         """Each command decided in order on the running state, then one write of all."""
         answers: list[_Answer] = []
         outcomes: list[NewOutcome] = []
+        now = asyncio.get_running_loop().time()
         for index, pending in enumerate(items):
             command, request_id = pending.command, pending.request_id
+            if pending.gone(now):  # its time ran out while the batch began: never run
+                answers.append(_Answer(error=deadline_exceeded()))
+                continue
             earlier = dedup.check(index, command, request_id, pending.digest)
             if isinstance(earlier, Twin):
                 twin = answers[earlier.index]
@@ -381,6 +403,17 @@ class WritePipeline:
         self, tenant_id: str, items: list[_Pending], answers: list[_Answer], attempt: int
     ) -> None:
         self.batches_committed += 1
+        for pending, answer in zip(items, answers, strict=True):
+            answer.attempts = attempt
+            pending.answer(answer)  # committed: every caller learns it before anything else
+        try:
+            self._remember(tenant_id, items, answers)
+        except Exception:  # bookkeeping must never turn a committed answer into an error
+            log.exception("write_bookkeeping_failed")
+
+    def _remember(self, tenant_id: str, items: list[_Pending], answers: list[_Answer]) -> None:
+        """Metrics of a committed batch, and the accounts of its transfers (to route later
+        captures, voids and reversals of them)."""
         metrics.write_commits.add(1)
         metrics.write_batch_size.record(len(items))
         if len(self._accounts_of) > _REMEMBERED_TRANSFERS:
@@ -400,15 +433,22 @@ class WritePipeline:
                     transfer.debit_account_id,
                     transfer.credit_account_id,
                 )
-            answer.attempts = attempt
-            pending.answer(answer)
         events.count(created, ended)
 
 
-def _transaction_span(attributes: dict[str, str | int]) -> AbstractContextManager[object]:
+def _transaction_span(
+    attributes: dict[str, str | int], items: Sequence[_Pending]
+) -> AbstractContextManager[object]:
+    """The attempt's span: a child of its first member's request span (always of the
+    batch's own tenant), linked to the other members' (up to _SPAN_LINKS)."""
     if not spans_recorded():
         return contextlib.nullcontext()
-    return tracer.start_as_current_span("transaction", attributes=attributes)
+    spans = [p.span for p in items if p.span is not None and p.span.is_valid]
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else None
+    links = [trace.Link(span) for span in spans[1 : _SPAN_LINKS + 1]]
+    return tracer.start_as_current_span(
+        "transaction", context=parent, attributes=attributes, links=links
+    )
 
 
 def _still_waited_for(items: list[_Pending], now: float) -> list[_Pending]:
@@ -416,8 +456,7 @@ def _still_waited_for(items: list[_Pending], now: float) -> list[_Pending]:
     answered so, and never executed."""
     kept = []
     for pending in items:
-        deadline = pending.caller.deadline
-        if pending.abandoned or (deadline is not None and deadline <= now):
+        if pending.gone(now):
             pending.answer(_Answer(error=deadline_exceeded()))
         else:
             kept.append(pending)
@@ -429,9 +468,13 @@ def _latest_deadline(items: Sequence[_Pending]) -> float | None:
     return None if None in deadlines else max(d for d in deadlines if d is not None)
 
 
-def _answer_all(items: Sequence[_Pending], error: BaseException, attempts: int) -> None:
+def _answer_all(
+    items: Sequence[_Pending], error: Callable[[], BaseException], attempts: int
+) -> None:
+    """Answers each with an error of its own (one object raised in many tasks would mix
+    their tracebacks)."""
     for pending in items:
-        pending.answer(_Answer(error=error, attempts=attempts))
+        pending.answer(_Answer(error=error(), attempts=attempts))
 
 
 def _transfers_in(result: Any) -> list[Transfer]:
@@ -454,8 +497,11 @@ def _emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
         events.hold_ended(result, own_line=own_line)
 
 
-def _exhausted(conflict: SerializationConflict) -> DomainError:
-    if conflict.on_request_id:
+def _exhausted(on_request_id: bool) -> DomainError:
+    """ABORTED, retries spent. REQUEST_IN_PROGRESS only for a batch of one whose own
+    request id kept colliding: in a larger batch, the others' requests are not in
+    progress anywhere."""
+    if on_request_id:
         return DomainError(
             Reason.REQUEST_IN_PROGRESS,
             "a request with this request_id is being processed; retry to get its outcome",

@@ -23,6 +23,16 @@ _EMPTY_OBJECT = _JSONB_VERSION + b"{}"
 # Unique violations that mean a concurrent transaction claimed the same key first: the
 # retry then sees it (an external id taken, say) and answers accordingly.
 _CLAIMED_KEY_CONSTRAINTS = {"accounts_external_id"}
+# Failures that another attempt may well not meet: serialization failures and deadlocks,
+# and the waits a server's own timeouts cut short (lock_timeout, statement_timeout,
+# idle_in_transaction_session_timeout). Retried as a unit, never taken for a poisoned batch.
+_RETRYABLE = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,
+    asyncpg.IdleInTransactionSessionTimeoutError,
+)
 _CONNECTION_ERRORS = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -122,7 +132,7 @@ async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
 
 def translate(error: BaseException) -> BaseException:
     """The storage error an asyncpg failure stands for, or the error itself."""
-    if isinstance(error, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+    if isinstance(error, _RETRYABLE):
         return SerializationConflict(str(error))
     if isinstance(error, asyncpg.UniqueViolationError) and (
         error.constraint_name in _REQUEST_KEY_CONSTRAINTS
