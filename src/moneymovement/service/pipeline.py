@@ -2,13 +2,13 @@
 
 `submit` queues a command and waits for its own answer. Whenever a writer is free, it
 takes every command waiting for one tenant (up to MAX_BATCH_ITEMS) that touches nothing
-a running batch holds, and applies them in ONE SERIALIZABLE transaction: BEGIN, one
-statement that locks everything they touch in a fixed order and reads their recorded
-outcomes, the domain deciding each command in arrival order against the running state
-(domain/ledger.py: each gets its own result or its own rejection, and one command's
-rejection never fails another), one statement writing every effect and outcome, COMMIT;
-then each caller is answered. No timer: a lone request on an idle server goes at once,
-and under load a batch is whatever arrived while the previous one was in the database.
+a running batch holds, and applies them in ONE SERIALIZABLE transaction
+(service/write_batch.py): one statement locks everything they touch in a fixed order,
+the domain decides each command in arrival order against the running state (each gets
+its own result or its own rejection, and one command's rejection never fails another),
+one statement writes every effect and outcome, COMMIT; then each caller is answered.
+No timer: a lone request on an idle server goes at once, and under load a batch is
+whatever arrived while the previous one was in the database.
 
 Routing. Each command has keys: its accounts, the transfers it changes (and their
 accounts once this process has seen them), its request id and claimed external ids.
@@ -33,13 +33,11 @@ the batch: a resend with the same request id then returns the committed outcome.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -49,22 +47,25 @@ from opentelemetry import trace
 from moneymovement.domain.commands import Command
 from moneymovement.domain.errors import (
     DomainError,
-    InvalidInput,
     Reason,
-    Rejected,
     database_unavailable,
     deadline_exceeded,
 )
-from moneymovement.domain.ledger import Issued, Ledger
-from moneymovement.domain.transfers import Transfer
 from moneymovement.observability import metrics
-from moneymovement.observability.tracing import spans_recorded, tracer
+from moneymovement.observability.tracing import spans_recorded
 from moneymovement.service import events
-from moneymovement.service.idempotency import Deduplicator, Replay, Twin, digest_of, outcome_of
+from moneymovement.service.idempotency import digest_of
 from moneymovement.service.unit_of_work import Caller, RetryPolicy
+from moneymovement.service.write_batch import (
+    Answer,
+    BatchTransaction,
+    Pending,
+    emit_events,
+    transaction_span,
+    transfers_in,
+)
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
-from moneymovement.storage.ledger import NewOutcome, StoredOutcome
-from moneymovement.storage.session import Database, Session
+from moneymovement.storage.session import Database
 
 R = TypeVar("R")
 log = structlog.get_logger("moneymovement.pipeline")
@@ -77,8 +78,6 @@ MAX_BATCH_ITEMS = 256
 # one is in the database, and two batches of one process could only conflict with each
 # other (SSI locks B-tree pages, not just rows): measured in docs/performance.md.
 WRITERS = 1
-# Other members' request spans an attempt's span links to.
-_SPAN_LINKS = 32
 # Transfers whose accounts this process remembers, to route later captures and voids.
 _REMEMBERED_TRANSFERS = 100_000
 
@@ -99,41 +98,9 @@ def reset_attempts() -> None:
 
 
 @dataclass
-class _Answer:
-    result: Any = None
-    error: BaseException | None = None
-    fresh: bool = False  # an effect committed now, not a replay: its events are due
-    attempts: int = 0
-
-
-@dataclass(eq=False)
-class _Pending:
-    caller: Caller
-    request_id: str
-    command: Command[Any]
-    digest: bytes
-    keys: frozenset[Key]
-    future: asyncio.Future[_Answer]
-    abandoned: bool = False  # the caller stopped waiting (deadline, cancellation)
-    span: trace.SpanContext | None = None  # the request's, when spans are made
-
-    def gone(self, now: float) -> bool:
-        """Whether the caller gave up, or its deadline has passed."""
-        deadline = self.caller.deadline
-        return self.abandoned or (deadline is not None and deadline <= now)
-
-    def answer(self, answer: _Answer) -> None:
-        if self.future.done():  # cancelled: the caller gave up; nobody else will tell
-            if answer.fresh:
-                _emit_events(self.command, answer.result, own_line=True)
-            return
-        self.future.set_result(answer)
-
-
-@dataclass
 class _Batch:
     tenant_id: str
-    items: list[_Pending]
+    items: list[Pending]
     keys: set[Key] = field(default_factory=set)
 
 
@@ -148,11 +115,11 @@ class WritePipeline:
         max_batch_items: int = MAX_BATCH_ITEMS,
         writers: int = WRITERS,
     ) -> None:
-        self._database = database
+        self._transaction = BatchTransaction(database)
         self._policy = policy or RetryPolicy()
         self._max_items = max_batch_items
         self._writers = writers
-        self._waiting: dict[str, deque[_Pending]] = {}
+        self._waiting: dict[str, deque[Pending]] = {}
         self._busy: dict[str, set[Key]] = {}  # per tenant, keys of running batches
         self._running: set[asyncio.Task[None]] = set()
         self._accounts_of: dict[Key, tuple[str, str]] = {}
@@ -168,7 +135,7 @@ class WritePipeline:
                 REQUEST_IN_PROGRESS, DATABASE_UNAVAILABLE.
         """
         loop = asyncio.get_running_loop()
-        pending = _Pending(
+        pending = Pending(
             caller,
             request_id,
             command,
@@ -196,7 +163,7 @@ class WritePipeline:
         if answer.error is not None:
             raise answer.error
         if answer.fresh:
-            _emit_events(command, answer.result, own_line=not command.recorded)
+            emit_events(command, answer.result, own_line=not command.recorded)
         return answer.result  # type: ignore[no-any-return]
 
     async def drain(self) -> None:
@@ -238,11 +205,11 @@ class WritePipeline:
             queue = self._waiting.pop(tenant_id)
             batch = _Batch(tenant_id, [])
             blocked = set(self._busy.get(tenant_id, ()))
-            left: deque[_Pending] = deque()
+            left: deque[Pending] = deque()
             size = 0
             for pending in queue:
                 if pending.abandoned:
-                    pending.answer(_Answer(error=deadline_exceeded()))
+                    pending.answer(Answer(error=deadline_exceeded()))
                     continue
                 items = pending.command.items()
                 full = bool(batch.items) and size + items > self._max_items
@@ -264,7 +231,7 @@ class WritePipeline:
             await self._execute(batch.tenant_id, batch.items)
         except BaseException as error:  # never leave a caller without an answer
             for pending in batch.items:
-                pending.answer(_Answer(error=error))
+                pending.answer(Answer(error=error))
             if not isinstance(error, Exception):
                 raise
             log.exception("write_batch_crashed")
@@ -276,7 +243,7 @@ class WritePipeline:
             self._running.discard(task)
             self._dispatch()
 
-    async def _execute(self, tenant_id: str, items: list[_Pending]) -> None:
+    async def _execute(self, tenant_id: str, items: list[Pending]) -> None:
         """Commits `items` in one transaction, retried on conflicts, split on failures."""
         policy = self._policy
         loop = asyncio.get_running_loop()
@@ -292,9 +259,9 @@ class WritePipeline:
             if retry_reason:
                 attributes["db.transaction.retry_reason"] = retry_reason
             try:
-                with _transaction_span(attributes, items):
+                with transaction_span(attributes, items):
                     async with asyncio.timeout_at(_latest_deadline(items)):
-                        answers = await self._attempt(tenant_id, items)
+                        answers = await self._transaction.commit(tenant_id, items)
             except SerializationConflict as conflict:
                 if attempt == policy.max_attempts:
                     metrics.tx_aborts.add(len(items))
@@ -315,7 +282,7 @@ class WritePipeline:
             except Exception as error:
                 if len(items) == 1:
                     log.error("write_command_failed", method=items[0].command.method)
-                    items[0].answer(_Answer(error=error, attempts=attempt))
+                    items[0].answer(Answer(error=error, attempts=attempt))
                     return
                 log.warning("write_batch_split", size=len(items), error=repr(error))
                 middle = len(items) // 2
@@ -325,82 +292,8 @@ class WritePipeline:
             self._committed(tenant_id, items, answers, attempt)
             return
 
-    async def _attempt(self, tenant_id: str, items: Sequence[_Pending]) -> list[_Answer]:
-        """One transaction for `items`: lock and read, decide, write, commit. The recorded
-        outcomes of their request ids are read outside the transaction (storage/sql/
-        ledger.sql says why), on another connection while BEGIN and the locks go on."""
-        request_ids = {p.request_id for p in items if p.command.recorded}
-        recorded = asyncio.ensure_future(self._recorded(tenant_id, request_ids))
-        try:
-            async with self._database.session(tenant_id, write=True) as session:
-                snapshot = await session.ledger.lock(
-                    {a for p in items for a in p.command.account_ids()},
-                    {t for p in items for t in p.command.transfer_ids()},
-                    {x for p in items for x in p.command.external_ids()},
-                )
-                ledger = Ledger(
-                    snapshot.now,
-                    snapshot.accounts,
-                    snapshot.transfers,
-                    snapshot.taken_external_ids,
-                )
-                dedup = Deduplicator(await recorded)
-                return await self._decide_and_write(items, session, ledger, dedup)
-        finally:
-            if not recorded.done():
-                recorded.cancel()
-            await asyncio.gather(recorded, return_exceptions=True)  # never left unretrieved
-
-    async def _recorded(self, tenant_id: str, request_ids: set[str]) -> dict[str, StoredOutcome]:
-        if not request_ids:
-            return {}
-        async with self._database.reader(tenant_id) as reader:
-            return await reader.ledger.outcomes(request_ids)
-
-    async def _decide_and_write(
-        self, items: Sequence[_Pending], session: Session, ledger: Ledger, dedup: Deduplicator
-    ) -> list[_Answer]:
-        """Each command decided in order on the running state, then one write of all."""
-        answers: list[_Answer] = []
-        outcomes: list[NewOutcome] = []
-        now = asyncio.get_running_loop().time()
-        for index, pending in enumerate(items):
-            command, request_id = pending.command, pending.request_id
-            if pending.gone(now):  # its time ran out while the batch began: never run
-                answers.append(_Answer(error=deadline_exceeded()))
-                continue
-            earlier = dedup.check(index, command, request_id, pending.digest)
-            if isinstance(earlier, Twin):
-                twin = answers[earlier.index]
-                answers.append(_Answer(twin.result, twin.error))
-                continue
-            if isinstance(earlier, Replay):
-                replayed = earlier.answer
-                if isinstance(replayed, DomainError):
-                    answers.append(_Answer(error=replayed))
-                else:
-                    answers.append(_Answer(result=replayed))
-                continue
-            try:
-                result = ledger.apply(command, Issued(request_id, pending.caller.trace_id))
-            except Rejected as rejection:
-                answers.append(_Answer(error=rejection))
-                if command.recorded:
-                    outcomes.append(outcome_of(command, request_id, pending.digest, rejection))
-                continue
-            except InvalidInput as invalid:  # not recorded: a repeat decides afresh
-                answers.append(_Answer(error=invalid))
-                continue
-            answers.append(_Answer(result=result, fresh=True))
-            if command.recorded:
-                outcomes.append(outcome_of(command, request_id, pending.digest, result))
-        writes = ledger.writes()
-        if writes or outcomes:
-            await session.ledger.write(writes, outcomes, ledger.now)
-        return answers
-
     def _committed(
-        self, tenant_id: str, items: list[_Pending], answers: list[_Answer], attempt: int
+        self, tenant_id: str, items: list[Pending], answers: list[Answer], attempt: int
     ) -> None:
         self.batches_committed += 1
         for pending, answer in zip(items, answers, strict=True):
@@ -411,7 +304,7 @@ class WritePipeline:
         except Exception:  # bookkeeping must never turn a committed answer into an error
             log.exception("write_bookkeeping_failed")
 
-    def _remember(self, tenant_id: str, items: list[_Pending], answers: list[_Answer]) -> None:
+    def _remember(self, tenant_id: str, items: list[Pending], answers: list[Answer]) -> None:
         """Metrics of a committed batch, and the accounts of its transfers (to route later
         captures, voids and reversals of them)."""
         metrics.write_commits.add(1)
@@ -427,8 +320,8 @@ class WritePipeline:
                 elif method == "ReverseTransfer":
                     created.append(answer.result[0])
                 else:
-                    created += _transfers_in(answer.result)
-            for transfer in _transfers_in(answer.result):
+                    created += transfers_in(answer.result)
+            for transfer in transfers_in(answer.result):
                 self._accounts_of[(tenant_id, transfer.id)] = (
                     transfer.debit_account_id,
                     transfer.credit_account_id,
@@ -436,65 +329,30 @@ class WritePipeline:
         events.count(created, ended)
 
 
-def _transaction_span(
-    attributes: dict[str, str | int], items: Sequence[_Pending]
-) -> AbstractContextManager[object]:
-    """The attempt's span: a child of its first member's request span (always of the
-    batch's own tenant), linked to the other members' (up to _SPAN_LINKS)."""
-    if not spans_recorded():
-        return contextlib.nullcontext()
-    spans = [p.span for p in items if p.span is not None and p.span.is_valid]
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else None
-    links = [trace.Link(span) for span in spans[1 : _SPAN_LINKS + 1]]
-    return tracer.start_as_current_span(
-        "transaction", context=parent, attributes=attributes, links=links
-    )
-
-
-def _still_waited_for(items: list[_Pending], now: float) -> list[_Pending]:
+def _still_waited_for(items: list[Pending], now: float) -> list[Pending]:
     """Drops the commands whose caller gave up or whose deadline passed: they are
     answered so, and never executed."""
     kept = []
     for pending in items:
         if pending.gone(now):
-            pending.answer(_Answer(error=deadline_exceeded()))
+            pending.answer(Answer(error=deadline_exceeded()))
         else:
             kept.append(pending)
     return kept
 
 
-def _latest_deadline(items: Sequence[_Pending]) -> float | None:
+def _latest_deadline(items: Sequence[Pending]) -> float | None:
     deadlines = [p.caller.deadline for p in items]
     return None if None in deadlines else max(d for d in deadlines if d is not None)
 
 
 def _answer_all(
-    items: Sequence[_Pending], error: Callable[[], BaseException], attempts: int
+    items: Sequence[Pending], error: Callable[[], BaseException], attempts: int
 ) -> None:
     """Answers each with an error of its own (one object raised in many tasks would mix
     their tracebacks)."""
     for pending in items:
-        pending.answer(_Answer(error=error(), attempts=attempts))
-
-
-def _transfers_in(result: Any) -> list[Transfer]:
-    if isinstance(result, Transfer):
-        return [result]
-    if isinstance(result, list | tuple):
-        return [t for t in result if isinstance(t, Transfer)]
-    return []
-
-
-def _emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
-    """Counts and tells what a fresh effect did (never for a replay)."""
-    if result is None:
-        return
-    if command.method in ("CreateTransfer", "CreateTransfers"):
-        events.transfers_created(_transfers_in(result), own_line=own_line)
-    elif command.method == "ReverseTransfer":
-        events.transfers_created([result[0]], own_line=own_line)
-    elif command.method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
-        events.hold_ended(result, own_line=own_line)
+        pending.answer(Answer(error=error(), attempts=attempts))
 
 
 def _exhausted(on_request_id: bool) -> DomainError:

@@ -1,0 +1,189 @@
+"""One batch of commands in one SERIALIZABLE transaction: lock, decide, write, commit.
+
+The write pipeline (service/pipeline.py) decides which commands go together and retries
+or splits a batch; this module runs one attempt of it. The recorded outcomes of the
+batch's request ids are read outside the transaction (storage/sql/ledger.sql says why),
+on another connection while BEGIN and the locks go on; then the domain decides each
+command in arrival order on the running state (domain/ledger.py), idempotency rules
+decide which commands run at all (service/idempotency.py), and one statement writes
+every effect and outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+
+from moneymovement.domain.commands import Command
+from moneymovement.domain.errors import DomainError, InvalidInput, Rejected, deadline_exceeded
+from moneymovement.domain.ledger import Issued, Ledger
+from moneymovement.domain.transfers import Transfer
+from moneymovement.observability.tracing import spans_recorded, tracer
+from moneymovement.service import events
+from moneymovement.service.idempotency import Deduplicator, Replay, Twin, outcome_of
+from moneymovement.service.unit_of_work import Caller
+from moneymovement.storage.ledger import NewOutcome, StoredOutcome
+from moneymovement.storage.session import Database, Session
+
+# Other members' request spans an attempt's span links to.
+_SPAN_LINKS = 32
+
+
+@dataclass
+class Answer:
+    """What one command of a batch gets: its result or error, whether its effect was
+    committed now (its events are due), and the transaction attempts it took."""
+
+    result: Any = None
+    error: BaseException | None = None
+    fresh: bool = False  # an effect committed now, not a replay: its events are due
+    attempts: int = 0
+
+
+@dataclass(eq=False)
+class Pending:
+    """A command waiting for its answer: who asked, what, its request fingerprint, the
+    keys that keep batches apart, and the future its caller waits on."""
+
+    caller: Caller
+    request_id: str
+    command: Command[Any]
+    digest: bytes
+    keys: frozenset[tuple[str, str]]
+    future: asyncio.Future[Answer]
+    abandoned: bool = False  # the caller stopped waiting (deadline, cancellation)
+    span: trace.SpanContext | None = None  # the request's, when spans are made
+
+    def gone(self, now: float) -> bool:
+        """Whether the caller gave up, or its deadline has passed."""
+        deadline = self.caller.deadline
+        return self.abandoned or (deadline is not None and deadline <= now)
+
+    def answer(self, answer: Answer) -> None:
+        if self.future.done():  # cancelled: the caller gave up; nobody else will tell
+            if answer.fresh:
+                emit_events(self.command, answer.result, own_line=True)
+            return
+        self.future.set_result(answer)
+
+
+class BatchTransaction:
+    """Runs attempts of batches on one Database."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def commit(self, tenant_id: str, items: Sequence[Pending]) -> list[Answer]:
+        """One transaction for `items`: lock and read, decide, write, commit. The recorded
+        outcomes of their request ids are read outside the transaction (storage/sql/
+        ledger.sql says why), on another connection while BEGIN and the locks go on."""
+        request_ids = {p.request_id for p in items if p.command.recorded}
+        recorded = asyncio.ensure_future(self._recorded(tenant_id, request_ids))
+        try:
+            async with self._database.session(tenant_id, write=True) as session:
+                snapshot = await session.ledger.lock(
+                    {a for p in items for a in p.command.account_ids()},
+                    {t for p in items for t in p.command.transfer_ids()},
+                    {x for p in items for x in p.command.external_ids()},
+                )
+                ledger = Ledger(
+                    snapshot.now,
+                    snapshot.accounts,
+                    snapshot.transfers,
+                    snapshot.taken_external_ids,
+                )
+                dedup = Deduplicator(await recorded)
+                return await self._decide_and_write(items, session, ledger, dedup)
+        finally:
+            if not recorded.done():
+                recorded.cancel()
+            await asyncio.gather(recorded, return_exceptions=True)  # never left unretrieved
+
+    async def _recorded(self, tenant_id: str, request_ids: set[str]) -> dict[str, StoredOutcome]:
+        if not request_ids:
+            return {}
+        async with self._database.reader(tenant_id) as reader:
+            return await reader.ledger.outcomes(request_ids)
+
+    async def _decide_and_write(
+        self, items: Sequence[Pending], session: Session, ledger: Ledger, dedup: Deduplicator
+    ) -> list[Answer]:
+        """Each command decided in order on the running state, then one write of all."""
+        answers: list[Answer] = []
+        outcomes: list[NewOutcome] = []
+        now = asyncio.get_running_loop().time()
+        for index, pending in enumerate(items):
+            command, request_id = pending.command, pending.request_id
+            if pending.gone(now):  # its time ran out while the batch began: never run
+                answers.append(Answer(error=deadline_exceeded()))
+                continue
+            earlier = dedup.check(index, command, request_id, pending.digest)
+            if isinstance(earlier, Twin):
+                twin = answers[earlier.index]
+                answers.append(Answer(twin.result, twin.error))
+                continue
+            if isinstance(earlier, Replay):
+                replayed = earlier.answer
+                if isinstance(replayed, DomainError):
+                    answers.append(Answer(error=replayed))
+                else:
+                    answers.append(Answer(result=replayed))
+                continue
+            try:
+                result = ledger.apply(command, Issued(request_id, pending.caller.trace_id))
+            except Rejected as rejection:
+                answers.append(Answer(error=rejection))
+                if command.recorded:
+                    outcomes.append(outcome_of(command, request_id, pending.digest, rejection))
+                continue
+            except InvalidInput as invalid:  # not recorded: a repeat decides afresh
+                answers.append(Answer(error=invalid))
+                continue
+            answers.append(Answer(result=result, fresh=True))
+            if command.recorded:
+                outcomes.append(outcome_of(command, request_id, pending.digest, result))
+        writes = ledger.writes()
+        if writes or outcomes:
+            await session.ledger.write(writes, outcomes, ledger.now)
+        return answers
+
+
+def transaction_span(
+    attributes: dict[str, str | int], items: Sequence[Pending]
+) -> AbstractContextManager[object]:
+    """The attempt's span: a child of its first member's request span (always of the
+    batch's own tenant), linked to the other members' (up to _SPAN_LINKS)."""
+    if not spans_recorded():
+        return contextlib.nullcontext()
+    spans = [p.span for p in items if p.span is not None and p.span.is_valid]
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else None
+    links = [trace.Link(span) for span in spans[1 : _SPAN_LINKS + 1]]
+    return tracer.start_as_current_span(
+        "transaction", context=parent, attributes=attributes, links=links
+    )
+
+
+def transfers_in(result: Any) -> list[Transfer]:
+    if isinstance(result, Transfer):
+        return [result]
+    if isinstance(result, list | tuple):
+        return [t for t in result if isinstance(t, Transfer)]
+    return []
+
+
+def emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
+    """Counts and tells what a fresh effect did (never for a replay)."""
+    if result is None:
+        return
+    if command.method in ("CreateTransfer", "CreateTransfers"):
+        events.transfers_created(transfers_in(result), own_line=own_line)
+    elif command.method == "ReverseTransfer":
+        events.transfers_created([result[0]], own_line=own_line)
+    elif command.method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
+        events.hold_ended(result, own_line=own_line)
