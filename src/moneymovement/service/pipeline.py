@@ -10,8 +10,8 @@ one statement writes every effect and outcome, COMMIT; then each caller is answe
 No timer: a lone request on an idle server goes at once, and under load a batch is
 whatever arrived while the previous one was in the database.
 
-Routing. Each command has keys: its accounts, the transfers it changes (and their
-accounts once this process has seen them), its request id and claimed external ids.
+Routing. Each command has keys: its accounts, the transfers it changes (and, for an
+open hold this process made, its accounts), its request id and claimed external ids.
 A command whose keys meet those of a running batch, or of a command ahead of it in the
 queue, waits for a later batch: within a process, batches never conflict with each
 other, an account's commands are decided in arrival order, and two copies of one request
@@ -51,6 +51,7 @@ from moneymovement.domain.errors import (
     database_unavailable,
     deadline_exceeded,
 )
+from moneymovement.domain.transfers import TransferState
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import spans_recorded
 from moneymovement.service import events
@@ -78,8 +79,8 @@ MAX_BATCH_ITEMS = 256
 # one is in the database, and two batches of one process could only conflict with each
 # other (SSI locks B-tree pages, not just rows): measured in docs/performance.md.
 WRITERS = 1
-# Transfers whose accounts this process remembers, to route later captures and voids.
-_REMEMBERED_TRANSFERS = 100_000
+# Open holds whose accounts this process remembers, to route their captures and voids.
+_REMEMBERED_HOLDS = 100_000
 
 # Transaction attempts made for the current request, for its log line and span.
 _attempts: contextvars.ContextVar[int] = contextvars.ContextVar("attempts", default=0)
@@ -305,11 +306,11 @@ class WritePipeline:
             log.exception("write_bookkeeping_failed")
 
     def _remember(self, tenant_id: str, items: list[Pending], answers: list[Answer]) -> None:
-        """Metrics of a committed batch, and the accounts of its transfers (to route later
-        captures, voids and reversals of them)."""
+        """Metrics of a committed batch, and the accounts of its open holds (to route
+        their captures and voids), forgotten when they end."""
         metrics.write_commits.add(1)
         metrics.write_batch_size.record(len(items))
-        if len(self._accounts_of) > _REMEMBERED_TRANSFERS:
+        if len(self._accounts_of) > _REMEMBERED_HOLDS:
             self._accounts_of.clear()  # a bound, not a cache policy: misses only cost a retry
         created, ended = [], []
         for pending, answer in zip(items, answers, strict=True):
@@ -321,11 +322,12 @@ class WritePipeline:
                     created.append(answer.result[0])
                 else:
                     created += transfers_in(answer.result)
-            for transfer in transfers_in(answer.result):
-                self._accounts_of[(tenant_id, transfer.id)] = (
-                    transfer.debit_account_id,
-                    transfer.credit_account_id,
-                )
+        for transfer in created:
+            if transfer.state is TransferState.PENDING:
+                key = (tenant_id, transfer.id)
+                self._accounts_of[key] = (transfer.debit_account_id, transfer.credit_account_id)
+        for hold in ended:
+            self._accounts_of.pop((tenant_id, hold.id), None)
         events.count(created, ended)
 
 
