@@ -10,7 +10,8 @@ import pytest
 
 from moneymovement.domain.accounts import Account, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
-from moneymovement.service.accounts import AccountService, NewAccount
+from moneymovement.domain.commands import CreateAccount
+from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.tenants import TenantDirectory
@@ -30,7 +31,7 @@ class Ledger:
     database: Database
 
     async def open(self, mode: OverdraftMode = OverdraftMode.NONE, **fields: object) -> Account:
-        new = NewAccount(
+        new = CreateAccount(
             currency_code=str(fields.pop("currency_code", "USD")),
             normal_balance=fields.pop("normal_balance", NormalBalance.CREDIT),  # type: ignore[arg-type]
             overdraft_mode=mode,

@@ -20,9 +20,6 @@ from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
 
-# CreateAccount's command, validated (the name the transport knows it by).
-NewAccount = CreateAccount
-
 
 class AccountService:
     """The account use cases."""

@@ -51,7 +51,7 @@ from moneymovement.domain.errors import (
     database_unavailable,
     deadline_exceeded,
 )
-from moneymovement.domain.transfers import TransferState
+from moneymovement.domain.transfers import Transfer, TransferState
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import spans_recorded
 from moneymovement.service import events
@@ -61,9 +61,9 @@ from moneymovement.service.write_batch import (
     Answer,
     BatchTransaction,
     Pending,
+    effects_of,
     emit_events,
     transaction_span,
-    transfers_in,
 )
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
 from moneymovement.storage.session import Database
@@ -312,16 +312,13 @@ class WritePipeline:
         metrics.write_batch_size.record(len(items))
         if len(self._accounts_of) > _REMEMBERED_HOLDS:
             self._accounts_of.clear()  # a bound, not a cache policy: misses only cost a retry
-        created, ended = [], []
+        created: list[Transfer] = []
+        ended: list[Transfer] = []
         for pending, answer in zip(items, answers, strict=True):
-            if answer.fresh and answer.result is not None:
-                method = pending.command.method
-                if method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
-                    ended.append(answer.result)
-                elif method == "ReverseTransfer":
-                    created.append(answer.result[0])
-                else:
-                    created += transfers_in(answer.result)
+            if answer.fresh:
+                new, done = effects_of(pending.command, answer.result)
+                created += new
+                ended += done
         for transfer in created:
             if transfer.state is TransferState.PENDING:
                 key = (tenant_id, transfer.id)

@@ -177,13 +177,21 @@ def transfers_in(result: Any) -> list[Transfer]:
     return []
 
 
-def emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
-    """Counts and tells what a fresh effect did (never for a replay)."""
+def effects_of(command: Command[Any], result: Any) -> tuple[list[Transfer], list[Transfer]]:
+    """What a fresh effect did to money: (transfers it created, holds it ended)."""
     if result is None:
-        return
-    if command.method in ("CreateTransfer", "CreateTransfers"):
-        events.transfers_created(transfers_in(result), own_line=own_line)
-    elif command.method == "ReverseTransfer":
-        events.transfers_created([result[0]], own_line=own_line)
-    elif command.method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
-        events.hold_ended(result, own_line=own_line)
+        return [], []
+    if command.method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
+        return [], [result]
+    if command.method == "ReverseTransfer":
+        return [result[0]], []
+    return transfers_in(result), []
+
+
+def emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
+    """Tells what a fresh effect did (never for a replay); counting is per batch."""
+    created, ended = effects_of(command, result)
+    if created:
+        events.transfers_created(created, own_line=own_line)
+    for hold in ended:
+        events.hold_ended(hold, own_line=own_line)

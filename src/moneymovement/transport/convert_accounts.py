@@ -7,10 +7,10 @@ from typing import Protocol
 from moneymovement.domain import ids
 from moneymovement.domain.accounts import Account, AccountChanges, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.commands import CreateAccount
 from moneymovement.domain.errors import FieldReason
 from moneymovement.domain.queries import AccountQuery
 from moneymovement.domain.validation import MAX_NAME_LENGTH, Checker
-from moneymovement.service.accounts import NewAccount
 from moneymovement.transport.convert_common import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -35,7 +35,7 @@ class _AccountChange(Protocol):
     expected_version: int
 
 
-def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str, NewAccount]:
+def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str, CreateAccount]:
     """CreateAccount's request id and command."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
@@ -57,7 +57,7 @@ def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str,
     metadata = check.metadata("metadata", request.metadata)
     check.raise_if_any()
     assert normal is not None
-    return request_id, NewAccount(
+    return request_id, CreateAccount(
         currency_code=currency,
         normal_balance=NormalBalance(normal),
         overdraft_mode=OverdraftMode(mode),
