@@ -18,13 +18,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
+import pytest
 
 from moneymovement.domain.accounts import Account, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.errors import DomainError, Reason, Rejected
 from moneymovement.domain.transfers import Transfer, TransferSpec, TransferState
-from moneymovement.service.unit_of_work import Caller
-from tests.integration.conftest import Ledger
+from moneymovement.service.accounts import AccountService
+from moneymovement.service.transfers import TransferService
+from moneymovement.service.unit_of_work import Caller, UnitOfWork
+from tests.integration.conftest import Ledger, ledger_for
 from tests.ledger_checks import assert_ledger_consistent
 
 WALLETS = 12
@@ -260,3 +263,74 @@ async def test_thousands_of_mixed_commands_each_answered_once_each_effect_once(
 
 def _reused(answer: object) -> bool:
     return isinstance(answer, DomainError) and answer.reason is Reason.REQUEST_ID_REUSED
+
+
+async def test_two_tenants_on_one_pipeline_never_share_a_batch_or_a_row(
+    ledger: Ledger, dsn: str
+) -> None:
+    # One pipeline, as in one server: B's commands naming A's hot account queue beside
+    # A's own, on the same keys' names, and must neither reach A's rows nor be recorded
+    # under A's tenant.
+    pipeline = ledger.transfers._pipeline
+    other = await ledger_for(ledger.database, "tenant-b")
+    other = replace(
+        other,
+        transfers=TransferService(pipeline, UnitOfWork(ledger.database)),
+        accounts=AccountService(pipeline, UnitOfWork(ledger.database)),
+    )
+    a_funding = await ledger.open(OverdraftMode.UNLIMITED, normal_balance=NormalBalance.DEBIT)
+    hot = await ledger.open()
+    b_funding = await other.open(OverdraftMode.UNLIMITED, normal_balance=NormalBalance.DEBIT)
+    b_wallet = await other.open()
+    mine = [
+        ledger.transfers.create(
+            ledger.caller, f"x-{n}", TransferSpec(a_funding.id, hot.id, 7, "USD")
+        )
+        for n in range(60)
+    ]
+    theirs = [
+        other.transfers.create(other.caller, f"x-{n}", TransferSpec(b_funding.id, hot.id, 5, "USD"))
+        for n in range(60)
+    ]
+    own = [
+        other.transfers.create(
+            other.caller, f"y-{n}", TransferSpec(b_funding.id, b_wallet.id, 3, "USD")
+        )
+        for n in range(60)
+    ]
+    answers = await asyncio.gather(*mine, *theirs, *own, return_exceptions=True)
+    assert all(isinstance(a, Transfer) for a in answers[:60])
+    for refused in answers[60:120]:
+        assert isinstance(refused, Rejected)
+        assert refused.reason is Reason.ACCOUNT_NOT_FOUND
+    assert all(isinstance(a, Transfer) for a in answers[120:])
+    # Same request ids in both tenants: each replays its own outcome, never the other's.
+    with pytest.raises(Rejected) as replayed:
+        await other.transfers.create(
+            other.caller, "x-0", TransferSpec(b_funding.id, hot.id, 5, "USD")
+        )
+    assert replayed.value.reason is Reason.ACCOUNT_NOT_FOUND
+    mine_again = await ledger.transfers.create(
+        ledger.caller, "x-0", TransferSpec(a_funding.id, hot.id, 7, "USD")
+    )
+    assert mine_again.id == answers[0].id  # type: ignore[union-attr]
+    [balance] = await ledger.balances.get_many(ledger.caller, [hot.id])
+    assert balance.balances.posted_credits_minor == 60 * 7
+    [wallet] = await other.balances.get_many(other.caller, [b_wallet.id])
+    assert wallet.balances.posted_credits_minor == 60 * 3
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT tenant_id, count(*) AS n FROM transfers WHERE credit_account_id = $1"
+            " GROUP BY tenant_id",
+            hot.id,
+        )
+        recorded = await connection.fetch(
+            "SELECT tenant_id, count(*) AS n FROM request_outcomes WHERE request_id LIKE 'x-%'"
+            " GROUP BY tenant_id ORDER BY tenant_id"
+        )
+    finally:
+        await connection.close()
+    assert [(r["tenant_id"], r["n"]) for r in rows] == [(ledger.caller.tenant_id, 60)]
+    assert sorted(r["n"] for r in recorded) == [60, 60]  # each tenant's own 60 outcomes
+    await assert_ledger_consistent(dsn)
