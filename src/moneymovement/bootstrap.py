@@ -9,7 +9,9 @@ from __future__ import annotations
 from moneymovement.config import Settings
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
+from moneymovement.service.event_stream import EventStream
 from moneymovement.service.pipeline import WritePipeline
+from moneymovement.service.retention import Retention
 from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.transfers import TransferService
@@ -20,6 +22,7 @@ from moneymovement.transport.server import ApiServer
 from moneymovement.transport.servicers import (
     AccountServicer,
     BalanceServicer,
+    EventServicer,
     MoneyMovementServicer,
 )
 
@@ -28,7 +31,9 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
     """The gRPC server of one process and everything behind it, on `database`.
 
     `dsn` (the database's) lets the server LISTEN for token changes, which is what allows
-    it to cache token lookups; without it every RPC looks its token up in the database.
+    it to cache token lookups, and for committed events, which wake event streams at
+    once; without it every RPC looks its token up in the database, and streams look for
+    new events every event_stream.BACKSTOP_S.
     """
     directory = TenantDirectory(database, cache_ttl_s=settings.auth_cache_ttl_s, dsn=dsn)
     reads = UnitOfWork(database)
@@ -46,7 +51,9 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         tenant_rate_per_s=settings.tenant_rate_per_s,
         tenant_burst=settings.tenant_burst,
+        max_streams=settings.max_event_streams,
     )
+    events = EventStream(reads, dsn=dsn, heartbeat_s=settings.event_heartbeat_s)
     return ApiServer(
         settings,
         database,
@@ -55,9 +62,17 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
             AccountServicer(AccountService(pipeline, reads)),
             BalanceServicer(BalanceService(reads)),
             MoneyMovementServicer(transfers),
+            EventServicer(events),
         ),
         directory=directory,
         pipeline=pipeline,
         sweeper=HoldSweeper(database, transfers, settings.hold_sweep_interval_s),
+        retention=Retention(
+            database,
+            event_retention_s=settings.event_retention_s,
+            outcome_retention_s=settings.outcome_retention_s,
+            interval_s=settings.retention_sweep_s,
+        ),
+        events=events,
         watch_tokens=dsn is not None,
     )

@@ -16,6 +16,12 @@
 | MM_AUTH_CACHE_TTL_S    | 2                  | longest a token lookup is cached (revocation     |
 |                        |                    | drops it at once; 0: no cache)                   |
 | MM_HOLD_SWEEP_S        | 1                  | how often expired holds are released             |
+| MM_EVENT_RETENTION_S   | 2592000 (30 days)  | how long events are kept (at least 60)           |
+| MM_OUTCOME_RETENTION_S | 86400 (24 hours)   | how long a request id's outcome is kept, and     |
+|                        |                    | replayed (at least 86400: the contract's promise)|
+| MM_RETENTION_SWEEP_S   | 60                 | how often old events and outcomes are pruned     |
+| MM_EVENT_HEARTBEAT_S   | 15                 | a quiet event stream's heartbeat interval        |
+| MM_MAX_EVENT_STREAMS   | 1000               | event streams open at once on one replica        |
 | MM_MAX_MESSAGE_BYTES   | 4194304            | largest request or response message              |
 | MM_MAX_METADATA_BYTES  | 16384              | largest request metadata (headers)               |
 | MM_MAX_CONCURRENT_RPCS | 256                | RPCs served at once; more: RESOURCE_EXHAUSTED    |
@@ -64,6 +70,11 @@ class Settings:
     shutdown_grace_s: float
     auth_cache_ttl_s: float
     hold_sweep_interval_s: float
+    event_retention_s: float
+    outcome_retention_s: float
+    retention_sweep_s: float
+    event_heartbeat_s: float
+    max_event_streams: int
     max_message_bytes: int
     max_metadata_bytes: int
     max_concurrent_rpcs: int
@@ -162,6 +173,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         shutdown_grace_s=number("MM_SHUTDOWN_GRACE_S", 10, minimum=0),
         auth_cache_ttl_s=number("MM_AUTH_CACHE_TTL_S", 2, minimum=0),
         hold_sweep_interval_s=number("MM_HOLD_SWEEP_S", 1, minimum=0.01),
+        event_retention_s=number("MM_EVENT_RETENTION_S", 30 * 86400, minimum=60),
+        outcome_retention_s=number("MM_OUTCOME_RETENTION_S", 86400, minimum=86400),
+        retention_sweep_s=number("MM_RETENTION_SWEEP_S", 60, minimum=0.01),
+        event_heartbeat_s=number("MM_EVENT_HEARTBEAT_S", 15, minimum=0.01),
+        max_event_streams=int(number("MM_MAX_EVENT_STREAMS", 1000, minimum=1)),
         max_message_bytes=int(number("MM_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)),
         # Below ~1 KiB even a token and a traceparent would not fit.
         max_metadata_bytes=int(number("MM_MAX_METADATA_BYTES", 16 * 1024, minimum=1024)),

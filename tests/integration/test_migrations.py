@@ -33,6 +33,12 @@ EXPECTED_TABLES = {
         "pending_debits_minor", "pending_credits_minor", "created_at",
     ],
     "request_outcomes": ["tenant_id", "request_id", "fingerprint", "outcome", "created_at"],
+    # The outbox (migration 0006) and how far each tenant's events were pruned.
+    "events": [
+        "tenant_id", "position", "type", "occurred_at", "request_id", "trace_id",
+        "account_ids", "holder_ids", "transfer_ids", "payload",
+    ],
+    "event_horizons": ["tenant_id", "pruned_through"],
     "schema_migrations": ["version", "name", "applied_at"],
 }  # fmt: skip
 
@@ -42,6 +48,7 @@ EXPECTED_PRIMARY_KEYS = {
     "transfers": ["tenant_id", "transfer_id"],
     "entries": ["tenant_id", "account_id", "account_version"],
     "request_outcomes": ["tenant_id", "request_id"],
+    "events": ["tenant_id", "position"],
 }
 
 

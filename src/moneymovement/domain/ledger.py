@@ -42,6 +42,7 @@ from moneymovement.domain.errors import (
     account_not_found,
     transfer_not_found,
 )
+from moneymovement.domain.events import Event, EventType
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
 from moneymovement.domain.reversals import reverse
 from moneymovement.domain.transfers import Entry, NewTransfer, Transfer, open_transfer
@@ -62,13 +63,15 @@ class Issued:
 class Writes:
     """Everything a transaction writes, in one statement: accounts opened and accounts
     changed (their new totals, attributes and versions), transfers created (in creation
-    order, each in its final state) and changed, and the entries, in order."""
+    order, each in its final state) and changed, the entries, and the events, each in
+    the order they happened."""
 
     new_accounts: list[Account]
     changed_accounts: list[Account]
     new_transfers: list[Transfer]
     changed_transfers: list[Transfer]
     entries: list[Entry]
+    events: list[Event]
 
     def __bool__(self) -> bool:
         return bool(
@@ -77,6 +80,7 @@ class Writes:
             or self.new_transfers
             or self.changed_transfers
             or self.entries
+            or self.events
         )
 
 
@@ -99,6 +103,7 @@ class Ledger:
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.entries: list[Entry] = []
+        self.events: list[Event] = []
 
     def apply(self, command: Command[R], issued: Issued) -> R:
         """Decides `command` and, when it succeeds, applies it to this state.
@@ -133,6 +138,7 @@ class Ledger:
             new_transfers=[self.transfers[t] for t in self.new_transfer_ids],
             changed_transfers=changed_transfers,
             entries=list(self.entries),
+            events=list(self.events),
         )
 
 
@@ -148,6 +154,7 @@ class _Fork:
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.entries: list[Entry] = []
+        self.events: list[Event] = []
 
     def merge(self) -> None:
         ledger = self.ledger
@@ -157,6 +164,7 @@ class _Fork:
         ledger.new_account_ids += self.new_account_ids
         ledger.new_transfer_ids += self.new_transfer_ids
         ledger.entries += self.entries
+        ledger.events += self.events
 
     def locked_transfer(self, transfer_id: str) -> Transfer:
         transfer = self.transfers.get(transfer_id)
@@ -172,6 +180,23 @@ class _Fork:
     def change_transfer(self, transfer: Transfer, entries: list[Entry]) -> None:
         self.transfers[transfer.id] = transfer
         self.entries += entries
+
+    def tell(self, kind: EventType, issued: Issued, *transfers: Transfer) -> None:
+        """Records the event of a change to `transfers`, with their accounts as they are
+        now (right after the change)."""
+        accounts: dict[str, Account] = {}
+        for transfer in transfers:
+            for account_id in (transfer.debit_account_id, transfer.credit_account_id):
+                accounts[account_id] = self.accounts[account_id]
+        self.events.append(
+            Event(
+                kind,
+                issued.request_id,
+                issued.trace_id,
+                transfers,
+                tuple(accounts[a] for a in sorted(accounts)),
+            )
+        )
 
 
 def _create_account(fork: _Fork, command: CreateAccount, issued: Issued) -> Account:
@@ -200,13 +225,17 @@ def _create_account(fork: _Fork, command: CreateAccount, issued: Issued) -> Acco
     fork.new_account_ids.append(account.id)
     if command.external_id is not None:
         fork.taken_external_ids[command.external_id] = True
+    fork.events.append(
+        Event(EventType.ACCOUNT_CREATED, issued.request_id, issued.trace_id, (), (account,))
+    )
     return account
 
 
 def _account_change(
-    change: Callable[[Account, Any], Account],
+    change: Callable[[Account, Any], Account], kind: EventType
 ) -> Callable[[_Fork, Any, Issued], Account]:
-    """A handler for the commands that change one account's attributes or state."""
+    """A handler for the commands that change one account's attributes or state; a
+    change that changes nothing writes nothing and tells nothing."""
 
     def handle(fork: _Fork, command: Any, issued: Issued) -> Account:
         account = fork.accounts.get(command.account_id)
@@ -218,6 +247,7 @@ def _account_change(
             return account
         changed = replace(changed, updated_at=fork.now)
         fork.accounts[changed.id] = changed
+        fork.events.append(Event(kind, issued.request_id, issued.trace_id, (), (changed,)))
         return changed
 
     return handle
@@ -227,6 +257,7 @@ def _create_transfer(fork: _Fork, command: CreateTransfer, issued: Issued) -> Tr
     new = NewTransfer(ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id)
     transfer, entries = open_transfer(fork.accounts, command.spec, new)
     fork.add_transfer(transfer, entries)
+    fork.tell(EventType.TRANSFER_CREATED, issued, transfer)
     return transfer
 
 
@@ -242,7 +273,9 @@ def _create_transfers(fork: _Fork, command: CreateTransfers, issued: Issued) -> 
         except (Rejected, InvalidInput) as error:
             raise _for_item(error, index) from None
         fork.add_transfer(transfer, entries)
+        fork.tell(EventType.TRANSFER_CREATED, issued, transfer)
         created.append(transfer)
+    fork.tell(EventType.BATCH_COMMITTED, issued, *created)
     return created
 
 
@@ -252,6 +285,7 @@ def _post(fork: _Fork, command: PostTransfer, issued: Issued) -> Transfer:
         fork.accounts, hold, command.amount_minor, fork.now, issued.request_id
     )
     fork.change_transfer(posted, entries)
+    fork.tell(EventType.TRANSFER_POSTED, issued, posted)
     return posted
 
 
@@ -259,6 +293,7 @@ def _void(fork: _Fork, command: VoidTransfer, issued: Issued) -> Transfer:
     hold = fork.locked_transfer(command.transfer_id)
     voided, entries = void_hold(fork.accounts, hold, fork.now, issued.request_id)
     fork.change_transfer(voided, entries)
+    fork.tell(EventType.TRANSFER_VOIDED, issued, voided)
     return voided
 
 
@@ -271,6 +306,7 @@ def _expire(fork: _Fork, command: ExpireHold, issued: Issued) -> Transfer | None
         return None
     expired, entries = ended
     fork.change_transfer(expired, entries)
+    fork.tell(EventType.TRANSFER_EXPIRED, issued, expired)
     return expired
 
 
@@ -280,6 +316,8 @@ def _reverse(fork: _Fork, command: ReverseTransfer, issued: Issued) -> tuple[Tra
     reversal, updated, entries = reverse(fork.accounts, original, command.request, new)
     fork.add_transfer(reversal, entries)
     fork.change_transfer(updated, [])
+    fork.tell(EventType.TRANSFER_CREATED, issued, reversal)
+    fork.tell(EventType.TRANSFER_REVERSED, issued, updated)
     return reversal, updated
 
 
@@ -302,11 +340,12 @@ def _for_item(error: Rejected | InvalidInput, index: int) -> Rejected | InvalidI
 _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     CreateAccount: _create_account,
     UpdateAccount: _account_change(
-        lambda account, command: rules.update(account, command.changes, MAX_METADATA_KEYS)
+        lambda account, command: rules.update(account, command.changes, MAX_METADATA_KEYS),
+        EventType.ACCOUNT_UPDATED,
     ),
-    FreezeAccount: _account_change(lambda account, _: rules.freeze(account)),
-    UnfreezeAccount: _account_change(lambda account, _: rules.unfreeze(account)),
-    CloseAccount: _account_change(lambda account, _: rules.close(account)),
+    FreezeAccount: _account_change(lambda a, _: rules.freeze(a), EventType.ACCOUNT_FROZEN),
+    UnfreezeAccount: _account_change(lambda a, _: rules.unfreeze(a), EventType.ACCOUNT_UNFROZEN),
+    CloseAccount: _account_change(lambda a, _: rules.close(a), EventType.ACCOUNT_CLOSED),
     CreateTransfer: _create_transfer,
     CreateTransfers: _create_transfers,
     PostTransfer: _post,

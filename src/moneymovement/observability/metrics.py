@@ -60,6 +60,39 @@ write_batch_size = _meter.create_histogram(
 holds_expired = _meter.create_counter(
     "moneymovement.holds.expired", unit="1", description="Holds released by the sweeper"
 )
+events_written = _meter.create_counter(
+    "moneymovement.events.written", unit="1", description="Events committed to the outbox"
+)
+events_delivered = _meter.create_counter(
+    "moneymovement.events.delivered",
+    unit="1",
+    description="Events sent to consumers, by RPC (WatchEvents, ListEvents)",
+)
+event_delivery_latency = _meter.create_histogram(
+    "moneymovement.events.delivery_latency",
+    unit="s",
+    description="From an event's transaction time to its sending on a live stream",
+    explicit_bucket_boundaries_advisory=[
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60,
+    ],
+)  # fmt: skip
+
+
+def observe_event_streams(open_streams: Callable[[], int], oldest_lag: Callable[[], int]) -> None:
+    """Gauges of the event streams: how many are open, and how many events the furthest
+    behind of them still has to receive."""
+    _meter.create_observable_gauge(
+        "moneymovement.events.streams",
+        [lambda _: [Observation(open_streams())]],
+        unit="1",
+        description="Event streams (WatchEvents) open on this replica",
+    )
+    _meter.create_observable_gauge(
+        "moneymovement.events.oldest_watcher_lag",
+        [lambda _: [Observation(oldest_lag())]],
+        unit="1",
+        description="Events the furthest-behind open stream has yet to receive",
+    )
 
 
 def observe_pool(stats: Callable[[], tuple[int, int, int]]) -> None:

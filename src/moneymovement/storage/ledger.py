@@ -22,6 +22,7 @@ from moneymovement.storage.rows import (
     account_from_row,
     account_row,
     entry_row,
+    event_row,
     outcome_row,
     transfer_from_row,
     transfer_row,
@@ -115,6 +116,7 @@ class LedgerStore:
             [transfer_row(tenant, t) for t in writes.changed_transfers],
             [entry_row(tenant, e) for e in writes.entries],
             [outcome_row(tenant, o.request_id, o.fingerprint, o.outcome, now) for o in outcomes],
+            [event_row(tenant, e) for e in writes.events],
         )
         assert row is not None
         written = tuple(row.values())
@@ -125,6 +127,8 @@ class LedgerStore:
             len(writes.changed_transfers),
             len(writes.entries),
             len(outcomes),
+            len(writes.events),
+            1 if writes.events else 0,
         )
         if written != expected:
             raise RuntimeError(f"write_batch wrote {dict(row)}; the domain decided {expected}")

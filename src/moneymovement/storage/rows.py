@@ -8,6 +8,7 @@ from typing import Any
 
 from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
 from moneymovement.domain.balances import Balances, Direction, EntryKind, NormalBalance
+from moneymovement.domain.events import Event, EventType, RecordedEvent
 from moneymovement.domain.transfers import Entry, EventKind, Transfer, TransferEvent, TransferState
 
 Row = Mapping[str, Any]
@@ -132,6 +133,10 @@ ENTRY_COLUMNS = (
     "pending_credits_minor", "created_at",
 )  # fmt: skip
 OUTCOME_COLUMNS = ("tenant_id", "request_id", "fingerprint", "outcome", "created_at")
+EVENT_COLUMNS = (
+    "tenant_id", "position", "type", "occurred_at", "request_id", "trace_id", "account_ids",
+    "holder_ids", "transfer_ids", "payload",
+)  # fmt: skip
 _FINAL_EVENTS = (EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED)
 
 
@@ -235,3 +240,81 @@ def outcome_row(
             "created_at": now,
         },
     )
+
+
+def event_row(tenant_id: str, event: Event) -> tuple[Any, ...]:
+    """An Event as an `events` row; its position and time are given by write_batch."""
+    return _in_order(
+        EVENT_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "position": None,
+            "type": event.type.value,
+            "occurred_at": None,
+            "request_id": event.request_id,
+            "trace_id": event.trace_id,
+            "account_ids": event.account_ids,
+            "holder_ids": event.holder_ids,
+            "transfer_ids": [t.id for t in event.transfers],
+            "payload": {
+                "transfers": [_transfer_document(tenant_id, t) for t in event.transfers],
+                "accounts": [
+                    _document(ACCOUNT_COLUMNS, account_row(tenant_id, a)) for a in event.accounts
+                ],
+            },
+        },
+    )
+
+
+def event_from_row(row: Row) -> RecordedEvent:
+    """An `events` row as a RecordedEvent, its resources as they were then."""
+    payload = row["payload"]
+    return RecordedEvent(
+        position=row["position"],
+        occurred_at=row["occurred_at"],
+        event=Event(
+            type=EventType(row["type"]),
+            request_id=row["request_id"],
+            trace_id=row["trace_id"],
+            transfers=tuple(
+                transfer_from_row(_undocument(d, _TRANSFER_TIMES)) for d in payload["transfers"]
+            ),
+            accounts=tuple(
+                account_from_row(_undocument(d, _ACCOUNT_TIMES)) for d in payload["accounts"]
+            ),
+        ),
+    )
+
+
+# An event's resources are kept as JSON documents of their rows (the table's columns by
+# name, times in ISO 8601), not as columns of the tables' row types: a column of a row
+# type would forbid most later changes to that table.
+_ACCOUNT_TIMES = ("created_at", "updated_at")
+_TRANSFER_TIMES = ("expires_at", "finalized_at", "created_at", "updated_at")
+
+
+def _document(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        column: value.isoformat() if isinstance(value, datetime) else value
+        for column, value in zip(columns, row, strict=True)
+        if column != "tenant_id"
+    }
+
+
+def _transfer_document(tenant_id: str, transfer: Transfer) -> dict[str, Any]:
+    document = _document(TRANSFER_COLUMNS, transfer_row(tenant_id, transfer))
+    document["reversals"] = [
+        {"id": e.related_transfer_id, "amount_minor": e.amount_minor, "at": e.at.isoformat(),
+         "request_id": e.request_id}
+        for e in transfer.history
+        if e.kind is EventKind.REVERSED
+    ]  # fmt: skip
+    return document
+
+
+def _undocument(document: dict[str, Any], times: tuple[str, ...]) -> dict[str, Any]:
+    for column in times:
+        value = document.get(column)
+        if value is not None:
+            document[column] = datetime.fromisoformat(value)
+    return document

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 import asyncpg
@@ -16,6 +17,7 @@ from moneymovement.storage.database import (
     switch_to_service_role,
     translated_errors,
 )
+from moneymovement.storage.events import EventStore
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.storage.queries import query
 from moneymovement.storage.tenants import Tenants
@@ -29,6 +31,7 @@ class Session:
     accounts: Accounts
     transfers: Transfers
     ledger: LedgerStore
+    events: EventStore
 
 
 def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
@@ -36,6 +39,7 @@ def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
         accounts=Accounts(connection, tenant_id),
         transfers=Transfers(connection, tenant_id),
         ledger=LedgerStore(connection, tenant_id),
+        events=EventStore(connection, tenant_id),
     )
 
 
@@ -124,6 +128,12 @@ class Database:
         async with translated_errors(), self._pool.acquire() as connection:
             rows = await connection.fetch(query("find_expired_holds"), limit)
         return [(row["tenant_id"], row["transfer_id"]) for row in rows]
+
+    async def prune(self, statement: str, older_than: datetime, step: int) -> int:
+        """One step of retention across tenants (`statement`: prune_events or
+        prune_request_outcomes): how many rows it deleted."""
+        async with translated_errors(), self._pool.acquire() as connection:
+            return int(await connection.fetchval(query(statement), older_than, step))
 
     async def ping(self) -> None:
         """Raises DatabaseUnavailable unless the database answers a trivial query.

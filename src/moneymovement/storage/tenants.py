@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from moneymovement.storage.database import translated_errors
+from moneymovement.storage.listening import Listening, listening
 from moneymovement.storage.queries import query
 
 # Migration 0002's trigger notifies this channel with the token id of any changed token row.
@@ -96,12 +97,10 @@ def token_digest(token: str) -> bytes:
 
 
 class TokenChanges:
-    """A dedicated connection LISTENing on TOKEN_CHANGES_CHANNEL."""
+    """Token changes heard on a LISTEN connection; each confirmed to revokers."""
 
-    def __init__(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
-        self._connection = connection
-        self._lost = lost
-        self._busy = asyncio.Lock()  # one query at a time on the connection
+    def __init__(self, listening: Listening) -> None:
+        self._listening = listening
         self._confirmations: set[asyncio.Task[None]] = set()
 
     def confirm(self, token_id: str) -> None:
@@ -112,23 +111,11 @@ class TokenChanges:
 
     async def _confirm(self, token_id: str) -> None:
         with contextlib.suppress(Exception):  # a lost connection is noticed by wait_lost
-            async with self._busy:
-                await self._connection.execute(query("confirm_token_change"), token_id)
+            await self._listening.execute(query("confirm_token_change"), token_id)
 
     async def wait_lost(self, check_every_s: float) -> None:
-        """Returns when the connection is gone. Every `check_every_s` a trivial query
-        proves it alive: a half-open connection (a silent network partition) would
-        otherwise look healthy while notifications are no longer arriving."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), timeout=check_every_s)
-            if self._lost.is_set():
-                return
-            try:
-                async with self._busy, translated_errors():
-                    await self._connection.fetchval(query("ping"), timeout=check_every_s)
-            except Exception:
-                return
+        """Returns when the connection is gone (storage/listening.py)."""
+        await self._listening.wait_lost(check_every_s)
 
 
 @asynccontextmanager
@@ -139,27 +126,18 @@ async def token_changes(dsn: str, on_change: Callable[[str], None]) -> AsyncIter
     Raises:
         DatabaseUnavailable: the database cannot be reached.
     """
-    lost = asyncio.Event()
-    async with translated_errors():
-        connection = await asyncpg.connect(
-            dsn, timeout=5, server_settings={"application_name": LISTENER_APPLICATION_NAME}
-        )
-    changes = TokenChanges(connection, lost)
+    changes: TokenChanges | None = None
 
-    def changed(_connection: object, _pid: int, _channel: str, token_id: object) -> None:
-        on_change(str(token_id))
-        changes.confirm(str(token_id))
+    def changed(token_id: str) -> None:
+        on_change(token_id)
+        if changes is not None:
+            changes.confirm(token_id)
 
-    try:
-        connection.add_termination_listener(lambda _connection: lost.set())
-        async with translated_errors():
-            await connection.add_listener(TOKEN_CHANGES_CHANNEL, changed)
+    async with listening(
+        dsn, {TOKEN_CHANGES_CHANNEL: changed}, application_name=LISTENER_APPLICATION_NAME
+    ) as live:
+        changes = TokenChanges(live)
         yield changes
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(connection.close(), timeout=2)
-        if not connection.is_closed():
-            connection.terminate()
 
 
 @dataclass(frozen=True)

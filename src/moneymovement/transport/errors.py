@@ -62,6 +62,8 @@ class Throttled(EdgeError):
 _C = grpc.StatusCode
 CODE_OF_REASON: dict[Reason | EdgeReason, grpc.StatusCode] = {
     Reason.INVALID_ARGUMENT: _C.INVALID_ARGUMENT,
+    Reason.CURSOR_EXPIRED: _C.OUT_OF_RANGE,
+    Reason.SHUTTING_DOWN: _C.UNAVAILABLE,
     EdgeReason.TOKEN_MISSING: _C.UNAUTHENTICATED,
     EdgeReason.TOKEN_INVALID: _C.UNAUTHENTICATED,
     Reason.ACCOUNT_NOT_FOUND: _C.NOT_FOUND,

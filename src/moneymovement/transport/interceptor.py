@@ -91,11 +91,22 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         max_concurrent_rpcs: int = 0,
         tenant_rate_per_s: float = 0,
         tenant_burst: float = 1,
+        max_streams: int = 0,
     ) -> None:
         self._directory = directory
         self._max_deadline_s = max_deadline_s
         self._open_prefixes = OPEN_METHOD_PREFIXES if open_health_and_reflection else ()
         self._concurrency = ConcurrencyLimit(max_concurrent_rpcs)
+        # Streams are long-lived: they have a limit of their own, and do not take the
+        # places of unary calls.
+        self._streams = ConcurrencyLimit(max_streams)
+        self._streams_full = Throttled(
+            EdgeReason.OVERLOADED,
+            f"the server serves its limit of {max_streams} streams at once; nothing was "
+            "done, retry after the RetryInfo delay (or on another replica)",
+            1.0,
+            {"max_streams": str(max_streams)},
+        )
         self._rate = TenantRateLimiter(tenant_rate_per_s, tenant_burst)
         self._overloaded = Throttled(
             EdgeReason.OVERLOADED,
@@ -130,9 +141,16 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_handler(self, method: str, handler: Handler) -> Handler:
         if method.startswith(OPEN_METHOD_PREFIXES):
             return self._authenticated_only(handler)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=_lenient(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_unary is None:
-            # Every RPC of ours is unary; a streaming one must not slip past authentication.
-            raise RuntimeError(f"{method}: streaming RPCs need their own interceptor path")
+            # Our RPCs are unary, or server streaming; another kind must not slip past
+            # authentication.
+            raise RuntimeError(f"{method}: client streaming RPCs have no interceptor path")
         # grpc.aio handlers are coroutines; the stubs type them as sync ones.
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         return grpc.unary_unary_rpc_method_handler(
@@ -214,6 +232,83 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
 
         return serve
 
+    def _wrap_stream(self, method: str, handler: Any) -> Any:
+        """A server-streaming handler behind the same checks as a unary one: the limit of
+        streams, authentication, the tenant's rate (opening a stream is one call); the
+        caller's deadline is its own (no MM_MAX_DEADLINE_S: a stream may live for days).
+        One log line when it ends, with the messages it sent."""
+        service, _, rpc = method.lstrip("/").partition("/")
+        stream_behavior: Callable[[Any, Any], AsyncIterator[Any]] = handler
+
+        async def serve(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            metadata = _text_metadata(context)
+            code, sent = grpc.StatusCode.OK, 0
+            error: DomainError | EdgeError | None = None
+            with (
+                self._server_span(service, rpc, "", metadata) as span,
+                structlog.contextvars.bound_contextvars(method=method),
+            ):
+                if not self._streams.try_enter():
+                    code, error = grpc.StatusCode.RESOURCE_EXHAUSTED, self._streams_full
+                else:
+                    try:
+                        caller = await self._caller(metadata, context, capped=False)
+                        structlog.contextvars.bind_contextvars(
+                            tenant_id=caller.tenant_id, trace_id=caller.trace_id
+                        )
+                        self._check_rate(caller.tenant_id)
+                        if isinstance(request, Undecodable):
+                            raise request.refusal()
+                        token = set_caller(caller)
+                        try:
+                            async for response in stream_behavior(request, context):
+                                yield response
+                                sent += 1
+                        finally:
+                            with contextlib.suppress(ValueError):  # closed from elsewhere
+                                reset_caller(token)
+                    except (DomainError, EdgeError) as failure:
+                        span.set_attribute("moneymovement.reason", failure.reason.value)
+                        code, error = code_of(failure), failure
+                    except asyncio.CancelledError:
+                        code = grpc.StatusCode.CANCELLED
+                        raise
+                    except Exception:
+                        log.exception("rpc_failed")
+                        code, error = grpc.StatusCode.INTERNAL, INTERNAL_ERROR
+                    finally:
+                        self._streams.leave()
+                        elapsed = time.perf_counter() - started
+                        labels = {"method": rpc, "code": code.name}
+                        metrics.rpc_requests.add(1, labels)
+                        log.info(
+                            "rpc_finished",
+                            code=code.name,
+                            duration_ms=round(elapsed * 1000, 3),
+                            messages_sent=sent,
+                        )
+            if error is not None:
+                await abort(context, error)
+
+        return serve
+
+    def _check_rate(self, tenant_id: str) -> None:
+        if not self._rate.enabled:
+            return
+        wait_s = self._rate.acquire(tenant_id)
+        if wait_s:
+            raise Throttled(
+                EdgeReason.RATE_LIMITED,
+                f"the tenant's rate limit ({self._rate.rate_per_s:g} calls/s, burst "
+                f"{self._rate.burst:g}) is used up; nothing was done, retry after the "
+                "RetryInfo delay",
+                wait_s,
+                self._rate_metadata,
+            )
+
     def _server_span(
         self, service: str, rpc: str, request_id: str, metadata: dict[str, str]
     ) -> AbstractContextManager[trace.Span]:
@@ -252,17 +347,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             structlog.contextvars.bind_contextvars(
                 tenant_id=caller.tenant_id, trace_id=caller.trace_id
             )
-            if self._rate.enabled:
-                wait_s = self._rate.acquire(caller.tenant_id)
-                if wait_s:
-                    raise Throttled(
-                        EdgeReason.RATE_LIMITED,
-                        f"the tenant's rate limit ({self._rate.rate_per_s:g} calls/s, burst "
-                        f"{self._rate.burst:g}) is used up; nothing was done, retry after the "
-                        "RetryInfo delay",
-                        wait_s,
-                        self._rate_metadata,
-                    )
+            self._check_rate(caller.tenant_id)
             if isinstance(request, Undecodable):
                 raise request.refusal()
             token = set_caller(caller)
@@ -281,7 +366,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             self._concurrency.leave()
 
     async def _caller(
-        self, metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        metadata: dict[str, str],
+        context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        capped: bool = True,
     ) -> Caller:
         scheme, _, token = metadata.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -290,7 +379,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             )
         remaining = context.time_remaining()
         budget = self._max_deadline_s if remaining is None else min(remaining, self._max_deadline_s)
-        deadline = asyncio.get_running_loop().time() + budget
+        now = asyncio.get_running_loop().time()
+        deadline = now + budget  # of the call, and of the token lookup below
+        own = None if remaining is None else now + remaining  # a stream's: uncapped
         known, tenant_id = self._directory.cached_tenant_of(token.strip())
         if not known:
             try:
@@ -301,7 +392,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         if tenant_id is None:
             raise EdgeError(EdgeReason.TOKEN_INVALID, "the token is unknown or revoked")
         trace_id = current_trace_id(metadata.get("traceparent"))
-        return Caller(tenant_id=tenant_id, deadline=deadline, trace_id=trace_id)
+        return Caller(tenant_id=tenant_id, deadline=deadline if capped else own, trace_id=trace_id)
 
 
 class Undecodable:

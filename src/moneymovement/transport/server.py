@@ -1,4 +1,4 @@
-"""The gRPC server: our three services, health, reflection, optional (mutual) TLS, the
+"""The gRPC server: our four services, health, reflection, optional (mutual) TLS, the
 limits on messages and metadata, and a graceful stop."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from moneymovement.config import Settings
+from moneymovement.service.event_stream import EventStream
 from moneymovement.service.pipeline import WritePipeline
+from moneymovement.service.retention import Retention
 from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.errors import DatabaseUnavailable
@@ -21,6 +23,7 @@ from moneymovement.transport.interceptor import RequestInterceptor
 from moneymovement.transport.servicers import (
     AccountServicer,
     BalanceServicer,
+    EventServicer,
     MoneyMovementServicer,
 )
 from moneymovement.v1 import (
@@ -28,6 +31,8 @@ from moneymovement.v1 import (
     account_service_pb2_grpc,
     balance_service_pb2,
     balance_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
 )
@@ -38,6 +43,7 @@ SERVICE_NAMES = (
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     balance_service_pb2.DESCRIPTOR.services_by_name["BalanceService"].full_name,
     money_movement_service_pb2.DESCRIPTOR.services_by_name["MoneyMovementService"].full_name,
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 _HEALTH_PROBE_INTERVAL_S = 2.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -47,7 +53,8 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class ApiServer:
     """One grpc.aio server: serves the given servicers through the interceptor, with
     health and reflection, and runs the process's background tasks (the database
-    watcher, the hold sweeper, the token listener). Built by bootstrap.build_server."""
+    watcher, the hold sweeper, retention, the token and event listeners). Built by
+    bootstrap.build_server."""
 
     def __init__(
         self,
@@ -55,10 +62,12 @@ class ApiServer:
         database: Database,
         *,
         interceptor: RequestInterceptor,
-        servicers: tuple[AccountServicer, BalanceServicer, MoneyMovementServicer],
+        servicers: tuple[AccountServicer, BalanceServicer, MoneyMovementServicer, EventServicer],
         directory: TenantDirectory,
         pipeline: WritePipeline,
         sweeper: HoldSweeper,
+        retention: Retention,
+        events: EventStream,
         watch_tokens: bool,
     ) -> None:
         self._settings = settings
@@ -66,6 +75,8 @@ class ApiServer:
         self.directory = directory
         self._pipeline = pipeline
         self._sweeper = sweeper
+        self._retention = retention
+        self.events = events
         self._watch_tokens = watch_tokens
         message_limit, metadata_limit = settings.max_message_bytes, settings.max_metadata_bytes
         self._server = grpc.aio.server(
@@ -83,12 +94,13 @@ class ApiServer:
                 ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
-        accounts, balances, movements = servicers
+        accounts, balances, movements, event_servicer = servicers
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, self._server)
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(balances, self._server)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
             movements, self._server
         )
+        event_service_pb2_grpc.add_EventServiceServicer_to_server(event_servicer, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -116,6 +128,8 @@ class ApiServer:
         self._background = [
             asyncio.create_task(self._watch_database(reachable), name="health-monitor"),
             asyncio.create_task(self._sweeper.run(), name="hold-sweeper"),
+            asyncio.create_task(self._retention.run(), name="retention"),
+            asyncio.create_task(self.events.listen(), name="event-notices"),
         ]
         if self._watch_tokens:
             self._background.append(
@@ -136,6 +150,7 @@ class ApiServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._health.enter_graceful_shutdown()
+        self.events.close()  # streams end now (SHUTTING_DOWN), not after the grace
         log.info("server_draining", grace_s=grace_s)
         await self._server.stop(grace_s)
         await self._pipeline.drain()  # batches already in the database finish and answer

@@ -1,4 +1,4 @@
-"""The three gRPC services: parse and validate, call one use case, convert the result.
+"""The four gRPC services: parse and validate, call one use case, convert the result.
 
 Errors are not handled here: domain errors propagate to the interceptor, which owns the
 one mapping to gRPC status codes (transport/errors.py).
@@ -6,21 +6,26 @@ one mapping to gRPC status codes (transport/errors.py).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
 
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
+from moneymovement.service.event_stream import EventStream, cursor_of
 from moneymovement.service.transfers import TransferService
 from moneymovement.transport import convert_accounts as accounts_in
 from moneymovement.transport import convert_balances as balances_in
+from moneymovement.transport import convert_events as events_in
 from moneymovement.transport import convert_transfers as transfers_in
 from moneymovement.transport.context import current_caller
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import account_service_pb2_grpc as agrpc
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import balance_service_pb2_grpc as bgrpc
+from moneymovement.v1 import event_service_pb2 as epb
+from moneymovement.v1 import event_service_pb2_grpc as egrpc
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
 
@@ -189,3 +194,28 @@ class MoneyMovementServicer(mgrpc.MoneyMovementServiceServicer):
         return mpb.ListTransfersResponse(
             transfers=[_transfer(t) for t in page.items], next_page_token=page.next_token
         )
+
+
+class EventServicer(egrpc.EventServiceServicer):
+    """moneymovement.v1.EventService."""
+
+    def __init__(self, events: EventStream) -> None:
+        self._events = events
+
+    async def ListEvents(
+        self, request: epb.ListEventsRequest, context: Context
+    ) -> epb.ListEventsResponse:
+        after, start, where, size = events_in.list_request(request)
+        events, through = await self._events.page(current_caller(), after, start, where, size)
+        return epb.ListEventsResponse(
+            events=[events_in.event_message(e) for e in events], next_cursor=cursor_of(through)
+        )
+
+    async def WatchEvents(
+        self, request: epb.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[epb.WatchEventsResponse]:
+        after, start, where = events_in.watch_request(request)
+        async for events, through in self._events.watch(current_caller(), after, start, where):
+            yield epb.WatchEventsResponse(
+                events=[events_in.event_message(e) for e in events], cursor=cursor_of(through)
+            )

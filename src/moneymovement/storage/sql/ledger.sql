@@ -60,8 +60,14 @@ LATERAL (
 -- Writes what a batch decided, in one statement: accounts opened ($2) and changed ($3:
 -- new totals, attributes, state and version, as the domain computed them under the locks
 -- of lock_batch), transfers created ($4) and changed ($5: state, amounts, finalisation),
--- entries ($6) and the requests' outcomes ($7). Each parameter is an array of the
--- table's own row type: the columns are the table's, declared once, in its migration.
+-- entries ($6), the requests' outcomes ($7) and the events ($8: the outbox, in the order
+-- the changes happened). Each parameter is an array of the table's own row type: the
+-- columns are the table's, declared once, in its migration.
+-- Events take their positions from the tenant's sequence while this transaction holds
+-- the tenant's event lock (an advisory lock, kept to the commit), so positions become
+-- visible in the order they were drawn (docs/events.md); the lock is taken only when
+-- there are events, last of all locks, and the transaction then only commits. Then a
+-- notification wakes the servers' event streams (delivered at commit, not before).
 -- Entries are stamped with statement_timestamp(), not the transaction's now(): this
 -- statement runs while the accounts are locked, so an account's entries are stamped in
 -- version order, which keeps as-of reads (newest entry at or before a time) consistent.
@@ -120,10 +126,27 @@ recorded AS (
     INSERT INTO request_outcomes
     SELECT * FROM unnest($7::request_outcomes[])
     RETURNING 1
+),
+event_lock AS (
+    SELECT pg_advisory_xact_lock(1835887981, hashtext($1)) AS locked,
+           format('event_positions.%I', $1)::regclass AS positions
+),
+logged AS (
+    INSERT INTO events
+    SELECT e.tenant_id, nextval(l.positions), e.type, now(), e.request_id, e.trace_id,
+           e.account_ids, e.holder_ids, e.transfer_ids, e.payload
+    FROM unnest($8::events[]) AS e, event_lock AS l  -- in array order: the order of the changes
+    RETURNING position
+),
+notified AS (
+    SELECT pg_notify('mm_events', $1 || ' ' || max(position)) FROM logged
+    HAVING count(*) > 0
 )
 SELECT (SELECT count(*) FROM opened) AS accounts_opened,
        (SELECT count(*) FROM moved) AS accounts_moved,
        (SELECT count(*) FROM created) AS transfers_created,
        (SELECT count(*) FROM changed) AS transfers_changed,
        (SELECT count(*) FROM written) AS entries_written,
-       (SELECT count(*) FROM recorded) AS outcomes_recorded;
+       (SELECT count(*) FROM recorded) AS outcomes_recorded,
+       (SELECT count(*) FROM logged) AS events_logged,
+       (SELECT count(*) FROM notified) AS notified;

@@ -1,0 +1,84 @@
+"""Events: what each state change was, with the resources as they were right after it.
+
+The ledger (domain/ledger.py) records one or more events for every change it decides, in
+the order it decides them; the write pipeline writes them in the same transaction as the
+change (the outbox, docs/events.md), and EventService delivers them. Pure data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from moneymovement.domain.accounts import Account
+from moneymovement.domain.transfers import Transfer
+
+
+class EventType(StrEnum):
+    ACCOUNT_CREATED = "ACCOUNT_CREATED"
+    ACCOUNT_UPDATED = "ACCOUNT_UPDATED"
+    ACCOUNT_FROZEN = "ACCOUNT_FROZEN"
+    ACCOUNT_UNFROZEN = "ACCOUNT_UNFROZEN"
+    ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
+    # A new transfer: immediate (POSTED), a hold (PENDING), a reversal or a batch item.
+    TRANSFER_CREATED = "TRANSFER_CREATED"
+    # A hold ended: captured, voided, expired.
+    TRANSFER_POSTED = "TRANSFER_POSTED"
+    TRANSFER_VOIDED = "TRANSFER_VOIDED"
+    TRANSFER_EXPIRED = "TRANSFER_EXPIRED"
+    # A transfer was (partly) reversed: its reversed amount rose; the reversal itself is
+    # the TRANSFER_CREATED just before.
+    TRANSFER_REVERSED = "TRANSFER_REVERSED"
+    # An atomic CreateTransfers batch committed: after its items' TRANSFER_CREATED.
+    BATCH_COMMITTED = "BATCH_COMMITTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change: its type, the request and trace that caused it, and the resources
+    right after it (the transfers it carries, the accounts it touched, with their
+    balances and versions at that moment)."""
+
+    type: EventType
+    request_id: str
+    trace_id: str | None
+    transfers: tuple[Transfer, ...] = ()
+    accounts: tuple[Account, ...] = ()
+
+    @property
+    def account_ids(self) -> list[str]:
+        return [a.id for a in self.accounts]
+
+    @property
+    def holder_ids(self) -> list[str]:
+        return sorted({a.holder_id for a in self.accounts if a.holder_id})
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as written: its place in the tenant's stream, and its time (the time of
+    the transaction that made the change)."""
+
+    position: int
+    occurred_at: datetime
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a consumer wants: all of them when every part is empty."""
+
+    types: frozenset[EventType] = frozenset()
+    account_id: str | None = None
+    holder_id: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.types or self.account_id or self.holder_id)
+
+    def matches(self, event: Event) -> bool:
+        if self.types and event.type not in self.types:
+            return False
+        if self.account_id and all(a.id != self.account_id for a in event.accounts):
+            return False
+        return not self.holder_id or any(a.holder_id == self.holder_id for a in event.accounts)

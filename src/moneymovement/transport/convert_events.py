@@ -1,0 +1,116 @@
+"""EventService requests, and events to messages."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from moneymovement.domain import ids
+from moneymovement.domain.accounts import Account
+from moneymovement.domain.balances import BalanceSnapshot
+from moneymovement.domain.errors import FieldReason, InvalidInput
+from moneymovement.domain.events import EventFilter, EventType, RecordedEvent
+from moneymovement.domain.validation import Checker
+from moneymovement.service.event_stream import Start, cursor_of, parse_cursor
+from moneymovement.transport.convert_accounts import account_message
+from moneymovement.transport.convert_balances import balance_message
+from moneymovement.transport.convert_common import enum_names, enum_value, timestamp
+from moneymovement.transport.convert_transfers import transfer_message
+from moneymovement.v1 import balance_pb2, event_pb2, event_service_pb2
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+_TYPES = enum_names(event_pb2.EventType, "EVENT_TYPE_")
+_TYPE_NUMBERS = {name: number for number, name in _TYPES.items()}
+_STARTS = enum_names(event_service_pb2.EventStart, "EVENT_START_")
+_ACCOUNT_EVENTS = {
+    EventType.ACCOUNT_CREATED,
+    EventType.ACCOUNT_UPDATED,
+    EventType.ACCOUNT_FROZEN,
+    EventType.ACCOUNT_UNFROZEN,
+    EventType.ACCOUNT_CLOSED,
+}
+
+_Request: TypeAlias = event_service_pb2.WatchEventsRequest | event_service_pb2.ListEventsRequest
+
+
+def watch_request(
+    request: event_service_pb2.WatchEventsRequest,
+) -> tuple[int | None, Start, EventFilter]:
+    """WatchEvents' cursor (or start: now by default) and filter."""
+    check = Checker()
+    after, start, where = _start_and_filter(check, request, default=Start.NOW)
+    check.raise_if_any()
+    return after, start, where
+
+
+def list_request(
+    request: event_service_pb2.ListEventsRequest,
+) -> tuple[int | None, Start, EventFilter, int]:
+    """ListEvents' cursor (or start: the oldest kept by default), filter and page size."""
+    check = Checker()
+    after, start, where = _start_and_filter(check, request, default=Start.OLDEST)
+    size = check.page_size("page_size", request.page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
+    check.raise_if_any()
+    return after, start, where, size
+
+
+def _start_and_filter(
+    check: Checker, request: _Request, *, default: Start
+) -> tuple[int | None, Start, EventFilter]:
+    after = None
+    if request.after_cursor:
+        try:
+            after = parse_cursor(request.after_cursor, "after_cursor")
+        except InvalidInput as invalid:
+            check.violations += invalid.violations
+    start_name = enum_value(check, "start", _STARTS, request.start)
+    if start_name is not None and request.after_cursor:
+        check.fail("start", FieldReason.MUST_DIFFER, "give after_cursor or start, not both")
+    start = default if start_name is None else Start[start_name]
+    spec = request.filter
+    types: set[EventType] = set()
+    for index, number in enumerate(spec.types):
+        name = _TYPES.get(number)
+        if name is None:
+            check.fail(f"filter.types[{index}]", FieldReason.OUT_OF_RANGE, "not an event type")
+        else:
+            types.add(EventType(name))
+    account_id = None
+    if spec.account_id:
+        account_id = check.resource_id("filter.account_id", spec.account_id, ids.ACCOUNT)
+    holder_id = check.reference("filter.holder_id", spec.holder_id) or None
+    return after, start, EventFilter(frozenset(types), account_id, holder_id)
+
+
+def event_message(recorded: RecordedEvent) -> event_pb2.Event:
+    """An event as its proto message: the resources as they were right after it."""
+    event = recorded.event
+    message = event_pb2.Event(
+        cursor=cursor_of(recorded.position),
+        type=_TYPE_NUMBERS[event.type.value],  # type: ignore[arg-type]
+        occurred_at=timestamp(recorded.occurred_at),
+        request_id=event.request_id,
+        trace_id=event.trace_id or "",
+    )
+    if event.type in _ACCOUNT_EVENTS:
+        message.account.CopyFrom(account_message(event.accounts[0]))
+        return message
+    if event.type is EventType.BATCH_COMMITTED:
+        message.transfers.extend(transfer_message(t) for t in event.transfers)
+    else:
+        message.transfer.CopyFrom(transfer_message(event.transfers[0]))
+    message.balances.extend(_balance(a, recorded) for a in event.accounts)
+    return message
+
+
+def _balance(account: Account, recorded: RecordedEvent) -> balance_pb2.Balance:
+    return balance_message(
+        BalanceSnapshot(
+            account_id=account.id,
+            currency_code=account.currency_code,
+            normal_balance=account.normal_balance,
+            balances=account.balances,
+            version=account.version,
+            as_of=recorded.occurred_at,
+        )
+    )
