@@ -38,7 +38,7 @@ EXPECTED_TABLES = {
         "tenant_id", "position", "type", "occurred_at", "request_id", "trace_id",
         "account_ids", "holder_ids", "transfer_ids", "payload",
     ],
-    "event_horizons": ["tenant_id", "pruned_through"],
+    "event_horizons": ["tenant_id", "pruned_through", "pruned_until"],
     "schema_migrations": ["version", "name", "applied_at"],
 }  # fmt: skip
 

@@ -56,12 +56,12 @@ CORRUPTIONS = {
     "an account's balance changed without an entry": (
         "UPDATE accounts SET posted_credits_minor = posted_credits_minor + 7 "
         "WHERE account_id = $shop",
-        {"verify_account_balances"},
+        {"verify_account_balances", "verify_account_events"},
     ),
     "a pending total that no hold explains": (
         "UPDATE accounts SET pending_credits_minor = pending_credits_minor + 5, "
         "posted_credits_minor = posted_credits_minor + 5 WHERE account_id = $shop",
-        {"verify_pending_totals", "verify_account_balances"},
+        {"verify_pending_totals", "verify_account_balances", "verify_account_events"},
     ),
     "a captured hold posted more than it held": (
         "UPDATE transfers SET posted_amount_minor = 600 WHERE transfer_id = $held",
@@ -74,7 +74,31 @@ CORRUPTIONS = {
     "an account beyond its overdraft policy": (
         "UPDATE accounts SET posted_debits_minor = posted_debits_minor + 100000 "
         "WHERE account_id = $wallet",
-        {"verify_overdraft_policy", "verify_account_balances"},
+        {"verify_overdraft_policy", "verify_account_balances", "verify_account_events"},
+    ),
+    "a payment without its event": (
+        "DELETE FROM events WHERE type = 'TRANSFER_CREATED' AND transfer_ids = ARRAY[$pay]",
+        {"verify_transfer_events"},
+    ),
+    "a capture without its event": (
+        "DELETE FROM events WHERE type = 'TRANSFER_POSTED' AND transfer_ids = ARRAY[$held]",
+        {"verify_transfer_events"},
+    ),
+    "an account frozen without its event": (
+        "UPDATE accounts SET state = 'FROZEN' WHERE account_id = $shop",
+        {"verify_account_events"},
+    ),
+    "an event told twice": (
+        "INSERT INTO events SELECT tenant_id, position + 1000, type, occurred_at, request_id, "
+        "trace_id, account_ids, holder_ids, transfer_ids, payload FROM events "
+        "WHERE type = 'TRANSFER_CREATED' AND transfer_ids = ARRAY[$pay]",
+        {"verify_transfer_events", "verify_account_events"},
+    ),
+    "an event of a transfer that never was": (
+        "INSERT INTO events SELECT tenant_id, position + 1000, type, occurred_at, 'ghost', "
+        "trace_id, '{}', '{}', ARRAY['tr_ghost'], '{\"transfers\": [], \"accounts\": []}' "
+        "FROM events WHERE type = 'TRANSFER_CREATED' AND transfer_ids = ARRAY[$pay]",
+        {"verify_transfer_events"},
     ),
 }
 
@@ -136,3 +160,21 @@ async def test_the_command_exits_1_on_violations_and_0_when_clean(ledger: Ledger
     assert broken.returncode == 1
     assert "LEDGER VIOLATIONS FOUND" in broken.stdout
     assert "VIOLATED" in broken.stdout
+
+
+async def test_changes_older_than_the_kept_events_are_not_held_against_the_ledger(
+    ledger: Ledger, dsn: str
+) -> None:
+    await busy_ledger(ledger)
+    connection = await asyncpg.connect(dsn)
+    try:
+        pruned = await connection.fetchval("SELECT prune_events(now() + interval '1 hour', 4)")
+        assert pruned == 4  # the oldest four only: a prefix of the stream
+        assert (await verify_ledger(dsn)).ok
+        while await connection.fetchval("SELECT prune_events(now() + interval '1 hour', 4)"):
+            pass
+        assert await connection.fetchval("SELECT count(*) FROM events") == 0
+    finally:
+        await connection.close()
+    report = await verify_ledger(dsn)
+    assert report.ok, report

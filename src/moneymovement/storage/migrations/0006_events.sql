@@ -33,11 +33,13 @@ CREATE TABLE events (
     PRIMARY KEY (tenant_id, position)
 );
 
--- How far each tenant's events were pruned: cursors before it have expired. Updated in
--- the same transaction as the deletion, so a reader sees both or neither.
+-- How far each tenant's events were pruned: cursors before pruned_through have expired,
+-- and changes made before pruned_until may have no event any more (verify skips them).
+-- Updated in the same transaction as the deletion, so a reader sees both or neither.
 CREATE TABLE event_horizons (
     tenant_id      text PRIMARY KEY REFERENCES tenants (tenant_id),
-    pruned_through bigint NOT NULL
+    pruned_through bigint NOT NULL,
+    pruned_until   timestamptz NOT NULL
 );
 
 ALTER TABLE events ENABLE ROW LEVEL SECURITY;
@@ -87,6 +89,7 @@ DECLARE
     victim record;
     pruned integer := 0;
     through bigint;
+    until timestamptz;
 BEGIN
     SELECT e.tenant_id INTO victim FROM events AS e
     WHERE e.occurred_at < p_older_than ORDER BY e.occurred_at LIMIT 1;
@@ -104,11 +107,16 @@ BEGIN
     IF through IS NULL THEN
         RETURN 0;
     END IF;
-    DELETE FROM events AS e WHERE e.tenant_id = victim.tenant_id AND e.position <= through;
-    GET DIAGNOSTICS pruned = ROW_COUNT;
-    INSERT INTO event_horizons AS h (tenant_id, pruned_through)
-    VALUES (victim.tenant_id, through)
-    ON CONFLICT (tenant_id) DO UPDATE SET pruned_through = greatest(h.pruned_through, through);
+    WITH deleted AS (
+        DELETE FROM events AS e WHERE e.tenant_id = victim.tenant_id AND e.position <= through
+        RETURNING e.occurred_at
+    )
+    SELECT count(*), max(d.occurred_at) INTO pruned, until FROM deleted AS d;
+    INSERT INTO event_horizons AS h (tenant_id, pruned_through, pruned_until)
+    VALUES (victim.tenant_id, through, until)
+    ON CONFLICT (tenant_id) DO UPDATE
+    SET pruned_through = greatest(h.pruned_through, through),
+        pruned_until = greatest(h.pruned_until, until);
     RETURN pruned;
 END
 $$;

@@ -10,7 +10,8 @@ SELECT c.relname AS table_name, current_user AS reader,
        pg_get_userbyid(c.relowner) AS run_verify_as
 FROM pg_class AS c
 WHERE c.relnamespace = 'public'::regnamespace
-  AND c.relname IN ('accounts', 'transfers', 'entries', 'request_outcomes')
+  AND c.relname IN ('accounts', 'transfers', 'entries', 'request_outcomes', 'events',
+                    'event_horizons')
   AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
   AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles AS r
            WHERE r.rolname = current_user)
@@ -155,7 +156,87 @@ WHERE overdraft_mode <> 'UNLIMITED'
       END < -overdraft_limit_minor
 LIMIT $1;
 
+-- The outbox (docs/events.md): every change has its event, and no event tells of a
+-- change that is not there. Changes older than what retention keeps (before the tenant's
+-- pruned_until) may have lost their events and are skipped.
+
+-- name: verify_transfer_events
+-- Each transfer has exactly one TRANSFER_CREATED event, each ended hold one event of its
+-- end, each reversal one TRANSFER_REVERSED of its original from the same request; and
+-- each such event names a transfer that exists.
+WITH told AS (
+    SELECT e.tenant_id, e.type, t.transfer_id, e.request_id
+    FROM events AS e, unnest(e.transfer_ids) AS t(transfer_id)
+    WHERE e.type <> 'BATCH_COMMITTED'
+),
+due AS (
+    SELECT t.tenant_id, 'TRANSFER_CREATED' AS type, t.transfer_id, t.request_id, t.created_at AS at
+    FROM transfers AS t
+    UNION ALL
+    SELECT t.tenant_id, 'TRANSFER_' || t.state, t.transfer_id, coalesce(t.finalized_request_id, ''),
+           t.finalized_at
+    FROM transfers AS t WHERE t.finalized_at IS NOT NULL
+    UNION ALL
+    SELECT r.tenant_id, 'TRANSFER_REVERSED', r.reversal_of_id, r.request_id, r.created_at
+    FROM transfers AS r WHERE r.reversal_of_id IS NOT NULL
+)
+SELECT coalesce(d.tenant_id, x.tenant_id) AS tenant_id,
+       coalesce(d.transfer_id, x.transfer_id) AS transfer_id,
+       coalesce(d.type, x.type) AS type, d.due, coalesce(x.told, 0) AS told
+FROM (
+    SELECT due.tenant_id, due.type, due.transfer_id, due.request_id, count(*) AS due
+    FROM due
+    LEFT JOIN event_horizons AS h USING (tenant_id)
+    WHERE h.pruned_until IS NULL OR due.at > h.pruned_until
+    GROUP BY 1, 2, 3, 4
+) AS d
+FULL JOIN (
+    SELECT tenant_id, type, transfer_id, request_id, count(*) AS told FROM told GROUP BY 1, 2, 3, 4
+) AS x USING (tenant_id, type, transfer_id, request_id)
+WHERE d.due IS DISTINCT FROM x.told
+  AND NOT (d.due IS NULL AND EXISTS (  -- an event of a change that retention forgot
+      SELECT 1 FROM transfers AS t JOIN event_horizons AS h USING (tenant_id)
+      WHERE t.tenant_id = x.tenant_id AND t.transfer_id = x.transfer_id
+        AND least(t.created_at, t.finalized_at) <= h.pruned_until))
+LIMIT $1;
+
+-- name: verify_account_events
+-- Each account has exactly one ACCOUNT_CREATED event, and the newest event that shows it
+-- shows it as it is now: a change without its event would leave an older picture newest.
+WITH shown AS (
+    SELECT DISTINCT ON (e.tenant_id, a.doc->>'account_id')
+           e.tenant_id, a.doc->>'account_id' AS account_id, a.doc
+    FROM events AS e, jsonb_array_elements(e.payload->'accounts') AS a(doc)
+    ORDER BY e.tenant_id, a.doc->>'account_id', e.position DESC
+),
+created AS (
+    SELECT e.tenant_id, e.account_ids[1] AS account_id, count(*) AS events
+    FROM events AS e WHERE e.type = 'ACCOUNT_CREATED' GROUP BY 1, 2
+)
+SELECT a.tenant_id, a.account_id, a.version, coalesce(c.events, 0) AS created_events,
+       (s.doc->>'version')::bigint AS newest_event_version
+FROM accounts AS a
+LEFT JOIN shown AS s USING (tenant_id, account_id)
+LEFT JOIN created AS c USING (tenant_id, account_id)
+LEFT JOIN event_horizons AS h USING (tenant_id)
+WHERE ((h.pruned_until IS NULL OR a.created_at > h.pruned_until)
+       AND coalesce(c.events, 0) <> 1)
+   OR ((h.pruned_until IS NULL OR a.updated_at > h.pruned_until)
+       AND (s.doc IS NULL
+            OR (s.doc->>'version')::bigint <> a.version
+            OR s.doc->>'state' <> a.state
+            OR s.doc->>'name' IS DISTINCT FROM a.name
+            OR s.doc->'metadata' <> a.metadata
+            OR s.doc->>'overdraft_mode' <> a.overdraft_mode
+            OR (s.doc->>'overdraft_limit_minor')::bigint <> a.overdraft_limit_minor
+            OR (s.doc->>'posted_debits_minor')::bigint <> a.posted_debits_minor
+            OR (s.doc->>'posted_credits_minor')::bigint <> a.posted_credits_minor
+            OR (s.doc->>'pending_debits_minor')::bigint <> a.pending_debits_minor
+            OR (s.doc->>'pending_credits_minor')::bigint <> a.pending_credits_minor))
+LIMIT $1;
+
 -- name: verify_counts
 SELECT (SELECT count(*) FROM accounts) AS accounts,
        (SELECT count(*) FROM transfers) AS transfers,
-       (SELECT count(*) FROM entries) AS entries;
+       (SELECT count(*) FROM entries) AS entries,
+       (SELECT count(*) FROM events) AS events;
