@@ -38,7 +38,7 @@ run: $(GENERATED) ## Serve the API (embedded PostgreSQL unless DATABASE_URL is s
 test: $(GENERATED) ## Run all tests (unit, integration, e2e, a short chaos run), real PostgreSQL
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-chaos: $(GENERATED) ## Bank chaos test: 8 clients, server kills, DB crashes (SEED=n DURATION=s)
+chaos: $(GENERATED) ## Bank chaos test: 8 clients and an event watcher, server kills, DB crashes (SEED=n DURATION=s)
 	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
 
 fuzz: $(GENERATED) ## Hostile-input fuzz of every RPC, long (EXAMPLES=n in all, default 20000; SEED=n)

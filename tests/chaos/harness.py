@@ -10,7 +10,11 @@ shutdown), restarting both; then audit everything against the database itself:
 - every acknowledged request has exactly one effect, every rejected one none, and every
   unknown one zero or one (resolved by looking its request_id up);
 - no balance a client read was below its overdraft policy;
-- no reply was INTERNAL or UNKNOWN.
+- no reply was INTERNAL or UNKNOWN;
+- an event watcher, following the tenant's WatchEvents stream from the oldest event and
+  resuming after its last processed cursor through every kill and restart (and killing
+  itself at seeded moments), received every acknowledged change exactly once, in
+  per-account order, and nothing but the `events` table (tests/chaos/event_audit.py).
 
 The schedule of faults and every client's choices derive from the seed: rerunning with
 the same seed replays the same schedule (timings on a busy machine still vary).
@@ -48,10 +52,19 @@ from moneymovement.v1 import account_pb2, account_service_pb2_grpc, money_moveme
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.chaos.clients import ClientPlan, run_client
+from tests.chaos.event_audit import audit_events
+from tests.chaos.watcher import WatcherPlan, WatchLog, run_watcher
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CURRENCIES = ("USD", "EUR")
 ISSUED_PER_ACCOUNT = 2_000
+# After the clients stop: how long the ledger may take to settle (the sweeper ends the
+# last holds: they last at most 6 s), and then the watcher to reach the newest event.
+SETTLE_TIMEOUT_S = 60.0
+CATCH_UP_TIMEOUT_S = 60.0
+# The servers' heartbeat interval, and how long the quiet watcher may wait for one.
+HEARTBEAT_S = 2.0
+HEARTBEAT_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,8 @@ class ServerProcess:
             "MM_LOG_LEVEL": "WARNING",
             "MM_HOLD_SWEEP_S": "0.5",
             "MM_DB_POOL_MAX": "30",
+            # Quiet spells (the database down, the end of the run) send heartbeats.
+            "MM_EVENT_HEARTBEAT_S": str(HEARTBEAT_S),
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -140,15 +155,32 @@ async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosR
     ]
     try:
         await migrate(dsn)
-        token, accounts, issued = await _set_up(dsn, servers[0])
+        tenant_id, token, accounts, issued = await _set_up(dsn, servers[0])
         for server in servers[1:]:
             server.start()
         for server in servers:
             await server.wait_serving()
-        faults = await _run_with_faults(config, rng, database, servers, token, accounts, work)
-        for server in servers:
-            await server.wait_serving()
-        await _audit(config, dsn, work, accounts, issued, faults, result)
+        # One watcher per tenant the clients use (they use one), from the oldest event.
+        watcher = _Watcher(
+            WatcherPlan(
+                tenant_id, token, _target(servers), f"{config.seed}-watcher-0",
+                str(work / "watcher-0.bin"), str(work / "watcher-0.json"),
+            )
+        )  # fmt: skip
+        try:
+            faults = await _run_with_faults(config, rng, database, servers, token, accounts, work)
+            for server in servers:
+                await server.wait_serving()
+            head, pending = await _settle(dsn, tenant_id)
+            caught_up_s = await watcher.reach(head)
+            heartbeat_s = await watcher.heartbeat()
+        finally:
+            exit_code = await watcher.stop()
+        watch = _Watch(
+            tenant_id, WatchLog.load(watcher.plan), exit_code, head, pending, caught_up_s,
+            heartbeat_s,
+        )  # fmt: skip
+        await _audit(config, dsn, work, accounts, issued, faults, watch, result)
     finally:
         for server in servers:
             server.kill()
@@ -162,11 +194,13 @@ async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosR
 
 async def _set_up(
     dsn: str, server: ServerProcess
-) -> tuple[str, dict[str, list[str]], dict[str, int]]:
-    """A tenant, a funding account and customers per currency, and the issued amounts."""
+) -> tuple[str, str, dict[str, list[str]], dict[str, int]]:
+    """A tenant (its id and a token), a funding account and customers per currency, and
+    the issued amounts."""
     db = await Database.connect(dsn, max_size=2)
     try:
-        token = (await TenantDirectory(db).create_tenant("chaos")).token
+        tenant = await TenantDirectory(db).create_tenant("chaos")
+        tenant_id, token = tenant.tenant_id, tenant.token
     finally:
         await db.close()
     server.start()
@@ -206,7 +240,14 @@ async def _set_up(
                     metadata=md,
                 )  # fmt: skip
             issued[currency] = ISSUED_PER_ACCOUNT * len(accounts[currency])
-    return token, accounts, issued
+    return tenant_id, token, accounts, issued
+
+
+def _target(servers: list[ServerProcess]) -> str:
+    """The address clients dial: the server, or every replica (round robin)."""
+    if len(servers) == 1:
+        return f"127.0.0.1:{servers[0].port}"
+    return "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
 
 
 async def _run_with_faults(
@@ -227,10 +268,7 @@ async def _run_with_faults(
         + ["rolling"] * config.rolling_restarts
     )
     rng.shuffle(events)
-    if len(servers) == 1:
-        target = f"127.0.0.1:{servers[0].port}"
-    else:
-        target = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    target = _target(servers)
     span = config.duration_s * 0.8
     times = sorted(rng.uniform(config.duration_s * 0.1, span) for _ in events)
     context = multiprocessing.get_context("spawn")
@@ -271,6 +309,88 @@ async def _run_with_faults(
     return faults
 
 
+class _Watcher:
+    """The event watcher's process, and what the harness sees of it while it runs."""
+
+    def __init__(self, plan: WatcherPlan) -> None:
+        self.plan = plan
+        context = multiprocessing.get_context("spawn")
+        self.stop_event = context.Event()
+        self.position = context.Value("q", 0)  # its saved cursor's position
+        self.heartbeats = context.Value("q", 0)  # live responses without events
+        self.process = context.Process(
+            target=run_watcher,
+            args=(plan, self.stop_event, self.position, self.heartbeats),
+            daemon=True,
+        )
+        self.process.start()
+
+    async def reach(self, head: int) -> float | None:
+        """How long the live stream takes to reach `head` (None: not in the timeout)."""
+        started = time.monotonic()
+        while self.position.value < head:
+            if not self.process.is_alive() or time.monotonic() - started > CATCH_UP_TIMEOUT_S:
+                return None
+            await asyncio.sleep(0.05)
+        return time.monotonic() - started
+
+    async def heartbeat(self) -> float | None:
+        """How long the caught-up watcher, on a quiet ledger, waits for a heartbeat (None:
+        none came within the timeout)."""
+        started, seen = time.monotonic(), self.heartbeats.value
+        while self.heartbeats.value == seen:
+            if not self.process.is_alive() or time.monotonic() - started > HEARTBEAT_TIMEOUT_S:
+                return None
+            await asyncio.sleep(0.05)
+        return time.monotonic() - started
+
+    async def stop(self) -> int | None:
+        """Tells the watcher to stop (it then lists the rest); its exit code."""
+        self.stop_event.set()
+        await asyncio.to_thread(self.process.join, 120)
+        if self.process.exitcode is None:
+            self.process.kill()
+            await asyncio.to_thread(self.process.join, 10)
+        return self.process.exitcode
+
+
+@dataclass
+class _Watch:
+    """The event watcher's run: what the audit needs besides what it received."""
+
+    tenant_id: str
+    watcher: WatchLog
+    exit_code: int | None  # the watcher process's
+    head: int  # the tenant's newest event once the ledger settled after the clients
+    pending: int  # holds still open then (0: settled)
+    caught_up_s: float | None  # how long the live stream then took to reach `head`
+    heartbeat_s: float | None  # how long the caught-up, quiet stream took to send one
+
+
+async def _settle(dsn: str, tenant_id: str) -> tuple[int, int]:
+    """Waits until the ledger stops changing after the clients: no hold left open (the
+    sweeper ends them within seconds) and the newest event the same a second later.
+    Returns that newest event's position and the holds still open."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        previous = -1
+        while True:
+            pending = await connection.fetchval(
+                "SELECT count(*) FROM transfers WHERE tenant_id = $1 AND state = 'PENDING'",
+                tenant_id,
+            )
+            head = await connection.fetchval(
+                "SELECT coalesce(max(position), 0) FROM events WHERE tenant_id = $1", tenant_id
+            )
+            if (pending == 0 and head == previous) or time.monotonic() > deadline:
+                return int(head), int(pending)
+            previous = head
+            await asyncio.sleep(1.0)
+    finally:
+        await connection.close()
+
+
 async def _audit(
     config: ChaosConfig,
     dsn: str,
@@ -278,20 +398,23 @@ async def _audit(
     accounts: dict[str, list[str]],
     issued: dict[str, int],
     faults: Counter[str],
+    watch: _Watch,
     result: ChaosResult,
 ) -> None:
     records = _read_records(work)
     outcomes = Counter(r["outcome"] for r in records)
     fail = result.failures.append
+    effects_of: dict[str, int] = {}
     connection = await asyncpg.connect(dsn)
     try:
-        resolved = Counter()
+        resolved: Counter[str] = Counter()
         for record in records:
             if record["op"] == "read" or record["outcome"] == "violation":
                 if record["outcome"] == "violation":
                     fail(f"violation: {record}")
                 continue
             effects = await _effects(connection, record)
+            effects_of[record["request_id"]] = effects
             if record["outcome"] == "ack" and effects != 1:
                 fail(f"acknowledged with {effects} effects: {record}")
             elif record["outcome"] == "rejected" and effects != 0:
@@ -310,8 +433,35 @@ async def _audit(
             totals[currency] = int(held)
             if held != issued[currency]:
                 fail(f"{currency}: customers hold {held}, issued {issued[currency]}")
+        event_lines = await audit_events(
+            connection, watch.tenant_id, watch.watcher, records, effects_of, fail
+        )
     finally:
         await connection.close()
+    if watch.exit_code != 0 or not watch.watcher.finished:
+        fail(f"the event watcher did not finish cleanly (exit code {watch.exit_code})")
+    if watch.pending:
+        fail(f"{watch.pending} holds still open {SETTLE_TIMEOUT_S:.0f} s after the clients")
+    if watch.caught_up_s is None:
+        fail(
+            f"the live event stream did not reach the newest event ({watch.head}) within "
+            f"{CATCH_UP_TIMEOUT_S:.0f} s of the ledger settling"
+        )
+    if watch.heartbeat_s is None:
+        fail(
+            f"no heartbeat reached the caught-up watcher within {HEARTBEAT_TIMEOUT_S:.0f} s "
+            f"of quiet (MM_EVENT_HEARTBEAT_S={HEARTBEAT_S})"
+        )
+    caught_up = (
+        f"the live stream reached it in {watch.caught_up_s:.2f}s"
+        if watch.caught_up_s is not None
+        else "the live stream did NOT reach it"
+    )
+    caught_up += (
+        f", then had a heartbeat in {watch.heartbeat_s:.1f}s"
+        if watch.heartbeat_s is not None
+        else ", then had NO heartbeat"
+    )
     report = await verify_ledger(dsn)
     if not report.ok:
         fail(f"verify: {[c.name for c in report.checks if not c.ok]}")
@@ -334,6 +484,8 @@ async def _audit(
         f"  verify: {'clean' if report.ok else 'VIOLATIONS'} "
         f"({report.counts.get('transfers', 0)} transfers, {report.counts.get('entries', 0)} "
         f"entries, {report.duration_s:.2f}s)",
+        f"  events: newest {watch.head} once the ledger settled; {caught_up}",
+        *event_lines,
         f"  invariants: {'all held' if result.passed else 'FAILED: ' + str(len(result.failures))}",
     ]
 

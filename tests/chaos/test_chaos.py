@@ -1,4 +1,5 @@
-"""The short, seeded version of the bank chaos test (`make chaos` runs the long one)."""
+"""The short, seeded version of the bank chaos test (`make chaos` runs the long one), with
+its event watcher (the audit's `events` lines)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ async def test_bank_chaos_short(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print("\n" + "\n".join(result.lines))
     assert result.passed, result.failures[:20]
+    assert "events 4/4" in "\n".join(result.lines)
 
 
 @pytest.mark.timeout(300)
@@ -36,3 +38,4 @@ async def test_three_replicas_survive_a_kill_and_a_rolling_restart(
         print("\n" + "\n".join(result.lines))
     assert result.passed, result.failures[:20]
     assert "rolling restarts: 1" in "\n".join(result.lines)
+    assert "events 4/4" in "\n".join(result.lines)
