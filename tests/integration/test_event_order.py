@@ -64,7 +64,9 @@ async def test_a_later_transaction_cannot_show_its_events_before_an_earlier_one_
     await asyncio.gather(t1, t2)
     later = await events_after(database, tenant, head)
     assert [e.event.request_id for e in later] == ["t1", "t2"]
-    assert [e.position for e in later] == [head + 1, head + 2]
+    # T1's position was drawn first. (T2's may not be the next: an attempt that fails,
+    # here on SSI's page-level conflicts in a tiny table, and is retried leaves a gap.)
+    assert later[0].position == head + 1 < later[1].position
 
 
 async def test_a_poller_resuming_after_each_cursor_sees_every_event_once_in_order(
