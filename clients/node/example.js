@@ -1,11 +1,19 @@
 #!/usr/bin/env node
 // A small Node.js client of moneymovement: opens a funding account and a wallet, moves an
-// amount larger than 2^53 minor units into the wallet, reads the balance back exactly, then
-// reads a rejection's google.rpc.ErrorInfo reason from the grpc-status-details-bin trailer.
+// amount larger than 2^53 minor units into the wallet, reads the balance back exactly,
+// reads a rejection's google.rpc.ErrorInfo reason from the grpc-status-details-bin trailer,
+// then reads the events of its changes back from the event stream (WatchEvents).
 //
 //   MM_ADDRESS=127.0.0.1:50051 MM_TOKEN=... node example.js
 //
 // Prints one JSON object and exits 0, or prints the problem to stderr and exits 1.
+//
+//   MM_ADDRESS=... MM_TOKEN=... node example.js tail [--after CURSOR | --from oldest]
+//
+// follows the tenant's events (from now by default) and prints each as one JSON line, for
+// ever: when the stream breaks with UNAVAILABLE (the server stops or restarts, the
+// connection is lost) it reconnects and resumes after the last cursor it handled, so no
+// event is printed twice or missed. Ctrl-C ends it (exit 0). See followEvents below.
 // The protos are loaded at run time from ../../protos; google/rpc/*.proto come from
 // MM_PROTO_PATH (directories separated by ':') or the project's Python virtual environment
 // (googleapis-common-protos ships them), see docs/clients.md.
@@ -26,6 +34,10 @@ const RETRYABLE = new Set([
   grpc.status.ABORTED,
   grpc.status.DEADLINE_EXCEEDED,
 ]);
+// A server that is down is tried again at most this often (grpc-js's default backoff grows
+// to 120 s: a consumer would see a restarted server minutes late).
+const CHANNEL_OPTIONS = { 'grpc.max_reconnect_backoff_ms': 2000 };
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Directories to resolve imports from: our protos, then google/rpc and google/protobuf.
 function includeDirs() {
@@ -114,9 +126,76 @@ async function call(client, method, request, metadata) {
       });
     } catch (error) {
       if (attempt >= 4 || !RETRYABLE.has(error.code)) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      await sleep(100 * 2 ** attempt);
     }
   }
+}
+
+// A resumable consumer of EventService.WatchEvents. Calls `handle(response)` (awaited) for
+// each response in order: its `events` (none in a heartbeat) and the `cursor` covering
+// them. When the stream fails with UNAVAILABLE (the server shuts down, SHUTTING_DOWN, or
+// restarts; the connection is lost), ABORTED or DEADLINE_EXCEEDED, it reopens it with
+// after_cursor = the cursor of the last response handled, with backoff: every event is
+// handled once, in order. Other errors (OUT_OF_RANGE / CURSOR_EXPIRED, INVALID_ARGUMENT,
+// UNAUTHENTICATED) are thrown. Resolves when `handle` returns true, with that response's
+// cursor: save it, and pass it as `after_cursor` to continue later.
+//
+// Without after_cursor and from now, "now" is fixed as a cursor first (ListEvents), so
+// that a stream broken before its first response does not skip what came meanwhile.
+async function followEvents(service, request, metadata, handle, { onReconnect } = {}) {
+  const { after_cursor: after, start, ...rest } = request;
+  let cursor = after || '';
+  if (!cursor && start !== 'EVENT_START_OLDEST') {
+    const page = await call(service, 'ListEvents', { ...rest, start: 'EVENT_START_NOW' }, metadata);
+    if (page.events.length > 0 && (await handle({ events: page.events, cursor: page.next_cursor }))) {
+      return page.next_cursor;
+    }
+    cursor = page.next_cursor;
+  }
+  for (let failures = 0; ; ) {
+    const stream = service.WatchEvents(
+      cursor ? { ...rest, after_cursor: cursor } : { ...rest, start: 'EVENT_START_OLDEST' },
+      metadata,
+    );
+    stream.on('error', () => {}); // seen by the loop below; cancel() emits one too
+    let problem;
+    try {
+      for await (const response of stream) {
+        failures = 0;
+        if (await handle(response)) return response.cursor;
+        cursor = response.cursor; // handled: a reconnection starts after it
+      }
+    } catch (error) {
+      if (!RETRYABLE.has(error.code)) throw error;
+      problem = error;
+    } finally {
+      stream.cancel();
+    }
+    failures += 1;
+    const pauseMs = Math.random() * Math.min(2000, 50 * 2 ** failures);
+    if (onReconnect) onReconnect(problem, cursor, pauseMs);
+    await sleep(pauseMs);
+  }
+}
+
+// `example.js tail`: every event as one JSON line, until Ctrl-C.
+async function tail(events, metadata, statusTypes, args) {
+  const request = {};
+  for (let i = 0; i < args.length; i += 2) {
+    if (args[i] === '--after') request.after_cursor = args[i + 1];
+    else if (args[i] === '--from') request.start = `EVENT_START_${args[i + 1].toUpperCase()}`;
+    else throw new Error(`usage: example.js tail [--after CURSOR | --from now|oldest]`);
+  }
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(0));
+  await followEvents(events, request, metadata, (response) => {
+    for (const event of response.events) process.stdout.write(`${JSON.stringify(event)}\n`);
+    return false;
+  }, {
+    onReconnect: (error, cursor, pauseMs) => {
+      const why = error ? JSON.stringify(describeError(error, statusTypes)) : 'the stream ended';
+      console.error(`example.js tail: ${why}; reconnecting after cursor ${cursor} in ${Math.round(pauseMs)} ms`);
+    },
+  });
 }
 
 async function main() {
@@ -131,6 +210,7 @@ async function main() {
       'moneymovement/v1/account_service.proto',
       'moneymovement/v1/balance_service.proto',
       'moneymovement/v1/money_movement_service.proto',
+      'moneymovement/v1/event_service.proto',
     ],
     {
       keepCase: true, // field names as in the protos: amount_minor
@@ -146,11 +226,22 @@ async function main() {
   const accounts = new v1.AccountService(address, credentials);
   const balances = new v1.BalanceService(address, credentials);
   const movements = new v1.MoneyMovementService(address, credentials);
+  const events = new v1.EventService(address, credentials, CHANNEL_OPTIONS);
 
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${token}`);
 
   try {
+    if (process.argv[2] === 'tail') {
+      await tail(events, metadata, statusTypes, process.argv.slice(3));
+      return;
+    }
+    // Where the stream is before our changes: their events all come after this cursor.
+    const { next_cursor: before } = await call(events, 'ListEvents', {
+      start: 'EVENT_START_NOW',
+      page_size: 1,
+    }, metadata);
+
     const funding = (
       await call(accounts, 'CreateAccount', {
         request_id: crypto.randomUUID(),
@@ -205,6 +296,26 @@ async function main() {
       throw new Error(`unexpected rejection: ${JSON.stringify(rejection)}`);
     }
 
+    // Our changes as events, read back from the stream after the cursor taken before them
+    // (other callers' events, if any, are skipped). The rejection changed nothing: no event.
+    const ours = new Set([funding.id, wallet.id]);
+    const seen = [];
+    let reconnections = 0;
+    const watching = followEvents(events, { after_cursor: before }, metadata, (response) => {
+      for (const event of response.events) {
+        const id = event.transfer ? event.transfer.id : event.account && event.account.id;
+        if (!ours.has(id) && id !== transfer.id) continue;
+        seen.push({ cursor: event.cursor, type: event.type, request_id: event.request_id, id });
+        if (id === transfer.id) return true; // the last of ours
+      }
+      return false;
+    }, { onReconnect: () => { reconnections += 1; } });
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the events did not come within 10 s')), 10_000);
+    });
+    const lastCursor = await Promise.race([watching, timeout]).finally(() => clearTimeout(timer));
+
     console.log(
       JSON.stringify({
         funding_account_id: funding.id,
@@ -222,6 +333,9 @@ async function main() {
           domain: rejection.domain,
           metadata: rejection.metadata,
         },
+        events: seen,
+        events_cursor: lastCursor,
+        events_reconnections: reconnections,
       }),
     );
   } catch (error) {
@@ -231,7 +345,7 @@ async function main() {
     }
     throw error;
   } finally {
-    for (const client of [accounts, balances, movements]) client.close();
+    for (const client of [accounts, balances, movements, events]) client.close();
   }
 }
 

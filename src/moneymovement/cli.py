@@ -1,16 +1,31 @@
-"""The `moneymovement` command: serve, migrate, tenants, tokens, verify."""
+"""The `moneymovement` command: serve, migrate, tenants, tokens, verify, events tail."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import json
+import os
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
+import grpc
 import structlog
+from google.protobuf.json_format import MessageToDict
 
 from moneymovement.app import database_url, serve
+from moneymovement.client import (
+    EVENT_TYPES,
+    CursorExpired,
+    InvalidRequest,
+    MoneyMovementClient,
+    MoneyMovementError,
+    tls_credentials,
+)
 from moneymovement.config import ConfigError, Settings, load_settings
 from moneymovement.observability.logging import configure_logging
 from moneymovement.service.tenants import TenantDirectory, UnknownTenant
@@ -66,7 +81,77 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "verify", help="check the ledger's invariants; exit 0 when clean, 1 otherwise"
     )
+    events = commands.add_parser(
+        "events", help="a tenant's events, from a running server"
+    ).add_subparsers(dest="action", required=True)
+    tail = events.add_parser(
+        "tail",
+        help="follow the events as they commit, one JSON object per line; reconnects by itself",
+        description="Prints each event of the tenant as one line of proto3 JSON (field "
+        "names as in the protos, int64 as strings), flushed at once. When the server stops, "
+        "restarts or the connection is lost, it reconnects and resumes after the last "
+        "cursor it received: no event is missed or printed twice. Ctrl-C stops it (exit 0). "
+        "To continue later, pass the `cursor` of the last line printed as --after.",
+    )
+    _add_server_options(tail)
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument(
+        "--after", metavar="CURSOR", help="continue right after this cursor (an event's cursor)"
+    )
+    start.add_argument(
+        "--from",
+        dest="start",
+        choices=["now", "oldest"],
+        help="without --after: from now (the default) or from the oldest event kept",
+    )
+    tail.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        type=_event_type,
+        metavar="TYPE",
+        help="only events of this type (repeatable): " + ", ".join(EVENT_TYPES),
+    )
+    tail.add_argument("--account", metavar="ACCOUNT_ID", help="only events touching this account")
+    tail.add_argument(
+        "--holder", metavar="HOLDER_ID", help="only events touching an account of this holder"
+    )
     return parser
+
+
+def _add_server_options(command: argparse.ArgumentParser) -> None:
+    """Where the server is and which tenant calls it: for the commands that use the API."""
+    command.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="the server (default: MM_LISTEN_ADDRESS, 127.0.0.1:50051 unless set)",
+    )
+    token = command.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token", help="the tenant's bearer token (others may see it in ps: --token-file)"
+    )
+    token.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="a file holding the token (default: MM_DATA_DIR/dev-token, which `make run` writes)",
+    )
+    command.add_argument("--ca-file", type=Path, metavar="PEM", help="TLS: the CA to trust")
+    command.add_argument(
+        "--cert-file", type=Path, metavar="PEM", help="mutual TLS: the client certificate"
+    )
+    command.add_argument(
+        "--key-file", type=Path, metavar="PEM", help="mutual TLS: the client certificate's key"
+    )
+
+
+def _event_type(text: str) -> str:
+    name = text.upper().removeprefix("EVENT_TYPE_")
+    if name not in EVENT_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an event type ({', '.join(EVENT_TYPES)})"
+        )
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return _serve(args, settings)
+    if args.command == "events":  # a client of a running server: no database here
+        return _events_tail(args, settings)
     # The embedded server starts here, in the main thread: its parent-death signal is
     # tied to the thread that started it.
     with database_url(settings) as (dsn, embedded):
@@ -232,3 +319,110 @@ def format_tokens(tokens: list[dict[str, Any]]) -> str:
             f"{token['created_at'].isoformat()}  {revoked}"
         )
     return "\n".join(lines)
+
+
+def _server_address(args: argparse.Namespace, settings: Settings) -> str:
+    if args.address:
+        return str(args.address)
+    host, _, port = settings.listen_address.rpartition(":")
+    wildcard = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}  # noqa: S104
+    return f"{wildcard.get(host, host)}:{port}"
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> str | None:
+    if args.token:
+        return str(args.token)
+    path: Path = args.token_file or settings.data_dir / "dev-token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _events_tail(args: argparse.Namespace, settings: Settings) -> int:
+    """`events tail`: follows the tenant's events, printing each as one JSON line."""
+    token = _token(args, settings)
+    if token is None:
+        where = args.token_file or settings.data_dir / "dev-token"
+        print(
+            f"moneymovement: events tail needs a token: --token, or --token-file (no token "
+            f"in {where})",
+            file=sys.stderr,
+        )
+        return 2
+    if (args.cert_file is None) != (args.key_file is None):
+        print("moneymovement: --cert-file and --key-file go together", file=sys.stderr)
+        return 2
+    tls = args.ca_file or args.cert_file
+    credentials = tls_credentials(args.ca_file, args.cert_file, args.key_file) if tls else None
+    address = _server_address(args, settings)
+    try:
+        return asyncio.run(_tail(args, address, token, credentials))
+    except KeyboardInterrupt:  # before the handlers below were in place
+        return 0
+
+
+async def _tail(
+    args: argparse.Namespace, address: str, token: str, credentials: grpc.ChannelCredentials | None
+) -> int:
+    stopping = asyncio.current_task()
+    assert stopping is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a supervisor: a clean stop
+        loop.add_signal_handler(signum, stopping.cancel)
+
+    def reconnecting(error: MoneyMovementError | None, cursor: str, pause_s: float) -> None:
+        why = "the stream ended"
+        if error is not None:
+            why = f"{' '.join(filter(None, (error.code.name, error.reason)))}: {error.message}"
+        after = f" after cursor {cursor}" if cursor else ""
+        print(
+            f"moneymovement: events tail: {why}; reconnecting{after} in {pause_s:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    client = MoneyMovementClient(address, token, credentials=credentials)
+    try:
+        responses = client.watch_events(  # ended by client.close() below
+            after_cursor=args.after or "",
+            start="" if args.after else (args.start or "now"),
+            types=args.types or (),
+            account_id=args.account or "",
+            holder_id=args.holder or "",
+            on_reconnect=reconnecting,
+        )
+        async for response in responses:
+            for event in response.events:
+                line = json.dumps(
+                    MessageToDict(event, preserving_proto_field_name=True), separators=(",", ":")
+                )
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+    except asyncio.CancelledError:
+        return 0
+    except BrokenPipeError:  # the reader went away (| head): a normal end
+        with contextlib.suppress(OSError):  # no second error when Python flushes at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except CursorExpired as error:
+        expired = error.metadata.get("cursor") or args.after
+        print(
+            f"moneymovement: events tail: cursor {expired} expired (its events were pruned); "
+            f"the oldest cursor available is {error.oldest_cursor} (--after "
+            f"{error.oldest_cursor}, or --from oldest)",
+            file=sys.stderr,
+        )
+        return 1
+    except InvalidRequest as error:
+        fields = ", ".join(f"{name} {reason}" for name, reason in error.field_violations)
+        print(f"moneymovement: events tail: {error} ({fields})", file=sys.stderr)
+        return 1
+    except MoneyMovementError as error:
+        print(f"moneymovement: events tail: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await client.close()
+    return 0

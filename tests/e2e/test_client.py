@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import grpc
 import pytest
 
 from moneymovement.client import (
+    CursorExpired,
     InvalidRequest,
     MoneyMovementClient,
     Rejected,
@@ -14,6 +17,7 @@ from moneymovement.client import (
     RetryPolicy,
     Unauthenticated,
 )
+from moneymovement.service.retention import Retention
 from moneymovement.storage.ledger import LedgerStore
 from tests.e2e.conftest import Api
 
@@ -92,3 +96,33 @@ async def test_retries_are_bounded_and_keep_the_request_id(api: Api) -> None:
     assert gave_up.value.code == grpc.StatusCode.UNAVAILABLE
     assert gave_up.value.request_id == "r-1"
     assert mm.attempts == 3
+
+
+async def test_events_are_listed_page_by_page_and_an_expired_cursor_is_typed(api: Api) -> None:
+    async with MoneyMovementClient(f"127.0.0.1:{api.port}", _token(api)) as mm:
+        funding = await mm.create_account(
+            currency_code="USD", normal_balance="DEBIT", overdraft_mode="UNLIMITED"
+        )
+        wallet = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
+        moved = await mm.create_transfer(funding.id, wallet.id, 5, "USD")
+        first = await mm.list_events(page_size=2)
+        assert [e.account.id for e in first.events] == [funding.id, wallet.id]
+        rest = await mm.list_events(after_cursor=first.next_cursor)
+        assert [e.transfer.id for e in rest.events] == [moved.id]
+        only = await mm.list_events(types=["TRANSFER_CREATED"], account_id=wallet.id)
+        assert [e.cursor for e in only.events] == [rest.events[0].cursor]
+        assert (await mm.list_events(start="NOW")).events == []
+        with pytest.raises(InvalidRequest) as bad:
+            await mm.list_events(after_cursor="x")
+        assert bad.value.field_violations == [("after_cursor", "INVALID_FORMAT")]
+
+        retention = Retention(
+            api.database, event_retention_s=60, outcome_retention_s=86400, interval_s=60
+        )
+        await retention.prune_once(datetime.now(UTC) + timedelta(minutes=2))
+        with pytest.raises(CursorExpired) as expired:
+            await mm.list_events(after_cursor="1")
+        assert expired.value.code == grpc.StatusCode.OUT_OF_RANGE
+        assert expired.value.oldest_cursor == rest.next_cursor
+        with pytest.raises(CursorExpired):
+            await anext(mm.watch_events(after_cursor="1"))
