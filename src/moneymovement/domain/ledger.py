@@ -45,7 +45,13 @@ from moneymovement.domain.errors import (
 from moneymovement.domain.events import Event, EventType
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
 from moneymovement.domain.reversals import reverse
-from moneymovement.domain.transfers import Entry, NewTransfer, Transfer, open_transfer
+from moneymovement.domain.transfers import (
+    Entry,
+    NewTransfer,
+    Transfer,
+    TransferState,
+    open_transfer,
+)
 from moneymovement.domain.validation import MAX_METADATA_KEYS
 
 R = TypeVar("R")
@@ -293,7 +299,12 @@ def _void(fork: _Fork, command: VoidTransfer, issued: Issued) -> Transfer:
     hold = fork.locked_transfer(command.transfer_id)
     voided, entries = void_hold(fork.accounts, hold, fork.now, issued.request_id)
     fork.change_transfer(voided, entries)
-    fork.tell(EventType.TRANSFER_VOIDED, issued, voided)
+    if voided.state is TransferState.EXPIRED:
+        # It expired before the void came (the sweeper had not reached it yet): told as
+        # the expiry it is, with no request of its own, as the sweeper would have.
+        fork.tell(EventType.TRANSFER_EXPIRED, replace(issued, request_id=""), voided)
+    else:
+        fork.tell(EventType.TRANSFER_VOIDED, issued, voided)
     return voided
 
 
