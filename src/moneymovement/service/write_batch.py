@@ -24,6 +24,7 @@ from moneymovement.domain.commands import Command
 from moneymovement.domain.errors import DomainError, InvalidInput, Rejected, deadline_exceeded
 from moneymovement.domain.ledger import Issued, Ledger
 from moneymovement.domain.transfers import Transfer
+from moneymovement.observability import metrics
 from moneymovement.observability.tracing import spans_recorded, tracer
 from moneymovement.service import events
 from moneymovement.service.idempotency import Deduplicator, Replay, Twin, outcome_of
@@ -99,7 +100,9 @@ class BatchTransaction:
                     snapshot.taken_external_ids,
                 )
                 dedup = Deduplicator(await recorded)
-                return await self._decide_and_write(items, session, ledger, dedup)
+                answers, told = await self._decide_and_write(items, session, ledger, dedup)
+            metrics.events_written.add(told)  # committed: the session ended without error
+            return answers
         finally:
             if not recorded.done():
                 recorded.cancel()
@@ -113,8 +116,9 @@ class BatchTransaction:
 
     async def _decide_and_write(
         self, items: Sequence[Pending], session: Session, ledger: Ledger, dedup: Deduplicator
-    ) -> list[Answer]:
-        """Each command decided in order on the running state, then one write of all."""
+    ) -> tuple[list[Answer], int]:
+        """Each command decided in order on the running state, then one write of all:
+        the answers, and how many events were written."""
         answers: list[Answer] = []
         outcomes: list[NewOutcome] = []
         now = asyncio.get_running_loop().time()
@@ -151,7 +155,7 @@ class BatchTransaction:
         writes = ledger.writes()
         if writes or outcomes:
             await session.ledger.write(writes, outcomes, ledger.now)
-        return answers
+        return answers, len(writes.events)
 
 
 def transaction_span(
