@@ -4,6 +4,7 @@ decoded without raising, the checks every answer must pass, and a ledger fingerp
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,12 +22,21 @@ from moneymovement.v1 import (
     account_service_pb2,
     balance_service_pb2,
     error_reason_pb2,
+    event_service_pb2,
     money_movement_service_pb2,
 )
 from tests.conftest import PROJECT_ROOT
 
 Code = grpc.StatusCode
-SERVICE_FILES = (account_service_pb2, balance_service_pb2, money_movement_service_pb2)
+SERVICE_FILES = (
+    account_service_pb2,
+    balance_service_pb2,
+    money_movement_service_pb2,
+    event_service_pb2,
+)
+# How long a stream (WatchEvents) is read for its first response before it counts as
+# open and quiet: the answer is then OK without a response.
+FIRST_RESPONSE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,10 @@ class Rpc:
     request_type: type[Message]
     response_type: type[Message]
     mutating: bool
+    streaming: bool = False  # server streaming: the answer is its first response
 
     def callable(self, channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
-        """The method on `channel`, with the generated (de)serializers."""
+        """The method on `channel`, with the generated (de)serializers (unary ones)."""
         return channel.unary_unary(
             self.path,
             request_serializer=self.request_type.SerializeToString,
@@ -65,6 +76,7 @@ def all_rpcs() -> list[Rpc]:
                         request_type=message_factory.GetMessageClass(method.input_type),
                         response_type=message_factory.GetMessageClass(method.output_type),
                         mutating=side_effects != descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+                        streaming=method.server_streaming,
                     )
                 )
     return rpcs
@@ -98,6 +110,8 @@ async def ask(
 ) -> Answer:
     """Sends one request (a message, or raw bytes sent as they are); returns the decoded
     answer whatever it is."""
+    if rpc.streaming:
+        return await _ask_stream(rpc, channel, request, metadata)
     if isinstance(request, bytes):
         sender: grpc.aio.UnaryUnaryMultiCallable[Any, Any] = channel.unary_unary(
             rpc.path, response_deserializer=rpc.response_type.FromString
@@ -109,6 +123,35 @@ async def ask(
     except grpc.aio.AioRpcError as error:
         return decode_error(error)
     return Answer(Code.OK, response=response)
+
+
+async def _ask_stream(
+    rpc: Rpc,
+    channel: grpc.aio.Channel,
+    request: Message | bytes,
+    metadata: Sequence[tuple[str, str]],
+) -> Answer:
+    """A server-streaming call's answer: its error, its first response, or OK without a
+    response when it stays open and quiet for FIRST_RESPONSE_S."""
+    serializer = None if isinstance(request, bytes) else rpc.request_type.SerializeToString
+    call = channel.unary_stream(
+        rpc.path, request_serializer=serializer, response_deserializer=rpc.response_type.FromString
+    )(request, metadata=tuple(metadata))
+    try:
+        first = await asyncio.wait_for(call.read(), FIRST_RESPONSE_S)
+    except TimeoutError:
+        return Answer(Code.OK)
+    except grpc.aio.AioRpcError as error:
+        return decode_error(error)
+    finally:
+        call.cancel()
+    if first is grpc.aio.EOF:
+        try:
+            await call
+        except grpc.aio.AioRpcError as error:
+            return decode_error(error)
+        return Answer(Code.OK)
+    return Answer(Code.OK, response=first)
 
 
 def decode_error(error: grpc.aio.AioRpcError) -> Answer:

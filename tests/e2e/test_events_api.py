@@ -203,6 +203,7 @@ async def test_bad_requests_are_refused_naming_the_field(api: Api) -> None:
     a = api.a
     cases = [
         (epb.ListEventsRequest(after_cursor="abc"), "after_cursor"),
+        (epb.ListEventsRequest(after_cursor="99999"), "after_cursor"),  # ahead of the stream
         (epb.ListEventsRequest(after_cursor="1", start=epb.EVENT_START_NOW), "start"),
         (epb.ListEventsRequest(filter=epb.EventFilter(account_id="nope")), "filter.account_id"),
         (epb.ListEventsRequest(filter=epb.EventFilter(types=[0])), "filter.types[0]"),

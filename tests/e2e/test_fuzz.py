@@ -40,6 +40,7 @@ from moneymovement.domain import ids
 from moneymovement.v1 import account_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
+from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.e2e.conftest import Api, start_api, stop_api
 from tests.e2e.hostile import (
@@ -221,6 +222,11 @@ def string_field(name: str, world: World) -> Strategy[str]:
         "description": st.one_of(st.text(max_size=30), st.just("d" * 501), GARBAGE_TEXT),
         "external_id": st.one_of(pick(world.external_ids), REFERENCE, GARBAGE_TEXT),
         "holder_id": st.one_of(pick(world.holders), REFERENCE, GARBAGE_TEXT),
+        # Event cursors: positions, past the end, beyond a bigint, signed, garbage.
+        "after_cursor": st.one_of(
+            st.sampled_from(["", "0", "1", "3", "9" * 19, "9" * 20, "-1", "+1", "1e3", "٣"]),
+            GARBAGE_TEXT,
+        ),
     }
     if name not in by_name:
         raise LookupError(f"no strategy for string field {name!r}: add one to test_fuzz.py")
@@ -254,6 +260,8 @@ def field_value(fd: FD, world: World, depth: int) -> Strategy[Any]:
                     lambda n: [mpb.CreateTransfersRequest.Item() for _ in range(n)]
                 ),
             )
+        if name == "moneymovement.v1.EventFilter" and depth == 0:
+            return message_of(fd.message_type, world, depth + 1)
         raise LookupError(f"no strategy for message field {fd.full_name!r}")
     if fd.type == FD.TYPE_STRING:
         single = string_field(fd.name, world)
@@ -264,6 +272,11 @@ def field_value(fd: FD, world: World, depth: int) -> Strategy[Any]:
             st.integers(95, 130).map(lambda n: [ids.new_id(ids.ACCOUNT) for _ in range(n)]),
             st.integers(1, 101).flatmap(lambda n: st.lists(pick(world.accounts), min_size=n)),
         )
+    if repeated and fd.type == FD.TYPE_ENUM:  # event types: known, unknown, many
+        assert fd.enum_type is not None
+        known = [v.number for v in fd.enum_type.values]
+        value = st.one_of(st.sampled_from(known), st.sampled_from([-1, 99, INT32_MAX]))
+        return st.one_of(st.lists(value, max_size=5), st.just(known * 50))
     if repeated:
         raise LookupError(f"no strategy for repeated field {fd.full_name!r}")
     if fd.type == FD.TYPE_BOOL:
@@ -317,6 +330,15 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
     size = st.integers(0, 5)
     token = st.one_of(st.just(""), pick(world.page_tokens))
     hold = duration_pb2.Duration(seconds=3600)
+    cursor = st.sampled_from(["", "", "0", "1", "5", "99999"])
+    events_filter = st.fixed_dictionaries(
+        {},
+        optional={
+            "types": st.lists(st.integers(1, 11), max_size=3),
+            "account_id": own,
+            "holder_id": pick(world.holders),
+        },
+    ).map(lambda kw: epb.EventFilter(**kw))
 
     def fd(**kw: Strategy[Any]) -> Callable[[], Strategy[dict[str, Any]]]:
         return lambda: st.fixed_dictionaries(kw)
@@ -375,6 +397,15 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
             page_token=token,
             account_id=st.one_of(st.just(""), own),
             batch_id=st.one_of(st.just(""), pick(world.batches)),
+        ),
+        "ListEvents": fd(
+            after_cursor=cursor,
+            start=st.sampled_from([0, 1, 2]),
+            filter=events_filter,
+            page_size=size,
+        ),
+        "WatchEvents": fd(
+            after_cursor=cursor, start=st.sampled_from([0, 1, 2]), filter=events_filter
         ),
     }
 

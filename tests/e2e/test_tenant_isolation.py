@@ -28,6 +28,7 @@ from moneymovement.storage import queries
 from moneymovement.v1 import account_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
+from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.e2e.conftest import Api, Client, start_api, stop_api
 from tests.e2e.hostile import Answer, Code, all_rpcs, ask, tenant_id_of, tenant_rows
@@ -169,6 +170,14 @@ def probes() -> list[Probe]:
         ("B's trace", "ListTransfers", lambda n, m: mpb.ListTransfersRequest(trace_id=n.trace)),
         ("B's metadata", "ListTransfers",
          lambda n, m: mpb.ListTransfersRequest(metadata={"owner": n.metadata_value})),
+        ("events of B's account", "ListEvents", lambda n, m: epb.ListEventsRequest(
+            start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(account_id=n.account))),
+        ("events of B's holder", "ListEvents", lambda n, m: epb.ListEventsRequest(
+            filter=epb.EventFilter(holder_id=n.holder))),
+        ("watch B's account", "WatchEvents", lambda n, m: epb.WatchEventsRequest(
+            start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(account_id=n.account))),
+        ("watch B's holder", "WatchEvents", lambda n, m: epb.WatchEventsRequest(
+            start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(holder_id=n.holder))),
         # Last, so that the lists above do not find it. OK both ways (external ids are
         # unique per tenant); the new accounts differ.
         ("create with B's external id", "CreateAccount", lambda n, m: apb.CreateAccountRequest(

@@ -10,6 +10,7 @@ import random
 from moneymovement.domain.accounts import OverdraftMode
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.commands import CreateTransfer
+from moneymovement.domain.errors import DomainError, Reason
 from moneymovement.domain.events import EventType, RecordedEvent
 from moneymovement.domain.ledger import Issued
 from moneymovement.domain.ledger import Ledger as DomainLedger
@@ -102,7 +103,13 @@ async def test_a_poller_resuming_after_each_cursor_sees_every_event_once_in_orde
         for n in range(60):
             debit, credit = rng.sample([funding.id, *accounts], 2)
             spec = TransferSpec(debit, credit, rng.randint(1, 50), "USD")
-            await services[worker % 2].create(ledger.caller, f"w{worker}-{n}", spec)
+            while True:  # as a client would: ABORTED is retried with the same request id
+                try:
+                    await services[worker % 2].create(ledger.caller, f"w{worker}-{n}", spec)
+                    break
+                except DomainError as error:
+                    if error.reason is not Reason.CONCURRENCY_CONFLICT:
+                        raise
 
     poller = asyncio.create_task(poll())
     await asyncio.gather(*(write(worker) for worker in range(8)))

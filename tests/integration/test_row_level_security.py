@@ -17,7 +17,14 @@ from moneymovement.storage.session import Database, begin_statement
 from moneymovement.storage.verify import verify_ledger
 from tests.integration.conftest import Ledger, ledger_for
 
-LEDGER_TABLES = ("accounts", "transfers", "entries", "request_outcomes")
+LEDGER_TABLES = (
+    "accounts",
+    "transfers",
+    "entries",
+    "request_outcomes",
+    "events",
+    "event_horizons",
+)
 
 
 async def _two_tenants(database: Database) -> tuple[Ledger, Ledger]:
@@ -35,12 +42,9 @@ def _spec(debit: str, credit: str) -> TransferSpec:
 
 
 async def _counts(connection: asyncpg.Connection) -> dict[str, int]:
-    row = await connection.fetchrow(
-        "SELECT (SELECT count(*) FROM accounts) AS accounts,"
-        " (SELECT count(*) FROM transfers) AS transfers,"
-        " (SELECT count(*) FROM entries) AS entries,"
-        " (SELECT count(*) FROM request_outcomes) AS request_outcomes"
-    )
+    # Our own table names, not input.
+    counts = ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in LEDGER_TABLES)  # noqa: S608
+    row = await connection.fetchrow(f"SELECT {counts}")
     assert row is not None
     return dict(row)
 
@@ -56,7 +60,8 @@ async def test_a_transaction_sees_only_the_tenant_it_declared(database: Database
         assert [row["tenant_id"] for row in tenants] == [a.caller.tenant_id]
         # Two accounts, one transfer, two entries, and the outcomes of three requests.
         assert await _counts(connection) == {
-            "accounts": 2, "transfers": 1, "entries": 2, "request_outcomes": 3,
+            "accounts": 2, "transfers": 1, "entries": 2, "request_outcomes": 3, "events": 3,
+            "event_horizons": 0,
         }  # fmt: skip
 
 

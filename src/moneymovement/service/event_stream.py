@@ -316,6 +316,18 @@ class EventStream:
         page = await self._uow.read(read_caller, work)
         if after is not None and after < page.horizon:
             raise cursor_expired(after, page.horizon)
+        if after is not None and after > page.head:
+            # Never given by this ledger (another database's, or one restored from a
+            # backup older than the consumer): waiting for it would skip what comes first.
+            raise InvalidInput(
+                [
+                    FieldViolation(
+                        "after_cursor",
+                        FieldReason.OUT_OF_RANGE,
+                        f"ahead of the stream (its newest cursor is {page.head})",
+                    )
+                ]
+            )
         return page
 
     @asynccontextmanager
