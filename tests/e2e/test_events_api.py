@@ -290,3 +290,29 @@ async def test_streams_end_with_shutting_down_when_the_server_stops(dsn: str) ->
     assert time.perf_counter() - started < 4, "the stop did not wait for the stream"
     await api.channel.close()
     await api.database.close()
+
+
+async def test_a_hundred_streams_on_one_replica_each_get_every_event(api: Api) -> None:
+    a = api.a
+    customer, funding = await a.fund("many", 1_000)
+    streams = [a.events.WatchEvents(epb.WatchEventsRequest(), metadata=a.md) for _ in range(100)]
+    await asyncio.sleep(1.0)  # all open: "now" is before the payments below
+    assert api.server.events.open_streams == 100
+    for n in range(3):
+        await a.pay(f"many-{n}", funding, customer, 1)
+
+    async def three_events(stream: object) -> list[str]:
+        seen: list[str] = []
+        while len(seen) < 3:
+            response = await asyncio.wait_for(stream.read(), 10)  # type: ignore[attr-defined]
+            seen += [e.request_id for e in response.events]
+        stream.cancel()  # type: ignore[attr-defined]
+        return seen
+
+    results = await asyncio.gather(*(three_events(s) for s in streams))
+    assert all(r == ["many-0", "many-1", "many-2"] for r in results)
+    for _ in range(50):  # the server sees them go
+        if api.server.events.open_streams == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert api.server.events.open_streams == 0
