@@ -255,13 +255,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     code, error = grpc.StatusCode.RESOURCE_EXHAUSTED, self._streams_full
                 else:
                     try:
-                        caller = await self._caller(metadata, context, capped=False)
-                        structlog.contextvars.bind_contextvars(
-                            tenant_id=caller.tenant_id, trace_id=caller.trace_id
-                        )
-                        self._check_rate(caller.tenant_id)
-                        if isinstance(request, Undecodable):
-                            raise request.refusal()
+                        caller = await self._admit(request, metadata, context, span, capped=False)
                         token = set_caller(caller)
                         try:
                             async for response in stream_behavior(request, context):
@@ -294,6 +288,25 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 await abort(context, error)
 
         return serve
+
+    async def _admit(
+        self,
+        request: Any,
+        metadata: dict[str, str],
+        context: grpc.aio.ServicerContext[Any, Any],
+        span: trace.Span,
+        *,
+        capped: bool,
+    ) -> Caller:
+        """Who calls (authenticated), within its tenant's rate, with a decodable request:
+        the caller, bound to the log context and the span; else raises the refusal."""
+        caller = await self._caller(metadata, context, capped=capped)
+        span.set_attribute("moneymovement.tenant_id", caller.tenant_id)
+        structlog.contextvars.bind_contextvars(tenant_id=caller.tenant_id, trace_id=caller.trace_id)
+        self._check_rate(caller.tenant_id)
+        if isinstance(request, Undecodable):
+            raise request.refusal()
+        return caller
 
     def _check_rate(self, tenant_id: str) -> None:
         if not self._rate.enabled:
@@ -342,14 +355,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             span.set_attribute("moneymovement.reason", EdgeReason.OVERLOADED.value)
             return None, grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded
         try:
-            caller = await self._caller(metadata, context)
-            span.set_attribute("moneymovement.tenant_id", caller.tenant_id)
-            structlog.contextvars.bind_contextvars(
-                tenant_id=caller.tenant_id, trace_id=caller.trace_id
-            )
-            self._check_rate(caller.tenant_id)
-            if isinstance(request, Undecodable):
-                raise request.refusal()
+            caller = await self._admit(request, metadata, context, span, capped=True)
             token = set_caller(caller)
             try:
                 return await behavior(request, context), grpc.StatusCode.OK, None
