@@ -45,10 +45,10 @@ fuzz: $(GENERATED) ## Hostile-input fuzz of every RPC, long (EXAMPLES=n in all, 
 	MM_FUZZ_EXAMPLES=$(or $(EXAMPLES),20000) MM_FUZZ_SEED=$(or $(SEED),$$RANDOM) \
 	  $(BIN)/python -m pytest tests/e2e/test_fuzz.py -q -p no:cacheprovider
 
-bench: $(GENERATED) ## Throughput and latency vs the RPC floor and pgbench limits, ~6 min (bench/results/)
+bench: $(GENERATED) ## Throughput, latency, event delivery vs the RPC floor and pgbench limits, ~7 min (bench/results/)
 	$(BIN)/python -m bench.run --plan bench $(BENCH_ARGS)
 
-bench-full: $(GENERATED) ## The long benchmark: concurrencies 1 to 128 and open-loop rates, ~20 min
+bench-full: $(GENERATED) ## The long benchmark: concurrencies 1 to 128 and open-loop rates, ~24 min
 	$(BIN)/python -m bench.run --plan bench-full $(BENCH_ARGS)
 
 soak: $(GENERATED) ## Mixed load at half capacity, 30 min, watching RSS, p99, pool (DURATION=s)

@@ -24,3 +24,20 @@ WHERE o.tenant_id = $1 AND o.request_id = $2;
 -- The role the service switches to in this database (migrations/0004); pgbench takes it
 -- too, so that row-level security applies to it as to the service.
 SELECT name FROM service_role;
+
+-- name: probe_event
+-- The payload of the event the service logged for that transfer: pgbench logs one of the
+-- same size with each transfer of the service's own SQL.
+SELECT e.payload::text AS payload
+FROM events AS e
+WHERE e.tenant_id = $1 AND e.request_id = $2 AND e.type = 'TRANSFER_CREATED';
+
+-- name: seeded_before_events
+-- The seeded ledger was written by the bench, not the service, so it has no events: its
+-- tenant's event horizon says what retention would say of it, that changes made until
+-- now may have no event (`verify` then checks the events of every later change), while
+-- no cursor has expired ($2: until when; 'infinity' for a tenant whose changes never get
+-- their events checked).
+INSERT INTO event_horizons (tenant_id, pruned_through, pruned_until)
+VALUES ($1, 0, coalesce($2::text::timestamptz, clock_timestamp()))
+ON CONFLICT (tenant_id) DO UPDATE SET pruned_until = excluded.pruned_until;

@@ -29,11 +29,19 @@ HOT_ACCOUNT = 1  # the account number every hot-account transfer credits
 
 @dataclass(frozen=True)
 class BenchTenant:
-    """The tenant the bench moves money for; its accounts are numbered 1..accounts."""
+    """The tenant the bench moves money for; its accounts are numbered 1..accounts.
+
+    `limits_tenant_id`: a second tenant, seeded the same, for pgbench's limits (or None).
+    Their transfers are written by the bench's own SQL, some without events (the limits
+    measured as before the outbox, and the service's SQL without its event): that tenant's
+    event horizon is set to infinity, so `verify` checks its money but not its events,
+    while every change the service makes to the bench tenant must have its event.
+    """
 
     tenant_id: str
     token: str
     accounts: int
+    limits_tenant_id: str | None = None
 
 
 @contextmanager
@@ -99,26 +107,45 @@ def _postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
-async def prepare(dsn: str, accounts: int, history: int = 0) -> BenchTenant:
+async def prepare(
+    dsn: str, accounts: int, history: int = 0, *, limits_tenant: bool = False
+) -> BenchTenant:
     """Migrates, creates a tenant with a token, seeds its accounts (and a history of
-    `history` posted transfers among them) and ANALYZEs."""
+    `history` posted transfers among them), and with `limits_tenant` a second tenant
+    alike for pgbench (BenchTenant says why), then ANALYZEs.
+
+    The seeded rows have no events (the bench writes them, not the service): each
+    tenant's event horizon says that changes made until the seeding's end may have none,
+    as retention would say of pruned ones, so `verify` checks the events of every later
+    change (no cursor has expired: streams start at position 1).
+    """
     await migrate(dsn)
     db = await Database.connect(dsn, max_size=2)
     try:
-        issued = await TenantDirectory(db).create_tenant(f"bench-{uuid.uuid4().hex[:8]}")
+        directory = TenantDirectory(db)
+        issued = await directory.create_tenant(f"bench-{uuid.uuid4().hex[:8]}")
+        limits = None
+        if limits_tenant:
+            limits = await directory.create_tenant(f"bench-limits-{uuid.uuid4().hex[:8]}")
     finally:
         await db.close()
     connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute(QUERIES["seed_bench_accounts"], issued.tenant_id, accounts)
-        if history:
-            await _seed_history(connection, issued.tenant_id, accounts, history)
+        for tenant in [issued] + ([limits] if limits else []):
+            await connection.execute(QUERIES["seed_bench_accounts"], tenant.tenant_id, accounts)
+            if history:
+                await _seed_history(connection, tenant.tenant_id, accounts, history)
+        await connection.execute(QUERIES["seeded_before_events"], issued.tenant_id, None)
+        if limits:
+            await connection.execute(QUERIES["seeded_before_events"], limits.tenant_id, "infinity")
         # Fresh tables get sequential-scan plans and, under SERIALIZABLE, relation-level
         # predicate locks that make every concurrent writer conflict: statistics first.
         await connection.execute("ANALYZE")
     finally:
         await connection.close()
-    return BenchTenant(issued.tenant_id, issued.token, accounts)
+    return BenchTenant(
+        issued.tenant_id, issued.token, accounts, limits.tenant_id if limits else None
+    )
 
 
 async def _seed_history(
@@ -144,6 +171,18 @@ async def probe_outcome(dsn: str, tenant_id: str, request_id: str) -> tuple[str,
     if row is None:
         raise RuntimeError(f"the service recorded no outcome for probe request {request_id}")
     return row["fingerprint_hex"], row["outcome"], row["has_trace_id"]
+
+
+async def probe_event_payload(dsn: str, tenant_id: str, request_id: str) -> str:
+    """The payload (JSON) of the TRANSFER_CREATED event the service logged for one request."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        payload = await connection.fetchval(QUERIES["probe_event"], tenant_id, request_id)
+    finally:
+        await connection.close()
+    if payload is None:
+        raise RuntimeError(f"the service logged no event for probe request {request_id}")
+    return str(payload)
 
 
 async def service_role(dsn: str) -> str:

@@ -12,7 +12,14 @@ security applies), durable and SERIALIZABLE, at the service points' concurrencie
   row: the most grouping commands per transaction can get. Counted in transfers.
 - `service_sql`: the service's own statements for one transfer (bench/transfer_sql.py),
   several round trips inside BEGIN ... COMMIT: what the service's write path costs
-  PostgreSQL.
+  PostgreSQL, its event included (the outbox: the tenant's event lock, a position from
+  the tenant's sequence, the event row, pg_notify).
+- `service_sql_no_events`: the same statements with the event left out (write_batch's
+  events array empty): set against `service_sql` in the same run, the outbox's cost to
+  the database.
+
+The one-trip and 100-per-statement functions write no events: they are the limits of the
+ledger's own work, as measured before the outbox.
 
 Uniform picks two random accounts of the seeded ones; hot credits account HOT_ACCOUNT
 every time (the same picks as bench/transfer_sql.py).
@@ -70,13 +77,21 @@ LIMITS = {
             ("uniform",),
         ),
         Limit("service_sql", "the service's own SQL for one transfer", 1, ("uniform", "hot")),
+        Limit(
+            "service_sql_no_events",
+            "the service's own SQL for one transfer, without its event",
+            1,
+            ("uniform",),
+        ),
     )
 }
+# The limits that run the service's own statements (bench/transfer_sql.py).
+SERVICE_SQL = ("service_sql", "service_sql_no_events")
 
 
 def describe(limit: Limit) -> str:
     """The limit's title; for the service's SQL, with its sequence of queries."""
-    if limit.name != "service_sql":
+    if limit.name not in SERVICE_SQL:
         return limit.title
     try:
         return f"{limit.title}: {sequence()}"
@@ -86,8 +101,9 @@ def describe(limit: Limit) -> str:
 
 def script(limit: Limit, *, hot: bool, with_trace_id: bool) -> str:
     """The pgbench script of `limit` (the uniform or the hot variant)."""
-    if limit.name == "service_sql":
-        return transfer_script(hot=hot, with_trace_id=with_trace_id)
+    if limit.name in SERVICE_SQL:
+        events = limit.name == "service_sql"
+        return transfer_script(hot=hot, with_trace_id=with_trace_id, events=events)
     if limit.name == "one_trip":
         trace_id = "md5(:tid)" if with_trace_id else "NULL"
         call = (
@@ -107,7 +123,7 @@ def script(limit: Limit, *, hot: bool, with_trace_id: bool) -> str:
 
 def settings(limit: Limit) -> dict[str, str]:
     """Connection settings of `limit`'s script, beyond the service pool's."""
-    return {} if limit.name == "service_sql" else dict(_SETTINGS)
+    return {} if limit.name in SERVICE_SQL else dict(_SETTINGS)
 
 
 async def install(dsn: str) -> None:

@@ -40,6 +40,9 @@ class LoadSpec:
     rate_per_s: float  # open loop: operations started per second; closed loop: 0
     warmup_s: float
     measure_s: float
+    # Record, per transfer, when its answer arrived (uniform and hot: the event delivery
+    # points, bench/watchers.py).
+    record_answers: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,15 @@ class ClientPool:
                 process.kill()
                 process.join()
 
-    def run(self, spec: LoadSpec, on_window: Any = None) -> tuple[Sample, int]:
+    def run(
+        self, spec: LoadSpec, on_window: Any = None, answers: dict[str, float] | None = None
+    ) -> tuple[Sample, int]:
         """Runs one point; returns the sample and the client resends in the window.
 
         `on_window(measure_from, stop_at)` is called in this process once the window is
-        set (the caller samples the server at its edges).
+        set (the caller samples the server at its edges). With `spec.record_answers`,
+        `answers` gets the wall time each transfer's answer arrived in the window, by
+        transfer id.
         """
         count = min(processes_for(spec), len(self._processes))
         shares = [spec.concurrency // count + (i < spec.concurrency % count) for i in range(count)]
@@ -135,7 +142,9 @@ class ClientPool:
             raise RuntimeError(f"a client process failed: {errors[0]}")
         tally = _Tally()
         resends = 0
-        for latencies, failures, shed, process_resends in outcomes:
+        for latencies, failures, shed, process_resends, answered in outcomes:
+            if answers is not None:
+                answers.update(answered)
             tally.latencies += latencies
             for code, n in failures.items():
                 tally.failures[code] = tally.failures.get(code, 0) + n
@@ -172,13 +181,19 @@ async def _run_job(caller: Caller, job: _Job) -> tuple[Any, ...]:
     stop_at = measure_from + job.spec.measure_s
     await asyncio.sleep(max(0.0, job.start_at - time.time()))
     tally = _Tally()
+    caller.answered = {} if job.spec.record_answers else None
     window = asyncio.create_task(_count_resends_in_window(caller, measure_from, stop_at))
     if job.rate_per_s > 0:
         await _open_loop(caller, job, tally, measure_from, stop_at)
     else:
         await _closed_loop(caller, job, tally, measure_from, stop_at)
     window.cancel()
-    return tally.latencies, tally.failures, tally.shed, caller.resends
+    answered = {
+        transfer_id: at
+        for transfer_id, at in (caller.answered or {}).items()
+        if measure_from <= at < stop_at
+    }
+    return tally.latencies, tally.failures, tally.shed, caller.resends, answered
 
 
 async def _count_resends_in_window(caller: Caller, measure_from: float, stop_at: float) -> None:

@@ -28,7 +28,8 @@ from bench.transfer_sql import MAX_TRIES
 class ScriptInputs:
     """The values the scripts take from pgbench -D, and the role they run as.
 
-    `note` says where the outcome row came from when the probe could not read the
+    `tenant` is the limits' own tenant (bench/database.py says why); `note` says where
+    the outcome row and the event payload came from when the probe could not read the
     service's own (empty when it could).
     """
 
@@ -39,6 +40,7 @@ class ScriptInputs:
     outcome_json: str
     with_trace_id: bool
     service_role: str
+    event_payload_json: str
     note: str = ""
 
 
@@ -78,6 +80,7 @@ def run_script(
             "hot": str(inputs.hot),
             "fingerprint": inputs.fingerprint_hex,
             "outcome": inputs.outcome_json,
+            "event_payload": inputs.event_payload_json,
         }
         argv = [
             str(pgbench_binary()),
@@ -100,7 +103,11 @@ def run_script(
         started = time.time()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"pgbench exited {done.returncode}:\n{done.stderr[-3000:]}")
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            why = next((line for line in lines if "ERROR" in line), lines[-1] if lines else "")
+            raise RuntimeError(
+                f"pgbench exited {done.returncode}: {why.strip()[:300]}\n{done.stderr[-3000:]}"
+            )
         measure_from = started + warmup_s
         return _read_logs(Path(work), measure_from, measure_from + measure_s)
 
@@ -111,9 +118,11 @@ def _read_logs(work: Path, measure_from: float, stop_at: float) -> Sample:
     latencies: list[float] = []
     failures: dict[str, int] = {}
     retries = 0
+    total = 0
     for log in sorted(work.glob("tx.*")):
         for line in log.read_text().splitlines():
             fields = line.split()
+            total += fields[2].isdigit()
             finished = int(fields[4]) + int(fields[5]) / 1e6
             if not measure_from <= finished < stop_at:
                 continue
@@ -122,4 +131,4 @@ def _read_logs(work: Path, measure_from: float, stop_at: float) -> Sample:
                 latencies.append(int(fields[2]) / 1e6)
             else:
                 failures[fields[2]] = failures.get(fields[2], 0) + 1
-    return summarise(latencies, stop_at - measure_from, failures, retries=retries)
+    return summarise(latencies, stop_at - measure_from, failures, retries=retries, total_ops=total)

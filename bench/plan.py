@@ -8,7 +8,7 @@ from dataclasses import dataclass
 WORKLOADS = ("uniform", "hot", "hold_capture", "batch", "reads")
 # The database limits (bench/limits.py) measured next to a workload, in this order.
 LIMITS_BY_WORKLOAD = {
-    "uniform": ("service_sql", "one_trip", "batch_100"),
+    "uniform": ("service_sql", "service_sql_no_events", "one_trip", "batch_100"),
     "hot": ("service_sql", "one_trip"),
 }
 
@@ -37,6 +37,11 @@ class Plan:
     workers: int = 0
     workers_workloads: tuple[str, ...] = ("rpc_floor", "uniform")
     workers_concurrencies: tuple[int, ...] = (16, 64)
+    # Event delivery (bench/watchers.py): uniform transfers again at these concurrencies,
+    # right after the point without watchers, with each number of WatchEvents streams
+    # open on the tenant.
+    watcher_streams: tuple[int, ...] = (1, 100)
+    watcher_concurrencies: tuple[int, ...] = (16, 64)
 
 
 QUICK = Plan(
@@ -58,5 +63,5 @@ FULL = Plan(
     workers=2,
 )
 # make profile: the uniform workload at 16 clients while py-spy samples the server.
-PROFILE = Plan("profile", concurrencies=(16,), warmup_s=3, measure_s=20)
+PROFILE = Plan("profile", concurrencies=(16,), warmup_s=3, measure_s=20, watcher_streams=())
 PLANS = {plan.name: plan for plan in (QUICK, FULL, PROFILE)}

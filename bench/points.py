@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from bench.server import (
     Metrics,
     Server,
     children_cpu_seconds,
+    postgres_cpu_seconds,
     scrape_metrics,
     tree_cpu_seconds,
     tree_peak_rss_mb,
@@ -30,6 +32,10 @@ _ABORTS = "moneymovement_tx_aborts_total"
 # The group-commit write pipeline's: transactions it committed, and commands per commit.
 _COMMITS = "moneymovement_write_commits_total"
 _BATCH_SIZE = "moneymovement_write_batch_size"
+# The server's own view of event delivery (WatchEvents): the transaction's time to the
+# event's sending on a live stream, per event and stream.
+_DELIVERY = "moneymovement_events_delivery_latency_seconds"
+_REAPED_S = 0.3  # pgbench's backends exit, and are reaped, just after pgbench does
 
 
 @dataclass
@@ -66,6 +72,10 @@ class Point:
     vs_batch_limit: float | None = None
     service_sql_per_s: float | None = None
     vs_service_sql: float | None = None
+    # Service: WatchEvents streams the bench kept open on the tenant during the point
+    # (0: none), and what they received (bench/watchers.py, Delivery.as_json).
+    watchers: int = 0
+    delivery: dict[str, Any] | None = None
     error: str | None = None
 
     @property
@@ -98,12 +108,18 @@ def _delta(start: Metrics, end: Metrics, name: str) -> float | None:
 def batch_sizes(start: Metrics, end: Metrics) -> tuple[float, float, bool] | None:
     """(mean, p99 upper bound, p99 beyond the last finite bucket) of the batch-size
     histogram between two scrapes; None when not exported or nothing was committed."""
-    count = _delta(start, end, f"{_BATCH_SIZE}_count")
-    total = _delta(start, end, f"{_BATCH_SIZE}_sum")
+    return histogram(start, end, _BATCH_SIZE)
+
+
+def histogram(start: Metrics, end: Metrics, name: str) -> tuple[float, float, bool] | None:
+    """(mean, p99 upper bound, p99 beyond the last finite bucket) of histogram `name`
+    between two scrapes; None when not exported or nothing was recorded."""
+    count = _delta(start, end, f"{name}_count")
+    total = _delta(start, end, f"{name}_sum")
     if not count or total is None or count <= 0:
         return None
-    before = start.buckets.get(_BATCH_SIZE, {})
-    after = end.buckets.get(_BATCH_SIZE, {})
+    before = start.buckets.get(name, {})
+    after = end.buckets.get(name, {})
     bounds = sorted(after)
     p99 = math.inf
     for bound in bounds:  # cumulative counts: the first bucket holding 99 % of them
@@ -133,6 +149,15 @@ def _fill_from_edges(point: Point, start: _Edge, end: _Edge, sample: Sample) -> 
     sizes = batch_sizes(start.metrics, end.metrics)
     if sizes:
         point.batch_size_mean, point.batch_size_p99, point.batch_size_p99_beyond = sizes
+    delivered = histogram(start.metrics, end.metrics, _DELIVERY)
+    if delivered and point.delivery is not None:
+        mean, p99, beyond = delivered
+        point.delivery["server_histogram_ms"] = {
+            "mean": mean * 1000,
+            "p99_bucket": p99 * 1000,
+            "p99_beyond": beyond,
+            "count": round(_delta(start.metrics, end.metrics, f"{_DELIVERY}_count") or 0),
+        }
     spent = end.server_cpu_s - start.server_cpu_s
     point.server_cpu_s_per_1k = spent / units * 1000 if spent >= 0 else None
     if start.db_cpu_s is not None and end.db_cpu_s is not None:
@@ -142,22 +167,38 @@ def _fill_from_edges(point: Point, start: _Edge, end: _Edge, sample: Sample) -> 
 
 
 def measure_service(
-    server: Server, clients: ClientPool, spec: LoadSpec, postmaster_pid: int | None
+    server: Server,
+    clients: ClientPool,
+    spec: LoadSpec,
+    postmaster_pid: int | None,
+    *,
+    point: Point | None = None,
+    answers: dict[str, float] | None = None,
+    on_window: Callable[[float, float], None] | None = None,
 ) -> Point:
-    """Drives the server with `spec` and reads its counters at the window's edges."""
+    """Drives the server with `spec` and reads its counters at the window's edges.
+
+    `point`: the point to fill (a new one by default); `answers`: filled with the time
+    each transfer's answer arrived in the window, by transfer id (the load generator's
+    LoadSpec.record_answers); `on_window(measure_from, stop_at)` is called first once the
+    window is set.
+    """
     unit, rpcs_per_op, transfers_per_op = UNITS[spec.workload]
-    point = Point("service", spec.workload, spec.concurrency, spec.rate_per_s, unit)
+    if point is None:
+        point = Point("service", spec.workload, spec.concurrency, spec.rate_per_s, unit)
     point.workers = server.workers
     edges: list[_Edge] = []
 
-    def on_window(measure_from: float, stop_at: float) -> None:
+    def at_edges(measure_from: float, stop_at: float) -> None:
+        if on_window is not None:
+            on_window(measure_from, stop_at)
         time.sleep(max(0.0, measure_from - time.time()))
         edges.append(_edge(server, postmaster_pid))
         time.sleep(max(0.0, stop_at - time.time()))
         edges.append(_edge(server, postmaster_pid))
 
     try:
-        sample, resends = clients.run(spec, on_window)
+        sample, resends = clients.run(spec, at_edges, answers)
     except Exception as error:  # the point fails, the run goes on
         point.error = f"{type(error).__name__}: {error}"
         return point
@@ -190,13 +231,16 @@ def measure_limit(
     clients: int,
     warmup_s: float,
     measure_s: float,
+    postmaster_pid: int | None = None,
 ) -> Point:
     """One database limit (bench/limits.py) for `workload` ("uniform" or "hot") at
-    `clients` connections; per_s in transfers."""
+    `clients` connections; per_s in transfers. With the postmaster's pid, PostgreSQL's
+    CPU per transfer too, over pgbench's whole run (warm-up and connections included)."""
     limit = limits.LIMITS[limit_name]
     point = Point("pgbench", workload, clients, limit=limit_name)
     try:
         script = limits.script(limit, hot=workload == "hot", with_trace_id=inputs.with_trace_id)
+        cpu_before = postgres_cpu_seconds(postmaster_pid) if postmaster_pid else None
         sample: Sample = run_script(
             dsn,
             inputs,
@@ -206,6 +250,11 @@ def measure_limit(
             measure_s=measure_s,
             settings=limits.settings(limit),
         )
+        if cpu_before is not None and postmaster_pid and sample.total_ops:
+            time.sleep(_REAPED_S)
+            spent = postgres_cpu_seconds(postmaster_pid) - cpu_before
+            transfers = sample.total_ops * limit.transfers_per_tx
+            point.db_cpu_s_per_1k = spent / transfers * 1000 if spent >= 0 else None
     except Exception as error:  # a script that no longer fits the schema: say so, go on
         point.error = f"{type(error).__name__}: {error}"
         return point

@@ -1,5 +1,5 @@
 """One real transfer through the service before the points: pgbench's scripts then save
-an outcome row of the same size as the service's."""
+an outcome row, and log an event, of the same size as the service's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import json
 import grpc
 
 from bench.accounts import account_id
-from bench.database import HOT_ACCOUNT, BenchTenant, probe_outcome, service_role
+from bench.database import (
+    HOT_ACCOUNT,
+    BenchTenant,
+    probe_event_payload,
+    probe_outcome,
+    service_role,
+)
 from bench.pgbench import ScriptInputs
 from bench.server import Server
 from moneymovement.client import wait_until_serving
@@ -20,12 +26,14 @@ PROBE_REQUEST_ID = "bench-probe"
 
 
 async def probe(server: Server, dsn: str, tenant: BenchTenant) -> ScriptInputs:
-    """One real transfer through the service; pgbench then saves an outcome like it.
+    """One real transfer through the service; pgbench then saves an outcome like it and
+    logs an event like its event, for the limits' tenant (the bench tenant if none).
 
-    If the service's outcome cannot be read back (the server or the schema changed), the
-    limits save a stand-in of the same shape, and the report says so.
+    If the service's outcome or event cannot be read back (the server or the schema
+    changed), the limits write stand-ins of the same shape, and the report says so.
     """
     role = await service_role(dsn)
+    limits_tenant = tenant.limits_tenant_id or tenant.tenant_id
     try:
         await wait_until_serving(server.target)
         request = mpb.CreateTransferRequest(
@@ -40,19 +48,28 @@ async def probe(server: Server, dsn: str, tenant: BenchTenant) -> ScriptInputs:
                 request, metadata=(("authorization", f"Bearer {tenant.token}"),), timeout=30
             )
         found = await probe_outcome(dsn, tenant.tenant_id, PROBE_REQUEST_ID)
+        payload = await probe_event_payload(dsn, tenant.tenant_id, PROBE_REQUEST_ID)
     except Exception as error:
         fingerprint, outcome = _stand_in_outcome(tenant.tenant_id)
         note = (
-            "the probe transfer's outcome could not be read "
+            "the probe transfer's outcome or event could not be read "
             f"({type(error).__name__}: {str(error)[:200]}); pgbench saved a stand-in "
-            "outcome of the service's shape"
+            "outcome and event of the service's shape"
         )
         return ScriptInputs(
-            tenant.tenant_id, tenant.accounts, HOT_ACCOUNT, fingerprint, outcome, False, role, note
+            limits_tenant,
+            tenant.accounts,
+            HOT_ACCOUNT,
+            fingerprint,
+            outcome,
+            False,
+            role,
+            _stand_in_payload(outcome),
+            note,
         )
     fingerprint, outcome, traced = found
     return ScriptInputs(
-        tenant.tenant_id, tenant.accounts, HOT_ACCOUNT, fingerprint, outcome, traced, role
+        limits_tenant, tenant.accounts, HOT_ACCOUNT, fingerprint, outcome, traced, role, payload
     )
 
 
@@ -82,3 +99,29 @@ def _stand_in_outcome(tenant_id: str) -> tuple[str, str]:
     }
     digest = hashlib.sha256(f"{tenant_id}/{PROBE_REQUEST_ID}".encode()).hexdigest()
     return digest, json.dumps({"transfer": transfer})
+
+
+def _stand_in_payload(outcome_json: str) -> str:
+    """An event payload shaped like the service's (storage/rows.py): the transfer and its
+    two accounts as documents of their rows."""
+    transfer = json.loads(outcome_json)["transfer"]
+    account = {
+        "account_id": account_id(2),
+        "external_id": None,
+        "name": "bench 2",
+        "currency_code": "USD",
+        "normal_balance": "CREDIT",
+        "overdraft_mode": "UNLIMITED",
+        "overdraft_limit_minor": 0,
+        "holder_id": None,
+        "metadata": {},
+        "state": "ACTIVE",
+        "posted_debits_minor": 0,
+        "posted_credits_minor": 0,
+        "pending_debits_minor": 0,
+        "pending_credits_minor": 0,
+        "version": 1,
+        "created_at": transfer["created_at"],
+        "updated_at": transfer["created_at"],
+    }
+    return json.dumps({"transfers": [transfer], "accounts": [account, account]})

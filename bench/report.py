@@ -35,8 +35,30 @@ _METHOD = (
     "*÷ 1 trip*: transfers/s against one transfer per transaction in one round trip "
     "(pgbench, the physical limit); *÷ 100/stmt*: against the best rate of 100 transfers "
     "per statement, at any concurrency (a grouping server chooses its own); "
-    "*÷ service SQL*: against pgbench running the service's own statements. Hot-account "
-    f"points compare with the hot variants. {DASH}: not measured or not exported."
+    "*÷ service SQL*: against pgbench running the service's own statements (with the "
+    "transfer's event). Hot-account points compare with the hot variants. *+N watchers*: "
+    "the same load with N WatchEvents streams open on the tenant (see Events). pgbench's "
+    "*DB CPU*: PostgreSQL's CPU over pgbench's whole run (warm-up and connections "
+    f"included) per transfer. {DASH}: not measured or not exported."
+)
+_EVENTS = (
+    "Uniform transfers run again right after the point without watchers, with N "
+    "WatchEvents streams (from now, no filter) open on the bench tenant, each on its own "
+    "connection, from a separate process (bench/watchers.py). The load generator notes "
+    "when each CreateTransfer's OK answer arrived; each stream notes when that transfer's "
+    "TRANSFER_CREATED event arrived (one stream decodes every response, the others find "
+    "the transfer ids in the bytes); the window's transfers are matched to their events, "
+    "per stream, on the machine's one wall clock. *after the answer*: event arrival - "
+    "answer arrival, a lower bound of commit-to-delivery (the commit precedes the answer; "
+    "negative when the event came first, counted in *< 0*). *since the transaction*: event "
+    "arrival - Event.occurred_at, the transaction's time (PostgreSQL's now(), before the "
+    "batch's locks, write and commit), an upper bound. The true commit-to-delivery "
+    "latency lies between the two. *every watcher*: per event, the last stream's arrival "
+    "- occurred_at. *missing*: (transfer, stream) pairs whose event had not arrived "
+    "10 s after the window. *server*: the server's own histogram "
+    "(moneymovement_events_delivery_latency_seconds: occurred_at to the event's sending "
+    "on a stream; mean, and its p99's bucket bound). *÷ none*: transfers/s against the "
+    "point without watchers just before."
 )
 
 
@@ -102,7 +124,14 @@ def _batch(point: Point) -> str:
 
 
 def _load(point: Point) -> str:
-    return f"{point.rate_per_s:,.0f}/s open" if point.rate_per_s else str(point.concurrency)
+    load = f"{point.rate_per_s:,.0f}/s open" if point.rate_per_s else str(point.concurrency)
+    return load + _watchers(point)
+
+
+def _watchers(point: Point) -> str:
+    if not point.watchers:
+        return ""
+    return f" +{point.watchers} watcher{'s' if point.watchers > 1 else ''}"
 
 
 def _failed(first: str, point: Point, columns: int) -> str:
@@ -138,7 +167,7 @@ _SUMMARY_HEADER = (
 
 
 def _summary_row(point: Point) -> str:
-    first = f"{point.workload} | {point.workers} | {point.concurrency}"
+    first = f"{point.workload}{_watchers(point)} | {point.workers} | {point.concurrency}"
     if point.error:
         return _failed(first, point, 12)
     return (
@@ -151,12 +180,13 @@ def _summary_row(point: Point) -> str:
 
 def _limit_row(point: Point) -> str:
     if point.error:
-        return _failed(str(point.concurrency), point, 8)
+        return _failed(str(point.concurrency), point, 9)
     lat = point.latency_ms
     return (
         f"| {point.concurrency} | {_num(point.per_s)} | {_num(lat.get('p50'), 1)} "
         f"| {_num(lat.get('p95'), 1)} | {_num(lat.get('p99'), 1)} | {_num(lat.get('max'), 1)} "
-        f"| {_counts(point.rejections)} | {_num(point.retries_per_commit, 3)} |"
+        f"| {_counts(point.rejections)} | {_num(point.retries_per_commit, 3)} "
+        f"| {_num(point.db_cpu_s_per_1k, 2)} |"
     )
 
 
@@ -171,7 +201,7 @@ def _summary(points: Sequence[Point]) -> list[str]:
         for p in points
         if p.source == "service" and not p.rate_per_s and p.workload != "rpc_floor"
     ]
-    rows.sort(key=lambda p: (p.workers, _ORDER.index(p.workload), p.concurrency))
+    rows.sort(key=lambda p: (p.workers, _ORDER.index(p.workload), p.concurrency, p.watchers))
     return [
         "## Against the floor and the limits",
         "",
@@ -211,12 +241,138 @@ def _limit_tables(points: Sequence[Point], described: dict[str, str]) -> list[st
                     f"## Database limit, pgbench, {described.get(name, name)}: {_TITLES[workload]}",
                     "",
                     "| clients | transfers/s | p50 ms | p95 ms | p99 ms | max ms "
-                    "| failed after retries | retries/commit |",
-                    "|" + "---|" * 8,
+                    "| failed after retries | retries/commit | DB CPU ms/transfer |",
+                    "|" + "---|" * 9,
                     *map(_limit_row, rows),
                     "",
                 ]
     return out
+
+
+def _spread(figures: dict[str, float] | None, *keys: str) -> str:
+    if not figures:
+        return " / ".join(DASH for _ in keys)
+    return " / ".join(_num(figures.get(key), 1) for key in keys)
+
+
+def _delivery_row(point: Point, without: Point | None) -> str:
+    first = f"{point.concurrency} | {point.watchers}"
+    if point.error or not point.delivery:
+        return _failed(first, point, 11)
+    d = point.delivery
+    after = d.get("after_answer_ms")
+    server = d.get("server_histogram_ms")
+    server_text = f"{DASH} / {DASH}"
+    if server:
+        beyond = "> " if server["p99_beyond"] else ""
+        server_text = f"{server['mean']:,.1f} / {beyond}{server['p99_bucket']:,.0f}"
+    negative = d.get("negative_after_answer", 0) / after["count"] if after else None
+    ratio = _ratio(point.per_s or 0.0, without.per_s if without else None)
+    errors = "; ".join(d.get("stream_errors") or [])
+    return (
+        f"| {first} | {_num(point.per_s)} | {_num(ratio, 2)} "
+        f"| {d.get('received', 0):,} of {d.get('expected', 0):,} | {d.get('missing', 0):,}"
+        f"{' (' + errors + ')' if errors else ''} "
+        f"| {_spread(after, 'p50', 'p99', 'max')} "
+        f"| {DASH if negative is None else f'{negative:.0%}'} "
+        f"| {_spread(d.get('since_transaction_ms'), 'p50', 'p99', 'max')} "
+        f"| {_spread(d.get('every_watcher_since_transaction_ms'), 'p99', 'max')} "
+        f"| {server_text} | {_num(point.server_cpu_s_per_1k, 2)} |"
+    )
+
+
+def _events(points: Sequence[Point]) -> list[str]:
+    """Event delivery with watchers, and the outbox's cost (service and pgbench)."""
+    service = [p for p in points if p.source == "service" and not p.rate_per_s]
+    watched = [p for p in service if p.watchers]
+    plain = {(p.workload, p.concurrency, p.workers): p for p in service if not p.watchers}
+    out: list[str] = []
+    if watched:
+        out += [
+            "## Events: delivery to connected watchers (uniform transfers)",
+            "",
+            _EVENTS,
+            "",
+            "| clients | watchers | transfers/s | ÷ none | events received | missing "
+            "| after the answer p50 / p99 / max ms | < 0 "
+            "| since the transaction p50 / p99 / max ms "
+            "| every watcher p99 / max ms | server mean / p99 ms | server CPU ms/transfer |",
+            "|" + "---|" * 12,
+        ]
+        for point in sorted(watched, key=lambda p: (p.concurrency, p.watchers)):
+            without = plain.get((point.workload, point.concurrency, point.workers))
+            out.append(_delivery_row(point, without))
+        out.append("")
+    with_events = {
+        p.concurrency: p
+        for p in points
+        if p.source == "pgbench" and p.limit == "service_sql" and p.workload == "uniform"
+    }
+    without_events = {
+        p.concurrency: p
+        for p in points
+        if p.source == "pgbench" and p.limit == "service_sql_no_events" and not p.error
+    }
+    pairs = [
+        (c, with_events[c], without_events[c])
+        for c in sorted(with_events)
+        if c in without_events and not with_events[c].error
+    ]
+    if pairs:
+        out += [
+            "## Events: the outbox's cost to the database (pgbench, the service's SQL)",
+            "",
+            "The service's own statements for one uniform transfer, with its event (the "
+            "tenant's event lock, a position from its sequence, the event row, pg_notify) "
+            "and without (write_batch's events array empty), back to back at each "
+            "concurrency. DB CPU: PostgreSQL's, over each pgbench run, per transfer.",
+            "",
+            "| clients | with event, transfers/s | without | with ÷ without "
+            "| p50 ms with / without | p99 ms with / without "
+            "| DB CPU ms/transfer with / without | retries/commit with / without |",
+            "|" + "---|" * 8,
+        ]
+        for clients, on, off in pairs:
+            out.append(
+                f"| {clients} | {_num(on.per_s)} | {_num(off.per_s)} "
+                f"| {_num(_ratio(on.per_s or 0.0, off.per_s), 2)} "
+                f"| {_num(on.latency_ms.get('p50'), 1)} / {_num(off.latency_ms.get('p50'), 1)} "
+                f"| {_num(on.latency_ms.get('p99'), 1)} / {_num(off.latency_ms.get('p99'), 1)} "
+                f"| {_num(on.db_cpu_s_per_1k, 3)} / {_num(off.db_cpu_s_per_1k, 3)} "
+                f"| {_num(on.retries_per_commit, 3)} / {_num(off.retries_per_commit, 3)} |"
+            )
+        out.append("")
+    return out
+
+
+def _old_new(row: dict[str, Any], name: str, digits: int) -> str:
+    return f"{_num(row.get('old_' + name), digits)} → {_num(row.get('new_' + name), digits)}"
+
+
+def _baseline(run: dict[str, Any]) -> list[str]:
+    base = run.get("baseline")
+    if not base or not base.get("rows"):
+        return []
+    out = [
+        f"## Against the committed baseline ({base['started_at']}, `make {base['plan']}`)",
+        "",
+        f"Old: {base['source']}; new: this run. The machine moves absolute figures by "
+        "20-30 % from run to run: the ratio to each run's own RPC floor, and CPU per "
+        "operation, move less. A point the baseline did not have is set against its "
+        "nearest (said in brackets).",
+        "",
+        "| point | clients | old per s | new per s | new ÷ old | ÷ RPC floor old → new "
+        "| p99 ms old → new | server CPU ms/op old → new | DB CPU ms/op old → new |",
+        "|" + "---|" * 9,
+    ]
+    for row in base["rows"]:
+        out.append(
+            f"| {row['what']} | {row['clients']} | {_num(row['old_per_s'])} "
+            f"| {_num(row['new_per_s'])} | {_num(row['new_over_old'], 2)} "
+            f"| {_old_new(row, 'vs_rpc_floor', 2)} | {_old_new(row, 'p99_ms', 1)} "
+            f"| {_old_new(row, 'server_cpu_ms', 2)} | {_old_new(row, 'db_cpu_ms', 2)} |"
+        )
+    return [*out, ""]
 
 
 def markdown(run: dict[str, Any], points: Sequence[Point]) -> str:
@@ -241,6 +397,8 @@ def markdown(run: dict[str, Any], points: Sequence[Point]) -> str:
     out += [""] if run.get("notes") else []
     out += _summary(points)
     out += ["## Targets", ""] + [f"- {line}" for line in targets(points)] + [""]
+    out += _events(points)
+    out += _baseline(run)
     out += _service_tables(points)
     out += _limit_tables(points, run.get("limits", {}))
     out += [f"## verify: {run['verify']['verdict']}", "", run["verify"]["summary"], ""]

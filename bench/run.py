@@ -8,10 +8,14 @@ transfers among them (bench/database.py says why), start the real server as its 
 process, then measure each workload at each concurrency with client processes
 (bench/loadgen.py), the RPC floor (health checks) and, next to the transfer workloads,
 the database's limits with pgbench (bench/limits.py: one transfer in one round trip, 100
-transfers in one statement, and the service's own SQL). Then a second server, `serve
---workers N`, under the plan's workers points. Writes bench/results/latest.{json,md,png}
-(and a timestamped copy under bench/results/runs/), prints the table, and ends with
-`verify` on the database it used: the exit status is 1 unless the ledger is clean.
+transfers in one statement, and the service's own SQL with and without its event).
+Uniform transfers run again with WatchEvents streams open on the tenant (1, then 100), to
+measure event delivery and the streams' cost (bench/watchers.py). Then a second server,
+`serve --workers N`, under the plan's workers points. Writes
+bench/results/latest.{json,md,png} (and a timestamped copy under bench/results/runs/),
+with the figures of the committed baseline (git HEAD's latest.json) beside this run's,
+prints the table, and ends with `verify` on the database it used: the exit status is 1
+unless the ledger is clean.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import asyncpg
 import grpc
 
-from bench import chart, limits, report
+from bench import baseline, chart, limits, report
 from bench.database import (
     HOT_ACCOUNT,
     BenchTenant,
@@ -46,6 +50,7 @@ from bench.points import Point, failed_point, measure_limit, measure_service
 from bench.probe import probe
 from bench.profile import profile_server
 from bench.server import Server, running_server, wait_ready
+from bench.watchers import measure_watched
 from moneymovement.client import wait_until_serving
 from moneymovement.storage.verify import verify_ledger
 
@@ -69,6 +74,13 @@ def _parse_args() -> argparse.Namespace:
         help="processes of the second server (serve --workers N, N >= 2; 0 or 1: no "
         "second server, the first is the one-worker case); default: the plan's",
     )
+    parser.add_argument(
+        "--watchers",
+        type=int,
+        nargs="*",
+        help="WatchEvents streams of the event delivery points, e.g. 1 100 (none: no such "
+        "points); default: the plan's",
+    )
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--results", type=Path, default=RESULTS)
     return parser.parse_args()
@@ -87,9 +99,13 @@ def _plan(args: argparse.Namespace) -> Plan:
         changes["limit_measure_s"] = args.measure
     if args.workers is not None:
         changes["workers"] = args.workers
-    if args.concurrency:  # the workers points only at the concurrencies asked for
+    if args.watchers is not None:
+        changes["watcher_streams"] = tuple(n for n in args.watchers if n > 0)
+    if args.concurrency:  # the workers and watcher points only at the concurrencies asked
         wanted = plan.workers_concurrencies
         changes["workers_concurrencies"] = tuple(c for c in wanted if c in args.concurrency)
+        watched = plan.watcher_concurrencies
+        changes["watcher_concurrencies"] = tuple(c for c in watched if c in args.concurrency)
     if args.workloads is not None:
         kept = ("rpc_floor", *args.workloads)
         changes["workers_workloads"] = tuple(w for w in plan.workers_workloads if w in kept)
@@ -100,6 +116,8 @@ def _label(point: Point) -> str:
     if point.source == "pgbench":
         return f"pgbench  {point.workload:<13} {point.limit:<11}"
     workers = f"x{point.workers} workers" if point.workers > 1 else ""
+    if point.watchers:
+        workers = f"+{point.watchers} watcher{'s' if point.watchers > 1 else ''}"
     return f"{point.source:<8} {point.workload:<13} {workers:<11}"
 
 
@@ -110,9 +128,18 @@ def _show(point: Point) -> None:
         print(f"{what}  FAILED: {point.error.splitlines()[0][:300]}", flush=True)
         return
     lat = point.latency_ms
+    delivery = ""
+    since = (point.delivery or {}).get("since_transaction_ms")
+    after = (point.delivery or {}).get("after_answer_ms")
+    if since and after:
+        delivery = (
+            f"  events p50/p99 {after['p50']:.1f}/{after['p99']:.1f} ms after the answer, "
+            f"{since['p50']:.1f}/{since['p99']:.1f} ms since the transaction, "
+            f"missing {point.delivery['missing'] if point.delivery else 0}"
+        )
     print(
         f"{what}  {point.per_s or 0:>9,.0f} {point.unit}/s  p50 {lat['p50']:7.1f}  "
-        f"p99 {lat['p99']:7.1f} ms  rejections {sum(point.rejections.values())}",
+        f"p99 {lat['p99']:7.1f} ms  rejections {sum(point.rejections.values())}{delivery}",
         flush=True,
     )
 
@@ -127,6 +154,7 @@ class _Context:
     inputs: ScriptInputs
     limits: tuple[str, ...]  # the pgbench limits to measure
     points: list[Point]
+    token: str  # the bench tenant's, for the watchers
 
     def keep(self, point: Point) -> Point:
         _show(point)
@@ -148,8 +176,21 @@ class _Context:
                         concurrency,
                         self.plan.warmup_s if warmup is None else warmup,
                         self.plan.measure_s if measure is None else measure,
+                        self.pg_pid,
                     )
                 )
+
+    def measure_watched(
+        self, workload: str, concurrency: int, server: Server, clients: ClientPool
+    ) -> None:
+        """Event delivery: `workload` at `concurrency` again with each number of
+        WatchEvents streams open (right after the point without them)."""
+        plan = self.plan
+        if workload != "uniform" or concurrency not in plan.watcher_concurrencies:
+            return
+        for streams in plan.watcher_streams:
+            spec = LoadSpec(workload, concurrency, 0, plan.warmup_s, plan.measure_s)
+            self.keep(measure_watched(server, clients, spec, self.pg_pid, self.token, streams))
 
 
 def _measure_all(
@@ -165,6 +206,7 @@ def _measure_all(
             spec = LoadSpec(workload, concurrency, 0, plan.warmup_s, plan.measure_s)
             point = context.keep(measure_service(server, clients, spec, context.pg_pid))
             best = max(best, point.rpcs_per_s or 0.0)
+            context.measure_watched(workload, concurrency, server, clients)
             # Side by side: the database's limits for the same transfers, right after.
             context.measure_limits(workload, concurrency)
         if workload in plan.open_loop_workloads:
@@ -260,7 +302,7 @@ def _selected_limits(args: argparse.Namespace) -> tuple[str, ...]:
 def _install_limits(dsn: str, selected: tuple[str, ...], notes: list[str]) -> bool:
     """Installs the limits' functions if a selected limit needs them; a failure is noted
     (its points then fail with pgbench's own message)."""
-    if not set(selected) - {"service_sql"}:
+    if not set(selected) - set(limits.SERVICE_SQL):
         return False
     try:
         asyncio.run(limits.install(dsn))
@@ -289,7 +331,7 @@ def _measure(
             inputs = asyncio.run(probe(server, dsn, tenant))
             if inputs.note:
                 notes.append(inputs.note)
-            context = _Context(plan, dsn, pg_pid, inputs, selected, points)
+            context = _Context(plan, dsn, pg_pid, inputs, selected, points, tenant.token)
             pool = ClientPool(server.target, tenant.token, tenant.accounts, HOT_ACCOUNT)
             with pool as clients:
                 if plan.name == "profile":
@@ -319,15 +361,23 @@ def main() -> int:
         "limit_warmup_s": plan.limit_warmup_s,
         "limit_measure_s": plan.limit_measure_s,
         "workers": plan.workers,
+        "watcher_streams": list(plan.watcher_streams),
+        "watcher_concurrencies": list(plan.watcher_concurrencies),
         "notes": notes,
     }
+    # Before this run overwrites latest.json: the committed baseline to compare with.
+    previous = baseline.load(args.results)
     with bench_database() as (dsn, pg_pid):
         run["machine"] += f", PostgreSQL {asyncio.run(_postgres_version(dsn))}"
-        tenant = asyncio.run(prepare(dsn, plan.accounts, plan.history_transfers))
+        tenant = asyncio.run(
+            prepare(dsn, plan.accounts, plan.history_transfers, limits_tenant=True)
+        )
         points = _measure(args, plan, dsn, pg_pid, tenant, notes)
         run["verify"] = asyncio.run(_verify(dsn))
     report.add_ratios(points)
     run["limits"] = {name: limits.describe(limit) for name, limit in limits.LIMITS.items()}
+    if previous is not None:
+        run["baseline"] = baseline.compare(previous, points)
     run["wall_s"] = time.time() - started
     if plan.name == "profile":
         print(f"verify: {run['verify']['verdict']}\n{run['verify']['summary']}")

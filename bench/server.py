@@ -209,6 +209,15 @@ def children_cpu_seconds(parent_pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds(postmaster_pid: int) -> float:
+    """CPU of PostgreSQL as a whole: the postmaster's own, its live children's, and that
+    of the children it has reaped (cutime + cstime): backends of short-lived connections
+    (pgbench's) included, which `children_cpu_seconds` loses when they exit."""
+    fields = Path(f"/proc/{postmaster_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = sum(int(fields[i]) for i in (11, 12, 13, 14)) / _CLOCK_TICKS
+    return own + children_cpu_seconds(postmaster_pid)
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the most resident memory the process ever had, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -14,6 +14,7 @@ class Sample:
     latency_ms: dict[str, float]  # p50, p95, p99, max
     failures: dict[str, int] = field(default_factory=dict)  # by gRPC code or pgbench kind
     retries: int = 0  # pgbench's own retries of serialization failures
+    total_ops: int | None = None  # pgbench: completed over the whole run, warm-up included
 
     @property
     def per_s(self) -> float:
@@ -34,7 +35,14 @@ def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
 
 
 def summarise(
-    latencies_s: list[float], window_s: float, failures: dict[str, int], *, retries: int = 0
+    latencies_s: list[float],
+    window_s: float,
+    failures: dict[str, int],
+    *,
+    retries: int = 0,
+    total_ops: int | None = None,
 ) -> Sample:
     """A Sample of these latencies (one per completed operation)."""
-    return Sample(len(latencies_s), window_s, percentiles_ms(latencies_s), failures, retries)
+    return Sample(
+        len(latencies_s), window_s, percentiles_ms(latencies_s), failures, retries, total_ops
+    )

@@ -67,8 +67,10 @@ class _Points:
     """The run's measured closed-loop service points, by (workload, clients, workers)."""
 
     def __init__(self, points: Sequence[Point]) -> None:
-        self.all = [p for p in points if p.source == "service" and not p.rate_per_s]
+        service = [p for p in points if p.source == "service" and not p.rate_per_s]
+        self.all = [p for p in service if not p.watchers]
         self._ok = {(p.workload, p.concurrency, p.workers): p for p in self.all if not p.error}
+        self.watched = [p for p in service if p.watchers and not p.error and p.delivery]
 
     def get(self, workload: str, clients: int, workers: int = 1) -> Point | None:
         return self._ok.get((workload, clients, workers))
@@ -160,6 +162,33 @@ def _batches(points: _Points) -> Target:
     )
 
 
+def _delivery(points: _Points, streams: int) -> Target:
+    """Event delivery p99 since the transaction (an upper bound of commit to delivery)
+    with `streams` watchers: the worst of the measured concurrencies."""
+    figures = {
+        p.concurrency: since["p99"]
+        for p in points.watched
+        if p.watchers == streams and (since := (p.delivery or {}).get("since_transaction_ms"))
+    }
+    worst = max(figures.values(), default=None)
+    detail = ", ".join(f"{v:.0f} ms at {c} clients" for c, v in sorted(figures.items()))
+    missing = sum(
+        (p.delivery or {}).get("missing", 0) for p in points.watched if p.watchers == streams
+    )
+    if missing:
+        detail += f"; {missing} deliveries missing"
+    return Target(
+        f"event delivery p99 < 100 ms with {streams} watcher{'s' if streams > 1 else ''} "
+        "(from the transaction's time: an upper bound; uniform transfers)",
+        worst,
+        100.0,
+        at_least=False,
+        unit=" ms",
+        digits=0,
+        detail=detail,
+    )
+
+
 def evaluate(all_points: Sequence[Point]) -> list[Target]:
     """Every target, in the issue's order."""
     points = _Points(all_points)
@@ -191,4 +220,5 @@ def evaluate(all_points: Sequence[Point]) -> list[Target]:
             " MB",
             0,
         ),
+        *(_delivery(points, n) for n in sorted({p.watchers for p in points.watched})),
     ]

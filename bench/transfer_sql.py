@@ -21,7 +21,10 @@ storage/ledger.py, storage/sql/ledger.sql and sessions.sql):
     write_batch                        one CTE statement, each parameter an array of its
                                        table's row type: the two changed accounts (new
                                        totals, version + 1), the new transfer, its two
-                                       entries (running balances), the outcome row
+                                       entries (running balances), the outcome row, and
+                                       its TRANSFER_CREATED event (the outbox: the
+                                       tenant's event lock, a position from the tenant's
+                                       sequence, the row, pg_notify)
     commit
 
 as the service's own role (migrations/0004), so row-level security applies as in the service
@@ -49,13 +52,15 @@ from moneymovement.storage.queries import query
 from moneymovement.storage.rows import (
     ACCOUNT_COLUMNS,
     ENTRY_COLUMNS,
+    EVENT_COLUMNS,
     OUTCOME_COLUMNS,
     TRANSFER_COLUMNS,
 )
 
 # Variables the script expects from pgbench -D: the tenant, the number of accounts, the
-# hot account's number, and a real outcome row (fingerprint hex and JSON) to save.
-DEFINES = ("tenant", "accounts", "hot", "fingerprint", "outcome")
+# hot account's number, a real outcome row (fingerprint hex and JSON) to save, and a real
+# event's payload (JSON) to log.
+DEFINES = ("tenant", "accounts", "hot", "fingerprint", "outcome", "event_payload")
 MAX_TRIES = 12  # as the service's MM_TX_MAX_ATTEMPTS default
 
 _PARAM = re.compile(r"\$(\d+)\b")
@@ -238,7 +243,26 @@ def _outcome() -> str:
     return _row("request_outcomes", OUTCOME_COLUMNS, values)
 
 
-def transfer_steps(*, with_trace_id: bool) -> list[Statement | Raw]:
+def _event(*, with_trace_id: bool) -> str:
+    """The transfer's TRANSFER_CREATED event as an `events` row: position and time are
+    given by write_batch; the accounts in id order, as the service lists them; the
+    payload a real event's (pgbench -D), so the row is the size of the service's."""
+    values = {
+        "tenant_id": ":tenant",
+        "position": "NULL",
+        "type": _text("TRANSFER_CREATED"),
+        "occurred_at": "NULL",
+        "request_id": ":rid",
+        "trace_id": "md5(:tid)" if with_trace_id else "NULL",
+        "account_ids": _array(LOW, HIGH),
+        "holder_ids": EMPTY,
+        "transfer_ids": _array(TRANSFER_ID),
+        "payload": "(:event_payload)::jsonb",
+    }
+    return _row("events", EVENT_COLUMNS, values)
+
+
+def transfer_steps(*, with_trace_id: bool, events: bool = True) -> list[Statement | Raw]:
     """One immediate transfer of `:amount` from account `:d` to `:c`, as the service runs it
     (service/pipeline.py, `_attempt`, for a batch of one):
 
@@ -246,20 +270,24 @@ def transfer_steps(*, with_trace_id: bool) -> list[Statement | Raw]:
         begin_write      BEGIN SERIALIZABLE, generic plans, the tenant (pipelined)
         lock_batch       both accounts (ids sorted), no transfers, no external ids
         write_batch      the two changed accounts, the new transfer, two entries, the
-                         outcome, each an array of its table's row type
+                         outcome and the transfer's event, each an array of its table's
+                         row type
         commit
 
     Args:
         with_trace_id: the service stores a trace id with each transfer (tracing on).
+        events: False: the same statement with no event (its events array empty), so
+            without the outbox's work: the event lock, the position, the row, pg_notify.
     """
     write_batch = {
-        1: ":tenant",
+        1: "(:tenant)::text",  # typed: format() and || cannot type a bare parameter
         2: EMPTY,
         3: _array(_changed_account("lo"), _changed_account("hi")),
         4: _array(_new_transfer(with_trace_id=with_trace_id)),
         5: EMPTY,
         6: _array(_entry("dr", DEBIT, "DEBIT"), _entry("cr", CREDIT, "CREDIT")),
         7: _array(_outcome()),
+        8: _array(_event(with_trace_id=with_trace_id)) if events else EMPTY,
     }
     return [
         Statement("find_outcomes", {1: ":tenant", 2: _array(":rid")}),
@@ -299,9 +327,10 @@ def pick_transfer(hot: bool) -> list[str]:
     ]
 
 
-def transfer_script(*, hot: bool, with_trace_id: bool) -> str:
-    """The pgbench script of one transfer (uniform, or crediting the hot account)."""
-    steps = transfer_steps(with_trace_id=with_trace_id)
+def transfer_script(*, hot: bool, with_trace_id: bool, events: bool = True) -> str:
+    """The pgbench script of one transfer (uniform, or crediting the hot account); with
+    `events` False, without its event (transfer_steps)."""
+    steps = transfer_steps(with_trace_id=with_trace_id, events=events)
     rendered = [s.render() + (";" if isinstance(s, Statement) else "") for s in steps]
     return "\n".join([*pick_transfer(hot), *rendered]) + "\n"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Caller:
     rng: random.Random
     resends: int = 0
     counting: bool = False  # only resends inside the measurement window are reported
+    # When set: the wall time each new transfer's answer arrived, by transfer id.
+    answered: dict[str, float] | None = None
     _metadata: tuple[tuple[str, str], ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,18 +109,20 @@ def _transfer_request(caller: Caller, *, hot: bool, pending: bool) -> mpb.Create
     return request
 
 
+async def _create_transfer(caller: Caller, request: mpb.CreateTransferRequest) -> None:
+    response = await caller.call(caller.movements.CreateTransfer, request)
+    if caller.answered is not None:
+        caller.answered[response.transfer.id] = time.time()
+
+
 async def uniform(caller: Caller) -> None:
     """(a) An immediate transfer between two random accounts of 10,000."""
-    await caller.call(
-        caller.movements.CreateTransfer, _transfer_request(caller, hot=False, pending=False)
-    )
+    await _create_transfer(caller, _transfer_request(caller, hot=False, pending=False))
 
 
 async def hot(caller: Caller) -> None:
     """(b) An immediate transfer that credits the one hot account."""
-    await caller.call(
-        caller.movements.CreateTransfer, _transfer_request(caller, hot=True, pending=False)
-    )
+    await _create_transfer(caller, _transfer_request(caller, hot=True, pending=False))
 
 
 async def hold_capture(caller: Caller) -> None:
