@@ -60,7 +60,7 @@ def name(event_type: ev.EventType.ValueType) -> str:
 
 def transfer_ids(event: ev.Event) -> list[str]:
     if event.type == BATCH:
-        return [t.id for t in event.transfers]
+        return list(event.transfer_ids)
     return [event.transfer.id] if event.HasField("transfer") else []
 
 
@@ -500,7 +500,7 @@ def _differs(event: ev.Event, row: asyncpg.Record) -> str | None:
         ]  # fmt: skip
         if told != kept:
             return f"balances {told}, row {kept}"
-    carried = [event.transfer] if event.HasField("transfer") else list(event.transfers)
+    carried = [event.transfer] if event.HasField("transfer") else []
     told_t = [
         (t.id, STATE.get(t.state), t.posted_amount_minor, t.reversed_amount_minor) for t in carried
     ]

@@ -122,7 +122,10 @@ async def test_every_change_has_one_event_in_order_with_the_state_right_after_it
     assert reversed_original.transfer.id == paid.id
     assert reversed_original.transfer.reversed_amount_minor == 500
     batch = events[13]
-    assert [t.amount_minor for t in batch.transfers] == [100, 200]
+    assert list(batch.transfer_ids) == [e.transfer.id for e in events[11:13]]
+    assert [e.transfer.amount_minor for e in events[11:13]] == [100, 200]
+    assert not batch.transfers
+    assert not batch.HasField("transfer")
     assert {b.account_id: b.posted_minor for b in batch.balances}[merchant] == 2_700 - 500 + 300
     assert events[14].account.name == "Merchant"
     assert events[15].account.state == account_pb2.Account.STATE_FROZEN

@@ -171,7 +171,7 @@ async def test_a_consumer_killed_many_times_sees_each_change_exactly_once_in_ord
         if e.HasField("account"):
             key = (name, e.account.id)
         elif e.type == T.EVENT_TYPE_BATCH_COMMITTED:
-            key = (name, e.transfers[0].id)
+            key = (name, e.transfer_ids[0])
         else:
             key = (name, e.transfer.id)
         told[key] = told.get(key, 0) + 1

@@ -59,7 +59,9 @@ def test_a_batch_tells_each_item_then_the_batch_with_every_account_after_all() -
     assert [e.type for e in events] == [
         EventType.TRANSFER_CREATED, EventType.TRANSFER_CREATED, EventType.BATCH_COMMITTED,
     ]  # fmt: skip
-    assert [t.amount_minor for t in events[-1].transfers] == [1, 2]
+    assert [t.amount_minor for e in events[:2] for t in e.transfers] == [1, 2]
+    assert events[-1].item_ids == tuple(e.transfers[0].id for e in events[:2])
+    assert events[-1].transfers == ()
     assert {a.id: a.balances.posted_debits_minor for a in events[-1].accounts}[ALICE] == 3
 
 

@@ -30,7 +30,8 @@ class EventType(StrEnum):
     # A transfer was (partly) reversed: its reversed amount rose; the reversal itself is
     # the TRANSFER_CREATED just before.
     TRANSFER_REVERSED = "TRANSFER_REVERSED"
-    # An atomic CreateTransfers batch committed: after its items' TRANSFER_CREATED.
+    # An atomic CreateTransfers batch committed: after its items' TRANSFER_CREATED; it
+    # names them (item_ids) with every account they moved, after the whole batch.
     BATCH_COMMITTED = "BATCH_COMMITTED"
 
 
@@ -45,6 +46,9 @@ class Event:
     trace_id: str | None
     transfers: tuple[Transfer, ...] = ()
     accounts: tuple[Account, ...] = ()
+    # BATCH_COMMITTED: its items' transfer ids, in order. It does not carry the items
+    # again: each one's TRANSFER_CREATED, just before it, does.
+    item_ids: tuple[str, ...] = ()
 
     @property
     def account_ids(self) -> list[str]:
@@ -55,10 +59,11 @@ class Event:
         return sorted({a.holder_id for a in self.accounts if a.holder_id})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class RecordedEvent:
     """An event as written: its place in the tenant's stream, and its time (the time of
-    the transaction that made the change)."""
+    the transaction that made the change). Compared by identity: each is one read of a
+    row, which the transport may render once for all the streams that send it."""
 
     position: int
     occurred_at: datetime

@@ -187,22 +187,29 @@ class _Fork:
         self.transfers[transfer.id] = transfer
         self.entries += entries
 
-    def tell(self, kind: EventType, issued: Issued, *transfers: Transfer) -> None:
-        """Records the event of a change to `transfers`, with their accounts as they are
-        now (right after the change)."""
-        accounts: dict[str, Account] = {}
-        for transfer in transfers:
-            for account_id in (transfer.debit_account_id, transfer.credit_account_id):
-                accounts[account_id] = self.accounts[account_id]
+    def tell(self, kind: EventType, issued: Issued, transfer: Transfer) -> None:
+        """Records the event of a change to `transfer`, with its accounts as they are now
+        (right after the change)."""
+        accounts = self._accounts_of([transfer])
+        self.events.append(Event(kind, issued.request_id, issued.trace_id, (transfer,), accounts))
+
+    def tell_batch(self, issued: Issued, items: list[Transfer]) -> None:
+        """Records BATCH_COMMITTED: the items by id, every account they moved as it is
+        after the whole batch."""
         self.events.append(
             Event(
-                kind,
+                EventType.BATCH_COMMITTED,
                 issued.request_id,
                 issued.trace_id,
-                transfers,
-                tuple(accounts[a] for a in sorted(accounts)),
+                accounts=self._accounts_of(items),
+                item_ids=tuple(t.id for t in items),
             )
         )
+
+    def _accounts_of(self, transfers: list[Transfer]) -> tuple[Account, ...]:
+        """The accounts `transfers` move, as they are now, in id order."""
+        ids = {a for t in transfers for a in (t.debit_account_id, t.credit_account_id)}
+        return tuple(self.accounts[a] for a in sorted(ids))
 
 
 def _create_account(fork: _Fork, command: CreateAccount, issued: Issued) -> Account:
@@ -281,7 +288,7 @@ def _create_transfers(fork: _Fork, command: CreateTransfers, issued: Issued) -> 
         fork.add_transfer(transfer, entries)
         fork.tell(EventType.TRANSFER_CREATED, issued, transfer)
         created.append(transfer)
-    fork.tell(EventType.BATCH_COMMITTED, issued, *created)
+    fork.tell_batch(issued, created)
     return created
 
 

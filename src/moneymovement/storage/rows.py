@@ -255,7 +255,7 @@ def event_row(tenant_id: str, event: Event) -> tuple[Any, ...]:
             "trace_id": event.trace_id,
             "account_ids": event.account_ids,
             "holder_ids": event.holder_ids,
-            "transfer_ids": [t.id for t in event.transfers],
+            "transfer_ids": [t.id for t in event.transfers] or list(event.item_ids),
             "payload": {
                 "transfers": [_transfer_document(tenant_id, t) for t in event.transfers],
                 "accounts": [
@@ -269,11 +269,12 @@ def event_row(tenant_id: str, event: Event) -> tuple[Any, ...]:
 def event_from_row(row: Row) -> RecordedEvent:
     """An `events` row as a RecordedEvent, its resources as they were then."""
     payload = row["payload"]
+    kind = EventType(row["type"])
     return RecordedEvent(
         position=row["position"],
         occurred_at=row["occurred_at"],
         event=Event(
-            type=EventType(row["type"]),
+            type=kind,
             request_id=row["request_id"],
             trace_id=row["trace_id"],
             transfers=tuple(
@@ -282,6 +283,7 @@ def event_from_row(row: Row) -> RecordedEvent:
             accounts=tuple(
                 account_from_row(_undocument(d, _ACCOUNT_TIMES)) for d in payload["accounts"]
             ),
+            item_ids=tuple(row["transfer_ids"]) if kind is EventType.BATCH_COMMITTED else (),
         ),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TypeAlias
+from weakref import WeakKeyDictionary
 
 from moneymovement.domain import ids
 from moneymovement.domain.accounts import Account
@@ -82,8 +83,21 @@ def _start_and_filter(
     return after, start, EventFilter(frozenset(types), account_id, holder_id)
 
 
+# Messages of the events live streams share (a tenant's feed holds each event once, for
+# all its streams): built once, not once per stream, and forgotten with the event.
+# Callers copy them into responses and never change them.
+_MESSAGES: WeakKeyDictionary[RecordedEvent, event_pb2.Event] = WeakKeyDictionary()
+
+
 def event_message(recorded: RecordedEvent) -> event_pb2.Event:
     """An event as its proto message: the resources as they were right after it."""
+    message = _MESSAGES.get(recorded)
+    if message is None:
+        message = _MESSAGES[recorded] = _message(recorded)
+    return message
+
+
+def _message(recorded: RecordedEvent) -> event_pb2.Event:
     event = recorded.event
     message = event_pb2.Event(
         cursor=cursor_of(recorded.position),
@@ -96,7 +110,7 @@ def event_message(recorded: RecordedEvent) -> event_pb2.Event:
         message.account.CopyFrom(account_message(event.accounts[0]))
         return message
     if event.type is EventType.BATCH_COMMITTED:
-        message.transfers.extend(transfer_message(t) for t in event.transfers)
+        message.transfer_ids.extend(event.item_ids)
     else:
         message.transfer.CopyFrom(transfer_message(event.transfers[0]))
     message.balances.extend(_balance(a, recorded) for a in event.accounts)
