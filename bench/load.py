@@ -98,6 +98,7 @@ async def _prepare(dsn: str, accounts: int) -> tuple[str, list[str]]:
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(SEED["seed_accounts"], accounts, issued.tenant_id)
+        await connection.execute(SEED["seed_event_horizon"], issued.tenant_id)
         rows = await connection.fetch(
             "SELECT account_id FROM accounts WHERE tenant_id = $1", issued.tenant_id
         )

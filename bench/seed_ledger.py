@@ -36,6 +36,7 @@ async def seed(dsn: str, accounts: int, transfers: int, tenant: str) -> None:
             ("seed_transfers", (transfers, tenant, accounts)),
             ("seed_entries", (tenant,)),
             ("seed_account_totals", (tenant,)),
+            ("seed_event_horizon", (tenant,)),
         ]
         for name, params in steps:
             started = time.perf_counter()

@@ -73,3 +73,11 @@ FROM (
     ORDER BY account_id, account_version DESC
 ) AS e
 WHERE a.tenant_id = $1 AND a.account_id = e.account_id;
+
+-- name: seed_event_horizon
+-- Seeded rows are written here, not through the service, so they have no events: the
+-- tenant's stream is marked as kept only from now on (as retention would after pruning
+-- them), and verify then does not look for their events.
+INSERT INTO event_horizons (tenant_id, pruned_through, pruned_until)
+VALUES ($1, 0, clock_timestamp())
+ON CONFLICT (tenant_id) DO UPDATE SET pruned_until = excluded.pruned_until;
