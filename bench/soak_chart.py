@@ -1,9 +1,17 @@
 """What make soak reports: the watcher's rows, a flat-or-not verdict per series, the summary
-table and the PNG chart of every series over time."""
+table and the PNG chart of every series over time.
+
+    python -m bench.soak_chart [RESULTS_JSON [PNG]]   (default: bench/results/soak.{json,png})
+
+redraws the chart of a finished soak without running it again.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from statistics import fmean, median
 from typing import Any
@@ -12,6 +20,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: render to a file
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 FIRST_LAST_S = 300.0  # "first 5 minutes" and "last 5 minutes" (a fifth of shorter runs)
 MIN_ROWS_TO_JUDGE = 10
@@ -206,34 +217,124 @@ def summary(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot(axis: Any, rows: list[WindowRow], keys: tuple[str, ...], title: str) -> None:
-    for key in keys:
+@dataclass(frozen=True)
+class _Panel:
+    """One panel of the soak chart: its series (key, legend name) in one unit."""
+
+    title: str
+    unit: str  # the y axis
+    series: tuple[tuple[str, str], ...]
+    counts: bool = False  # whole numbers
+
+
+def _panels(window_s: float) -> tuple[_Panel, ...]:
+    per_window = f"per {window_s:g} s window"
+    return (
+        _Panel("server memory (RSS)", "MB", (("rss_mb", "RSS"),)),
+        _Panel("server CPU", "% of one core", (("server_cpu_pct", "CPU"),)),
+        _Panel("latency per operation", "ms", (("p50_ms", "p50"), ("p99_ms", "p99"))),
+        _Panel("throughput: operations of the mix", "operations/s", (("ops_per_s", "ops"),)),
+        _Panel(
+            "throughput: transfers (a batch counts 100)",
+            "transfers/s",
+            (("transfers_per_s", "transfers"),),
+        ),
+        _Panel(
+            "database pool: connections",
+            "connections",
+            (("pool_size", "open"), ("pool_in_use", "in use")),
+            counts=True,
+        ),
+        _Panel(
+            "database pool: callers waiting",
+            "callers",
+            (("pool_waiting", "waiting"),),
+            counts=True,
+        ),
+        _Panel(
+            "trouble, " + per_window,
+            "count " + per_window,
+            (
+                ("failed", "failed after resends"),
+                ("shed", "shed (too many in flight)"),
+                ("resends", "client resends"),
+                ("tx_retries", "server transaction retries"),
+                ("tx_aborts", "server aborts (retries ran out)"),
+            ),
+            counts=True,
+        ),
+    )
+
+
+def _plot(axis: Any, rows: list[WindowRow], panel: _Panel, end_min: float) -> None:
+    highest = 0.0
+    for index, (key, name) in enumerate(panel.series):
         values = _values(rows, key)
-        axis.plot([t / 60 for t, _ in values], [v for _, v in values], label=key, lw=1)
-    axis.set(title=title, xlabel="minutes")
-    axis.set_ylim(bottom=0)  # growth shown against the whole, not magnified
+        highest = max([highest, *(v for _, v in values)])
+        minutes = [t / 60 for t, _ in values]
+        axis.plot(minutes, [v for _, v in values], color=f"C{index}", lw=1, label=name)
+    axis.set(title=panel.title, xlabel="minutes since the soak began", ylabel=panel.unit)
+    axis.set_xlim(0, end_min or 1)
+    # From zero: growth shown against the whole, not magnified; a flat zero still shows.
+    axis.set_ylim(bottom=0, top=None if highest > 0 else 1)
+    if panel.counts:
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(True, alpha=0.3)
-    if len(keys) > 1:
-        axis.legend(fontsize=8)
+    for fifth in (1, 4):
+        axis.axvspan(end_min * fifth / 5, end_min * (fifth + 1) / 5, color="grey", alpha=0.12)
+    if len(panel.series) > 1:  # below the axis, off the data
+        axis.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.2),
+            ncols=min(len(panel.series), 2),
+            fontsize=9,
+            frameon=False,
+        )
 
 
 def draw(rows: list[WindowRow], path: Path, title: str) -> None:
-    """Six panels over time; the second and last fifths (compared for flatness) shaded."""
-    figure, axes = plt.subplots(2, 3, figsize=(16, 8))
-    panels = (
-        (("rss_mb",), "server RSS, MB"),
-        (("server_cpu_pct",), "server CPU, % of a core"),
-        (("p50_ms", "p99_ms"), "latency per operation, ms"),
-        (("ops_per_s", "transfers_per_s"), "throughput, per second"),
-        (("pool_in_use", "pool_size", "pool_waiting"), "database pool"),
-        (("failed", "shed", "resends", "tx_retries", "tx_aborts"), "per window"),
-    )
+    """Eight panels over time, one unit each; the second and last fifths (compared for
+    flatness) shaded."""
+    window_s = rows[1].t_s - rows[0].t_s if len(rows) > 1 else (rows[0].t_s if rows else 0.0)
+    panels = _panels(window_s)
+    figure, axes = plt.subplots(2, 4, figsize=(20, 9.5), layout="constrained")
     end_min = rows[-1].t_s / 60 if rows else 0.0
-    for axis, (keys, panel_title) in zip(axes.flat, panels, strict=True):
-        _plot(axis, rows, keys, panel_title)
-        for fifth in (1, 4):
-            axis.axvspan(end_min * fifth / 5, end_min * (fifth + 1) / 5, color="grey", alpha=0.1)
-    figure.suptitle(f"{title} (shaded: the second and last fifths, compared for flatness)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    for axis, panel in zip(axes.flat, panels, strict=True):
+        _plot(axis, rows, panel, end_min)
+    figure.suptitle(
+        f"{title}\nshaded: the second and the last fifth of the run, whose medians are "
+        "compared for flatness",
+        fontsize=13,
+    )
+    figure.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.2)
     plt.close(figure)
+
+
+def load_rows(path: Path) -> tuple[dict[str, Any], list[WindowRow]]:
+    """A soak results JSON (bench/soak.py writes it) as its run and its rows."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    names = {f.name for f in fields(WindowRow)}
+    rows = [WindowRow(**{k: v for k, v in row.items() if k in names}) for row in data["rows"]]
+    return data, rows
+
+
+def title(run: dict[str, Any]) -> str:
+    """The chart's title line for a soak run."""
+    return f"moneymovement make soak, {run.get('started_at', '')}"
+
+
+def main(argv: Sequence[str]) -> int:
+    """Redraws the soak chart from its results JSON without running anything."""
+    if len(argv) > 2 or any(a.startswith("-") for a in argv):
+        print(__doc__.split("\n\n", 2)[1], file=sys.stderr)
+        return 2
+    source = Path(argv[0]) if argv else RESULTS / "soak.json"
+    target = Path(argv[1]) if len(argv) > 1 else source.with_suffix(".png")
+    run, rows = load_rows(source)
+    draw(rows, target, title(run))
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
