@@ -10,6 +10,7 @@ import asyncpg
 
 from moneymovement.storage.errors import DatabaseUnavailable, SerializationConflict
 from moneymovement.storage.queries import query
+from moneymovement.storage.spans import connection_class
 
 # Unique violation on the request outcome key means a concurrent duplicate committed
 # first: retrying the unit of work finds its outcome and replays it.
@@ -113,6 +114,7 @@ async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
             max_size=max_size,
             init=_init_connection,
             reset=_reset_connection,
+            connection_class=connection_class(),  # a span per statement, when made
             # Statements are few and named; caching their plans saves a parse per call.
             statement_cache_size=256,
             server_settings={

@@ -17,6 +17,7 @@ import asyncpg
 
 from moneymovement.storage.database import translated_errors
 from moneymovement.storage.queries import query
+from moneymovement.storage.spans import connection_class
 
 
 class Listening:
@@ -60,7 +61,10 @@ async def listening(
     lost = asyncio.Event()
     async with translated_errors():
         connection = await asyncpg.connect(
-            dsn, timeout=5, server_settings={"application_name": application_name}
+            dsn,
+            timeout=5,
+            server_settings={"application_name": application_name},
+            connection_class=connection_class(),
         )
     try:
         connection.add_termination_listener(lambda _connection: lost.set())

@@ -20,6 +20,7 @@ from moneymovement.storage.database import (
 from moneymovement.storage.events import EventStore
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.storage.queries import query
+from moneymovement.storage.spans import connection_class
 from moneymovement.storage.tenants import Tenants
 from moneymovement.storage.transfers import Transfers
 
@@ -142,7 +143,9 @@ class Database:
         like a database that is down (readiness would pull the busiest replicas).
         """
         async with translated_errors():
-            connection = await asyncpg.connect(self._dsn, timeout=5)
+            connection = await asyncpg.connect(
+                self._dsn, timeout=5, connection_class=connection_class()
+            )
             try:
                 # As the pool's connections do: a login that cannot switch to the service's
                 # role makes every RPC fail, so it must not look ready either.
