@@ -27,7 +27,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from moneymovement.domain.errors import (
     DomainError,
@@ -36,7 +36,7 @@ from moneymovement.domain.errors import (
     InvalidInput,
     deadline_exceeded,
 )
-from moneymovement.observability import metrics
+from moneymovement.observability import rpc as rpc_telemetry
 from moneymovement.observability.tracing import (
     current_trace_id,
     extract_context,
@@ -187,8 +187,6 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         )
 
     def _wrap(self, method: str, behavior: Behavior) -> Behavior:
-        service, _, rpc = method.lstrip("/").partition("/")
-
         async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             metadata = _text_metadata(context)
@@ -197,7 +195,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             if request_id:
                 fields["request_id"] = request_id
             with (
-                self._server_span(service, rpc, request_id, metadata) as span,
+                self._server_span(method, request_id, metadata) as span,
                 structlog.contextvars.bound_contextvars(**fields),
             ):
                 try:
@@ -211,13 +209,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 else:
                     cancelled = False
                 elapsed = time.perf_counter() - started
-                if span.is_recording():
-                    span.set_attribute("rpc.grpc.status_code", code.value[0])
-                    if code in SERVER_FAULTS:
-                        span.set_status(Status(StatusCode.ERROR, code.name))
-                labels = {"method": rpc, "code": code.name}
-                metrics.rpc_requests.add(1, labels)
-                metrics.rpc_duration.record(elapsed, labels)
+                rpc_telemetry.record_outcome(
+                    span, method, _code(code), fault=code in SERVER_FAULTS, duration_s=elapsed
+                )
                 log.info(
                     "rpc_finished",
                     code=code.name,
@@ -237,7 +231,6 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         streams, authentication, the tenant's rate (opening a stream is one call); the
         caller's deadline is its own (no MM_MAX_DEADLINE_S: a stream may live for days).
         One log line when it ends, with the messages it sent."""
-        service, _, rpc = method.lstrip("/").partition("/")
         stream_behavior: Callable[[Any, Any], AsyncIterator[Any]] = handler
 
         async def serve(
@@ -248,7 +241,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             code, sent = grpc.StatusCode.OK, 0
             error: DomainError | EdgeError | None = None
             with (
-                self._server_span(service, rpc, "", metadata) as span,
+                self._server_span(method, "", metadata) as span,
                 structlog.contextvars.bound_contextvars(method=method),
             ):
                 if not self._streams.try_enter():
@@ -276,8 +269,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     finally:
                         self._streams.leave()
                         elapsed = time.perf_counter() - started
-                        labels = {"method": rpc, "code": code.name}
-                        metrics.rpc_requests.add(1, labels)
+                        rpc_telemetry.record_outcome(
+                            span,
+                            method,
+                            _code(code),
+                            fault=code in SERVER_FAULTS,
+                            duration_s=elapsed,
+                            stream=True,
+                        )
                         log.info(
                             "rpc_finished",
                             code=code.name,
@@ -323,17 +322,18 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             )
 
     def _server_span(
-        self, service: str, rpc: str, request_id: str, metadata: dict[str, str]
+        self, method: str, request_id: str, metadata: dict[str, str]
     ) -> AbstractContextManager[trace.Span]:
         """The server span, continuing the caller's trace; none when spans are not made
-        (no exporter): the trace id then comes from `traceparent` alone (see _caller)."""
+        (no exporter): the trace id then comes from `traceparent` alone (see _caller).
+        Named `moneymovement.v1.AccountService/GetAccount`, as the RPC conventions say."""
         if not spans_recorded():
             return contextlib.nullcontext(trace.INVALID_SPAN)
-        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
+        attributes = rpc_telemetry.span_attributes(method)
         if request_id:
             attributes["moneymovement.request_id"] = request_id
         return tracer.start_as_current_span(
-            f"{service}/{rpc}",
+            method.lstrip("/"),
             context=extract_context(metadata),  # type: ignore[arg-type]
             kind=SpanKind.SERVER,
             attributes=attributes,
@@ -437,6 +437,12 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
             return Undecodable(len(data))
 
     return deserialize
+
+
+def _code(code: grpc.StatusCode) -> tuple[str, int]:
+    """The status code's name and number."""
+    number: int = code.value[0]
+    return code.name, number
 
 
 def _text_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
