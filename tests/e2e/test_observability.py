@@ -1,25 +1,42 @@
-"""Traces and logs of real RPCs: one trace from the client to the database, the transfer
-linked to it, attempt spans for retries, and the canonical log line."""
+"""Traces, metrics and logs of real RPCs: one trace from the client to the database, the
+transfer linked to it, attempt spans for retries, OpenTelemetry's RPC and database
+conventions (and the previous names on request), no trace started by background work,
+the metrics as Prometheus scrapes them, and the canonical log line."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import re
+import urllib.request
 from collections.abc import Iterator
 
 import asyncpg
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from moneymovement.observability.logging import configure_logging
+from moneymovement.observability.switches import read_switches, switches
 from moneymovement.storage.ledger import LedgerStore
+from moneymovement.storage.queries import all_queries
+from moneymovement.storage.spans import statement_name
+from moneymovement.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    transfer_pb2,
+)
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
+from moneymovement.v1 import money_movement_service_pb2_grpc as mpb_grpc
 from tests.conftest import SPANS
-from tests.e2e.conftest import Api, failure
+from tests.e2e.conftest import Api, failure, start_api, stop_api
+from tests.e2e.test_process import ServeProcess, _wait_serving, serve_process
 
 client_tracer = trace.get_tracer("test-client")
 
@@ -35,6 +52,16 @@ def _children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableS
 def _server_span(spans: list[ReadableSpan], rpc: str) -> ReadableSpan:
     [server] = [s for s in spans if s.kind == SpanKind.SERVER and s.name.endswith("/" + rpc)]
     return server
+
+
+def _database_spans(spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    return [s for s in spans if s.attributes and s.attributes.get("db.system.name")]
+
+
+def _roots(spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    """The spans that started a trace of their own (no parent in this process or the
+    caller's)."""
+    return [s for s in spans if s.parent is None]
 
 
 async def _traced_pay(api: Api, request_id: str, debit: str, credit: str, amount: int) -> tuple[
@@ -76,13 +103,16 @@ async def test_one_trace_from_the_client_through_the_attempt_to_the_database(api
     assert server.attributes is not None
     assert server.attributes["moneymovement.request_id"] == "tr-pay"
     assert str(server.attributes["moneymovement.tenant_id"]).startswith("ten_")
-    assert server.attributes["rpc.grpc.status_code"] == 0
     [attempt] = [s for s in _children(spans, server) if s.name == "transaction"]
     assert attempt.attributes is not None
     assert attempt.attributes["db.transaction.attempt"] == 1
     queries = _children(spans, attempt)
-    assert len(queries) >= 4  # BEGIN, outcome lookup, lock, write, outcome save, COMMIT
-    assert all(s.attributes and s.attributes.get("db.system") == "postgresql" for s in queries)
+    # The outcomes lookup, BEGIN with the tenant, the locks, the write, COMMIT: each a
+    # client span named after its statement in sql/*.sql.
+    assert {"find_outcomes", "begin_write", "lock_batch", "write_batch", "commit"} <= {
+        s.name for s in queries
+    }
+    assert queries == _database_spans(queries)
     assert {s.context.trace_id for s in [server, attempt, *queries]} == {trace_id}
     listed = await api.a.movements.ListTransfers(
         mpb.ListTransfersRequest(trace_id=_hex(trace_id, 32)), metadata=api.a.md
@@ -137,6 +167,8 @@ async def test_rejections_are_not_span_errors_but_server_faults_are(
     assert rejection.status.status_code == StatusCode.UNSET
     assert rejection.attributes is not None
     assert rejection.attributes["moneymovement.reason"] == "INSUFFICIENT_FUNDS"
+    assert rejection.attributes["rpc.status_code"] == "FAILED_PRECONDITION"
+    assert "error.type" not in rejection.attributes  # a business answer, not a failure
 
     async def broken(self: LedgerStore, *written: object) -> None:
         raise RuntimeError("secret internals: relation xyz")
@@ -148,6 +180,234 @@ async def test_rejections_are_not_span_errors_but_server_faults_are(
     assert "secret" not in fault.message
     server = _server_span(list(SPANS.get_finished_spans()), "CreateTransfer")
     assert server.status.status_code == StatusCode.ERROR
+    assert server.attributes is not None
+    assert server.attributes["rpc.status_code"] == "INTERNAL"
+    assert server.attributes["error.type"] == "INTERNAL"
+
+
+async def test_spans_follow_the_current_rpc_and_database_conventions(api: Api) -> None:
+    customer, _ = await api.a.fund("conv", 100)
+    merchant = (await api.a.open("conv-m")).id
+    SPANS.clear()
+    reply, _ = await _traced_pay(api, "conv-pay", customer, merchant, 40)
+    assert isinstance(reply, mpb.CreateTransferResponse)
+    spans = list(SPANS.get_finished_spans())
+
+    server = _server_span(spans, "CreateTransfer")
+    assert server.name == "moneymovement.v1.MoneyMovementService/CreateTransfer"
+    assert server.attributes is not None
+    assert {k: v for k, v in server.attributes.items() if k.startswith("rpc.")} == {
+        "rpc.system.name": "grpc",
+        "rpc.method": "moneymovement.v1.MoneyMovementService/CreateTransfer",
+        "rpc.status_code": "OK",
+    }
+    assert "error.type" not in server.attributes
+
+    database = _database_name(api.dsn)
+    queries = _database_spans(spans)
+    assert queries
+    for query in queries:
+        attributes = query.attributes or {}
+        assert query.kind == SpanKind.CLIENT
+        assert query.name == attributes["db.query.summary"]
+        # Our statements by their names; asyncpg's own transaction of the token lookup
+        # (BEGIN, COMMIT) by their first word.
+        assert query.name in {*all_queries(), "BEGIN", "COMMIT"}, query.name
+        assert attributes["db.system.name"] == "postgresql"
+        assert attributes["db.namespace"] == database
+        assert attributes["server.address"]
+        # The text is off by default, and the names used before are not sent.
+        assert not {"db.query.text", "db.statement", "db.system", "db.name"} & set(attributes)
+    assert not [s.name for s in spans if s.name.startswith("--")]
+
+
+def _database_name(dsn: str) -> str:
+    return dsn.rsplit("/", 1)[1].split("?", 1)[0]
+
+
+async def test_a_failed_statement_tells_its_sqlstate_and_no_span_is_named_after_a_comment(
+    api: Api,
+) -> None:
+    SPANS.clear()
+    async with api.database._pool.acquire() as connection:
+        with (
+            client_tracer.start_as_current_span("a caller"),
+            pytest.raises(asyncpg.DivisionByZeroError),
+        ):
+            await connection.fetchval("-- not one of ours\n/* nor this */ SELECT 1 / 0")
+    [failed] = _database_spans(list(SPANS.get_finished_spans()))
+    assert failed.name == "SELECT"  # SQL of no named statement: its first word
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.attributes is not None
+    assert failed.attributes["db.response.status_code"] == "22012"
+    assert failed.attributes["error.type"] == "22012"
+
+
+def test_every_named_statement_names_its_span() -> None:
+    from moneymovement.storage.session import begin_statement
+
+    for name, sql in all_queries().items():
+        assert statement_name(sql) == name
+    tenant = "ten_" + "a" * 26
+    assert statement_name(begin_statement("begin_write", tenant)) == "begin_write"
+    assert statement_name(begin_statement("begin_read", tenant)) == "begin_read"
+    assert statement_name("\n  -- x\n/* y\n */ select 1") == "SELECT"
+    assert statement_name("-- a comment alone") == "postgresql"  # never `--`
+
+
+def test_the_switches_read_the_opt_in_list() -> None:
+    read = read_switches(
+        {"OTEL_SEMCONV_STABILITY_OPT_IN": "http, rpc/dup,database", "MM_TRACE_BACKGROUND": "1"}
+    )
+    assert (read.rpc_previous_names, read.database_previous_names) == (True, False)
+    assert (read.trace_background, read.query_text) == (True, False)
+    assert read_switches({}) == type(read)()  # all off by default
+
+
+async def test_background_work_starts_no_trace_unless_asked(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await start_api(dsn, MM_HOLD_SWEEP_S="0.1", MM_RETENTION_SWEEP_S="0.1")
+    try:
+        wallet, _ = await api.a.fund("bg", 100)
+        merchant = (await api.a.open("bg-m")).id
+        hold = mpb.CreateTransferRequest(
+            request_id="bg-hold", debit_account_id=wallet, credit_account_id=merchant,
+            amount_minor=10, currency_code="USD", pending=True,
+            hold_timeout=duration_pb2.Duration(nanos=200_000_000),
+        )  # fmt: skip
+        held = (await api.a.movements.CreateTransfer(hold, metadata=api.a.md)).transfer
+        SPANS.clear()
+        await api.database.ping()  # what readiness does every two seconds
+        for _ in range(50):  # the sweeper expires the hold in a transaction of its own
+            got = await api.a.movements.GetTransfer(
+                mpb.GetTransferRequest(transfer_id=held.id), metadata=api.a.md
+            )
+            if got.transfer.state == transfer_pb2.Transfer.STATE_EXPIRED:
+                break
+            await asyncio.sleep(0.1)
+        assert got.transfer.state == transfer_pb2.Transfer.STATE_EXPIRED
+        await asyncio.sleep(0.3)  # a few more sweeps and retention steps
+        spans = list(SPANS.get_finished_spans())
+        # Only the GetTransfer calls started traces; the sweeps, the expiry's transaction,
+        # the retention steps and the ping made no span at all.
+        assert {s.kind for s in _roots(spans)} == {SpanKind.SERVER}
+        assert {s.name for s in _roots(spans)} == {
+            "moneymovement.v1.MoneyMovementService/GetTransfer"
+        }
+        assert not [s for s in spans if s.name in ("find_expired_holds", "ping", "transaction")]
+
+        monkeypatch.setattr(switches, "trace_background", True)
+        SPANS.clear()
+        await api.database.ping()
+        await asyncio.sleep(0.5)
+        roots = {s.name for s in _roots(list(SPANS.get_finished_spans()))}
+        assert {"ping", "find_expired_holds", "prune_events"} <= roots
+    finally:
+        await stop_api(api)
+
+
+async def test_the_previous_names_come_too_when_asked(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(switches, "rpc_previous_names", True)
+    monkeypatch.setattr(switches, "database_previous_names", True)
+    monkeypatch.setattr(switches, "query_text", True)
+    api = await start_api(dsn)  # its connections are opened with the switches on
+    try:
+        customer, _ = await api.a.fund("dup", 100)
+        merchant = (await api.a.open("dup-m")).id
+        SPANS.clear()
+        reply, _ = await _traced_pay(api, "dup-pay", customer, merchant, 40)
+        assert isinstance(reply, mpb.CreateTransferResponse)
+        spans = list(SPANS.get_finished_spans())
+    finally:
+        await stop_api(api)
+    server = _server_span(spans, "CreateTransfer")
+    assert server.attributes is not None
+    assert {k: v for k, v in server.attributes.items() if k.startswith("rpc.")} == {
+        "rpc.system.name": "grpc",
+        "rpc.system": "grpc",
+        "rpc.service": "moneymovement.v1.MoneyMovementService",
+        "rpc.method": "moneymovement.v1.MoneyMovementService/CreateTransfer",
+        "rpc.status_code": "OK",
+        "rpc.grpc.status_code": 0,
+    }
+    [write] = [s for s in spans if s.name == "write_batch"]
+    assert write.attributes is not None
+    assert write.attributes["db.system"] == write.attributes["db.system.name"] == "postgresql"
+    assert write.attributes["db.name"] == write.attributes["db.namespace"]
+    assert write.attributes["db.query.text"] == all_queries()["write_batch"]
+    assert write.attributes["db.statement"] == all_queries()["write_batch"]
+
+
+@pytest.fixture
+def serve() -> Iterator[ServeProcess]:
+    yield from serve_process("test-metrics")
+
+
+def _rpc_samples(port: int) -> dict[str, float]:
+    """The RPC samples of a Prometheus scrape, keyed by name and labels (scope labels cut)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(("rpc_", "moneymovement_rpc_")):
+            key, value = line.rsplit(" ", 1)
+            key = re.sub(r'otel_scope_\w+="[^"]*",?', "", key).replace(",}", "}")
+            samples[key] = float(value)
+    return samples
+
+
+async def _create_account(serve: ServeProcess, request_id: str) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{serve.port}") as channel:
+        request = account_service_pb2.CreateAccountRequest(
+            request_id=request_id, currency_code="EUR",
+            normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
+        )  # fmt: skip
+        await account_service_pb2_grpc.AccountServiceStub(channel).CreateAccount(
+            request, metadata=(("authorization", f"Bearer {serve.token()}"),)
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await mpb_grpc.MoneyMovementServiceStub(channel).CreateTransfer(
+                mpb.CreateTransferRequest(), metadata=(("authorization", "Bearer nope"),)
+            )
+
+
+async def test_prometheus_shows_rpc_server_call_duration_and_the_old_names_on_request(
+    serve: ServeProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = (
+        'rpc_server_call_duration_seconds_count{rpc_method="moneymovement.v1.AccountService/'
+        'CreateAccount",rpc_status_code="OK",rpc_system_name="grpc"}'
+    )
+    refused = (
+        'rpc_server_call_duration_seconds_count{rpc_method="moneymovement.v1.'
+        'MoneyMovementService/CreateTransfer",rpc_status_code="UNAUTHENTICATED",'
+        'rpc_system_name="grpc"}'
+    )
+    old = 'moneymovement_rpc_requests_total{code="OK",method="CreateAccount"}'
+    serve.start()
+    await _wait_serving(serve)
+    await _create_account(serve, "metrics-1")
+    samples = await asyncio.to_thread(_rpc_samples, serve.metrics_port)
+    assert samples[created] == 1
+    assert samples[refused] == 1
+    assert not [name for name in samples if name.startswith("moneymovement_rpc_")]
+
+    assert serve.process is not None
+    serve.process.terminate()
+    await asyncio.to_thread(serve.process.wait, 30)
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "rpc/dup")
+    serve.start()
+    await _wait_serving(serve)
+    await _create_account(serve, "metrics-2")
+    samples = await asyncio.to_thread(_rpc_samples, serve.metrics_port)
+    assert samples[created] == 1
+    assert samples[old] == 1
+    assert (
+        samples['moneymovement_rpc_duration_seconds_count{code="OK",method="CreateAccount"}'] == 1
+    )
 
 
 @pytest.fixture
