@@ -65,3 +65,66 @@ FULL = Plan(
 # make profile: the uniform workload at 16 clients while py-spy samples the server.
 PROFILE = Plan("profile", concurrencies=(16,), warmup_s=3, measure_s=20, watcher_streams=())
 PLANS = {plan.name: plan for plan in (QUICK, FULL, PROFILE)}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One point of a run, as the schedule lists it: the service under a load, pgbench at
+    one limit (`limit`), the service with WatchEvents streams open (`watchers`), in open
+    loop at a fraction of the workload's best closed-loop rate (`fraction`), or against
+    the second server, `serve --workers N` (`workers` > 1)."""
+
+    workload: str
+    concurrency: int = 0
+    limit: str = ""
+    watchers: int = 0
+    fraction: float = 0.0
+    workers: int = 1
+
+    def label(self) -> str:
+        """What the point measures, for the status line."""
+        clients = f"{self.concurrency} client{'s' if self.concurrency != 1 else ''}"
+        if self.limit:
+            return f"pgbench {self.limit} ({self.workload}), {clients}"
+        if self.fraction:
+            return f"{self.workload}, open loop at {self.fraction:.0%} of its best"
+        text = f"{self.workload}, {clients}"
+        if self.watchers:
+            text += f", {self.watchers} watcher{'s' if self.watchers > 1 else ''}"
+        if self.workers > 1:
+            text += f", serve --workers {self.workers}"
+        return text
+
+    def expected_s(self, plan: Plan) -> float:
+        """About how long the point takes: its warm-up and window, and the start and
+        drain around them (a first guess; the status line corrects it as points end)."""
+        if self.limit:
+            warmup = plan.warmup_s if plan.limit_warmup_s is None else plan.limit_warmup_s
+            measure = plan.measure_s if plan.limit_measure_s is None else plan.limit_measure_s
+            return warmup + measure + 1.0
+        return plan.warmup_s + plan.measure_s + (4.0 if self.watchers else 1.0)
+
+
+def schedule(plan: Plan, workloads: tuple[str, ...], limits: tuple[str, ...]) -> list[Step]:
+    """Every point of a run in the order it runs: the RPC floor, then each workload at
+    each concurrency, each followed by its watched points and the database's limits for
+    the same transfers (`limits`: those selected), then its open-loop points; last the
+    second server's points."""
+    steps = [Step("rpc_floor", c) for c in plan.concurrencies]
+    for workload in workloads:
+        for concurrency in plan.concurrencies:
+            steps.append(Step(workload, concurrency))
+            if workload == "uniform" and concurrency in plan.watcher_concurrencies:
+                steps += [Step(workload, concurrency, watchers=n) for n in plan.watcher_streams]
+            for name in LIMITS_BY_WORKLOAD.get(workload, ()):
+                if name in limits:
+                    steps.append(Step(workload, concurrency, limit=name))
+        if workload in plan.open_loop_workloads:
+            steps += [Step(workload, fraction=f) for f in plan.open_loop_fractions]
+    if plan.workers >= 2:
+        steps += [
+            Step(workload, concurrency, workers=plan.workers)
+            for workload in plan.workers_workloads
+            for concurrency in plan.workers_concurrencies
+        ]
+    return steps

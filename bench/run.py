@@ -45,10 +45,11 @@ from bench.database import (
 )
 from bench.loadgen import ClientPool, LoadSpec
 from bench.pgbench import ScriptInputs
-from bench.plan import LIMITS_BY_WORKLOAD, PLANS, WORKLOADS, Plan
+from bench.plan import PLANS, WORKLOADS, Plan, Step, schedule
 from bench.points import Point, failed_point, measure_limit, measure_service
 from bench.probe import probe
 from bench.profile import profile_server
+from bench.progress import Status, bar, clock
 from bench.server import Server, running_server, wait_ready
 from bench.watchers import measure_watched
 from moneymovement.client import wait_until_serving
@@ -121,12 +122,12 @@ def _label(point: Point) -> str:
     return f"{point.source:<8} {point.workload:<13} {workers:<11}"
 
 
-def _show(point: Point) -> None:
+def _line(point: Point) -> str:
+    """The point's line of the run's output."""
     what = f"{_label(point)} {point.mode:<6} "
     what += f"{point.rate_per_s:>6.0f}/s" if point.rate_per_s else f"{point.concurrency:>4} clients"
     if point.error:
-        print(f"{what}  FAILED: {point.error.splitlines()[0][:300]}", flush=True)
-        return
+        return f"{what}  FAILED: {point.error.splitlines()[0][:300]}"
     lat = point.latency_ms
     delivery = ""
     since = (point.delivery or {}).get("since_transaction_ms")
@@ -137,11 +138,64 @@ def _show(point: Point) -> None:
             f"{since['p50']:.1f}/{since['p99']:.1f} ms since the transaction, "
             f"missing {point.delivery['missing'] if point.delivery else 0}"
         )
-    print(
+    return (
         f"{what}  {point.per_s or 0:>9,.0f} {point.unit}/s  p50 {lat['p50']:7.1f}  "
-        f"p99 {lat['p99']:7.1f} ms  rejections {sum(point.rejections.values())}{delivery}",
-        flush=True,
+        f"p99 {lat['p99']:7.1f} ms  rejections {sum(point.rejections.values())}{delivery}"
     )
+
+
+class _Progress:
+    """The run's status line: the phase (seeding, verify), or point i of N with its
+    name and the time left. The time left is the schedule's expected durations, scaled
+    by how long the points done so far took against theirs."""
+
+    def __init__(self, plan: Plan, steps: list[Step]) -> None:
+        self.plan, self.steps = plan, steps
+        self.status = Status(self.render)
+        self.started = time.monotonic()
+        self.phase = "starting"
+        self.index = -1  # the running step's, while points run
+        self.step_started = self.started
+        self.done_expected_s = 0.0
+        self.done_actual_s = 0.0
+
+    def __enter__(self) -> _Progress:
+        self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.status.__exit__(*exc)
+
+    def begin_phase(self, phase: str) -> None:
+        self._finish_step()
+        self.phase, self.index = phase, -1
+        self.status.show()
+
+    def begin(self, step: Step) -> None:
+        self._finish_step()
+        self.index = self.steps.index(step, max(0, self.index))
+        self.step_started = time.monotonic()
+
+    def _finish_step(self) -> None:
+        if self.index >= 0:
+            self.done_expected_s += self.steps[self.index].expected_s(self.plan)
+            self.done_actual_s += time.monotonic() - self.step_started
+
+    def render(self) -> str:
+        now = time.monotonic()
+        elapsed = clock(now - self.started)
+        if self.index < 0:
+            return f"bench {elapsed}: {self.phase}"
+        step, total = self.steps[self.index], len(self.steps)
+        scale = self.done_actual_s / self.done_expected_s if self.done_expected_s else 1.0
+        this_s = now - self.step_started
+        later_s = sum(s.expected_s(self.plan) for s in self.steps[self.index + 1 :])
+        left_s = max(0.0, step.expected_s(self.plan) * scale - this_s) + later_s * scale
+        # The figures first: a narrow terminal cuts the line's end.
+        return (
+            f"bench {self.index + 1}/{total} {bar(self.index / total, 10)} {elapsed}, "
+            f"~{clock(left_s)} left · {step.label()} {clock(this_s)}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,78 +209,73 @@ class _Context:
     limits: tuple[str, ...]  # the pgbench limits to measure
     points: list[Point]
     token: str  # the bench tenant's, for the watchers
+    progress: _Progress
 
     def keep(self, point: Point) -> Point:
-        _show(point)
+        print(_line(point), flush=True)
         self.points.append(point)
         return point
 
-    def measure_limits(self, workload: str, concurrency: int) -> None:
-        """The database limits of `workload` at `concurrency`, right after its service point."""
+    def measure_limit(self, step: Step) -> None:
+        """A database limit (pgbench), right after the service point of its load."""
         warmup = self.plan.limit_warmup_s
         measure = self.plan.limit_measure_s
-        for name in LIMITS_BY_WORKLOAD.get(workload, ()):
-            if name in self.limits:
-                self.keep(
-                    measure_limit(
-                        self.dsn,
-                        self.inputs,
-                        name,
-                        workload,
-                        concurrency,
-                        self.plan.warmup_s if warmup is None else warmup,
-                        self.plan.measure_s if measure is None else measure,
-                        self.pg_pid,
-                    )
-                )
+        self.keep(
+            measure_limit(
+                self.dsn,
+                self.inputs,
+                step.limit,
+                step.workload,
+                step.concurrency,
+                self.plan.warmup_s if warmup is None else warmup,
+                self.plan.measure_s if measure is None else measure,
+                self.pg_pid,
+            )
+        )
 
-    def measure_watched(
-        self, workload: str, concurrency: int, server: Server, clients: ClientPool
-    ) -> None:
-        """Event delivery: `workload` at `concurrency` again with each number of
-        WatchEvents streams open (right after the point without them)."""
+    def measure_watched(self, step: Step, server: Server, clients: ClientPool) -> None:
+        """Event delivery: the load again with WatchEvents streams open (right after the
+        point without them)."""
         plan = self.plan
-        if workload != "uniform" or concurrency not in plan.watcher_concurrencies:
-            return
-        for streams in plan.watcher_streams:
-            spec = LoadSpec(workload, concurrency, 0, plan.warmup_s, plan.measure_s)
-            self.keep(measure_watched(server, clients, spec, self.pg_pid, self.token, streams))
+        spec = LoadSpec(step.workload, step.concurrency, 0, plan.warmup_s, plan.measure_s)
+        self.keep(measure_watched(server, clients, spec, self.pg_pid, self.token, step.watchers))
 
 
-def _measure_all(
-    context: _Context, workloads: tuple[str, ...], server: Server, clients: ClientPool
-) -> None:
+def _measure_all(context: _Context, steps: list[Step], server: Server, clients: ClientPool) -> None:
+    """The schedule's points against the first server (bench/plan.py says the order)."""
     plan = context.plan
-    for concurrency in plan.concurrencies:
-        spec = LoadSpec("rpc_floor", concurrency, 0, plan.warmup_s, plan.measure_s)
-        context.keep(measure_service(server, clients, spec, context.pg_pid))
-    for workload in workloads:
-        best = 0.0
-        for concurrency in plan.concurrencies:
-            spec = LoadSpec(workload, concurrency, 0, plan.warmup_s, plan.measure_s)
+    best: dict[str, float] = {}  # each workload's best closed-loop calls/s
+    for step in steps:
+        context.progress.begin(step)
+        if step.limit:
+            context.measure_limit(step)
+        elif step.watchers:
+            context.measure_watched(step, server, clients)
+        elif step.fraction:
+            rate = round(best.get(step.workload, 0.0) * step.fraction)
+            if rate > 0:
+                spec = LoadSpec(step.workload, 0, rate, plan.warmup_s, plan.measure_s)
+                context.keep(measure_service(server, clients, spec, context.pg_pid))
+        else:
+            spec = LoadSpec(step.workload, step.concurrency, 0, plan.warmup_s, plan.measure_s)
             point = context.keep(measure_service(server, clients, spec, context.pg_pid))
-            best = max(best, point.rpcs_per_s or 0.0)
-            context.measure_watched(workload, concurrency, server, clients)
-            # Side by side: the database's limits for the same transfers, right after.
-            context.measure_limits(workload, concurrency)
-        if workload in plan.open_loop_workloads:
-            for fraction in plan.open_loop_fractions:
-                rate = round(best * fraction)
-                if rate > 0:
-                    spec = LoadSpec(workload, 0, rate, plan.warmup_s, plan.measure_s)
-                    context.keep(measure_service(server, clients, spec, context.pg_pid))
+            best[step.workload] = max(best.get(step.workload, 0.0), point.rpcs_per_s or 0.0)
 
 
 def _measure_workers(
-    context: _Context, tenant: BenchTenant, overrides: dict[str, str], log: Path
+    context: _Context,
+    wanted: list[Step],
+    tenant: BenchTenant,
+    overrides: dict[str, str],
+    log: Path,
 ) -> None:
-    """The plan's workers points against `serve --workers N` (N >= 2; the first server
-    is the one-worker case). If that server or its clients do not come up (say the flag
-    is unknown), each point records why."""
+    """The schedule's points against `serve --workers N` (N >= 2; the first server is
+    the one-worker case). If that server or its clients do not come up (say the flag is
+    unknown), each point records why."""
     plan = context.plan
-    wanted = [(w, c) for w in plan.workers_workloads for c in plan.workers_concurrencies]
-    if plan.workers < 2 or not wanted:
+    if not wanted:
         return
+    context.progress.begin_phase(f"starting serve --workers {plan.workers}")
     server_cm = running_server(context.dsn, overrides, log, workers=plan.workers)
     with server_cm as server, contextlib.ExitStack() as stack:
         try:
@@ -236,11 +285,12 @@ def _measure_workers(
             clients = stack.enter_context(pool)
         except Exception as error:
             why = f"serve --workers {plan.workers} did not come up: {error}"
-            for workload, concurrency in wanted:
-                context.keep(failed_point(workload, concurrency, plan.workers, why))
+            for step in wanted:
+                context.keep(failed_point(step.workload, step.concurrency, plan.workers, why))
             return
-        for workload, concurrency in wanted:
-            spec = LoadSpec(workload, concurrency, 0, plan.warmup_s, plan.measure_s)
+        for step in wanted:
+            context.progress.begin(step)
+            spec = LoadSpec(step.workload, step.concurrency, 0, plan.warmup_s, plan.measure_s)
             context.keep(measure_service(server, clients, spec, context.pg_pid))
 
 
@@ -289,7 +339,7 @@ def _write(results: Path, run: dict[str, Any], points: list[Point]) -> str:
         path.write_text(text)
     for path in (results / "latest.json", results / "runs" / f"{stamp}-{run['plan']}.json"):
         path.write_text(data + "\n")
-    chart.draw(points, results / "latest.png", f"moneymovement make {run['plan']}, {stamp}")
+    chart.draw(points, results / "latest.png", chart.title(run))
     return text
 
 
@@ -312,6 +362,13 @@ def _install_limits(dsn: str, selected: tuple[str, ...], notes: list[str]) -> bo
     return True
 
 
+def _schedule(args: argparse.Namespace, plan: Plan) -> list[Step]:
+    """The run's points in order (none for the profile: it is one py-spy recording)."""
+    if plan.name == "profile":
+        return []
+    return schedule(plan, tuple(args.workloads or WORKLOADS), _selected_limits(args))
+
+
 def _measure(
     args: argparse.Namespace,
     plan: Plan,
@@ -319,25 +376,33 @@ def _measure(
     pg_pid: int | None,
     tenant: BenchTenant,
     notes: list[str],
+    progress: _Progress,
 ) -> list[Point]:
     """Every point of the run, on the prepared database."""
-    workloads = ("uniform",) if plan.name == "profile" else tuple(args.workloads or WORKLOADS)
     overrides = dict(item.split("=", 1) for item in args.server_env)
     selected = _selected_limits(args)
     installed = plan.name != "profile" and _install_limits(dsn, selected, notes)
     points: list[Point] = []
+    first = [step for step in progress.steps if step.workers == 1]
+    second = [step for step in progress.steps if step.workers > 1]
     try:
+        progress.begin_phase("starting the server and probing it")
         with running_server(dsn, overrides, args.results / "server.log") as server:
             inputs = asyncio.run(probe(server, dsn, tenant))
             if inputs.note:
                 notes.append(inputs.note)
-            context = _Context(plan, dsn, pg_pid, inputs, selected, points, tenant.token)
+            context = _Context(plan, dsn, pg_pid, inputs, selected, points, tenant.token, progress)
+            progress.begin_phase("starting the client processes")
             pool = ClientPool(server.target, tenant.token, tenant.accounts, HOT_ACCOUNT)
             with pool as clients:
                 if plan.name == "profile":
+                    progress.begin_phase(
+                        f"py-spy records the server, uniform, {plan.concurrencies[0]} "
+                        f"clients, ~{clock(plan.warmup_s + plan.measure_s)}"
+                    )
                     return [profile_server(server, clients, plan, pg_pid, args.results)]
-                _measure_all(context, workloads, server, clients)
-        _measure_workers(context, tenant, overrides, args.results / "server-workers.log")
+                _measure_all(context, first, server, clients)
+        _measure_workers(context, second, tenant, overrides, args.results / "server-workers.log")
     finally:
         if installed:
             asyncio.run(limits.uninstall(dsn))
@@ -367,12 +432,17 @@ def main() -> int:
     }
     # Before this run overwrites latest.json: the committed baseline to compare with.
     previous = baseline.load(args.results)
-    with bench_database() as (dsn, pg_pid):
+    progress = _Progress(plan, _schedule(args, plan))
+    with bench_database() as (dsn, pg_pid), progress:
         run["machine"] += f", PostgreSQL {asyncio.run(_postgres_version(dsn))}"
+        progress.begin_phase(
+            f"seeding 2 tenants x {plan.accounts:,} accounts, {plan.history_transfers:,} transfers"
+        )
         tenant = asyncio.run(
             prepare(dsn, plan.accounts, plan.history_transfers, limits_tenant=True)
         )
-        points = _measure(args, plan, dsn, pg_pid, tenant, notes)
+        points = _measure(args, plan, dsn, pg_pid, tenant, notes, progress)
+        progress.begin_phase("verify: the invariants of the ledger the run wrote")
         run["verify"] = asyncio.run(_verify(dsn))
     report.add_ratios(points)
     run["limits"] = {name: limits.describe(limit) for name, limit in limits.LIMITS.items()}
