@@ -1,17 +1,51 @@
-"""A small typed Python client for moneymovement.
+"""A typed Python client for moneymovement: every RPC of the four services.
 
     async with MoneyMovementClient("127.0.0.1:50051", token) as mm:
         wallet = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
         transfer = await mm.create_transfer(debit, wallet.id, 1_000, "USD")
+        async for account in mm.iter_accounts(holder_id="alice"):
+            ...
         async for response in mm.watch_events(after_cursor=saved_cursor):
             handle(response.events)
             save(response.cursor)
+
+Each RPC has the method of its name in snake_case (CreateAccount: `create_account`,
+BatchGetBalances: `batch_get_balances`), returning the generated message types
+(`moneymovement.v1`; amounts are Python ints, exact over the whole int64 range). A List
+RPC returns one page (the response, with its next page token or cursor); its `iter_...`
+twin yields every item of every page.
 
 It sets a deadline on every call; gives every mutation a request_id (generated unless
 passed) and reuses it on its own retries, so a retry never moves money twice; retries
 only what is safe to retry (UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED, and
 RESOURCE_EXHAUSTED from the server's limits, after their RetryInfo delay) with jittered
-backoff; and raises typed exceptions that carry the stable `reason` of the error.
+backoff; and raises typed exceptions (below) that carry the gRPC code, the stable
+`reason` of the error (google.rpc.ErrorInfo), its metadata and, for bad input, the
+fields at fault.
+
+    MoneyMovementError           every failure: code, reason, message, metadata
+      InvalidRequest             INVALID_ARGUMENT: fix the request (field_violations)
+      Unauthenticated            UNAUTHENTICATED: TOKEN_MISSING, TOKEN_INVALID
+      Rejected                   a business outcome, recorded with the request_id
+        NotFound                 ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+        AlreadyExists            ALREADY_EXISTS
+          RequestIdReused        REQUEST_ID_REUSED: the id was used for another request
+          ExternalIdTaken        EXTERNAL_ID_TAKEN: another account has that external_id
+        FailedPrecondition       FAILED_PRECONDITION (CURRENCY_MISMATCH, ACCOUNT_NOT_EMPTY, ...)
+          InsufficientFunds      INSUFFICIENT_FUNDS (available_minor)
+          VersionMismatch        VERSION_MISMATCH (current_version)
+          AccountInactive        ACCOUNT_FROZEN, ACCOUNT_CLOSED
+          WrongTransferState     TRANSFER_NOT_PENDING, TRANSFER_NOT_POSTED, HOLD_EXPIRED
+      CursorExpired              OUT_OF_RANGE: CURSOR_EXPIRED (oldest_cursor)
+      Retryable                  transient, after the client's own retries ran out
+        Unavailable              UNAVAILABLE: DATABASE_UNAVAILABLE, SHUTTING_DOWN, no server
+        Aborted                  ABORTED: CONCURRENCY_CONFLICT, REQUEST_IN_PROGRESS
+        DeadlineExceeded         DEADLINE_EXCEEDED
+        Throttled                RESOURCE_EXHAUSTED with RetryInfo: OVERLOADED, RATE_LIMITED
+      MessageTooLarge            RESOURCE_EXHAUSTED without RetryInfo: over a size limit
+      ServerError                anything else (INTERNAL, UNIMPLEMENTED, ...)
+
+`RetriesExhausted` is the older name of `Retryable`.
 
 `watch_events` follows the tenant's event stream and reopens it, after the last cursor
 it handed to the caller, whenever it breaks (the server stops or restarts, the connection
@@ -19,6 +53,10 @@ is lost): a caller that saves the cursor of what it processed, and passes it bac
 its own restart, gets every event exactly once, in order.
 
 Over TLS, or mutual TLS, pass `credentials=tls_credentials(...)`.
+
+This module imports only grpc, protobuf, google.rpc (googleapis-common-protos), the
+standard library and the generated `moneymovement.v1`, so that it ships alone in the
+`moneymovement-client` distribution; a test holds it to that.
 """
 
 from __future__ import annotations
@@ -26,16 +64,17 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
+from google.protobuf import any_pb2, message, wrappers_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
 
 from moneymovement.v1 import account_pb2, balance_pb2, event_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
@@ -47,7 +86,11 @@ from moneymovement.v1 import event_service_pb2_grpc as egrpc
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
 
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
 R = TypeVar("R")
+V = TypeVar("V", bound=int)
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
@@ -60,10 +103,26 @@ EVENT_TYPES = tuple(
 # A stream's channel retries a server that is down at most this often (gRPC's default
 # backoff grows to 120 s: a follower would see a restarted server minutes late).
 MAX_RECONNECT_BACKOFF_MS = 2_000
+# Where gRPC carries the google.rpc.Status of a failed call (what grpcio-status reads).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# The standard health check, called without grpcio-health-checking: its request and
+# response each have a single field numbered 1 (the service name, a string; the status,
+# an enum), which StringValue and Int32Value encode and decode byte for byte. A test
+# checks both against grpc_health's messages.
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
+HEALTH_SERVING = 1  # grpc.health.v1.HealthCheckResponse.SERVING
+# iter_events asks for pages of this size when given none: a shorter page is the end.
+EVENT_PAGE_SIZE = 100
+
+
+# Errors ----------------------------------------------------------------------------
 
 
 class MoneyMovementError(Exception):
-    """A failed call: its gRPC code, the stable reason, and the error's details."""
+    """A failed call: its gRPC code, the stable reason (ErrorInfo.reason; empty when the
+    failure did not come from the service, such as a connection that failed), the
+    message, ErrorInfo's metadata, BadRequest's (field, field reason) pairs, the
+    mutation's request_id (None for reads) and the RetryInfo delay, if any."""
 
     def __init__(
         self,
@@ -72,6 +131,9 @@ class MoneyMovementError(Exception):
         message: str,
         metadata: Mapping[str, str] | None = None,
         field_violations: list[tuple[str, str]] | None = None,
+        *,
+        request_id: str | None = None,
+        retry_delay_s: float | None = None,
     ) -> None:
         super().__init__(f"{code.name} {reason}: {message}")
         self.code = code
@@ -79,28 +141,89 @@ class MoneyMovementError(Exception):
         self.message = message
         self.metadata = dict(metadata or {})
         self.field_violations = field_violations or []
+        self.request_id = request_id
+        self.retry_delay_s = retry_delay_s
+
+    @property
+    def item_index(self) -> int | None:
+        """CreateTransfers: the index of the failing item, when the server named it."""
+        return _int_or_none(self.metadata.get("item_index"))
 
 
 class InvalidRequest(MoneyMovementError):
-    """INVALID_ARGUMENT: fix the request; `field_violations` names the fields."""
+    """INVALID_ARGUMENT: fix the request; `field_violations` names the fields (paths such
+    as `amount_minor` or `transfers[3].amount_minor`) with a field reason (REQUIRED,
+    INVALID_FORMAT, OUT_OF_RANGE, TOO_LONG, TOO_MANY, UNKNOWN_CURRENCY, MUST_DIFFER,
+    INVALID_PAGE_TOKEN). Nothing changed."""
 
 
 class Unauthenticated(MoneyMovementError):
-    """UNAUTHENTICATED: the token is missing, unknown or revoked."""
+    """UNAUTHENTICATED: the token is missing (TOKEN_MISSING), unknown or revoked
+    (TOKEN_INVALID)."""
 
 
 class Rejected(MoneyMovementError):
-    """A business outcome (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION): retrying the
-    same request returns it again."""
+    """A business outcome (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION). Nothing
+    changed, and the outcome is recorded with the request_id: the same request returns it
+    again; a new attempt needs a new request_id."""
 
 
-class RetriesExhausted(MoneyMovementError):
-    """UNAVAILABLE, ABORTED or DEADLINE_EXCEEDED after every retry. The outcome of a
-    mutation is unknown: call again with the same `request_id` to learn it."""
+class NotFound(Rejected):
+    """NOT_FOUND: ACCOUNT_NOT_FOUND or TRANSFER_NOT_FOUND (another tenant's ids answer
+    the same). Check the id."""
 
-    def __init__(self, *args: Any, request_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.request_id = request_id
+
+class AlreadyExists(Rejected):
+    """ALREADY_EXISTS: REQUEST_ID_REUSED or EXTERNAL_ID_TAKEN (each has its subclass)."""
+
+
+class RequestIdReused(AlreadyExists):
+    """REQUEST_ID_REUSED: the request_id was used before for a different request (another
+    method or other fields). Use a new request_id for a new request."""
+
+
+class ExternalIdTaken(AlreadyExists):
+    """EXTERNAL_ID_TAKEN: another account of the tenant has this external_id. Look that
+    account up (list_accounts(external_id=...)) or choose another id."""
+
+
+class FailedPrecondition(Rejected):
+    """FAILED_PRECONDITION: the ledger's state refuses the call. Reasons without a
+    subclass of their own: CURRENCY_MISMATCH, ACCOUNT_NOT_EMPTY, OVERDRAFT_LIMIT_IN_USE,
+    BALANCE_OVERFLOW, POST_EXCEEDS_HOLD, REVERSAL_EXCEEDS_ORIGINAL."""
+
+
+class InsufficientFunds(FailedPrecondition):
+    """INSUFFICIENT_FUNDS: the account cannot pay this much under its overdraft policy.
+    Fund it or move less."""
+
+    @property
+    def account_id(self) -> str:
+        return self.metadata.get("account_id", "")
+
+    @property
+    def available_minor(self) -> int | None:
+        """What was available, in minor units."""
+        return _int_or_none(self.metadata.get("available_minor"))
+
+
+class VersionMismatch(FailedPrecondition):
+    """VERSION_MISMATCH: `expected_version` is not the account's version. Read the account
+    again and decide again."""
+
+    @property
+    def current_version(self) -> int | None:
+        return _int_or_none(self.metadata.get("current_version"))
+
+
+class AccountInactive(FailedPrecondition):
+    """ACCOUNT_FROZEN (unfreeze it first) or ACCOUNT_CLOSED (final: use another account):
+    an account of the call is not ACTIVE."""
+
+
+class WrongTransferState(FailedPrecondition):
+    """TRANSFER_NOT_PENDING, TRANSFER_NOT_POSTED or HOLD_EXPIRED: the transfer is not in the
+    state the call needs (`metadata["state"]` says which it is in). Read it."""
 
 
 class CursorExpired(MoneyMovementError):
@@ -112,18 +235,133 @@ class CursorExpired(MoneyMovementError):
         return self.metadata.get("oldest_cursor", "")
 
 
+class Retryable(MoneyMovementError):
+    """A transient failure, raised once the client's own retries (RetryPolicy) ran out.
+    Sending the same request again, with the same request_id, is always safe; the outcome
+    of a mutation is unknown until then (it may have committed before a lost reply)."""
+
+
+RetriesExhausted = Retryable  # its older name
+
+
+class Unavailable(Retryable):
+    """UNAVAILABLE: DATABASE_UNAVAILABLE, SHUTTING_DOWN (a replica stopping), or no reason
+    at all: the server cannot be reached, or the TLS handshake failed."""
+
+
+class Aborted(Retryable):
+    """ABORTED: CONCURRENCY_CONFLICT (the server's own retries ran out) or
+    REQUEST_IN_PROGRESS (a copy of the same request is still in flight)."""
+
+
+class DeadlineExceeded(Retryable):
+    """DEADLINE_EXCEEDED: the deadline (RetryPolicy.timeout_s, or the server's maximum)
+    passed first."""
+
+
+class Throttled(Retryable):
+    """RESOURCE_EXHAUSTED with RetryInfo: OVERLOADED (the server's concurrency limit) or
+    RATE_LIMITED (the tenant's rate). Refused before any work; `retry_delay_s` says when
+    to come back."""
+
+
+class MessageTooLarge(MoneyMovementError):
+    """RESOURCE_EXHAUSTED without RetryInfo: a message or its metadata is over gRPC's size
+    limit. The same call would be refused again: send less (smaller pages, batches)."""
+
+
 class ServerError(MoneyMovementError):
     """Anything else (INTERNAL, UNIMPLEMENTED, ...)."""
 
 
+# The classes of the reasons that have their own; every other reason gets its code's.
+_BY_REASON: dict[str, type[MoneyMovementError]] = {
+    "REQUEST_ID_REUSED": RequestIdReused,
+    "EXTERNAL_ID_TAKEN": ExternalIdTaken,
+    "INSUFFICIENT_FUNDS": InsufficientFunds,
+    "VERSION_MISMATCH": VersionMismatch,
+    "ACCOUNT_FROZEN": AccountInactive,
+    "ACCOUNT_CLOSED": AccountInactive,
+    "TRANSFER_NOT_PENDING": WrongTransferState,
+    "TRANSFER_NOT_POSTED": WrongTransferState,
+    "HOLD_EXPIRED": WrongTransferState,
+}
 _BY_CODE: dict[grpc.StatusCode, type[MoneyMovementError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
-    grpc.StatusCode.OUT_OF_RANGE: CursorExpired,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.NOT_FOUND: Rejected,
-    grpc.StatusCode.ALREADY_EXISTS: Rejected,
-    grpc.StatusCode.FAILED_PRECONDITION: Rejected,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.OUT_OF_RANGE: CursorExpired,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.ABORTED: Aborted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
 }
+
+
+def error_type(
+    code: grpc.StatusCode, reason: str, retry_delay_s: float | None = None
+) -> type[MoneyMovementError]:
+    """The exception class for a failure's code, reason and RetryInfo delay. A reason's
+    own class is used only under its code's class, so an unexpected pairing still lands
+    in the family of the code."""
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return Throttled if retry_delay_s is not None else MessageTooLarge
+    general = _BY_CODE.get(code, ServerError)
+    specific = _BY_REASON.get(reason)
+    return specific if specific is not None and issubclass(specific, general) else general
+
+
+def _status_details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
+    """The details of the google.rpc.Status in a failed call's trailers."""
+    for key, value in error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            try:
+                return list(status_pb2.Status.FromString(value).details)
+            except message.DecodeError:
+                return []  # not ours to fail on: the code and message remain
+    return []
+
+
+def retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:
+    """The server's google.rpc.RetryInfo delay of a failed call, if it sent one."""
+    for detail in _status_details(error):
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToNanoseconds()) / 1e9
+    return None
+
+
+def error_of(error: grpc.aio.AioRpcError, request_id: str | None = None) -> MoneyMovementError:
+    """The typed exception for a failed call, with ErrorInfo, BadRequest and RetryInfo
+    decoded."""
+    reason, metadata, violations = "", {}, []
+    for detail in _status_details(error):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations = [(v.field, v.reason) for v in bad.field_violations]
+    delay_s = retry_delay_s(error)
+    kind = error_type(error.code(), reason, delay_s)
+    return kind(
+        error.code(), reason, error.details() or "", metadata, violations,
+        request_id=request_id, retry_delay_s=delay_s,
+    )  # fmt: skip
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
+
+
+# Connecting ------------------------------------------------------------------------
 
 
 def tls_credentials(
@@ -152,34 +390,6 @@ def tls_credentials(
     )
 
 
-def retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:
-    """The server's google.rpc.RetryInfo delay of a failed call, if it sent one."""
-    status = rpc_status.from_call(error)
-    for detail in status.details if status is not None else []:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return float(info.retry_delay.ToNanoseconds()) / 1e9
-    return None
-
-
-def error_of(error: grpc.aio.AioRpcError) -> MoneyMovementError:
-    """The typed exception for a failed call, with ErrorInfo and BadRequest decoded."""
-    reason, metadata, violations = "", {}, []
-    status = rpc_status.from_call(error)
-    for detail in status.details if status is not None else []:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason, metadata = info.reason, dict(info.metadata)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations = [(v.field, v.reason) for v in bad.field_violations]
-    kind = _BY_CODE.get(error.code(), ServerError)
-    return kind(error.code(), reason, error.details() or "", metadata, violations)
-
-
 async def wait_until_serving(
     target: str,
     timeout_s: float = 60.0,
@@ -194,18 +404,22 @@ async def wait_until_serving(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    request = health_pb2.HealthCheckRequest(service=service)
+    request = wrappers_pb2.StringValue(value=service)  # a HealthCheckRequest
     channel = (
         grpc.aio.insecure_channel(target)
         if credentials is None
         else grpc.aio.secure_channel(target, credentials)
     )
     async with channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        check = channel.unary_unary(
+            HEALTH_CHECK_METHOD,
+            request_serializer=wrappers_pb2.StringValue.SerializeToString,
+            response_deserializer=wrappers_pb2.Int32Value.FromString,  # HealthCheckResponse
+        )
         while loop.time() < deadline:
             try:
-                reply = await health.Check(request, timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                reply = await check(request, timeout=1)
+                if reply.value == HEALTH_SERVING:
                     return
             except grpc.aio.AioRpcError:
                 pass  # not listening yet, or restarting
@@ -213,22 +427,29 @@ async def wait_until_serving(
     raise TimeoutError(f"{target} did not become SERVING within {timeout_s} s")
 
 
-def _retryable(failure: grpc.aio.AioRpcError) -> tuple[bool, float | None]:
-    """Whether a failed call may be sent again as it is, and the server's delay if it
-    gave one. RESOURCE_EXHAUSTED with RetryInfo is a limit refusing the call before any
-    work: safe to retry after the delay. Without it (a message too large), retrying
-    cannot help."""
-    limited = failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    delay_s = retry_delay_s(failure) if limited else None
-    return failure.code() in RETRYABLE or delay_s is not None, delay_s
+# Building requests -----------------------------------------------------------------
 
 
-def _pause_s(policy: RetryPolicy, attempt: int, delay_s: float | None) -> float:
-    """How long to wait after failed attempt number `attempt`: the server's delay plus
-    jitter to spread the retries, or else jittered exponential backoff."""
-    if delay_s is not None:
-        return delay_s + random.uniform(0, delay_s / 2)
-    return random.uniform(0, min(policy.max_backoff_s, policy.first_backoff_s * 2 ** (attempt - 1)))
+def _enum(enum: _EnumTypeWrapper[V], prefix: str, name: str) -> V:
+    """The value of an enum by its short name ("CREDIT") or full name
+    ("NORMAL_BALANCE_CREDIT"), any case; "" is UNSPECIFIED (the server's default).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    short = name.upper().removeprefix(prefix)
+    try:
+        return enum.Value(prefix + (short or "UNSPECIFIED"))
+    except ValueError:
+        known = ", ".join(v.name.removeprefix(prefix) for v in enum.DESCRIPTOR.values if v.number)
+        raise ValueError(f"unknown {enum.DESCRIPTOR.name} {name!r}; one of {known}") from None
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    """A Timestamp of an aware datetime (a naive one is taken as UTC, as protobuf does)."""
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
 
 
 def event_filter(
@@ -256,6 +477,42 @@ def _event_start(start: str) -> epb.EventStart.ValueType:
     return epb.EventStart.Value("EVENT_START_" + start.upper())
 
 
+def _set_hold(
+    request: mpb.CreateTransferRequest | mpb.CreateTransfersRequest.Item,
+    hold_timeout_s: float | None,
+    hold_expire_time: datetime | None,
+) -> None:
+    if hold_timeout_s is not None:
+        request.hold_timeout.FromNanoseconds(round(hold_timeout_s * 1e9))
+    if hold_expire_time is not None:
+        request.hold_expire_time.CopyFrom(_timestamp(hold_expire_time))
+
+
+def transfer_item(
+    debit_account_id: str,
+    credit_account_id: str,
+    amount_minor: int,
+    currency_code: str,
+    *,
+    description: str = "",
+    metadata: Mapping[str, str] | None = None,
+    pending: bool = False,
+    hold_timeout_s: float | None = None,
+    hold_expire_time: datetime | None = None,
+) -> mpb.CreateTransfersRequest.Item:
+    """One item of `create_transfers`, with the arguments of `create_transfer`."""
+    item = mpb.CreateTransfersRequest.Item(
+        debit_account_id=debit_account_id, credit_account_id=credit_account_id,
+        amount_minor=amount_minor, currency_code=currency_code, description=description,
+        metadata=metadata or {}, pending=pending,
+    )  # fmt: skip
+    _set_hold(item, hold_timeout_s, hold_expire_time)
+    return item
+
+
+# Retrying --------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How the client retries: attempts, and the per-attempt deadline."""
@@ -266,9 +523,35 @@ class RetryPolicy:
     max_backoff_s: float = 2.0
 
 
+def _retryable(failure: grpc.aio.AioRpcError) -> tuple[bool, float | None]:
+    """Whether a failed call may be sent again as it is, and the server's delay if it
+    gave one. RESOURCE_EXHAUSTED with RetryInfo is a limit refusing the call before any
+    work: safe to retry after the delay. Without it (a message too large), retrying
+    cannot help."""
+    limited = failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    delay_s = retry_delay_s(failure) if limited else None
+    return failure.code() in RETRYABLE or delay_s is not None, delay_s
+
+
+def _pause_s(policy: RetryPolicy, attempt: int, delay_s: float | None) -> float:
+    """How long to wait after failed attempt number `attempt`: the server's delay plus
+    jitter to spread the retries, or else jittered exponential backoff."""
+    if delay_s is not None:
+        return delay_s + random.uniform(0, delay_s / 2)
+    return random.uniform(0, min(policy.max_backoff_s, policy.first_backoff_s * 2 ** (attempt - 1)))
+
+
+# The client ------------------------------------------------------------------------
+
+
 @dataclass
 class MoneyMovementClient:
-    """The four services behind one channel, for one tenant's token."""
+    """The four services behind one channel, for one tenant's token.
+
+    Every method raises the MoneyMovementError subclasses of the module's docstring; the
+    "Raises" of each method lists the ones its RPC is known for. Any call may also raise
+    Unauthenticated, Retryable (after the retries) and ServerError.
+    """
 
     target: str
     token: str
@@ -304,7 +587,7 @@ class MoneyMovementClient:
         await self._channel.close()
 
     async def _call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
-        request_id = getattr(request, "request_id", None)
+        request_id = getattr(request, "request_id", None)  # None: a read
         if request_id == "":
             request.request_id = request_id = uuid.uuid4().hex  # one id for every retry
         policy = self.retry
@@ -314,18 +597,12 @@ class MoneyMovementClient:
                 return await method(request, metadata=self._metadata, timeout=policy.timeout_s)
             except grpc.aio.AioRpcError as failure:
                 retryable, delay_s = _retryable(failure)
-                if not retryable:
-                    raise error_of(failure) from failure
-                if attempt == policy.max_attempts:
-                    typed = error_of(failure)
-                    raise RetriesExhausted(
-                        typed.code, typed.reason, typed.message, typed.metadata,
-                        request_id=request_id,
-                    ) from failure  # fmt: skip
+                if not retryable or attempt == policy.max_attempts:
+                    raise error_of(failure, request_id) from failure
                 await asyncio.sleep(_pause_s(policy, attempt, delay_s))
         raise AssertionError("unreachable")
 
-    # Accounts ------------------------------------------------------------------------
+    # AccountService --------------------------------------------------------------------
 
     async def create_account(
         self,
@@ -341,34 +618,242 @@ class MoneyMovementClient:
         request_id: str = "",
     ) -> account_pb2.Account:
         """Opens an account; `normal_balance` is "CREDIT" or "DEBIT", `overdraft_mode`
-        "NONE", "LIMITED" or "UNLIMITED"."""
+        "NONE", "LIMITED" (with `overdraft_limit_minor`) or "UNLIMITED".
+
+        Raises:
+            InvalidRequest: a bad field.
+            ExternalIdTaken: another account has `external_id`.
+            RequestIdReused: `request_id` was used for another request.
+        """
         request = apb.CreateAccountRequest(
             request_id=request_id, currency_code=currency_code,
-            normal_balance=account_pb2.NormalBalance.Value("NORMAL_BALANCE_" + normal_balance),
-            overdraft_mode=account_pb2.OverdraftMode.Value("OVERDRAFT_MODE_" + overdraft_mode),
+            normal_balance=_enum(account_pb2.NormalBalance, "NORMAL_BALANCE_", normal_balance),
+            overdraft_mode=_enum(account_pb2.OverdraftMode, "OVERDRAFT_MODE_", overdraft_mode),
             overdraft_limit_minor=overdraft_limit_minor, name=name, external_id=external_id,
             holder_id=holder_id, metadata=metadata or {},
         )  # fmt: skip
         return (await self._call(self._accounts.CreateAccount, request)).account
 
     async def get_account(self, account_id: str) -> account_pb2.Account:
-        """Reads one account."""
+        """Reads one account.
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+        """
         request = apb.GetAccountRequest(account_id=account_id)
         return (await self._call(self._accounts.GetAccount, request)).account
 
-    # Balances ------------------------------------------------------------------------
+    async def list_accounts(
+        self,
+        *,
+        currency_code: str = "",
+        state: str = "",
+        holder_id: str = "",
+        external_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> apb.ListAccountsResponse:
+        """One page of the tenant's accounts, newest first, matching every filter given
+        (`state`: "ACTIVE", "FROZEN" or "CLOSED"; `metadata`: pairs the account's metadata
+        contains). At most `page_size` (1 to 500; 0: 50); pass `next_page_token` back as
+        `page_token`, with the same filters, for the next page ("" on the last).
 
-    async def get_balance(self, account_id: str) -> balance_pb2.Balance:
-        """An account's current balances."""
+        Raises:
+            InvalidRequest: a bad filter, or INVALID_PAGE_TOKEN.
+        """
+        request = apb.ListAccountsRequest(
+            page_size=page_size, page_token=page_token, currency_code=currency_code,
+            state=_enum(account_pb2.Account.State, "STATE_", state), holder_id=holder_id,
+            external_id=external_id, metadata=metadata or {},
+        )  # fmt: skip
+        return await self._call(self._accounts.ListAccounts, request)
+
+    async def iter_accounts(
+        self,
+        *,
+        currency_code: str = "",
+        state: str = "",
+        holder_id: str = "",
+        external_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+        page_size: int = 0,
+    ) -> AsyncIterator[account_pb2.Account]:
+        """Every account `list_accounts` lists with these filters, page after page."""
+        token = ""
+        while True:
+            page = await self.list_accounts(
+                currency_code=currency_code, state=state, holder_id=holder_id,
+                external_id=external_id, metadata=metadata, page_size=page_size,
+                page_token=token,
+            )  # fmt: skip
+            for account in page.accounts:
+                yield account
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overdraft_mode: str = "",
+        overdraft_limit_minor: int | None = None,
+        expected_version: int = 0,
+        request_id: str = "",
+    ) -> account_pb2.Account:
+        """Changes what is given and leaves the rest: `name` ("" clears it), `metadata`
+        (merged; a key with an empty value is removed), `overdraft_mode` ("NONE",
+        "LIMITED", "UNLIMITED"), `overdraft_limit_minor`. With `expected_version` (not 0),
+        only if the account is at that version.
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+            VersionMismatch: the account is at another version (`current_version`).
+            AccountInactive: ACCOUNT_CLOSED.
+            FailedPrecondition: OVERDRAFT_LIMIT_IN_USE.
+        """
+        request = apb.UpdateAccountRequest(
+            request_id=request_id, account_id=account_id, metadata=metadata or {},
+            overdraft_mode=_enum(account_pb2.OverdraftMode, "OVERDRAFT_MODE_", overdraft_mode),
+            expected_version=expected_version,
+        )  # fmt: skip
+        if name is not None:
+            request.name = name
+        if overdraft_limit_minor is not None:
+            request.overdraft_limit_minor = overdraft_limit_minor
+        return (await self._call(self._accounts.UpdateAccount, request)).account
+
+    async def freeze_account(
+        self, account_id: str, *, expected_version: int = 0, request_id: str = ""
+    ) -> account_pb2.Account:
+        """Freezes an account: no transfers in or out until unfrozen (a frozen one stays
+        as it is).
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+            VersionMismatch: `expected_version` (not 0) is not the account's.
+            AccountInactive: ACCOUNT_CLOSED.
+        """
+        request = apb.FreezeAccountRequest(
+            request_id=request_id, account_id=account_id, expected_version=expected_version
+        )
+        return (await self._call(self._accounts.FreezeAccount, request)).account
+
+    async def unfreeze_account(
+        self, account_id: str, *, expected_version: int = 0, request_id: str = ""
+    ) -> account_pb2.Account:
+        """Makes a frozen account ACTIVE again (an active one stays as it is).
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+            VersionMismatch: `expected_version` (not 0) is not the account's.
+            AccountInactive: ACCOUNT_CLOSED.
+        """
+        request = apb.UnfreezeAccountRequest(
+            request_id=request_id, account_id=account_id, expected_version=expected_version
+        )
+        return (await self._call(self._accounts.UnfreezeAccount, request)).account
+
+    async def close_account(
+        self, account_id: str, *, expected_version: int = 0, request_id: str = ""
+    ) -> account_pb2.Account:
+        """Closes an account for good; its posted balances must net to zero, with no hold
+        open (a closed one stays as it is).
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+            VersionMismatch: `expected_version` (not 0) is not the account's.
+            FailedPrecondition: ACCOUNT_NOT_EMPTY.
+        """
+        request = apb.CloseAccountRequest(
+            request_id=request_id, account_id=account_id, expected_version=expected_version
+        )
+        return (await self._call(self._accounts.CloseAccount, request)).account
+
+    # BalanceService --------------------------------------------------------------------
+
+    async def get_balance(
+        self, account_id: str, *, as_of_time: datetime | None = None
+    ) -> balance_pb2.Balance:
+        """An account's balances now, or as they were at `as_of_time` (not in the future).
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+            InvalidRequest: `as_of_time` in the future.
+        """
         request = bpb.GetBalanceRequest(account_id=account_id)
+        if as_of_time is not None:
+            request.as_of_time.CopyFrom(_timestamp(as_of_time))
         return (await self._call(self._balances.GetBalance, request)).balance
 
-    async def get_balances(self, *account_ids: str) -> list[balance_pb2.Balance]:
-        """Several accounts' balances from one snapshot, in the order asked."""
+    async def batch_get_balances(self, account_ids: Iterable[str]) -> list[balance_pb2.Balance]:
+        """Up to 100 accounts' balances from one snapshot, in the order asked.
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND, naming the first missing account; none returned.
+        """
         request = bpb.BatchGetBalancesRequest(account_ids=account_ids)
         return list((await self._call(self._balances.BatchGetBalances, request)).balances)
 
-    # Transfers -----------------------------------------------------------------------
+    async def get_balances(self, *account_ids: str) -> list[balance_pb2.Balance]:
+        """`batch_get_balances` with the ids as arguments."""
+        return await self.batch_get_balances(account_ids)
+
+    async def list_entries(
+        self,
+        account_id: str,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        order: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> bpb.ListEntriesResponse:
+        """One page of an account's statement: its entries, each with the balances after
+        it, written in [`start_time`, `end_time`), newest first unless `order` is
+        "OLDEST_FIRST". At most `page_size` (1 to 1000; 0: 100); pass `next_page_token`
+        back as `page_token`, with the same arguments, for the next page ("" on the last).
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+            InvalidRequest: a bad argument, or INVALID_PAGE_TOKEN.
+        """
+        request = bpb.ListEntriesRequest(
+            account_id=account_id, order=_enum(bpb.SortOrder, "SORT_ORDER_", order),
+            page_size=page_size, page_token=page_token,
+        )  # fmt: skip
+        if start_time is not None:
+            request.start_time.CopyFrom(_timestamp(start_time))
+        if end_time is not None:
+            request.end_time.CopyFrom(_timestamp(end_time))
+        return await self._call(self._balances.ListEntries, request)
+
+    async def iter_entries(
+        self,
+        account_id: str,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        order: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[balance_pb2.Entry]:
+        """Every entry `list_entries` lists with these arguments, page after page."""
+        token = ""
+        while True:
+            page = await self.list_entries(
+                account_id, start_time=start_time, end_time=end_time, order=order,
+                page_size=page_size, page_token=token,
+            )  # fmt: skip
+            for entry in page.entries:
+                yield entry
+            token = page.next_page_token
+            if not token:
+                return
+
+    # MoneyMovementService --------------------------------------------------------------
 
     async def create_transfer(
         self,
@@ -381,23 +866,40 @@ class MoneyMovementClient:
         metadata: Mapping[str, str] | None = None,
         pending: bool = False,
         hold_timeout_s: float | None = None,
+        hold_expire_time: datetime | None = None,
         request_id: str = "",
     ) -> transfer_pb2.Transfer:
-        """Moves money at once, or places a hold when `pending`."""
+        """Moves money at once (POSTED), or places a hold (PENDING) when `pending`, which
+        expires after `hold_timeout_s` or at `hold_expire_time` (default 7 days).
+
+        Raises:
+            InvalidRequest: a bad field.
+            NotFound: ACCOUNT_NOT_FOUND.
+            InsufficientFunds: the debit account cannot pay it.
+            AccountInactive: an account is frozen or closed.
+            FailedPrecondition: CURRENCY_MISMATCH, BALANCE_OVERFLOW.
+            RequestIdReused: `request_id` was used for another request.
+        """
         request = mpb.CreateTransferRequest(
             request_id=request_id, debit_account_id=debit_account_id,
             credit_account_id=credit_account_id, amount_minor=amount_minor,
             currency_code=currency_code, description=description, metadata=metadata or {},
             pending=pending,
         )  # fmt: skip
-        if hold_timeout_s is not None:
-            request.hold_timeout.FromNanoseconds(int(hold_timeout_s * 1e9))
+        _set_hold(request, hold_timeout_s, hold_expire_time)
         return (await self._call(self._movements.CreateTransfer, request)).transfer
 
     async def post_transfer(
         self, transfer_id: str, amount_minor: int = 0, *, request_id: str = ""
     ) -> transfer_pb2.Transfer:
-        """Captures a hold (amount 0: all of it)."""
+        """Captures a hold (amount 0: all of it); what is not captured is released.
+
+        Raises:
+            NotFound: TRANSFER_NOT_FOUND.
+            WrongTransferState: TRANSFER_NOT_PENDING, HOLD_EXPIRED.
+            FailedPrecondition: POST_EXCEEDS_HOLD.
+            AccountInactive: ACCOUNT_FROZEN.
+        """
         request = mpb.PostTransferRequest(
             request_id=request_id, transfer_id=transfer_id, amount_minor=amount_minor
         )
@@ -406,32 +908,122 @@ class MoneyMovementClient:
     async def void_transfer(
         self, transfer_id: str, *, request_id: str = ""
     ) -> transfer_pb2.Transfer:
-        """Releases a hold."""
+        """Releases a hold (it ends EXPIRED rather than VOIDED if it was past its expiry).
+
+        Raises:
+            NotFound: TRANSFER_NOT_FOUND.
+            WrongTransferState: TRANSFER_NOT_PENDING.
+        """
         request = mpb.VoidTransferRequest(request_id=request_id, transfer_id=transfer_id)
         return (await self._call(self._movements.VoidTransfer, request)).transfer
 
     async def reverse_transfer(
-        self, transfer_id: str, amount_minor: int = 0, *, request_id: str = ""
+        self,
+        transfer_id: str,
+        amount_minor: int = 0,
+        *,
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+        request_id: str = "",
     ) -> mpb.ReverseTransferResponse:
-        """Moves posted money back (amount 0: all that remains)."""
+        """Moves posted money back (amount 0: all that remains) by a new transfer: the
+        response's `reversal`, beside the `original` with its reversed amount.
+
+        Raises:
+            NotFound: TRANSFER_NOT_FOUND.
+            WrongTransferState: TRANSFER_NOT_POSTED.
+            FailedPrecondition: REVERSAL_EXCEEDS_ORIGINAL.
+            InsufficientFunds: the credited account cannot pay it back.
+            AccountInactive: an account is frozen or closed.
+        """
         request = mpb.ReverseTransferRequest(
-            request_id=request_id, transfer_id=transfer_id, amount_minor=amount_minor
-        )
+            request_id=request_id, transfer_id=transfer_id, amount_minor=amount_minor,
+            description=description, metadata=metadata or {},
+        )  # fmt: skip
         return await self._call(self._movements.ReverseTransfer, request)
 
     async def create_transfers(
-        self, items: list[mpb.CreateTransfersRequest.Item], *, request_id: str = ""
+        self, items: Iterable[mpb.CreateTransfersRequest.Item], *, request_id: str = ""
     ) -> list[transfer_pb2.Transfer]:
-        """Creates all `items` atomically, or none."""
+        """Creates all `items` (see `transfer_item`; up to 1,000) atomically, or none.
+
+        Raises:
+            The errors of create_transfer, for the first failing item: its index is the
+            error's `item_index` (and in the field paths of InvalidRequest).
+        """
         request = mpb.CreateTransfersRequest(request_id=request_id, transfers=items)
         return list((await self._call(self._movements.CreateTransfers, request)).transfers)
 
     async def get_transfer(self, transfer_id: str) -> transfer_pb2.Transfer:
-        """Reads one transfer with its history."""
+        """Reads one transfer with its history.
+
+        Raises:
+            NotFound: TRANSFER_NOT_FOUND.
+        """
         request = mpb.GetTransferRequest(transfer_id=transfer_id)
         return (await self._call(self._movements.GetTransfer, request)).transfer
 
-    # Events --------------------------------------------------------------------------
+    async def list_transfers(
+        self,
+        *,
+        account_id: str = "",
+        state: str = "",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        metadata: Mapping[str, str] | None = None,
+        batch_id: str = "",
+        trace_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> mpb.ListTransfersResponse:
+        """One page of the tenant's transfers, newest first, matching every filter given
+        (`account_id` on either side; `state`: "PENDING", "POSTED", "VOIDED" or "EXPIRED";
+        created in [`start_time`, `end_time`); `metadata` pairs; `batch_id`; `trace_id`,
+        the W3C trace id of the creating request). At most `page_size` (1 to 500; 0: 50);
+        pass `next_page_token` back as `page_token`, with the same filters, for the next
+        page ("" on the last).
+
+        Raises:
+            InvalidRequest: a bad filter, or INVALID_PAGE_TOKEN.
+        """
+        request = mpb.ListTransfersRequest(
+            page_size=page_size, page_token=page_token, account_id=account_id,
+            state=_enum(transfer_pb2.Transfer.State, "STATE_", state),
+            metadata=metadata or {}, batch_id=batch_id, trace_id=trace_id,
+        )  # fmt: skip
+        if start_time is not None:
+            request.start_time.CopyFrom(_timestamp(start_time))
+        if end_time is not None:
+            request.end_time.CopyFrom(_timestamp(end_time))
+        return await self._call(self._movements.ListTransfers, request)
+
+    async def iter_transfers(
+        self,
+        *,
+        account_id: str = "",
+        state: str = "",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        metadata: Mapping[str, str] | None = None,
+        batch_id: str = "",
+        trace_id: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[transfer_pb2.Transfer]:
+        """Every transfer `list_transfers` lists with these filters, page after page."""
+        token = ""
+        while True:
+            page = await self.list_transfers(
+                account_id=account_id, state=state, start_time=start_time,
+                end_time=end_time, metadata=metadata, batch_id=batch_id, trace_id=trace_id,
+                page_size=page_size, page_token=token,
+            )  # fmt: skip
+            for transfer in page.transfers:
+                yield transfer
+            token = page.next_page_token
+            if not token:
+                return
+
+    # EventService ----------------------------------------------------------------------
 
     async def list_events(
         self,
@@ -450,12 +1042,39 @@ class MoneyMovementClient:
 
         Raises:
             CursorExpired: the cursor is older than the retention.
+            InvalidRequest: a malformed cursor or filter.
         """
         request = epb.ListEventsRequest(
             after_cursor=after_cursor, start=_event_start(start),
             filter=event_filter(types, account_id, holder_id), page_size=page_size,
         )  # fmt: skip
         return await self._call(self._events.ListEvents, request)
+
+    async def iter_events(
+        self,
+        *,
+        after_cursor: str = "",
+        start: str = "",
+        types: Iterable[str] = (),
+        account_id: str = "",
+        holder_id: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[event_pb2.Event]:
+        """Every event `list_events` lists with these arguments, page after page, up to the
+        newest committed (it ends there: `watch_events` follows). Resume after the last
+        event's `cursor`."""
+        size = page_size or EVENT_PAGE_SIZE
+        cursor, begin = after_cursor, start
+        while True:
+            page = await self.list_events(
+                after_cursor=cursor, start=begin, types=types, account_id=account_id,
+                holder_id=holder_id, page_size=size,
+            )  # fmt: skip
+            for event in page.events:
+                yield event
+            if len(page.events) < size:
+                return
+            cursor, begin = page.next_cursor, ""
 
     async def watch_events(
         self,
@@ -494,8 +1113,9 @@ class MoneyMovementClient:
                 the stream can go on (the events in between are gone).
             InvalidRequest: a malformed cursor or filter.
             Unauthenticated: the token is missing, unknown or revoked.
-            RetriesExhausted: `max_reconnects` reconnections in a row got no response
-                (None: it tries for ever).
+            Retryable: `max_reconnects` reconnections in a row got no response (None: it
+                tries for ever); the subclass of the last failure (Unavailable when the
+                stream ended without one).
             ValueError: both `after_cursor` and `start`; an unknown start or type name.
         """
         where = event_filter(types, account_id, holder_id)
@@ -529,21 +1149,19 @@ class MoneyMovementClient:
                     yield response
             except grpc.aio.AioRpcError as failure:
                 retryable, delay_s = _retryable(failure)
-                if not retryable:
-                    raise error_of(failure) from failure
                 problem = error_of(failure)
+                if not retryable:
+                    raise problem from failure
+                problem.__cause__ = failure
             finally:
                 if call is not None:
                     call.cancel()
             failures += 1
             if max_reconnects is not None and failures > max_reconnects:
-                code = problem.code if problem else grpc.StatusCode.UNAVAILABLE
-                raise RetriesExhausted(
-                    code,
-                    problem.reason if problem else "",
-                    problem.message if problem else "the event stream ended",
-                    problem.metadata if problem else {},
-                )
+                if problem is None:
+                    code = grpc.StatusCode.UNAVAILABLE
+                    raise Unavailable(code, "", "the event stream ended without an error")
+                raise problem
             pause_s = _pause_s(policy, failures, delay_s)
             if on_reconnect is not None:
                 on_reconnect(problem, cursor, pause_s)
