@@ -148,7 +148,8 @@ def _failed(span: trace.Span, error: Exception) -> None:
         span.set_attribute("error.type", sqlstate)
     else:
         kind = type(error)
-        span.set_attribute("error.type", f"{kind.__module__}.{kind.__qualname__}")
+        module = "" if kind.__module__ == "builtins" else kind.__module__ + "."
+        span.set_attribute("error.type", module + kind.__qualname__)
     span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 
