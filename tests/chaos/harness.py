@@ -53,6 +53,7 @@ from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.chaos.clients import ClientPlan, run_client
 from tests.chaos.event_audit import audit_events
+from tests.chaos.progress import ChaosProgress
 from tests.chaos.watcher import WatcherPlan, WatchLog, run_watcher
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -141,10 +142,22 @@ class ServerProcess:
 
 
 async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosResult:
-    """Runs one chaos session and audits it."""
+    """Runs one chaos session and audits it, with a status line on stderr (on a
+    terminal, redrawn; otherwise a plain line every 10 s and at each phase)."""
     work = work_dir or PROJECT_ROOT / ".data" / f"chaos-{config.seed}-{uuid.uuid4().hex[:6]}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    planned = {
+        "server kills": config.server_kills,
+        "database restarts": config.database_restarts,
+        "rolling restarts": config.rolling_restarts,
+    }
+    progress = ChaosProgress(config.duration_s, planned, work)
+    with progress.status:
+        return await _session(config, work, progress)
+
+
+async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> ChaosResult:
     rng = random.Random(config.seed)
     result = ChaosResult()
     # The database is started here, in the main thread: its parent-death signal is tied to it.
@@ -167,19 +180,29 @@ async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosR
                 str(work / "watcher-0.bin"), str(work / "watcher-0.json"),
             )
         )  # fmt: skip
+        progress.watcher_position = lambda: int(watcher.position.value)
         try:
-            faults = await _run_with_faults(config, rng, database, servers, token, accounts, work)
+            faults = await _run_with_faults(
+                config, rng, database, servers, token, accounts, work, progress
+            )
+            progress.begin("clients done; the servers serving again")
             for server in servers:
                 await server.wait_serving()
+            progress.begin("settling: the last holds end, events stop")
             head, pending = await _settle(dsn, tenant_id)
+            progress.begin(f"the live stream catching up to event {head:,}")
             caught_up_s = await watcher.reach(head)
+            progress.begin("a heartbeat on the quiet stream")
             heartbeat_s = await watcher.heartbeat()
         finally:
+            progress.begin("stopping the watcher")
             exit_code = await watcher.stop()
         watch = _Watch(
             tenant_id, WatchLog.load(watcher.plan), exit_code, head, pending, caught_up_s,
             heartbeat_s,
         )  # fmt: skip
+        progress.watcher_position = None
+        progress.begin("audit: every outcome, the totals, the events, verify")
         await _audit(config, dsn, work, accounts, issued, faults, watch, result)
     finally:
         for server in servers:
@@ -258,6 +281,7 @@ async def _run_with_faults(
     token: str,
     accounts: dict[str, list[str]],
     work: Path,
+    progress: ChaosProgress,
 ) -> Counter[str]:
     """Runs the clients while the seeded schedule kills servers, crashes the database and
     restarts the replicas one by one."""
@@ -281,6 +305,7 @@ async def _run_with_faults(
         process = context.Process(target=run_client, args=(plan,), daemon=True)
         process.start()
         processes.append(process)
+    progress.clients_running(faults)
     started = time.monotonic()
     for at, event in zip(times, events, strict=True):
         await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
