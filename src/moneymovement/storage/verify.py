@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,12 @@ CHECKS = (
     ("verify_transfer_events", "each transfer change has its one event, each event its change"),
     ("verify_account_events", "each account has its events; the newest shows it as it is"),
 )
+
+
+# verify_ledger's progress: (steps done, steps in all, what runs now). The steps are the
+# wait for the snapshot, each check, and the count of rows.
+Progress = Callable[[int, int, str], None]
+STEPS = len(CHECKS) + 2
 
 
 @dataclass(frozen=True)
@@ -57,28 +64,44 @@ class Report:
         return all(check.ok for check in self.checks)
 
 
-async def verify_ledger(dsn: str, *, max_violations: int = 100) -> Report:
+async def verify_ledger(
+    dsn: str, *, max_violations: int = 100, on_progress: Progress | None = None
+) -> Report:
     """Checks every invariant in one SERIALIZABLE READ ONLY DEFERRABLE snapshot.
 
     DEFERRABLE waits for a snapshot that no concurrent transaction can make anomalous,
     then runs without taking predicate locks: safe next to live traffic, and never
     cancelled by a serialization failure.
 
+    Args:
+        dsn: The database.
+        max_violations: The most rows reported per check.
+        on_progress: Called as each of the STEPS begins, with (steps done, STEPS, what):
+            on a large ledger a check reads a whole table and takes a while.
+
     Raises:
         DatabaseUnavailable: the database cannot be reached.
     """
     started = time.perf_counter()
+
+    def step(done: int, what: str) -> None:
+        if on_progress is not None:
+            on_progress(done, STEPS, what)
+
     async with translated_errors():
         connection = await asyncpg.connect(dsn)
         try:
             transaction = connection.transaction(
                 isolation="serializable", readonly=True, deferrable=True
             )
+            step(0, "opening a consistent snapshot")
             async with transaction:
                 results = []
-                for name, description in CHECKS:
+                for done, (name, description) in enumerate(CHECKS, start=1):
+                    step(done, description)
                     rows = await connection.fetch(query(name), max_violations)
                     results.append(CheckResult(name, description, [dict(r) for r in rows]))
+                step(STEPS - 1, "counting rows")
                 counts = dict(await connection.fetchrow(query("verify_counts")) or {})
         finally:
             await connection.close()
