@@ -162,8 +162,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     rate = number("MM_TENANT_RATE_PER_S", 2000, minimum=0)
     burst = number("MM_TENANT_BURST", 4000, minimum=1)
     return Settings(
-        database_url=env.get("DATABASE_URL") or None,
-        listen_address=env.get("MM_LISTEN_ADDRESS", "127.0.0.1:50051"),
+        database_url=_database_url(env.get("DATABASE_URL", "").strip()),
+        listen_address=_listen_address(env.get("MM_LISTEN_ADDRESS", "127.0.0.1:50051")),
         data_dir=Path(env.get("MM_DATA_DIR", ".data")).absolute(),
         pool_max_size=pool_max,
         tx_max_attempts=int(number("MM_TX_MAX_ATTEMPTS", 12, minimum=1)),
@@ -197,6 +197,60 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_exporters=metric_exporters,
         otlp_protocol=protocol,
         workers=int(workers),
+    )
+
+
+def _database_url(value: str) -> str | None:
+    """DATABASE_URL, checked for the mistakes asyncpg would only meet at the first connect
+    (and report with a traceback): not a postgresql:// URL, a port that is not a number.
+    The message never repeats the URL: it may hold a password."""
+    if not value:
+        return None
+    scheme, separator, rest = value.partition("://")
+    if not separator or scheme not in ("postgresql", "postgres"):
+        got = f"its scheme is {scheme!r}" if separator else "it does not start with postgresql://"
+        raise ConfigError(
+            f"DATABASE_URL is not a PostgreSQL URL ({got}): use "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
+    hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    for spec in filter(None, hosts.split(",")):
+        if spec.startswith("["):
+            _, closed, after = spec.partition("]")
+            port = after.removeprefix(":")
+            if not closed or (after and not after.startswith(":")):
+                raise ConfigError(
+                    "DATABASE_URL has an unclosed or misplaced IPv6 bracket: use [ADDRESS]:PORT"
+                )
+        else:
+            port = spec.partition(":")[2]
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(
+                f"DATABASE_URL's port {port!r} is not a number from 1 to 65535: use "
+                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
+    return value
+
+
+def _listen_address(value: str) -> str:
+    """MM_LISTEN_ADDRESS: `host:port` (IPv6 in brackets), or grpc's `unix:PATH`."""
+    if value.startswith(("unix:", "unix-abstract:")):
+        return value
+    host, separator, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if (
+        separator
+        and port.isascii()
+        and port.isdigit()
+        and int(port) <= 65535
+        and (bracketed or ":" not in host)
+        and not any(c.isspace() or c in "/[]" for c in (host[1:-1] if bracketed else host))
+    ):
+        return value
+    raise ConfigError(
+        f"MM_LISTEN_ADDRESS={value!r} is not HOST:PORT: use e.g. 127.0.0.1:50051, "
+        "0.0.0.0:50051 (every interface, as in a container) or [::1]:50051; port 0 takes "
+        "any free port"
     )
 
 
