@@ -6,18 +6,23 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import sys
+import time
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import grpc
 import structlog
 from google.protobuf.json_format import MessageToDict
 
-from moneymovement.app import database_url, serve
+from moneymovement.app import SetupError, check_database, database_problem, database_url, serve
 from moneymovement.client import (
     EVENT_TYPES,
     CursorExpired,
@@ -27,6 +32,7 @@ from moneymovement.client import (
     tls_credentials,
 )
 from moneymovement.config import ConfigError, Settings, load_settings
+from moneymovement.devdb import EmbeddedPostgresError
 from moneymovement.observability.logging import configure_logging
 from moneymovement.service.tenants import TenantDirectory, UnknownTenant
 from moneymovement.storage.migrate import migrate
@@ -43,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         description="A gRPC money-movement service. Configuration: environment variables "
         "(see README). Without DATABASE_URL, an embedded PostgreSQL under MM_DATA_DIR is used.",
     )
+    parser.add_argument("--version", action="version", version=f"moneymovement {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the gRPC API")
     serve_cmd.add_argument(
@@ -154,22 +161,59 @@ def _event_type(text: str) -> str:
     return name
 
 
+def version() -> str:
+    """The installed distribution's version; from a checkout that was never installed,
+    pyproject.toml's, said so."""
+    try:
+        return importlib.metadata.version("moneymovement")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        with pyproject.open("rb") as file:
+            project = tomllib.load(file).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        project = {}
+    if project.get("name") == "moneymovement" and isinstance(project.get("version"), str):
+        return f"{project['version']} (source checkout, not installed)"
+    return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns the exit code."""
+    """Runs one command; returns the exit code.
+
+    Exit codes: 0 done; 1 the work could not be done (a mistake in the set-up, told in
+    one line with what to do, or, for verify, a ledger that breaks an invariant); 2 the
+    command line itself is wrong; 130 interrupted (Ctrl-C) before serving. Anything else
+    is a bug and keeps its traceback.
+    """
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
     except ConfigError as error:
-        print(f"moneymovement: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error))
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        return _run(args, settings)
+    except KeyboardInterrupt:  # Ctrl-C while starting, before our own handlers
+        return 130
+    except (SetupError, EmbeddedPostgresError) as error:
+        return _fail(str(error))
+
+
+def _fail(message: str) -> int:
+    print(f"moneymovement: {message}", file=sys.stderr)
+    return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "events":  # a client of a running server: no database here
         return _events_tail(args, settings)
     # The embedded server starts here, in the main thread: its parent-death signal is
     # tied to the thread that started it.
-    with database_url(settings) as (dsn, embedded):
+    with database_url(settings, owner=f"moneymovement {args.command}") as (dsn, embedded):
         if args.command == "migrate":
             applied = asyncio.run(migrate(dsn))
             print("applied: " + (", ".join(applied) or "nothing (up to date)"))
@@ -178,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "tokens":
             return asyncio.run(_tokens(dsn, args, embedded=embedded))
         elif args.command == "verify":
-            report = asyncio.run(verify_ledger(dsn))
+            report = asyncio.run(_verify(dsn))
             print(format_report(report))
             return 0 if report.ok else 1
     return 0
@@ -205,9 +249,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     problem = listen_problem(address)
     if problem is not None:
         return _cannot_listen(address, problem)
+    if settings.database_url:
+        _check_database(settings.database_url)
     if settings.workers == 1:
         return _serve_here(settings, dev=args.dev)
-    with database_url(settings) as (dsn, embedded):
+    owner = f"moneymovement serve --workers {settings.workers} on {address}"
+    with database_url(settings, owner=owner, exclusive=True) as (dsn, embedded):
         if embedded:  # once, here, before any worker serves; the workers never migrate
             log.info("migrations_applied", applied=asyncio.run(migrate(dsn)))
         return Supervisor(settings, dsn, dev=args.dev and embedded).run()
@@ -217,7 +264,8 @@ def _serve_here(settings: Settings, *, dev: bool, worker: bool = False) -> int:
     # The embedded server starts here, in the main thread: its parent-death signal is
     # tied to the thread that started it. A worker is handed its supervisor's DSN, and
     # worker 0 is asked (--dev) to create the development tenant of the embedded server.
-    with database_url(settings) as (dsn, embedded):
+    owner = f"moneymovement serve on {settings.listen_address}"
+    with database_url(settings, owner=owner, exclusive=not worker) as (dsn, embedded):
         token_file = settings.data_dir / "dev-token" if dev and (embedded or worker) else None
         try:
             asyncio.run(serve(settings, dsn, embedded=embedded, dev_token_file=token_file))
@@ -232,9 +280,113 @@ def _serve_here(settings: Settings, *, dev: bool, worker: bool = False) -> int:
     return 0
 
 
+def _check_database(dsn: str) -> None:
+    """Before serving on DATABASE_URL: a wrong setting (malformed URL, password, database
+    name) stops here, in one line (SetupError); a database that does not answer yet is
+    logged, and the server starts anyway, NOT_SERVING until it answers."""
+    error = asyncio.run(check_database(dsn))
+    if error is None:
+        return
+    problem = database_problem(error, dsn, configured=True)
+    if problem is None:
+        raise error
+    if not problem.transient:
+        raise SetupError(problem.message)
+    log.warning(
+        "database_unavailable_at_start",
+        problem=problem.message,
+        then="serving anyway; health is NOT_SERVING until the database answers",
+    )
+
+
 def _cannot_listen(address: str, problem: str) -> int:
-    print(f"moneymovement: cannot listen on {address}: {problem}", file=sys.stderr)
-    return 1
+    hint = {
+        "address already in use": "another process listens there (`ss -ltnp` names it): "
+        "stop it, or set MM_LISTEN_ADDRESS to another port",
+        "cannot assign requested address": "that address is not one of this machine's: "
+        "set MM_LISTEN_ADDRESS to one of its addresses, or 0.0.0.0:PORT for all of them",
+        "permission denied": "ports below 1024 need privileges: set MM_LISTEN_ADDRESS to a "
+        "port above 1023",
+    }.get(problem, "set MM_LISTEN_ADDRESS to HOST:PORT on this machine, e.g. 127.0.0.1:50051")
+    return _fail(f"cannot listen on {address}: {problem}; {hint}")
+
+
+async def _verify(dsn: str) -> Report:
+    """verify_ledger, showing its progress on stderr (see VerifyProgress)."""
+    progress = VerifyProgress(sys.stderr)
+    ticking = asyncio.create_task(progress.tick_forever())
+    try:
+        return await verify_ledger(dsn, on_progress=progress.step)
+    finally:
+        ticking.cancel()
+        progress.finish()
+
+
+class VerifyProgress:
+    """Which check verify runs, how far along it is, and for how long, on `stream`.
+
+    On a terminal: one line redrawn in place (a carriage return) a few times a second, and
+    erased at the end, so the report alone stays. Elsewhere (a pipe, a log): a plain line
+    when a check begins and every PLAIN_EVERY_S seconds while it lasts, but only once the
+    run has taken QUIET_S: a quick verify prints its report and nothing else.
+    """
+
+    QUIET_S = 2.0
+    PLAIN_EVERY_S = 10.0
+    REFRESH_S = 0.25
+
+    def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._clock = clock
+        self._started = clock()
+        self._done, self._steps, self._what = 0, 1, "connecting"
+        self._printed: tuple[int, float] | None = None  # (step, when) of the last plain line
+        self._drawn = False
+
+    def step(self, done: int, steps: int, what: str) -> None:
+        """verify_ledger's callback: a step begins."""
+        self._done, self._steps, self._what = done, steps, what
+        self.tick()
+
+    def tick(self) -> None:
+        """Redraws the live line, or prints a plain one when one is due."""
+        now = self._clock()
+        elapsed = now - self._started
+        if self._tty:
+            width = shutil.get_terminal_size().columns
+            self._stream.write("\r\x1b[K" + self.render(elapsed)[: max(width - 1, 10)])
+            self._stream.flush()
+            self._drawn = True
+            return
+        if elapsed < self.QUIET_S:
+            return
+        last = self._printed
+        if last is None or last[0] != self._done or now - last[1] >= self.PLAIN_EVERY_S:
+            print(self.render(elapsed), file=self._stream, flush=True)
+            self._printed = (self._done, now)
+
+    def render(self, elapsed: float) -> str:
+        """`verify [####------] 4/13 running balances follow from each entry, 0:42`."""
+        width = 20
+        filled = round(width * self._done / self._steps)
+        bar = "#" * filled + "-" * (width - filled)
+        minutes, seconds = divmod(int(elapsed), 60)
+        return (
+            f"verify [{bar}] {self._done + 1}/{self._steps} {self._what}, {minutes}:{seconds:02d}"
+        )
+
+    async def tick_forever(self) -> None:
+        """Ticks until cancelled: a long check still shows time passing."""
+        while True:
+            await asyncio.sleep(self.REFRESH_S if self._tty else 1.0)
+            self.tick()
+
+    def finish(self) -> None:
+        """Erases the live line, so the report starts on a clean one."""
+        if self._drawn:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
 
 
 def format_report(report: Report) -> str:
