@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -42,6 +43,7 @@ import grpc
 
 from bench import soak_chart
 from bench.database import HOT_ACCOUNT, BenchTenant, prepare
+from bench.progress import Status, bar, clock
 from bench.server import Server, cpu_seconds, running_server, scrape
 from bench.soak_chart import WindowRow
 from bench.stats import percentiles_ms
@@ -493,18 +495,50 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+class _Progress:
+    """The soak's status line: the phase, and for the timed ones (the capacity run, the
+    soak) how far along and how long is left. Off a terminal only the phases are printed
+    (the soak prints its own line every minute)."""
+
+    def __init__(self) -> None:
+        self.started = self.phase_started = time.monotonic()
+        self.phase = "seeding"
+        self.phase_s: float | None = None
+        self.status = Status(self.render, plain_every_s=math.inf)
+
+    def begin(self, phase: str, phase_s: float | None = None) -> None:
+        self.phase, self.phase_s = phase, phase_s
+        self.phase_started = time.monotonic()
+        self.status.show()
+
+    def render(self) -> str:
+        now = time.monotonic()
+        text = f"soak {clock(now - self.started)}: {self.phase}"
+        if self.phase_s:
+            done_s = now - self.phase_started
+            text += (
+                f" {bar(done_s / self.phase_s, 10)} {clock(done_s)}/{clock(self.phase_s)}, "
+                f"~{clock(max(0.0, self.phase_s - done_s))} left"
+            )
+        return text
+
+
 def _run(args: argparse.Namespace, run: dict[str, Any]) -> list[WindowRow]:
     """Database, server, clients; fills `run` with what the report needs."""
     totals = _Totals()
     overrides = dict(item.split("=", 1) for item in args.server_env)
-    with _database() as dsn:
+    progress = _Progress()
+    with _database() as dsn, progress.status:
+        progress.begin(f"seeding {ACCOUNTS:,} accounts")
         tenant: BenchTenant = asyncio.run(prepare(dsn, ACCOUNTS))
         log = args.results / "tmp" / "soak-server.log"
+        progress.begin("starting the server and the client processes")
         with running_server(dsn, overrides, log) as server:
             asyncio.run(wait_until_serving(server.target))
             with _Clients(server.target, tenant.token) as clients:
                 if args.rate is None:
                     print(f"capacity: the mix, {args.clients} clients, closed loop", flush=True)
+                    progress.begin("capacity", args.warmup + args.capacity_s)
                     run["capacity"] = _measure_capacity(
                         clients, args.clients, args.warmup, args.capacity_s, totals
                     )
@@ -512,9 +546,13 @@ def _run(args: argparse.Namespace, run: dict[str, Any]) -> list[WindowRow]:
                 else:
                     run["capacity"], run["rate_per_s"] = None, args.rate
                 print(f"soak: {run['rate_per_s']:.0f} operations/s, open loop", flush=True)
+                progress.begin(f"soak at {run['rate_per_s']:.0f} operations/s", args.duration)
                 rows = _soak(server, clients, run["rate_per_s"], args.duration, args.window, totals)
+                progress.begin("stopping the client processes")
             print("checking the acknowledged transfers, then verify", flush=True)
+            progress.begin("checking the acknowledged transfers")
             stored = asyncio.run(_stored_transfers(server.target, tenant.token))
+        progress.begin("verify")
         run["verify"] = asyncio.run(_verify(dsn))
     run["acknowledged"] = _check_acknowledged(totals.acked, stored)
     run["requests"] = {
