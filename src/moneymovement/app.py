@@ -275,9 +275,9 @@ def database_problem(error: BaseException, dsn: str, *, configured: bool) -> Dat
                 "postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
                 transient=False,
             )
-        if isinstance(cause, asyncpg.UndefinedTableError) and "service_role" in str(cause):
+        if isinstance(cause, asyncpg.UndefinedTableError):  # service_role, entries, ...
             return DatabaseProblem(
-                f"the database at {where} has no moneymovement schema yet: run "
+                f"the database at {where} has no moneymovement schema yet ({cause}): run "
                 "`moneymovement migrate` with the same DATABASE_URL",
                 transient=True,
             )

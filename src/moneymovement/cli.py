@@ -222,6 +222,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "tokens":
             return asyncio.run(_tokens(dsn, args, embedded=embedded))
         elif args.command == "verify":
+            if embedded:  # ours to migrate, as for tenants and tokens: an empty one is clean
+                asyncio.run(migrate(dsn))
             report = asyncio.run(_verify(dsn))
             print(format_report(report))
             return 0 if report.ok else 1
@@ -355,7 +357,7 @@ class VerifyProgress:
         elapsed = now - self._started
         if self._tty:
             width = shutil.get_terminal_size().columns
-            self._stream.write("\r\x1b[K" + self.render(elapsed)[: max(width - 1, 10)])
+            self._stream.write("\r\x1b[K" + self.render(elapsed, max_width=width - 1))
             self._stream.flush()
             self._drawn = True
             return
@@ -366,15 +368,20 @@ class VerifyProgress:
             print(self.render(elapsed), file=self._stream, flush=True)
             self._printed = (self._done, now)
 
-    def render(self, elapsed: float) -> str:
-        """`verify [####------] 4/13 running balances follow from each entry, 0:42`."""
-        width = 20
-        filled = round(width * self._done / self._steps)
-        bar = "#" * filled + "-" * (width - filled)
+    def render(self, elapsed: float, *, max_width: int | None = None) -> str:
+        """`verify [####------] 4/13 running balances follow from each entry, 0:42`; in
+        `max_width` characters, the check's words shortened first."""
+        bar_width = 20
+        filled = round(bar_width * self._done / self._steps)
+        bar = "#" * filled + "-" * (bar_width - filled)
         minutes, seconds = divmod(int(elapsed), 60)
-        return (
-            f"verify [{bar}] {self._done + 1}/{self._steps} {self._what}, {minutes}:{seconds:02d}"
-        )
+        head = f"verify [{bar}] {self._done + 1}/{self._steps} "
+        tail = f", {minutes}:{seconds:02d}"
+        what = self._what
+        if max_width is not None and len(head) + len(what) + len(tail) > max_width:
+            room = max(max_width - len(head) - len(tail) - 1, 0)
+            what = what[:room].rstrip() + "…"
+        return head + what + tail
 
     async def tick_forever(self) -> None:
         """Ticks until cancelled: a long check still shows time passing."""

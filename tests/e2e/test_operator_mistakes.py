@@ -228,8 +228,11 @@ async def test_an_unknown_database_and_one_not_migrated(password_server: str) ->
     assert "fix the database name at the end of DATABASE_URL" in line
 
     # Not migrated: the commands say what to run (serve waits for it, NOT_SERVING).
-    run = await asyncio.to_thread(_run, "tokens", "list", env=_env(DATABASE_URL=password_server))
-    assert "no moneymovement schema yet: run `moneymovement migrate`" in run.one_line()
+    for command in (("tokens", "list"), ("verify",)):
+        run = await asyncio.to_thread(_run, *command, env=_env(DATABASE_URL=password_server))
+        line = run.one_line()
+        assert "has no moneymovement schema yet" in line
+        assert "run `moneymovement migrate` with the same DATABASE_URL" in line
 
 
 # --- where to listen -----------------------------------------------------------------------
@@ -581,6 +584,10 @@ def test_verify_progress_on_a_terminal_and_in_a_log(monkeypatch: pytest.MonkeyPa
     assert "verify [#####---------------] 4/13 running balances follow from each entry, 1:15" in (
         drawn
     )
+    narrow = VerifyProgress(io.StringIO(), clock=lambda: 0.0)
+    narrow.step(3, 13, "running balances follow from each entry")
+    shortened = narrow.render(75.0, max_width=50)
+    assert shortened == "verify [#####---------------] 4/13 running…, 1:15"
 
     log = io.StringIO()
     now[0] = 0.0
