@@ -14,6 +14,7 @@ Open-loop points are in the report's table only.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -123,9 +124,20 @@ def _concurrency_axis(axis: Axes, concurrencies: Sequence[int], label: bool) -> 
         axis.set_xlabel("clients (each keeps one call in flight)")
 
 
+def _nice(value: float, up: bool) -> float:
+    """The nearest 1, 2 or 5 times a power of ten below (or above) `value` > 0."""
+    decade = 10.0 ** math.floor(math.log10(value))
+    steps = [decade * m for m in (1, 2, 5, 10)]
+    return min(s for s in steps if s >= value) if up else max(s for s in steps if s <= value)
+
+
 def _log_values(axis: Axes) -> None:
-    """A log y axis labelled at 1, 2, 5 of each decade in plain numbers."""
+    """A log y axis labelled at 1, 2, 5 of each decade in plain numbers, its ends on
+    such a label (after plotting: it snaps the autoscaled limits)."""
     axis.set_yscale("log")
+    low, high = axis.get_ylim()
+    if 0 < low < high:
+        axis.set_ylim(_nice(low, up=False), _nice(high, up=True))
     axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     axis.yaxis.set_minor_locator(NullLocator())
