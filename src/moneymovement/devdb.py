@@ -226,8 +226,10 @@ class EmbeddedPostgres:
                 or own the data directory or reach the binaries, or initdb or postgres failed
                 (the message holds the log's tail).
         """
-        if self._process is not None and self._process.poll() is None:
-            return self.dsn
+        if self._process is not None:
+            if self._process.poll() is None:
+                return self.dsn
+            self.stop()  # it died on its own: reaped, and our lock released to take again
         if threading.current_thread() is not threading.main_thread():
             raise EmbeddedPostgresError(
                 "start() must be called from the main thread: the server receives its "
