@@ -26,7 +26,7 @@ export UV_PYTHON_DOWNLOADS := never
 SYNC := $(UV) sync --locked --inexact --extra embedded
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt proto lock chaos fuzz bench bench-full soak profile release-contract clean
+.PHONY: help run test lint fmt proto tools dist lock chaos fuzz bench bench-full soak profile release-contract clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -100,6 +100,13 @@ fmt: $(DEV_SET) ## Format Python and protos in place
 	$(BIN)/ruff format .
 	$(BIN)/buf format -w
 
+tools: $(DEV_SET) $(GENERATED) ## Install the development tools (grpcurl, buf, pytest, linters); test and lint do it too
+	@echo "The development tools are in $(BIN)/"
+
+dist: $(UV) ## Build the wheels and sdists of moneymovement and moneymovement-client into dist/
+	rm -rf dist
+	$(UV) build --all-packages --out-dir dist
+
 lock: $(UV) ## Refresh uv.lock after editing dependencies in pyproject.toml (UPGRADE=1: newest in range)
 	$(UV) lock $(if $(UPGRADE),--upgrade)
 	@echo '# uv itself, installed into .venv by pip (make lock writes this file from UV_VERSION).' > $(VENV)/uv.txt
@@ -108,6 +115,7 @@ lock: $(UV) ## Refresh uv.lock after editing dependencies in pyproject.toml (UPG
 	cmp -s $(VENV)/uv.txt requirements/uv.txt || mv $(VENV)/uv.txt requirements/uv.txt; rm -f $(VENV)/uv.txt
 
 clean: ## Remove the environment, generated code and local data (the embedded database too)
-	rm -rf $(VENV) .data .buf-cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .buf-cache .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf src/*.egg-info clients/python/*.egg-info
 	rm -f src/moneymovement/v1/*_pb2*.py src/moneymovement/v1/*_pb2*.pyi $(GENERATED)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
