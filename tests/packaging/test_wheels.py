@@ -201,6 +201,8 @@ async def test_the_server_wheel_installs_in_a_clean_venv_and_serves(
                  "print(moneymovement.__file__); print(c.__file__)", cwd=work_dir)  # fmt: skip
     assert all(line.startswith(f"{venv}/lib/") for line in where.split()), where
     _run(venv / "bin" / "moneymovement", "serve", "--help", cwd=work_dir)
+    version = _run(venv / "bin" / "moneymovement", "--version", cwd=work_dir).strip()
+    assert version == f"moneymovement {built.server.name.split('-')[1]}"
 
     data, log, port = work_dir / "server-data", work_dir / "serve.log", _free_port()
     env = _env(
@@ -247,7 +249,10 @@ async def main():
 asyncio.run(main())
 """
 
-NOT_IN_THE_CLIENT = ["moneymovement.app", "moneymovement.domain", "asyncpg", "structlog"]
+NOT_IN_THE_CLIENT = [
+    "moneymovement.app", "moneymovement.domain", "asyncpg", "structlog", "opentelemetry",
+    "grpc_status", "grpc_health",
+]  # fmt: skip
 
 
 async def test_the_client_wheel_alone_calls_a_server(
