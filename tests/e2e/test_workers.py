@@ -34,7 +34,10 @@ from tests.e2e.conftest import TEST_ENV
 
 pytestmark = pytest.mark.timeout(90)
 
-_CREATED = 'moneymovement_rpc_requests_total{code="OK",method="CreateAccount"}'
+_CREATED = (
+    'rpc_status_code="OK"',
+    'rpc_method="moneymovement.v1.AccountService/CreateAccount"',
+)
 
 
 @dataclass
@@ -193,8 +196,8 @@ def _created(metrics_port: int) -> float:
     total = 0.0
     for line in text.splitlines():
         name, _, value = line.rpartition(" ")
-        if name.startswith("moneymovement_rpc_requests_total{") and all(
-            label in name for label in ('code="OK"', 'method="CreateAccount"')
+        if name.startswith("rpc_server_call_duration_seconds_count{") and all(
+            label in name for label in _CREATED
         ):
             total += float(value)
     return total
