@@ -105,7 +105,7 @@ async def test_one_trace_from_the_client_through_the_attempt_to_the_database(api
     assert str(server.attributes["moneymovement.tenant_id"]).startswith("ten_")
     [attempt] = [s for s in _children(spans, server) if s.name == "transaction"]
     assert attempt.attributes is not None
-    assert attempt.attributes["db.transaction.attempt"] == 1
+    assert attempt.attributes["moneymovement.transaction.attempt"] == 1
     queries = _children(spans, attempt)
     # The outcomes lookup, BEGIN with the tenant, the locks, the write, COMMIT: each a
     # client span named after its statement in sql/*.sql.
@@ -147,9 +147,11 @@ async def test_a_forced_serialization_retry_shows_two_attempt_spans(
         for s in _children(spans, _server_span(spans, "CreateTransfer"))
         if s.name == "transaction"
     ]
-    assert [a.attributes["db.transaction.attempt"] for a in attempts if a.attributes] == [1, 2]
+    assert [
+        a.attributes["moneymovement.transaction.attempt"] for a in attempts if a.attributes
+    ] == [1, 2]
     assert attempts[1].attributes is not None
-    assert attempts[1].attributes["db.transaction.retry_reason"] == "serialization"
+    assert attempts[1].attributes["moneymovement.transaction.retry_reason"] == "serialization"
     # The retried attempt recorded the request once: reusing its id for another amount fails.
     reused = await failure(api.a.pay("retry-pay", customer, merchant, 11))
     assert (reused.code, reused.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")

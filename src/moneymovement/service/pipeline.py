@@ -254,11 +254,11 @@ class WritePipeline:
             if not items:
                 return
             attributes: dict[str, str | int] = {
-                "db.transaction.attempt": attempt,
+                "moneymovement.transaction.attempt": attempt,
                 "moneymovement.batch_size": len(items),
             }
             if retry_reason:
-                attributes["db.transaction.retry_reason"] = retry_reason
+                attributes["moneymovement.transaction.retry_reason"] = retry_reason
             try:
                 with transaction_span(attributes, items):
                     async with asyncio.timeout_at(_latest_deadline(items)):
