@@ -154,6 +154,7 @@ async def run_chaos(config: ChaosConfig, work_dir: Path | None = None) -> ChaosR
     }
     progress = ChaosProgress(config.duration_s, planned, work)
     with progress.status:
+        progress.begin(progress.phase)  # the first phase at once, on a terminal or not
         return await _session(config, work, progress)
 
 
