@@ -10,6 +10,7 @@ from moneymovement.config import Settings
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.event_stream import EventStream
+from moneymovement.service.funds import FundsService
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.retention import Retention
 from moneymovement.service.sweeper import HoldSweeper
@@ -23,6 +24,7 @@ from moneymovement.transport.servicers import (
     AccountServicer,
     BalanceServicer,
     EventServicer,
+    FundsServicer,
     MoneyMovementServicer,
 )
 
@@ -44,6 +46,7 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
         writers=settings.write_writers,
     )
     transfers = TransferService(pipeline, reads)
+    funds = FundsService(pipeline, reads)
     interceptor = RequestInterceptor(
         directory,
         max_deadline_s=settings.max_deadline_s,
@@ -63,10 +66,11 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
             BalanceServicer(BalanceService(reads)),
             MoneyMovementServicer(transfers),
             EventServicer(events),
+            FundsServicer(funds),
         ),
         directory=directory,
         pipeline=pipeline,
-        sweeper=HoldSweeper(database, transfers, settings.hold_sweep_interval_s),
+        sweeper=HoldSweeper(database, transfers, settings.hold_sweep_interval_s, funds),
         retention=Retention(
             database,
             event_retention_s=settings.event_retention_s,

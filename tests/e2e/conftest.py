@@ -22,6 +22,7 @@ from moneymovement.v1 import (
     account_service_pb2_grpc,
     balance_service_pb2_grpc,
     event_service_pb2_grpc,
+    funds_service_pb2_grpc,
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
 )
@@ -36,13 +37,14 @@ TEST_ENV = {
 
 
 class Client:
-    """The four stubs, sending one tenant's token with every call."""
+    """The five stubs, sending one tenant's token with every call."""
 
     def __init__(self, channel: grpc.aio.Channel, token: str | None) -> None:
         self.accounts = account_service_pb2_grpc.AccountServiceStub(channel)
         self.balances = balance_service_pb2_grpc.BalanceServiceStub(channel)
         self.movements = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
+        self.funds = funds_service_pb2_grpc.FundsServiceStub(channel)
         self.md: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )

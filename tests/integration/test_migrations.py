@@ -19,18 +19,35 @@ EXPECTED_TABLES = {
         "overdraft_mode", "overdraft_limit_minor", "holder_id", "metadata", "state",
         "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
         "pending_credits_minor", "version", "created_at", "updated_at",
+        # Funds accessibility (migration 0007).
+        "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
+        "freeze_reason",
     ],
     "transfers": [
         "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id",
         "debit_account_id", "credit_account_id", "currency_code", "amount_minor", "state",
         "posted_amount_minor", "reversed_amount_minor", "reversal_of_id", "description",
         "metadata", "expires_at", "finalized_at", "finalized_request_id", "trace_id",
-        "created_at", "updated_at",
+        "created_at", "updated_at", "available_at", "availability_delay",
     ],
     "entries": [
         "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
         "amount_minor", "posted_debits_minor", "posted_credits_minor",
         "pending_debits_minor", "pending_credits_minor", "created_at",
+        "pending_availability_minor", "reserved_minor",
+    ],
+    "scheduled_funds": [
+        "tenant_id", "funds_id", "account_id", "transfer_id", "kind", "amount_minor",
+        "available_at", "remainder_of_id", "created_at", "ended_at", "end_kind",
+        "ended_amount_minor", "end_request_id", "remainder_id",
+    ],
+    "balance_monitors": [
+        "tenant_id", "monitor_id", "account_id", "field", "operator", "threshold_minor",
+        "description", "triggered", "deleted", "created_at", "updated_at",
+    ],
+    "account_policy_changes": [
+        "tenant_id", "account_id", "version", "before", "after", "request_id", "trace_id",
+        "changed_at",
     ],
     "request_outcomes": ["tenant_id", "request_id", "fingerprint", "outcome", "created_at"],
     # The outbox (migration 0006) and how far each tenant's events were pruned.
@@ -49,6 +66,9 @@ EXPECTED_PRIMARY_KEYS = {
     "entries": ["tenant_id", "account_id", "account_version"],
     "request_outcomes": ["tenant_id", "request_id"],
     "events": ["tenant_id", "position"],
+    "scheduled_funds": ["tenant_id", "funds_id"],
+    "balance_monitors": ["tenant_id", "monitor_id"],
+    "account_policy_changes": ["tenant_id", "account_id", "version"],
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from moneymovement.domain.accounts import Account, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.commands import FreezeAccount
 from moneymovement.domain.errors import DomainError, Reason, Rejected
 from moneymovement.domain.transfers import TransferSpec, TransferState
 from tests.integration.conftest import Ledger, ledger_for
@@ -69,7 +70,7 @@ async def test_rejections_change_nothing(ledger: Ledger, dsn: str) -> None:
 async def test_frozen_and_closed_accounts_refuse_transfers(ledger: Ledger) -> None:
     customer, _ = await funded(ledger, 100)
     frozen = await ledger.open()
-    await ledger.accounts.freeze(ledger.caller, "f1", frozen.id, None)
+    await ledger.accounts.freeze(ledger.caller, "f1", FreezeAccount(frozen.id))
     closed = await ledger.open()
     await ledger.accounts.close(ledger.caller, "c1", closed.id, None)
     for target, reason in ((frozen, Reason.ACCOUNT_FROZEN), (closed, Reason.ACCOUNT_CLOSED)):

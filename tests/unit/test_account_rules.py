@@ -60,7 +60,13 @@ def test_policy_allows_exactly_the_floor_and_refuses_one_below(
     with pytest.raises(Rejected) as caught:
         accounts.require_within_policy(account, before, credit_balance(floor - 1))
     assert reason_of(caught) is Reason.INSUFFICIENT_FUNDS
-    assert caught.value.metadata == {"account_id": account.id, "available_minor": "100"}
+    assert caught.value.metadata == {
+        "account_id": account.id,
+        "available_minor": "100",
+        "pending_availability_minor": "0",
+        "reserved_minor": "0",
+        "minimum_reserve_minor": "0",
+    }
 
 
 def test_unlimited_overdraft_has_no_floor() -> None:
@@ -104,7 +110,8 @@ def test_policy_of_a_debit_normal_account_uses_its_own_sign() -> None:
 
 
 def test_active_account_is_open_for_transfers() -> None:
-    accounts.require_open_for_transfers(make_account())
+    accounts.require_open_for_debits(make_account())
+    accounts.require_open_for_credits(make_account())
 
 
 @pytest.mark.parametrize(
@@ -114,10 +121,14 @@ def test_active_account_is_open_for_transfers() -> None:
 def test_not_open_for_transfers(state: AccountState, reason: Reason) -> None:
     account = make_account(state=state)
 
-    with pytest.raises(Rejected) as caught:
-        accounts.require_open_for_transfers(account)
-    assert reason_of(caught) is reason
-    assert caught.value.metadata == {"account_id": account.id}
+    expected = {"account_id": account.id}
+    if state is AccountState.FROZEN:
+        expected |= {"scope": "ALL", "freeze_reason": ""}
+    for check in (accounts.require_open_for_debits, accounts.require_open_for_credits):
+        with pytest.raises(Rejected) as caught:
+            check(account)
+        assert reason_of(caught) is reason
+        assert caught.value.metadata == expected
 
 
 def test_freeze_then_unfreeze_raise_the_version_each_time() -> None:

@@ -15,6 +15,7 @@ from moneymovement.domain.errors import (
     Reason,
     Rejected,
 )
+from moneymovement.domain.funds import NO_POLICY, FundsPolicy, validate_policy
 
 
 class AccountState(enum.Enum):
@@ -23,6 +24,13 @@ class AccountState(enum.Enum):
     ACTIVE = "ACTIVE"
     FROZEN = "FROZEN"
     CLOSED = "CLOSED"
+
+
+class FreezeScope(enum.Enum):
+    """What a freeze stops: every transfer, or only those taking money out."""
+
+    ALL = "ALL"
+    DEBITS = "DEBITS"
 
 
 class OverdraftMode(enum.Enum):
@@ -51,43 +59,99 @@ class Account:
     holder_id: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     balances: Balances = field(default_factory=Balances)
+    funds_policy: FundsPolicy = NO_POLICY
+    freeze_scope: FreezeScope | None = None  # set exactly when FROZEN
+    freeze_reason: str = ""
 
     def floor_minor(self) -> int | None:
-        """The lowest available balance the policy allows; None when unbounded."""
+        """The lowest available balance the overdraft policy allows; None when unbounded."""
         if self.overdraft_mode is OverdraftMode.UNLIMITED:
             return None
         if self.overdraft_mode is OverdraftMode.LIMITED:
             return -self.overdraft_limit_minor
         return 0
 
+    def spending_floor_minor(self) -> int | None:
+        """The lowest available balance a debit may leave: the overdraft floor raised by
+        the minimum reserve; None when unbounded."""
+        floor = self.floor_minor()
+        if floor is None:
+            return None
+        return floor + self.funds_policy.reserve.minimum_minor
 
-def require_open_for_transfers(account: Account) -> None:
-    """Refuses transfers touching a frozen or closed account."""
+
+def _refuse_closed_or_frozen(account: Account) -> None:
     if account.state is AccountState.CLOSED:
         raise Rejected(
             Reason.ACCOUNT_CLOSED, f"account {account.id} is closed", {"account_id": account.id}
         )
-    if account.state is AccountState.FROZEN:
-        raise Rejected(
-            Reason.ACCOUNT_FROZEN, f"account {account.id} is frozen", {"account_id": account.id}
-        )
+    scope = account.freeze_scope or FreezeScope.ALL
+    raise Rejected(
+        Reason.ACCOUNT_FROZEN,
+        f"account {account.id} is frozen"
+        + (" for debits" if scope is FreezeScope.DEBITS else "")
+        + (f": {account.freeze_reason}" if account.freeze_reason else ""),
+        {"account_id": account.id, "scope": scope.value, "freeze_reason": account.freeze_reason},
+    )
+
+
+def require_open_for_debits(account: Account) -> None:
+    """Refuses money out of a closed or frozen account (either freeze scope)."""
+    if account.state is not AccountState.ACTIVE:
+        _refuse_closed_or_frozen(account)
+
+
+def require_open_for_credits(account: Account) -> None:
+    """Refuses money into a closed account or one frozen for everything; a debit-only
+    freeze lets credits in."""
+    if account.state is AccountState.CLOSED or (
+        account.state is AccountState.FROZEN and account.freeze_scope is not FreezeScope.DEBITS
+    ):
+        _refuse_closed_or_frozen(account)
 
 
 def require_within_policy(account: Account, before: Balances, after: Balances) -> None:
-    """Refuses a change that leaves the available balance below the overdraft floor.
+    """Refuses a change that lowers the available balance below the spending floor (the
+    overdraft floor plus the minimum reserve), and one that raises the posted balance
+    above the policy's maximum balance.
 
-    The same rule as the accounts_within_overdraft_policy constraint, so the database never
-    has to refuse what the domain accepted. (No account is ever below its floor: a
-    tighter policy than the balance allows is refused with OVERDRAFT_LIMIT_IN_USE.)
+    The overdraft part is the accounts_within_overdraft_policy constraint, so the
+    database never has to refuse what the domain accepted: any change that leaves the
+    available balance below the overdraft floor is refused. The minimum reserve refuses
+    only changes that lower the available balance: an account below it (the minimum was
+    raised, or never reached) can always receive money.
     """
-    floor = account.floor_minor()
     normal = account.normal_balance
-    if floor is None or after.available(normal) >= floor:
+    maximum = account.funds_policy.max_balance_minor
+    if maximum and after.posted(normal) > max(maximum, before.posted(normal)):
+        raise Rejected(
+            Reason.BALANCE_LIMIT_EXCEEDED,
+            f"account {account.id} may hold at most {maximum}",
+            {
+                "account_id": account.id,
+                "max_balance_minor": str(maximum),
+                "posted_minor": str(before.posted(normal)),
+            },
+        )
+    available = after.available(normal)
+    overdraft_floor = account.floor_minor()
+    spending_floor = account.spending_floor_minor()
+    if overdraft_floor is None or spending_floor is None:
         return
+    if available >= spending_floor:
+        return
+    if available >= overdraft_floor and available >= before.available(normal):
+        return  # below the minimum reserve, but not lowered: money may still come in
     raise Rejected(
         Reason.INSUFFICIENT_FUNDS,
         f"account {account.id} has insufficient funds",
-        {"account_id": account.id, "available_minor": str(before.available(normal))},
+        {
+            "account_id": account.id,
+            "available_minor": str(before.available(normal)),
+            "pending_availability_minor": str(before.pending_availability_minor),
+            "reserved_minor": str(before.reserved_minor),
+            "minimum_reserve_minor": str(account.funds_policy.reserve.minimum_minor),
+        },
     )
 
 
@@ -101,13 +165,19 @@ def require_version(account: Account, expected_version: int | None) -> None:
         )
 
 
-def freeze(account: Account) -> Account:
-    """FROZEN; freezing a frozen account is a no-op (same version)."""
+def freeze(account: Account, scope: FreezeScope = FreezeScope.ALL, reason: str = "") -> Account:
+    """FROZEN for `scope`, with a reason; freezing again with the same scope and reason
+    is a no-op (same version), with another changes them."""
     if account.state is AccountState.CLOSED:
         raise Rejected(Reason.ACCOUNT_CLOSED, f"account {account.id} is closed")
-    if account.state is AccountState.FROZEN:
+    if (
+        account.state is AccountState.FROZEN
+        and (account.freeze_scope or FreezeScope.ALL) is scope
+        and account.freeze_reason == reason
+    ):
         return account
-    return replace(account, state=AccountState.FROZEN, version=account.version + 1)
+    frozen = replace(account, state=AccountState.FROZEN, freeze_scope=scope, freeze_reason=reason)
+    return replace(frozen, version=account.version + 1)
 
 
 def unfreeze(account: Account) -> Account:
@@ -116,7 +186,13 @@ def unfreeze(account: Account) -> Account:
         raise Rejected(Reason.ACCOUNT_CLOSED, f"account {account.id} is closed")
     if account.state is AccountState.ACTIVE:
         return account
-    return replace(account, state=AccountState.ACTIVE, version=account.version + 1)
+    return replace(
+        account,
+        state=AccountState.ACTIVE,
+        freeze_scope=None,
+        freeze_reason="",
+        version=account.version + 1,
+    )
 
 
 def close(account: Account) -> Account:
@@ -140,6 +216,7 @@ class AccountChanges:
     metadata_patch: Mapping[str, str] = field(default_factory=dict)
     overdraft_mode: OverdraftMode | None = None
     overdraft_limit_minor: int | None = None
+    funds_policy: FundsPolicy | None = None  # replaces the whole policy
 
 
 def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Account:
@@ -147,8 +224,8 @@ def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Ac
     the version.
 
     Raises:
-        InvalidInput: the merged metadata holds too many keys, or a limit is given for a
-            mode other than LIMITED.
+        InvalidInput: the merged metadata holds too many keys, a limit is given for a
+            mode other than LIMITED, or a funds policy for a debit-normal account.
         Rejected: ACCOUNT_CLOSED; OVERDRAFT_LIMIT_IN_USE when the account's available
             balance is already below the new floor.
     """
@@ -185,6 +262,9 @@ def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Ac
         overdraft_mode=mode,
         overdraft_limit_minor=limit,
     )
+    if changes.funds_policy is not None:
+        validate_policy(changes.funds_policy, account.normal_balance)
+        updated = replace(updated, funds_policy=changes.funds_policy)
     floor = updated.floor_minor()
     available = account.balances.available(account.normal_balance)
     if floor is not None and available < floor:

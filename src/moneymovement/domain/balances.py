@@ -1,8 +1,11 @@
-"""An account's four stored balance totals and the amounts derived from them.
+"""An account's stored balance totals and the amounts derived from them.
 
-Stored: posted and pending debits and credits, each a non-negative sum of entries.
-Derived, signed by the normal balance: posted, pending inbound, pending outbound and
-available (posted minus pending outbound), which the overdraft policy bounds from below.
+Stored: posted and pending debits and credits, each a non-negative sum of entries, and
+the two parts of the posted balance that are not available yet: pending availability
+and the rolling reserve (each the sum of the account's unended scheduled funds of that
+kind, domain/funds.py). Derived, signed by the normal balance: posted, pending inbound,
+pending outbound and available (posted minus pending outbound minus the two parts),
+which the overdraft policy bounds from below.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from moneymovement.domain.errors import Reason, Rejected
 from moneymovement.domain.money import fits_int64
@@ -38,6 +42,24 @@ class EntryKind(enum.Enum):
 
 
 @dataclass(frozen=True)
+class HeldBack:
+    """Amounts added to (or, negative, taken from) an account's pending availability
+    and rolling reserve together with an entry."""
+
+    availability_minor: int = 0
+    reserve_minor: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.availability_minor or self.reserve_minor)
+
+    def __neg__(self) -> HeldBack:
+        return HeldBack(-self.availability_minor, -self.reserve_minor)
+
+
+NOTHING_HELD = HeldBack()
+
+
+@dataclass(frozen=True)
 class Balances:
     """The stored totals of one account, in minor units."""
 
@@ -45,6 +67,8 @@ class Balances:
     posted_credits_minor: int = 0
     pending_debits_minor: int = 0
     pending_credits_minor: int = 0
+    pending_availability_minor: int = 0
+    reserved_minor: int = 0
 
     def posted(self, normal: NormalBalance) -> int:
         """The posted balance, positive when it is on the normal side."""
@@ -65,8 +89,14 @@ class Balances:
         return self.pending_credits_minor
 
     def available(self, normal: NormalBalance) -> int:
-        """What can still be spent: posted minus pending outbound."""
-        return self.posted(normal) - self.pending_outbound(normal)
+        """What can still be spent: posted minus pending outbound, minus what is posted
+        but not available yet (pending availability and the rolling reserve)."""
+        return (
+            self.posted(normal)
+            - self.pending_outbound(normal)
+            - self.pending_availability_minor
+            - self.reserved_minor
+        )
 
     def is_zero(self) -> bool:
         """Nothing posted on balance and nothing pending (the condition for closing)."""
@@ -74,7 +104,26 @@ class Balances:
             self.posted_debits_minor == self.posted_credits_minor
             and self.pending_debits_minor == 0
             and self.pending_credits_minor == 0
+            and self.pending_availability_minor == 0
+            and self.reserved_minor == 0
         )
+
+    def held_back(self, parts: HeldBack) -> Balances:
+        """The totals with `parts` added to what is not available yet (negative parts:
+        taken out of it).
+
+        Raises:
+            Rejected: BALANCE_OVERFLOW when a total would leave the int64 range.
+        """
+        if not parts:
+            return self
+        availability = self.pending_availability_minor + parts.availability_minor
+        reserved = self.reserved_minor + parts.reserve_minor
+        if availability < 0 or reserved < 0:
+            raise ValueError("more funds taken out of a schedule than it holds")
+        if not (fits_int64(availability) and fits_int64(reserved)):
+            raise Rejected(Reason.BALANCE_OVERFLOW, "a held-back total would exceed int64")
+        return replace(self, pending_availability_minor=availability, reserved_minor=reserved)
 
     def after(self, direction: Direction, kind: EntryKind, amount_minor: int) -> Balances:
         """The totals after one entry.
@@ -110,3 +159,6 @@ class BalanceSnapshot:
     balances: Balances
     version: int
     as_of: datetime
+    minimum_reserve_minor: int = 0
+    # What becomes available when: (time, kind, amount) parts, soonest first.
+    schedule: tuple[Any, ...] = ()

@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
-from moneymovement.domain.accounts import Account, AccountChanges, OverdraftMode
+from moneymovement.domain.accounts import Account, AccountChanges, FreezeScope, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.funds import NO_POLICY, FundsPolicy, ScheduledFunds
+from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import Transfer, TransferSpec
 
@@ -44,6 +46,18 @@ class Command(Generic[R]):
         """External account ids the command claims (checked for uniqueness)."""
         return ()
 
+    def funds_account_ids(self) -> tuple[str, ...]:
+        """Accounts whose every unended scheduled part the command needs (releases)."""
+        return ()
+
+    def named_funds_ids(self) -> tuple[str, ...]:
+        """Scheduled parts the command names by id (read whether ended or not)."""
+        return ()
+
+    def monitor_ids(self) -> tuple[str, ...]:
+        """Existing balance monitors the command changes by id."""
+        return ()
+
     def fingerprint_payload(self) -> object:
         """What the request fingerprint covers (stable across releases: a changed
         payload would make retries across a deploy look like reused request ids)."""
@@ -68,6 +82,7 @@ class CreateAccount(Command[Account]):
     name: str = ""
     holder_id: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    funds_policy: FundsPolicy = NO_POLICY
 
     def external_ids(self) -> tuple[str, ...]:
         return () if self.external_id is None else (self.external_id,)
@@ -99,9 +114,19 @@ class UpdateAccount(_AccountChange):
 
 @dataclass(frozen=True)
 class FreezeAccount(_AccountChange):
-    """Refuse transfers touching the account."""
+    """Refuse transfers touching the account (scope ALL) or debiting it (DEBITS)."""
 
     method: ClassVar[str] = "FreezeAccount"
+
+    scope: FreezeScope = FreezeScope.ALL
+    reason: str = ""
+
+    def fingerprint_payload(self) -> object:
+        # The scope and reason join the payload only when set, so a plain freeze keeps the
+        # digest it had before they existed (a retry across a deploy still replays).
+        if self.scope is FreezeScope.ALL and not self.reason:
+            return (self.account_id, self.expected_version)
+        return (self.account_id, self.expected_version, self.scope, self.reason)
 
 
 @dataclass(frozen=True)
@@ -208,3 +233,83 @@ class ExpireHold(Command["Transfer | None"]):
 
     def transfer_ids(self) -> tuple[str, ...]:
         return (self.transfer_id,)
+
+
+@dataclass(frozen=True)
+class FundsRelease:
+    """What ReleaseFunds did: the parts ended early (each with its remainder, if any,
+    beside it), the amount made available, the fee transfer, and the account after."""
+
+    released: tuple[ScheduledFunds, ...]
+    released_minor: int
+    fee_transfer: Transfer | None
+    account: Account
+
+
+@dataclass(frozen=True)
+class ReleaseFunds(Command[FundsRelease]):
+    """Make pending funds available now: these parts, or an amount oldest first; with an
+    optional fee moved to another account in the same transaction."""
+
+    method: ClassVar[str] = "ReleaseFunds"
+
+    account_id: str
+    funds_ids: tuple[str, ...] = ()
+    amount_minor: int = 0
+    fee_minor: int = 0
+    fee_account_id: str = ""
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def account_ids(self) -> tuple[str, ...]:
+        return (self.account_id, self.fee_account_id) if self.fee_account_id else (self.account_id,)
+
+    def funds_account_ids(self) -> tuple[str, ...]:
+        return (self.account_id,)
+
+    def named_funds_ids(self) -> tuple[str, ...]:
+        return self.funds_ids
+
+
+@dataclass(frozen=True)
+class ReleaseDueFunds(Command["tuple[ScheduledFunds, ...]"]):
+    """The sweeper's: release every part of the account whose time has come."""
+
+    method: ClassVar[str] = "ReleaseDueFunds"
+    recorded: ClassVar[bool] = False
+
+    account_id: str
+
+    def account_ids(self) -> tuple[str, ...]:
+        return (self.account_id,)
+
+    def funds_account_ids(self) -> tuple[str, ...]:
+        return (self.account_id,)
+
+
+@dataclass(frozen=True)
+class CreateBalanceMonitor(Command[BalanceMonitor]):
+    """Watch one of an account's balances against a threshold."""
+
+    method: ClassVar[str] = "CreateBalanceMonitor"
+
+    account_id: str
+    field: MonitorField
+    operator: MonitorOperator
+    threshold_minor: int
+    description: str = ""
+
+    def account_ids(self) -> tuple[str, ...]:
+        return (self.account_id,)
+
+
+@dataclass(frozen=True)
+class DeleteBalanceMonitor(Command[BalanceMonitor]):
+    """Stop a monitor; deleting a deleted one answers it as it is."""
+
+    method: ClassVar[str] = "DeleteBalanceMonitor"
+
+    monitor_id: str
+
+    def monitor_ids(self) -> tuple[str, ...]:
+        return (self.monitor_id,)

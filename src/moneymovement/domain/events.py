@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from moneymovement.domain.accounts import Account
+from moneymovement.domain.funds import ScheduledFunds
+from moneymovement.domain.monitors import BalanceMonitor
 from moneymovement.domain.transfers import Transfer
 
 
@@ -33,6 +35,12 @@ class EventType(StrEnum):
     # An atomic CreateTransfers batch committed: after its items' TRANSFER_CREATED; it
     # names them (item_ids) with every account they moved, after the whole batch.
     BATCH_COMMITTED = "BATCH_COMMITTED"
+    # Scheduled parts of credits became available: by their time (the sweeper, no
+    # request id) or early (ReleaseFunds). Carries the parts and the account after.
+    FUNDS_RELEASED = "FUNDS_RELEASED"
+    # A balance monitor's condition became true / stopped being true (edge-triggered).
+    BALANCE_MONITOR_TRIGGERED = "BALANCE_MONITOR_TRIGGERED"
+    BALANCE_MONITOR_CLEARED = "BALANCE_MONITOR_CLEARED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,8 @@ class Event:
     # BATCH_COMMITTED: its items' transfer ids, in order. It does not carry the items
     # again: each one's TRANSFER_CREATED, just before it, does.
     item_ids: tuple[str, ...] = ()
+    funds: tuple[ScheduledFunds, ...] = ()  # FUNDS_RELEASED: the parts ended
+    monitor: BalanceMonitor | None = None  # BALANCE_MONITOR_*: the monitor after the flip
 
     @property
     def account_ids(self) -> list[str]:

@@ -13,15 +13,21 @@ from collections.abc import MutableMapping
 from dataclasses import replace
 from datetime import datetime
 
-from moneymovement.domain.accounts import Account, require_open_for_transfers
+from moneymovement.domain.accounts import (
+    Account,
+    require_open_for_credits,
+    require_open_for_debits,
+)
 from moneymovement.domain.balances import EntryKind
 from moneymovement.domain.errors import Reason, Rejected, account_not_found
+from moneymovement.domain.funds import Part, held_back
 from moneymovement.domain.transfers import (
     Entry,
     EventKind,
     Transfer,
     TransferEvent,
     TransferState,
+    credit_parts,
     move,
 )
 
@@ -81,12 +87,14 @@ def post_hold(
     amount_minor: int,
     now: datetime,
     request_id: str,
-) -> tuple[Transfer, list[Entry]]:
-    """Captures `amount_minor` of a hold (0: all of it); the rest is released.
+) -> tuple[Transfer, list[Entry], list[Part]]:
+    """Captures `amount_minor` of a hold (0: all of it); the rest is released. Also
+    returns the parts of the captured credit that are not available yet (the hold's
+    availability counts from the capture).
 
     Raises:
         Rejected: TRANSFER_NOT_PENDING, HOLD_EXPIRED, POST_EXCEEDS_HOLD, ACCOUNT_FROZEN,
-            ACCOUNT_CLOSED.
+            ACCOUNT_CLOSED, BALANCE_LIMIT_EXCEEDED.
     """
     # An expired hold answers HOLD_EXPIRED whether or not the sweeper released it yet.
     if hold.state is not TransferState.EXPIRED:
@@ -104,17 +112,25 @@ def post_hold(
             f"cannot post {captured}: the hold is for {hold.amount_minor}",
             {"transfer_id": hold.id, "held_minor": str(hold.amount_minor)},
         )
-    for account in _accounts_of(accounts, hold):
-        require_open_for_transfers(account)
+    debit, credit = _accounts_of(accounts, hold)
+    require_open_for_debits(debit)
+    require_open_for_credits(credit)
+    parts = credit_parts(credit, captured, hold.availability, now)
     # Two steps (release, then post) on an overlay: a refusal of the second must not leave
     # the first applied in the caller's mapping, and only what changed is copied back.
     working: ChainMap[str, Account] = ChainMap({}, accounts)
     entries = _release(working, hold)
     entries += move(
-        working, hold.id, hold.debit_account_id, hold.credit_account_id, captured, EntryKind.POSTED
+        working,
+        hold.id,
+        hold.debit_account_id,
+        hold.credit_account_id,
+        captured,
+        EntryKind.POSTED,
+        credit_held=held_back(parts),
     )
     accounts.update(working.maps[0])
-    return _finish(hold, TransferState.POSTED, captured, now, request_id), entries
+    return _finish(hold, TransferState.POSTED, captured, now, request_id), entries, parts
 
 
 def void_hold(

@@ -18,6 +18,8 @@ TRANSFER = "tr"
 BATCH = "batch"
 TENANT = "ten"
 TOKEN = "tok"
+FUNDS = "funds"
+MONITOR = "mon"
 
 _BODY_LENGTH = 26  # 128 bits in base32, padding removed
 

@@ -13,22 +13,28 @@ from __future__ import annotations
 
 from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from moneymovement.domain import accounts as rules
 from moneymovement.domain import ids
 from moneymovement.domain.accounts import Account, AccountState
+from moneymovement.domain.balances import HeldBack
 from moneymovement.domain.commands import (
     CloseAccount,
     Command,
     CreateAccount,
+    CreateBalanceMonitor,
     CreateTransfer,
     CreateTransfers,
+    DeleteBalanceMonitor,
     ExpireHold,
     FreezeAccount,
+    FundsRelease,
     PostTransfer,
+    ReleaseDueFunds,
+    ReleaseFunds,
     ReverseTransfer,
     UnfreezeAccount,
     UpdateAccount,
@@ -43,12 +49,28 @@ from moneymovement.domain.errors import (
     transfer_not_found,
 )
 from moneymovement.domain.events import Event, EventType
+from moneymovement.domain.funds import (
+    NO_POLICY,
+    NO_USAGE,
+    DebitUsage,
+    Ending,
+    EndKind,
+    FundsKind,
+    FundsPolicy,
+    Part,
+    ScheduledFunds,
+    end,
+    oldest_first,
+    take,
+)
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
+from moneymovement.domain.monitors import MAX_MONITORS_PER_ACCOUNT, BalanceMonitor
 from moneymovement.domain.reversals import reverse
 from moneymovement.domain.transfers import (
     Entry,
     NewTransfer,
     Transfer,
+    TransferSpec,
     TransferState,
     open_transfer,
 )
@@ -66,11 +88,25 @@ class Issued:
 
 
 @dataclass(frozen=True)
+class PolicyChange:
+    """An account's funds policy changed (or was first set): the audit trail's row."""
+
+    account_id: str
+    version: int
+    before: FundsPolicy
+    after: FundsPolicy
+    request_id: str
+    trace_id: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Writes:
     """Everything a transaction writes, in one statement: accounts opened and accounts
     changed (their new totals, attributes and versions), transfers created (in creation
-    order, each in its final state) and changed, the entries, and the events, each in
-    the order they happened."""
+    order, each in its final state) and changed, the entries, scheduled funds created
+    and ended, monitors created or changed, policy changes, and the events, each in the
+    order they happened."""
 
     new_accounts: list[Account]
     changed_accounts: list[Account]
@@ -78,6 +114,10 @@ class Writes:
     changed_transfers: list[Transfer]
     entries: list[Entry]
     events: list[Event]
+    new_funds: list[ScheduledFunds] = field(default_factory=list)
+    ended_funds: list[ScheduledFunds] = field(default_factory=list)
+    monitors: list[BalanceMonitor] = field(default_factory=list)
+    policy_changes: list[PolicyChange] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -87,6 +127,10 @@ class Writes:
             or self.changed_transfers
             or self.entries
             or self.events
+            or self.new_funds
+            or self.ended_funds
+            or self.monitors
+            or self.policy_changes
         )
 
 
@@ -99,17 +143,28 @@ class Ledger:
         accounts: Mapping[str, Account],
         transfers: Mapping[str, Transfer],
         taken_external_ids: set[str],
+        funds: Sequence[ScheduledFunds] = (),
+        monitors: Sequence[BalanceMonitor] = (),
+        usage: Mapping[str, DebitUsage] | None = None,
     ) -> None:
+        """`funds`: the unended scheduled parts read (those of the accounts releases
+        name and of the locked transfers); `monitors`: the live monitors of the locked
+        accounts and those named by id; `usage`: what the locked accounts with debit
+        limits have used of each window."""
         self.now = now
-        self._locked_accounts = dict(accounts)
-        self._locked_transfers = dict(transfers)
-        self.accounts: ChainMap[str, Account] = ChainMap({}, self._locked_accounts)
-        self.transfers: ChainMap[str, Transfer] = ChainMap({}, self._locked_transfers)
+        self.accounts: ChainMap[str, Account] = ChainMap({}, dict(accounts))
+        self.transfers: ChainMap[str, Transfer] = ChainMap({}, dict(transfers))
         self.taken_external_ids = ChainMap[str, bool]({}, dict.fromkeys(taken_external_ids, True))
+        self.funds: ChainMap[str, ScheduledFunds] = ChainMap({}, {f.id: f for f in funds})
+        self.monitors: ChainMap[str, BalanceMonitor] = ChainMap({}, {m.id: m for m in monitors})
+        self.usage: ChainMap[str, DebitUsage] = ChainMap({}, dict(usage or {}))
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
+        self.new_funds_ids: list[str] = []
+        self.new_monitor_ids: list[str] = []
         self.entries: list[Entry] = []
         self.events: list[Event] = []
+        self.policy_changes: list[PolicyChange] = []
 
     def apply(self, command: Command[R], issued: Issued) -> R:
         """Decides `command` and, when it succeeds, applies it to this state.
@@ -121,6 +176,7 @@ class Ledger:
         """
         fork = _Fork(self)
         result = _HANDLERS[type(command)](fork, command, issued)
+        fork.watch(issued)
         fork.merge()
         return cast(R, result)
 
@@ -138,6 +194,7 @@ class Ledger:
             for transfer_id, transfer in sorted(self.transfers.maps[0].items())
             if transfer_id not in new_transfers
         ]
+        new_funds = set(self.new_funds_ids)
         return Writes(
             new_accounts=[self.accounts[a] for a in self.new_account_ids],
             changed_accounts=changed_accounts,
@@ -145,6 +202,14 @@ class Ledger:
             changed_transfers=changed_transfers,
             entries=list(self.entries),
             events=list(self.events),
+            new_funds=[self.funds[f] for f in self.new_funds_ids],
+            ended_funds=[
+                funds
+                for funds_id, funds in sorted(self.funds.maps[0].items())
+                if funds_id not in new_funds
+            ],
+            monitors=[m for _, m in sorted(self.monitors.maps[0].items())],
+            policy_changes=list(self.policy_changes),
         )
 
 
@@ -157,20 +222,114 @@ class _Fork:
         self.accounts = ledger.accounts.new_child()
         self.transfers = ledger.transfers.new_child()
         self.taken_external_ids = ledger.taken_external_ids.new_child()
+        self.funds = ledger.funds.new_child()
+        self.monitors = ledger.monitors.new_child()
+        self.usage = ledger.usage.new_child()
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
+        self.new_funds_ids: list[str] = []
         self.entries: list[Entry] = []
         self.events: list[Event] = []
+        self.policy_changes: list[PolicyChange] = []
 
     def merge(self) -> None:
         ledger = self.ledger
         ledger.accounts.maps[0].update(self.accounts.maps[0])
         ledger.transfers.maps[0].update(self.transfers.maps[0])
         ledger.taken_external_ids.maps[0].update(self.taken_external_ids.maps[0])
+        ledger.funds.maps[0].update(self.funds.maps[0])
+        ledger.monitors.maps[0].update(self.monitors.maps[0])
+        ledger.usage.maps[0].update(self.usage.maps[0])
         ledger.new_account_ids += self.new_account_ids
         ledger.new_transfer_ids += self.new_transfer_ids
+        ledger.new_funds_ids += self.new_funds_ids
         ledger.entries += self.entries
         ledger.events += self.events
+        ledger.policy_changes += self.policy_changes
+
+    def watch(self, issued: Issued) -> None:
+        """Evaluates the monitors of every account this command changed, telling each
+        one whose condition flipped (domain/monitors.py)."""
+        for account_id in sorted(self.accounts.maps[0]):
+            account = self.accounts[account_id]
+            for monitor in self.monitors_of(account_id):
+                holds = monitor.holds(account.balances, account.normal_balance)
+                if holds != monitor.triggered:
+                    self.flip(monitor, holds, account, issued)
+
+    def flip(self, monitor: BalanceMonitor, holds: bool, account: Account, issued: Issued) -> None:
+        changed = replace(monitor, triggered=holds, updated_at=self.now)
+        self.monitors[changed.id] = changed
+        kind = EventType.BALANCE_MONITOR_TRIGGERED if holds else EventType.BALANCE_MONITOR_CLEARED
+        self.events.append(
+            Event(kind, issued.request_id, issued.trace_id, accounts=(account,), monitor=changed)
+        )
+
+    def monitors_of(self, account_id: str) -> list[BalanceMonitor]:
+        return sorted(
+            (m for m in self.monitors.values() if m.account_id == account_id and not m.deleted),
+            key=lambda m: m.id,
+        )
+
+    def debit_usage(self, account_id: str) -> DebitUsage:
+        return self.usage.get(account_id, NO_USAGE)
+
+    def open_transfer(
+        self, spec: TransferSpec, new: NewTransfer
+    ) -> tuple[Transfer, list[Entry], list[Part]]:
+        """A new transfer (domain/transfers.py) with its debit counted against the
+        debit account's limits."""
+        account = self.accounts.get(spec.debit_account_id)
+        usage = self.debit_usage(spec.debit_account_id)
+        transfer, entries, parts = open_transfer(self.accounts, spec, new, usage)
+        if account is not None and account.funds_policy.debit_limits:
+            self.usage[account.id] = usage.plus(spec.amount_minor)
+        return transfer, entries, parts
+
+    def schedule(self, transfer: Transfer, parts: list[Part]) -> None:
+        """Files the parts of `transfer`'s credit that are not available yet."""
+        for part in parts:
+            funds = ScheduledFunds(
+                id=ids.new_id(ids.FUNDS),
+                account_id=transfer.credit_account_id,
+                transfer_id=transfer.id,
+                kind=part.kind,
+                amount_minor=part.amount_minor,
+                available_at=part.available_at,
+                created_at=self.now,
+            )
+            self.funds[funds.id] = funds
+            self.new_funds_ids.append(funds.id)
+
+    def end_funds(
+        self, endings: list[Ending], kind: EndKind, request_id: str
+    ) -> list[ScheduledFunds]:
+        """Ends each part (the account's totals are the caller's to change), filing the
+        remainder of a part ended for less than all of it; returns the ended parts."""
+        ended_parts = []
+        for ending in endings:
+            ended, remainder = end(ending, kind, self.now, request_id, ids.new_id(ids.FUNDS))
+            self.funds[ended.id] = ended
+            ended_parts.append(ended)
+            if remainder is not None:
+                self.funds[remainder.id] = remainder
+                self.new_funds_ids.append(remainder.id)
+        return ended_parts
+
+    def open_funds(self, account_id: str) -> list[ScheduledFunds]:
+        """The unended parts read for `account_id` (all of them when a command asked
+        for the account's, funds_account_ids)."""
+        return [f for f in self.funds.values() if f.account_id == account_id and f.is_open]
+
+    def open_funds_of(self, transfer: Transfer) -> list[ScheduledFunds]:
+        """The unended parts of `transfer`'s credit (read with the locked transfer)."""
+        return [
+            f
+            for f in self.funds.values()
+            if f.transfer_id == transfer.id
+            and f.account_id == transfer.credit_account_id
+            and f.is_open
+        ]
 
     def locked_transfer(self, transfer_id: str) -> Transfer:
         transfer = self.transfers.get(transfer_id)
@@ -192,6 +351,20 @@ class _Fork:
         (right after the change)."""
         accounts = self._accounts_of([transfer])
         self.events.append(Event(kind, issued.request_id, issued.trace_id, (transfer,), accounts))
+
+    def tell_release(
+        self, issued: Issued, account: Account, released: list[ScheduledFunds]
+    ) -> None:
+        """Records FUNDS_RELEASED: the parts made available, the account after."""
+        self.events.append(
+            Event(
+                EventType.FUNDS_RELEASED,
+                issued.request_id,
+                issued.trace_id,
+                accounts=(account,),
+                funds=tuple(released),
+            )
+        )
 
     def tell_batch(self, issued: Issued, items: list[Transfer]) -> None:
         """Records BATCH_COMMITTED: the items by id, every account they moved as it is
@@ -233,8 +406,16 @@ def _create_account(fork: _Fork, command: CreateAccount, issued: Issued) -> Acco
         version=1,
         created_at=fork.now,
         updated_at=fork.now,
+        funds_policy=command.funds_policy,
     )
     fork.accounts[account.id] = account
+    if command.funds_policy:
+        fork.policy_changes.append(
+            PolicyChange(
+                account.id, 1, NO_POLICY, command.funds_policy, issued.request_id,
+                issued.trace_id, fork.now,
+            )
+        )  # fmt: skip
     fork.new_account_ids.append(account.id)
     if command.external_id is not None:
         fork.taken_external_ids[command.external_id] = True
@@ -260,6 +441,13 @@ def _account_change(
             return account
         changed = replace(changed, updated_at=fork.now)
         fork.accounts[changed.id] = changed
+        if changed.funds_policy != account.funds_policy:
+            fork.policy_changes.append(
+                PolicyChange(
+                    changed.id, changed.version, account.funds_policy, changed.funds_policy,
+                    issued.request_id, issued.trace_id, fork.now,
+                )
+            )  # fmt: skip
         fork.events.append(Event(kind, issued.request_id, issued.trace_id, (), (changed,)))
         return changed
 
@@ -268,8 +456,9 @@ def _account_change(
 
 def _create_transfer(fork: _Fork, command: CreateTransfer, issued: Issued) -> Transfer:
     new = NewTransfer(ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id)
-    transfer, entries = open_transfer(fork.accounts, command.spec, new)
+    transfer, entries, parts = fork.open_transfer(command.spec, new)
     fork.add_transfer(transfer, entries)
+    fork.schedule(transfer, parts)
     fork.tell(EventType.TRANSFER_CREATED, issued, transfer)
     return transfer
 
@@ -282,10 +471,11 @@ def _create_transfers(fork: _Fork, command: CreateTransfers, issued: Issued) -> 
             ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id, batch_id
         )
         try:
-            transfer, entries = open_transfer(fork.accounts, spec, new)
+            transfer, entries, parts = fork.open_transfer(spec, new)
         except (Rejected, InvalidInput) as error:
             raise _for_item(error, index) from None
         fork.add_transfer(transfer, entries)
+        fork.schedule(transfer, parts)
         fork.tell(EventType.TRANSFER_CREATED, issued, transfer)
         created.append(transfer)
     fork.tell_batch(issued, created)
@@ -294,10 +484,11 @@ def _create_transfers(fork: _Fork, command: CreateTransfers, issued: Issued) -> 
 
 def _post(fork: _Fork, command: PostTransfer, issued: Issued) -> Transfer:
     hold = fork.locked_transfer(command.transfer_id)
-    posted, entries = post_hold(
+    posted, entries, parts = post_hold(
         fork.accounts, hold, command.amount_minor, fork.now, issued.request_id
     )
     fork.change_transfer(posted, entries)
+    fork.schedule(posted, parts)
     fork.tell(EventType.TRANSFER_POSTED, issued, posted)
     return posted
 
@@ -331,12 +522,172 @@ def _expire(fork: _Fork, command: ExpireHold, issued: Issued) -> Transfer | None
 def _reverse(fork: _Fork, command: ReverseTransfer, issued: Issued) -> tuple[Transfer, Transfer]:
     original = fork.locked_transfer(command.request.transfer_id)
     new = NewTransfer(ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id)
-    reversal, updated, entries = reverse(fork.accounts, original, command.request, new)
+    reversal, updated, entries, endings = reverse(
+        fork.accounts,
+        original,
+        command.request,
+        new,
+        fork.open_funds_of(original),
+        fork.debit_usage(original.credit_account_id),
+    )
+    if fork.accounts[original.credit_account_id].funds_policy.debit_limits:
+        usage = fork.debit_usage(original.credit_account_id)
+        fork.usage[original.credit_account_id] = usage.plus(reversal.amount_minor)
     fork.add_transfer(reversal, entries)
     fork.change_transfer(updated, [])
+    fork.end_funds(endings, EndKind.REVERSED, issued.request_id)
     fork.tell(EventType.TRANSFER_CREATED, issued, reversal)
     fork.tell(EventType.TRANSFER_REVERSED, issued, updated)
     return reversal, updated
+
+
+def _release_funds(fork: _Fork, command: ReleaseFunds, issued: Issued) -> FundsRelease:
+    account = fork.accounts.get(command.account_id)
+    if account is None:
+        raise account_not_found(command.account_id)
+    if not account.funds_policy.early_release_allowed:
+        raise Rejected(
+            Reason.EARLY_RELEASE_NOT_ALLOWED,
+            f"account {account.id}'s funds policy does not allow early release",
+            {"account_id": account.id},
+        )
+    pending = oldest_first(
+        f for f in fork.open_funds(account.id) if f.kind is FundsKind.AVAILABILITY
+    )
+    if command.funds_ids:
+        endings = [Ending(part, part.amount_minor) for part in _named_funds(fork, command)]
+    else:
+        unreleased = sum(f.amount_minor for f in pending)
+        if command.amount_minor > unreleased:
+            raise Rejected(
+                Reason.RELEASE_EXCEEDS_PENDING,
+                f"account {account.id} has {unreleased} pending availability",
+                {"account_id": account.id, "pending_availability_minor": str(unreleased)},
+            )
+        endings = take(pending, command.amount_minor)
+    released_minor = sum(e.amount_minor for e in endings)
+    balances = account.balances.held_back(HeldBack(availability_minor=-released_minor))
+    fork.accounts[account.id] = replace(
+        account, balances=balances, version=account.version + 1, updated_at=fork.now
+    )
+    ended = fork.end_funds(endings, EndKind.RELEASED_EARLY, issued.request_id)
+    fork.tell_release(issued, fork.accounts[account.id], ended)
+    fee = None
+    if command.fee_minor:
+        spec = TransferSpec(
+            debit_account_id=account.id,
+            credit_account_id=command.fee_account_id,
+            amount_minor=command.fee_minor,
+            currency_code=account.currency_code,
+            description=command.description or "early release fee",
+            metadata=command.metadata,
+        )
+        new = NewTransfer(ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id)
+        fee, entries, parts = fork.open_transfer(spec, new)
+        fork.add_transfer(fee, entries)
+        fork.schedule(fee, parts)
+        fork.tell(EventType.TRANSFER_CREATED, issued, fee)
+    return FundsRelease(
+        released=tuple(fork.funds[f.id] for f in ended),
+        released_minor=released_minor,
+        fee_transfer=fee,
+        account=fork.accounts[account.id],
+    )
+
+
+def _named_funds(fork: _Fork, command: ReleaseFunds) -> list[ScheduledFunds]:
+    """The parts ReleaseFunds names, each of its account, pending availability, open."""
+    named = []
+    for funds_id in dict.fromkeys(command.funds_ids):  # a part named twice ends once
+        part = fork.funds.get(funds_id)
+        if part is None or part.account_id != command.account_id:
+            raise Rejected(
+                Reason.FUNDS_NOT_FOUND,
+                f"no scheduled funds {funds_id} on account {command.account_id}",
+                {"funds_id": funds_id, "account_id": command.account_id},
+            )
+        if part.kind is not FundsKind.AVAILABILITY or not part.is_open:
+            raise Rejected(
+                Reason.FUNDS_NOT_SCHEDULED,
+                f"funds {funds_id} are not pending availability (a reserve, or ended)",
+                {
+                    "funds_id": funds_id,
+                    "kind": part.kind.value,
+                    "state": part.end_kind.value if part.end_kind else "SCHEDULED",
+                },
+            )
+        named.append(part)
+    return named
+
+
+def _release_due(
+    fork: _Fork, command: ReleaseDueFunds, issued: Issued
+) -> tuple[ScheduledFunds, ...]:
+    account = fork.accounts.get(command.account_id)
+    if account is None:
+        return ()
+    due = oldest_first(f for f in fork.open_funds(account.id) if f.available_at <= fork.now)
+    if not due:
+        return ()
+    endings = [Ending(part, part.amount_minor) for part in due]
+    taken = HeldBack()
+    for ending in endings:
+        part = ending.held_back()
+        taken = HeldBack(
+            taken.availability_minor + part.availability_minor,
+            taken.reserve_minor + part.reserve_minor,
+        )
+    fork.accounts[account.id] = replace(
+        account,
+        balances=account.balances.held_back(taken),
+        version=account.version + 1,
+        updated_at=fork.now,
+    )
+    ended = fork.end_funds(endings, EndKind.RELEASED, "")
+    fork.tell_release(issued, fork.accounts[account.id], ended)
+    return tuple(ended)
+
+
+def _create_monitor(fork: _Fork, command: CreateBalanceMonitor, issued: Issued) -> BalanceMonitor:
+    account = fork.accounts.get(command.account_id)
+    if account is None:
+        raise account_not_found(command.account_id)
+    if len(fork.monitors_of(account.id)) >= MAX_MONITORS_PER_ACCOUNT:
+        raise Rejected(
+            Reason.MONITOR_LIMIT_REACHED,
+            f"account {account.id} has {MAX_MONITORS_PER_ACCOUNT} monitors already",
+            {"account_id": account.id, "limit": str(MAX_MONITORS_PER_ACCOUNT)},
+        )
+    monitor = BalanceMonitor(
+        id=ids.new_id(ids.MONITOR),
+        account_id=account.id,
+        field=command.field,
+        operator=command.operator,
+        threshold_minor=command.threshold_minor,
+        description=command.description,
+        triggered=False,
+        created_at=fork.now,
+        updated_at=fork.now,
+    )
+    fork.monitors[monitor.id] = monitor
+    if monitor.holds(account.balances, account.normal_balance):
+        fork.flip(monitor, True, account, issued)  # true from the start: told at once
+    return fork.monitors[monitor.id]
+
+
+def _delete_monitor(fork: _Fork, command: DeleteBalanceMonitor, issued: Issued) -> BalanceMonitor:
+    monitor = fork.monitors.get(command.monitor_id)
+    if monitor is None:
+        raise Rejected(
+            Reason.MONITOR_NOT_FOUND,
+            f"balance monitor {command.monitor_id} not found",
+            {"monitor_id": command.monitor_id},
+        )
+    if monitor.deleted:
+        return monitor
+    deleted = replace(monitor, deleted=True, updated_at=fork.now)
+    fork.monitors[deleted.id] = deleted
+    return deleted
 
 
 def _for_item(error: Rejected | InvalidInput, index: int) -> Rejected | InvalidInput:
@@ -361,7 +712,10 @@ _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
         lambda account, command: rules.update(account, command.changes, MAX_METADATA_KEYS),
         EventType.ACCOUNT_UPDATED,
     ),
-    FreezeAccount: _account_change(lambda a, _: rules.freeze(a), EventType.ACCOUNT_FROZEN),
+    FreezeAccount: _account_change(
+        lambda a, command: rules.freeze(a, command.scope, command.reason),
+        EventType.ACCOUNT_FROZEN,
+    ),
     UnfreezeAccount: _account_change(lambda a, _: rules.unfreeze(a), EventType.ACCOUNT_UNFROZEN),
     CloseAccount: _account_change(lambda a, _: rules.close(a), EventType.ACCOUNT_CLOSED),
     CreateTransfer: _create_transfer,
@@ -370,6 +724,10 @@ _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     VoidTransfer: _void,
     ReverseTransfer: _reverse,
     ExpireHold: _expire,
+    ReleaseFunds: _release_funds,
+    ReleaseDueFunds: _release_due,
+    CreateBalanceMonitor: _create_monitor,
+    DeleteBalanceMonitor: _delete_monitor,
 }
 
 

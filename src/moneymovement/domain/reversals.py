@@ -6,7 +6,9 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
 from moneymovement.domain.accounts import Account
+from moneymovement.domain.balances import HeldBack
 from moneymovement.domain.errors import Reason, Rejected
+from moneymovement.domain.funds import DebitUsage, Ending, ScheduledFunds, latest_first, take
 from moneymovement.domain.transfers import (
     Entry,
     EventKind,
@@ -34,12 +36,20 @@ def reverse(
     original: Transfer,
     request: ReversalRequest,
     new: NewTransfer,
-) -> tuple[Transfer, Transfer, list[Entry]]:
+    unreleased: list[ScheduledFunds],
+    usage: DebitUsage,
+) -> tuple[Transfer, Transfer, list[Entry], list[Ending]]:
     """Moves posted money back from the credit account to the debit account.
 
-    Returns the reversal, the original with its reversed total raised, and the entries.
-    The reversal is a transfer like any other: frozen or closed accounts refuse it and
-    the overdraft policy of the account paying it back applies.
+    Returns the reversal, the original with its reversed total raised, the entries, and
+    the parts of the original's credit the reversal took back. Those come first: of the
+    amount, as much as is still unreleased of the original's own parts (`unreleased`)
+    is taken from them, the one that would have become available last first, and only
+    the rest from the available balance. So reversing a credit nobody could spend yet
+    never needs, or touches, the account's available money.
+    The reversal is a transfer like any other: frozen or closed accounts refuse it, and
+    the overdraft policy, minimum reserve and debit limits of the account paying it back
+    apply to the part it takes from the available balance.
 
     Raises:
         Rejected: TRANSFER_NOT_POSTED, REVERSAL_EXCEEDS_ORIGINAL, and those of a transfer.
@@ -66,7 +76,14 @@ def reverse(
         description=request.description,
         metadata=request.metadata,
     )
-    reversal, entries = open_transfer(accounts, spec, replace(new, reversal_of_id=original.id))
+    endings = take(latest_first(unreleased), amount)
+    taken = HeldBack(
+        sum(-e.held_back().availability_minor for e in endings),
+        sum(-e.held_back().reserve_minor for e in endings),
+    )
+    reversal, entries, _ = open_transfer(
+        accounts, spec, replace(new, reversal_of_id=original.id), usage, debit_held=-taken
+    )
     event = TransferEvent(EventKind.REVERSED, amount, new.now, new.request_id, reversal.id)
     updated = replace(
         original,
@@ -75,4 +92,4 @@ def reverse(
         updated_at=new.now,
         history=(*original.history, event),
     )
-    return reversal, updated, entries
+    return reversal, updated, entries, endings

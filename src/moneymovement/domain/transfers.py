@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 
 from moneymovement.domain.accounts import (
     Account,
-    require_open_for_transfers,
+    require_open_for_credits,
+    require_open_for_debits,
     require_within_policy,
 )
-from moneymovement.domain.balances import Balances, Direction, EntryKind
+from moneymovement.domain.balances import NOTHING_HELD, Balances, Direction, EntryKind, HeldBack
 from moneymovement.domain.errors import (
     FieldReason,
     FieldViolation,
@@ -20,6 +21,16 @@ from moneymovement.domain.errors import (
     Reason,
     Rejected,
     account_not_found,
+)
+from moneymovement.domain.funds import (
+    AT_ONCE,
+    NO_USAGE,
+    Availability,
+    DebitUsage,
+    Part,
+    held_back,
+    parts_of_credit,
+    require_within_debit_limits,
 )
 
 
@@ -66,6 +77,7 @@ class TransferSpec:
     pending: bool = False
     hold_timeout_s: float | None = None
     hold_expires_at: datetime | None = None
+    availability: Availability = AT_ONCE
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class Transfer:
     batch_id: str | None = None
     trace_id: str | None = None
     history: tuple[TransferEvent, ...] = ()
+    availability: Availability = AT_ONCE  # as asked, for its credit
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,8 @@ class Entry:
 def require_transferable(
     accounts: Mapping[str, Account], spec: TransferSpec
 ) -> tuple[Account, Account]:
-    """The two accounts of `spec`, if both exist, are open and use its currency.
+    """The two accounts of `spec`, if both exist, are open (the debit account for
+    debits, the credit account for credits) and use its currency.
 
     Raises:
         Rejected: ACCOUNT_NOT_FOUND, ACCOUNT_CLOSED, ACCOUNT_FROZEN, CURRENCY_MISMATCH.
@@ -122,8 +136,9 @@ def require_transferable(
         if account is None:
             raise account_not_found(account_id)
         pair.append(account)
+    require_open_for_debits(pair[0])
+    require_open_for_credits(pair[1])
     for account in pair:
-        require_open_for_transfers(account)
         if account.currency_code != spec.currency_code:
             raise Rejected(
                 Reason.CURRENCY_MISMATCH,
@@ -140,23 +155,27 @@ def move(
     credit_account_id: str,
     amount_minor: int,
     kind: EntryKind,
+    debit_held: HeldBack = NOTHING_HELD,
+    credit_held: HeldBack = NOTHING_HELD,
 ) -> list[Entry]:
-    """Writes a balanced pair of entries and updates both accounts in `accounts`.
+    """Writes a balanced pair of entries and updates both accounts in `accounts`; each
+    side's `held` changes its unavailable totals with its entry (a credit's parts that
+    are not available yet; what a reversal takes back from them).
 
     Each entry raises its account's version by one, so entries are numbered per account.
     A change that lowers an available balance is checked against the overdraft policy;
     a release of a hold never is (it only gives back what was reserved).
 
     Raises:
-        Rejected: INSUFFICIENT_FUNDS, BALANCE_OVERFLOW.
+        Rejected: INSUFFICIENT_FUNDS, BALANCE_OVERFLOW, BALANCE_LIMIT_EXCEEDED.
     """
     changed = []
-    for account_id, direction in (
-        (debit_account_id, Direction.DEBIT),
-        (credit_account_id, Direction.CREDIT),
+    for account_id, direction, held in (
+        (debit_account_id, Direction.DEBIT, debit_held),
+        (credit_account_id, Direction.CREDIT, credit_held),
     ):
         account = accounts[account_id]
-        after = account.balances.after(direction, kind, amount_minor)
+        after = account.balances.after(direction, kind, amount_minor).held_back(held)
         if kind is not EntryKind.PENDING_RELEASED:
             require_within_policy(account, account.balances, after)
         changed.append((direction, replace(account, balances=after, version=account.version + 1)))
@@ -217,20 +236,43 @@ class NewTransfer:
     reversal_of_id: str | None = None
 
 
+def credit_parts(
+    account: Account, amount_minor: int, asked: Availability, now: datetime
+) -> list[Part]:
+    """The parts of a credit to `account` posted now that are not available yet."""
+    return parts_of_credit(account.normal_balance, account.funds_policy, amount_minor, asked, now)
+
+
 def open_transfer(
-    accounts: MutableMapping[str, Account], spec: TransferSpec, new: NewTransfer
-) -> tuple[Transfer, list[Entry]]:
+    accounts: MutableMapping[str, Account],
+    spec: TransferSpec,
+    new: NewTransfer,
+    usage: DebitUsage = NO_USAGE,
+    debit_held: HeldBack = NOTHING_HELD,
+) -> tuple[Transfer, list[Entry], list[Part]]:
     """Checks `spec` against the current accounts, applies it to them and drafts the
-    transfer: POSTED at once, or a PENDING hold that reserves the amount.
+    transfer: POSTED at once, or a PENDING hold that reserves the amount. Also returns
+    the parts of its credit that are not available yet (none for a hold until it is
+    captured, and none for a reversal: it gives back money that was available).
+    `usage` is what the debit account's limits have counted so far; `debit_held` what
+    a reversal takes back from the debit account's unavailable parts.
 
     Raises:
         Rejected: ACCOUNT_NOT_FOUND, ACCOUNT_FROZEN, ACCOUNT_CLOSED, CURRENCY_MISMATCH,
-            INSUFFICIENT_FUNDS, BALANCE_OVERFLOW.
+            INSUFFICIENT_FUNDS, BALANCE_OVERFLOW, BALANCE_LIMIT_EXCEEDED,
+            DEBIT_LIMIT_EXCEEDED, AVAILABILITY_NOT_APPLICABLE.
         InvalidInput: a hold expiry out of range.
     """
-    require_transferable(accounts, spec)
+    debit, credit = require_transferable(accounts, spec)
+    require_within_debit_limits(debit.id, debit.funds_policy, usage, spec.amount_minor)
     expires_at = hold_expiry(spec, new.now) if spec.pending else None
     kind = EntryKind.PENDING if spec.pending else EntryKind.POSTED
+    parts: list[Part] = []
+    if new.reversal_of_id is None:
+        # For a hold only to refuse now what its capture would: its parts come then.
+        parts = credit_parts(credit, spec.amount_minor, spec.availability, new.now)
+        if spec.pending:
+            parts = []
     entries = move(
         accounts,
         new.transfer_id,
@@ -238,6 +280,8 @@ def open_transfer(
         spec.credit_account_id,
         spec.amount_minor,
         kind,
+        debit_held=debit_held,
+        credit_held=held_back(parts),
     )
     transfer = Transfer(
         id=new.transfer_id,
@@ -257,5 +301,6 @@ def open_transfer(
         created_at=new.now,
         updated_at=new.now,
         history=(TransferEvent(EventKind.CREATED, spec.amount_minor, new.now, new.request_id),),
+        availability=spec.availability,
     )
-    return transfer, entries
+    return transfer, entries, parts

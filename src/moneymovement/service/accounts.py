@@ -77,11 +77,8 @@ class AccountService:
         command = UpdateAccount(account_id, expected_version, changes)
         return await self._pipeline.submit(caller, request_id, command)
 
-    async def freeze(
-        self, caller: Caller, request_id: str, account_id: str, expected_version: int | None
-    ) -> Account:
-        """Freezes an account."""
-        command = FreezeAccount(account_id, expected_version)
+    async def freeze(self, caller: Caller, request_id: str, command: FreezeAccount) -> Account:
+        """Freezes an account, for everything or for debits, with a reason."""
         return await self._pipeline.submit(caller, request_id, command)
 
     async def unfreeze(

@@ -31,10 +31,13 @@ from moneymovement.domain.commands import (
     CloseAccount,
     Command,
     CreateAccount,
+    CreateBalanceMonitor,
     CreateTransfer,
     CreateTransfers,
+    DeleteBalanceMonitor,
     FreezeAccount,
     PostTransfer,
+    ReleaseFunds,
     ReverseTransfer,
     UnfreezeAccount,
     UpdateAccount,
@@ -45,8 +48,12 @@ from moneymovement.service.outcomes import (
     account_from_json,
     account_to_json,
     fingerprint,
+    monitor_from_json,
+    monitor_to_json,
     rejection_from_json,
     rejection_to_json,
+    release_from_json,
+    release_to_json,
     transfer_from_json,
     transfer_to_json,
 )
@@ -82,6 +89,9 @@ CODECS: dict[type[Command[Any]], Codec] = {
     VoidTransfer: _TRANSFER,
     CreateTransfers: _TRANSFERS,
     ReverseTransfer: _REVERSAL,
+    ReleaseFunds: Codec(release_to_json, release_from_json),
+    CreateBalanceMonitor: Codec(monitor_to_json, monitor_from_json),
+    DeleteBalanceMonitor: Codec(monitor_to_json, monitor_from_json),
 }
 
 

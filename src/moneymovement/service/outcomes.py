@@ -12,12 +12,23 @@ import enum
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
+from moneymovement.domain.accounts import Account, AccountState, FreezeScope, OverdraftMode
 from moneymovement.domain.balances import Balances, NormalBalance
+from moneymovement.domain.commands import FundsRelease
 from moneymovement.domain.errors import Reason, Rejected
+from moneymovement.domain.funds import (
+    AT_ONCE,
+    Availability,
+    EndKind,
+    FundsKind,
+    ScheduledFunds,
+    policy_from_json,
+    policy_to_json,
+)
+from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.transfers import EventKind, Transfer, TransferEvent, TransferState
 
 
@@ -44,6 +55,8 @@ def _plain(value: object) -> object:
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, tuple | frozenset | set):
         return list(value)
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
@@ -127,6 +140,9 @@ def account_to_json(account: Account) -> dict[str, Any]:
         "balances": dataclasses.asdict(account.balances),
         "created_at": _time(account.created_at),
         "updated_at": _time(account.updated_at),
+        "funds_policy": policy_to_json(account.funds_policy),
+        "freeze_scope": None if account.freeze_scope is None else account.freeze_scope.value,
+        "freeze_reason": account.freeze_reason,
     }
 
 
@@ -147,6 +163,9 @@ def account_from_json(data: dict[str, Any]) -> Account:
         balances=Balances(**data["balances"]),
         created_at=_required_time(data["created_at"]),
         updated_at=_required_time(data["updated_at"]),
+        funds_policy=policy_from_json(data.get("funds_policy") or {}),
+        freeze_scope=FreezeScope(data["freeze_scope"]) if data.get("freeze_scope") else None,
+        freeze_reason=data.get("freeze_reason", ""),
     )
 
 
@@ -181,6 +200,10 @@ def transfer_to_json(transfer: Transfer) -> dict[str, Any]:
             }
             for event in transfer.history
         ],
+        "available_at": _time(transfer.availability.at),
+        "availability_delay_s": None
+        if transfer.availability.delay is None
+        else transfer.availability.delay.total_seconds(),
     }
 
 
@@ -215,4 +238,106 @@ def transfer_from_json(data: dict[str, Any]) -> Transfer:
             )
             for event in data["history"]
         ),
+        availability=_availability_from_json(data),
+    )
+
+
+def _availability_from_json(data: dict[str, Any]) -> Availability:
+    at = _parse_time(data.get("available_at"))
+    delay = data.get("availability_delay_s")
+    if at is None and delay is None:
+        return AT_ONCE
+    return Availability(at, None if delay is None else timedelta(seconds=delay))
+
+
+def funds_to_json(funds: ScheduledFunds) -> dict[str, Any]:
+    """A scheduled part as stored in an outcome."""
+    return {
+        "id": funds.id,
+        "account_id": funds.account_id,
+        "transfer_id": funds.transfer_id,
+        "kind": funds.kind.value,
+        "amount_minor": funds.amount_minor,
+        "available_at": _time(funds.available_at),
+        "created_at": _time(funds.created_at),
+        "remainder_of_id": funds.remainder_of_id,
+        "ended_at": _time(funds.ended_at),
+        "end_kind": None if funds.end_kind is None else funds.end_kind.value,
+        "ended_amount_minor": funds.ended_amount_minor,
+        "end_request_id": funds.end_request_id,
+        "remainder_id": funds.remainder_id,
+    }
+
+
+def funds_from_json(data: dict[str, Any]) -> ScheduledFunds:
+    """The scheduled part of a stored outcome."""
+    return ScheduledFunds(
+        id=data["id"],
+        account_id=data["account_id"],
+        transfer_id=data["transfer_id"],
+        kind=FundsKind(data["kind"]),
+        amount_minor=data["amount_minor"],
+        available_at=_required_time(data["available_at"]),
+        created_at=_required_time(data["created_at"]),
+        remainder_of_id=data["remainder_of_id"],
+        ended_at=_parse_time(data["ended_at"]),
+        end_kind=EndKind(data["end_kind"]) if data["end_kind"] else None,
+        ended_amount_minor=data["ended_amount_minor"],
+        end_request_id=data["end_request_id"],
+        remainder_id=data["remainder_id"],
+    )
+
+
+def release_to_json(release: FundsRelease) -> dict[str, Any]:
+    """ReleaseFunds' result as stored in an outcome."""
+    return {
+        "released": [funds_to_json(f) for f in release.released],
+        "released_minor": release.released_minor,
+        "fee_transfer": None
+        if release.fee_transfer is None
+        else transfer_to_json(release.fee_transfer),
+        "account": account_to_json(release.account),
+    }
+
+
+def release_from_json(data: dict[str, Any]) -> FundsRelease:
+    """ReleaseFunds' result of a stored outcome."""
+    fee = data["fee_transfer"]
+    return FundsRelease(
+        released=tuple(funds_from_json(f) for f in data["released"]),
+        released_minor=data["released_minor"],
+        fee_transfer=None if fee is None else transfer_from_json(fee),
+        account=account_from_json(data["account"]),
+    )
+
+
+def monitor_to_json(monitor: BalanceMonitor) -> dict[str, Any]:
+    """A balance monitor as stored in an outcome."""
+    return {
+        "id": monitor.id,
+        "account_id": monitor.account_id,
+        "field": monitor.field.value,
+        "operator": monitor.operator.value,
+        "threshold_minor": monitor.threshold_minor,
+        "description": monitor.description,
+        "triggered": monitor.triggered,
+        "deleted": monitor.deleted,
+        "created_at": _time(monitor.created_at),
+        "updated_at": _time(monitor.updated_at),
+    }
+
+
+def monitor_from_json(data: dict[str, Any]) -> BalanceMonitor:
+    """The balance monitor of a stored outcome."""
+    return BalanceMonitor(
+        id=data["id"],
+        account_id=data["account_id"],
+        field=MonitorField(data["field"]),
+        operator=MonitorOperator(data["operator"]),
+        threshold_minor=data["threshold_minor"],
+        description=data["description"],
+        triggered=data["triggered"],
+        deleted=data["deleted"],
+        created_at=_required_time(data["created_at"]),
+        updated_at=_required_time(data["updated_at"]),
     )

@@ -180,6 +180,7 @@ class WritePipeline:
             if known is not None:
                 keys.update(("account", a) for a in known)
         keys.update(("external_id", x) for x in command.external_ids())
+        keys.update(("monitor", m) for m in command.monitor_ids())
         if command.recorded:
             keys.add(("request", request_id))
         return frozenset(keys)

@@ -1,10 +1,13 @@
-"""Releases expired holds in the background.
+"""Releases expired holds and scheduled funds that are due, in the background.
 
 Holds past their expiry can never be captured whether or not this has run (PostTransfer
 checks the time itself); the sweeper gives their reserved amounts back and marks them
-EXPIRED. Every replica may run one: each expiry is a command of the write pipeline that
-re-checks the hold's state under its row lock, so a hold is released once however many
-sweep. A round's expiries are submitted together, so they commit in a few batches.
+EXPIRED. Scheduled parts of credits whose time has come are made available (one
+ReleaseDueFunds per account, releasing all its due parts). Every replica may run one:
+each expiry or release is a command of the write pipeline that re-checks the hold's or
+the parts' state under the row locks, so each is applied once however many sweep, and a
+crash before the commit changes nothing. A round's commands are submitted together, so
+they commit in a few batches.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import random
 import structlog
 
 from moneymovement.domain.errors import DomainError
+from moneymovement.service.funds import FundsService
 from moneymovement.service.transfers import TransferService
 from moneymovement.service.unit_of_work import Caller
 from moneymovement.storage.errors import StorageError
@@ -26,24 +30,48 @@ _PER_HOLD_S = 10.0
 
 
 class HoldSweeper:
-    """Expires due holds every `interval_s` seconds."""
+    """Expires due holds and releases due funds every `interval_s` seconds."""
 
-    def __init__(self, database: Database, transfers: TransferService, interval_s: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        transfers: TransferService,
+        interval_s: float,
+        funds: FundsService | None = None,
+    ) -> None:
         self._database = database
         self._transfers = transfers
+        self._funds = funds
         self._interval_s = interval_s
 
     async def sweep_once(self) -> int:
-        """Expires the holds due now (up to a batch); returns how many this call ended."""
+        """Expires the holds due now and releases the funds due now (up to a batch of
+        each); returns how many holds and accounts this call acted on (the larger)."""
         due = await self._database.expired_holds(_BATCH)
+        accounts = await self._database.accounts_with_due_funds(_BATCH) if self._funds else []
         # Replicas sweeping at once start at different holds instead of all racing for the
         # oldest one; a hold that fails (a deadline, a surprise) is logged, not allowed to
         # stop the round for every other tenant's holds.
         random.shuffle(due)
-        results = await asyncio.gather(
-            *(self._expire(tenant_id, transfer_id) for tenant_id, transfer_id in due)
+        random.shuffle(accounts)
+        expired, released = await asyncio.gather(
+            asyncio.gather(*(self._expire(tenant, transfer) for tenant, transfer in due)),
+            asyncio.gather(*(self._release(tenant, account) for tenant, account in accounts)),
         )
-        return sum(results)
+        return max(sum(expired), sum(released))
+
+    async def _release(self, tenant_id: str, account_id: str) -> int:
+        assert self._funds is not None
+        deadline = asyncio.get_running_loop().time() + _PER_HOLD_S
+        try:
+            released = await self._funds.release_due(Caller(tenant_id, deadline), account_id)
+        except (DomainError, StorageError) as error:
+            log.warning("funds_release_failed", account_id=account_id, error=str(error))
+            return 0
+        except Exception:
+            log.exception("funds_release_crashed", account_id=account_id)
+            return 0
+        return 1 if released else 0
 
     async def _expire(self, tenant_id: str, transfer_id: str) -> int:
         deadline = asyncio.get_running_loop().time() + _PER_HOLD_S

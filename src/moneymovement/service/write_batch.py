@@ -92,12 +92,18 @@ class BatchTransaction:
                     {a for p in items for a in p.command.account_ids()},
                     {t for p in items for t in p.command.transfer_ids()},
                     {x for p in items for x in p.command.external_ids()},
+                    {a for p in items for a in p.command.funds_account_ids()},
+                    {f for p in items for f in p.command.named_funds_ids()},
+                    {m for p in items for m in p.command.monitor_ids()},
                 )
                 ledger = Ledger(
                     snapshot.now,
                     snapshot.accounts,
                     snapshot.transfers,
                     snapshot.taken_external_ids,
+                    snapshot.funds,
+                    snapshot.monitors,
+                    snapshot.debit_usage,
                 )
                 dedup = Deduplicator(await recorded)
                 answers, told = await self._decide_and_write(items, session, ledger, dedup)
@@ -189,6 +195,8 @@ def effects_of(command: Command[Any], result: Any) -> tuple[list[Transfer], list
         return [], [result]
     if command.method == "ReverseTransfer":
         return [result[0]], []
+    if command.method == "ReleaseFunds":
+        return ([] if result.fee_transfer is None else [result.fee_transfer]), []
     return transfers_in(result), []
 
 

@@ -10,6 +10,7 @@ import asyncpg
 
 from moneymovement.domain.accounts import Account
 from moneymovement.domain.balances import BalanceSnapshot, NormalBalance
+from moneymovement.domain.funds import FundsKind, Part
 from moneymovement.domain.queries import AccountQuery
 from moneymovement.storage.queries import query
 from moneymovement.storage.rows import account_from_row, balances_from_row
@@ -65,4 +66,16 @@ def _snapshot(row: Any) -> BalanceSnapshot:
         balances=balances_from_row(row),
         version=row["version"],
         as_of=row["as_of"],
+        minimum_reserve_minor=row["minimum_reserve_minor"],
+        schedule=_schedule(row["schedule"]),
     )
+
+
+def _schedule(rows: list[Any]) -> tuple[Part, ...]:
+    """The availability schedule: [time, kind, amount] rows, equal times and kinds summed
+    (as-of rows come one per part)."""
+    summed: dict[tuple[datetime, FundsKind], int] = {}
+    for at, kind, amount in rows:
+        key = (datetime.fromisoformat(at), FundsKind(kind))
+        summed[key] = summed.get(key, 0) + int(amount)
+    return tuple(Part(kind, amount, at) for (at, kind), amount in summed.items())

@@ -15,7 +15,9 @@ from typing import Any
 import asyncpg
 
 from moneymovement.domain.accounts import Account
+from moneymovement.domain.funds import DebitUsage, LimitWindow, ScheduledFunds
 from moneymovement.domain.ledger import Writes
+from moneymovement.domain.monitors import BalanceMonitor
 from moneymovement.domain.transfers import Transfer
 from moneymovement.storage.queries import query
 from moneymovement.storage.rows import (
@@ -23,7 +25,12 @@ from moneymovement.storage.rows import (
     account_row,
     entry_row,
     event_row,
+    funds_from_row,
+    funds_row,
+    monitor_from_row,
+    monitor_row,
     outcome_row,
+    policy_change_row,
     transfer_from_row,
     transfer_row,
 )
@@ -54,6 +61,9 @@ class Snapshot:
     accounts: dict[str, Account]
     transfers: dict[str, Transfer]
     taken_external_ids: set[str]
+    funds: list[ScheduledFunds]
+    monitors: list[BalanceMonitor]
+    debit_usage: dict[str, DebitUsage]
 
 
 class LedgerStore:
@@ -76,16 +86,23 @@ class LedgerStore:
         account_ids: Collection[str],
         transfer_ids: Collection[str],
         external_ids: Collection[str],
+        funds_account_ids: Collection[str] = (),
+        funds_ids: Collection[str] = (),
+        monitor_ids: Collection[str] = (),
     ) -> Snapshot:
         """Locks the transfers, then the accounts (those named and those of the
-        transfers), and reads which of `external_ids` are taken. Ids that do not exist
-        are simply absent."""
+        transfers), and reads which of `external_ids` are taken, the scheduled funds and
+        monitors the commands need, and the locked accounts' debit usage
+        (sql/ledger.sql, lock_batch). Ids that do not exist are simply absent."""
         row = await self._db.fetchrow(
             query("lock_batch"),
             self._tenant,
             sorted(account_ids),
             sorted(transfer_ids),
             list(external_ids),
+            list(funds_account_ids),
+            list(funds_ids),
+            list(monitor_ids),
         )
         assert row is not None
         transfers = [
@@ -97,6 +114,12 @@ class LedgerStore:
             accounts={a["account_id"]: account_from_row(a) for a in row["accounts"]},
             transfers={t.id: t for t in transfers},
             taken_external_ids=set(row["taken_external_ids"]),
+            funds=[funds_from_row(f) for f in row["funds"]],
+            monitors=[monitor_from_row(m) for m in row["monitors"]],
+            debit_usage={
+                u["account_id"]: DebitUsage({w: tuple(u[w.value]) for w in LimitWindow})
+                for u in row["debit_usage"]
+            },
         )
 
     async def write(self, writes: Writes, outcomes: Sequence[NewOutcome], now: datetime) -> None:
@@ -117,6 +140,10 @@ class LedgerStore:
             [entry_row(tenant, e) for e in writes.entries],
             [outcome_row(tenant, o.request_id, o.fingerprint, o.outcome, now) for o in outcomes],
             [event_row(tenant, e) for e in writes.events],
+            [funds_row(tenant, f) for f in writes.new_funds],
+            [funds_row(tenant, f) for f in writes.ended_funds],
+            [monitor_row(tenant, m) for m in writes.monitors],
+            [policy_change_row(tenant, c) for c in writes.policy_changes],
         )
         assert row is not None
         written = tuple(row.values())
@@ -129,6 +156,10 @@ class LedgerStore:
             len(outcomes),
             len(writes.events),
             1 if writes.events else 0,
+            len(writes.new_funds),
+            len(writes.ended_funds),
+            len(writes.monitors),
+            len(writes.policy_changes),
         )
         if written != expected:
             raise RuntimeError(f"write_batch wrote {dict(row)}; the domain decided {expected}")

@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from moneymovement.domain.accounts import Account, AccountState, OverdraftMode
+from moneymovement.domain.accounts import Account, AccountState, FreezeScope, OverdraftMode
 from moneymovement.domain.balances import Balances, Direction, EntryKind, NormalBalance
 from moneymovement.domain.events import Event, EventType, RecordedEvent
+from moneymovement.domain.funds import (
+    AT_ONCE,
+    Availability,
+    EndKind,
+    FundsKind,
+    ScheduledFunds,
+    policy_from_json,
+    policy_to_json,
+)
+from moneymovement.domain.ledger import PolicyChange
+from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.transfers import Entry, EventKind, Transfer, TransferEvent, TransferState
 
 Row = Mapping[str, Any]
 
 
 def balances_from_row(row: Row) -> Balances:
-    """The four stored totals of an account or an entry row."""
+    """The stored totals of an account or an entry row (an event's account document
+    written before pending availability existed has none: zero)."""
     return Balances(
         posted_debits_minor=row["posted_debits_minor"],
         posted_credits_minor=row["posted_credits_minor"],
         pending_debits_minor=row["pending_debits_minor"],
         pending_credits_minor=row["pending_credits_minor"],
+        pending_availability_minor=row.get("pending_availability_minor", 0),
+        reserved_minor=row.get("reserved_minor", 0),
     )
 
 
@@ -41,6 +55,9 @@ def account_from_row(row: Row) -> Account:
         balances=balances_from_row(row),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        funds_policy=policy_from_json(row.get("funds_policy") or {}),
+        freeze_scope=FreezeScope(row["freeze_scope"]) if row.get("freeze_scope") else None,
+        freeze_reason=row.get("freeze_reason", ""),
     )
 
 
@@ -94,6 +111,63 @@ def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         history=tuple(history),
+        availability=_availability(row.get("available_at"), row.get("availability_delay")),
+    )
+
+
+def _availability(at: datetime | None, delay: timedelta | float | None) -> Availability:
+    if at is None and delay is None:
+        return AT_ONCE
+    if isinstance(delay, int | float):  # an event's document keeps it in seconds
+        delay = timedelta(seconds=delay)
+    return Availability(at, delay)
+
+
+def funds_from_row(row: Row) -> ScheduledFunds:
+    """A `scheduled_funds` row as ScheduledFunds."""
+    return ScheduledFunds(
+        id=row["funds_id"],
+        account_id=row["account_id"],
+        transfer_id=row["transfer_id"],
+        kind=FundsKind(row["kind"]),
+        amount_minor=row["amount_minor"],
+        available_at=row["available_at"],
+        created_at=row["created_at"],
+        remainder_of_id=row["remainder_of_id"],
+        ended_at=row["ended_at"],
+        end_kind=EndKind(row["end_kind"]) if row["end_kind"] else None,
+        ended_amount_minor=row["ended_amount_minor"],
+        end_request_id=row["end_request_id"],
+        remainder_id=row["remainder_id"],
+    )
+
+
+def monitor_from_row(row: Row) -> BalanceMonitor:
+    """A `balance_monitors` row as a BalanceMonitor."""
+    return BalanceMonitor(
+        id=row["monitor_id"],
+        account_id=row["account_id"],
+        field=MonitorField(row["field"]),
+        operator=MonitorOperator(row["operator"]),
+        threshold_minor=row["threshold_minor"],
+        description=row["description"],
+        triggered=row["triggered"],
+        deleted=row["deleted"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def policy_change_from_row(row: Row) -> PolicyChange:
+    """An `account_policy_changes` row."""
+    return PolicyChange(
+        account_id=row["account_id"],
+        version=row["version"],
+        before=policy_from_json(row["before"]),
+        after=policy_from_json(row["after"]),
+        request_id=row["request_id"],
+        trace_id=row["trace_id"],
+        at=row["changed_at"],
     )
 
 
@@ -120,17 +194,33 @@ ACCOUNT_COLUMNS = (
     "overdraft_mode", "overdraft_limit_minor", "holder_id", "metadata", "state",
     "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
     "pending_credits_minor", "version", "created_at", "updated_at",
+    "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
+    "freeze_reason",
 )  # fmt: skip
 TRANSFER_COLUMNS = (
     "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id", "debit_account_id",
     "credit_account_id", "currency_code", "amount_minor", "state", "posted_amount_minor",
     "reversed_amount_minor", "reversal_of_id", "description", "metadata", "expires_at",
     "finalized_at", "finalized_request_id", "trace_id", "created_at", "updated_at",
+    "available_at", "availability_delay",
 )  # fmt: skip
 ENTRY_COLUMNS = (
     "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
     "amount_minor", "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
-    "pending_credits_minor", "created_at",
+    "pending_credits_minor", "created_at", "pending_availability_minor", "reserved_minor",
+)  # fmt: skip
+FUNDS_COLUMNS = (
+    "tenant_id", "funds_id", "account_id", "transfer_id", "kind", "amount_minor",
+    "available_at", "remainder_of_id", "created_at", "ended_at", "end_kind",
+    "ended_amount_minor", "end_request_id", "remainder_id",
+)  # fmt: skip
+MONITOR_COLUMNS = (
+    "tenant_id", "monitor_id", "account_id", "field", "operator", "threshold_minor",
+    "description", "triggered", "deleted", "created_at", "updated_at",
+)  # fmt: skip
+POLICY_CHANGE_COLUMNS = (
+    "tenant_id", "account_id", "version", "before", "after", "request_id", "trace_id",
+    "changed_at",
 )  # fmt: skip
 OUTCOME_COLUMNS = ("tenant_id", "request_id", "fingerprint", "outcome", "created_at")
 EVENT_COLUMNS = (
@@ -168,6 +258,11 @@ def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
             "version": account.version,
             "created_at": account.created_at,
             "updated_at": account.updated_at,
+            "pending_availability_minor": b.pending_availability_minor,
+            "reserved_minor": b.reserved_minor,
+            "funds_policy": policy_to_json(account.funds_policy),
+            "freeze_scope": None if account.freeze_scope is None else account.freeze_scope.value,
+            "freeze_reason": account.freeze_reason,
         },
     )
 
@@ -200,6 +295,8 @@ def transfer_row(tenant_id: str, transfer: Transfer, batch_index: int = 0) -> tu
             "trace_id": transfer.trace_id,
             "created_at": transfer.created_at,
             "updated_at": transfer.updated_at,
+            "available_at": transfer.availability.at,
+            "availability_delay": transfer.availability.delay,
         },
     )
 
@@ -222,6 +319,68 @@ def entry_row(tenant_id: str, entry: Entry) -> tuple[Any, ...]:
             "pending_debits_minor": b.pending_debits_minor,
             "pending_credits_minor": b.pending_credits_minor,
             "created_at": None,
+            "pending_availability_minor": b.pending_availability_minor,
+            "reserved_minor": b.reserved_minor,
+        },
+    )
+
+
+def funds_row(tenant_id: str, funds: ScheduledFunds) -> tuple[Any, ...]:
+    """ScheduledFunds as a `scheduled_funds` row (times are stamped by the statement)."""
+    return _in_order(
+        FUNDS_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "funds_id": funds.id,
+            "account_id": funds.account_id,
+            "transfer_id": funds.transfer_id,
+            "kind": funds.kind.value,
+            "amount_minor": funds.amount_minor,
+            "available_at": funds.available_at,
+            "remainder_of_id": funds.remainder_of_id,
+            "created_at": funds.created_at,
+            "ended_at": funds.ended_at,
+            "end_kind": None if funds.end_kind is None else funds.end_kind.value,
+            "ended_amount_minor": funds.ended_amount_minor,
+            "end_request_id": funds.end_request_id,
+            "remainder_id": funds.remainder_id,
+        },
+    )
+
+
+def monitor_row(tenant_id: str, monitor: BalanceMonitor) -> tuple[Any, ...]:
+    """A BalanceMonitor as a `balance_monitors` row."""
+    return _in_order(
+        MONITOR_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "monitor_id": monitor.id,
+            "account_id": monitor.account_id,
+            "field": monitor.field.value,
+            "operator": monitor.operator.value,
+            "threshold_minor": monitor.threshold_minor,
+            "description": monitor.description,
+            "triggered": monitor.triggered,
+            "deleted": monitor.deleted,
+            "created_at": monitor.created_at,
+            "updated_at": monitor.updated_at,
+        },
+    )
+
+
+def policy_change_row(tenant_id: str, change: PolicyChange) -> tuple[Any, ...]:
+    """A PolicyChange as an `account_policy_changes` row."""
+    return _in_order(
+        POLICY_CHANGE_COLUMNS,
+        {
+            "tenant_id": tenant_id,
+            "account_id": change.account_id,
+            "version": change.version,
+            "before": policy_to_json(change.before),
+            "after": policy_to_json(change.after),
+            "request_id": change.request_id,
+            "trace_id": change.trace_id,
+            "changed_at": change.at,
         },
     )
 
@@ -255,12 +414,17 @@ def event_row(tenant_id: str, event: Event) -> tuple[Any, ...]:
             "trace_id": event.trace_id,
             "account_ids": event.account_ids,
             "holder_ids": event.holder_ids,
+            # The transfers the event is about (FUNDS_RELEASED names its parts instead).
             "transfer_ids": [t.id for t in event.transfers] or list(event.item_ids),
             "payload": {
                 "transfers": [_transfer_document(tenant_id, t) for t in event.transfers],
                 "accounts": [
                     _document(ACCOUNT_COLUMNS, account_row(tenant_id, a)) for a in event.accounts
                 ],
+                "funds": [_document(FUNDS_COLUMNS, funds_row(tenant_id, f)) for f in event.funds],
+                "monitor": None
+                if event.monitor is None
+                else _document(MONITOR_COLUMNS, monitor_row(tenant_id, event.monitor)),
             },
         },
     )
@@ -284,6 +448,12 @@ def event_from_row(row: Row) -> RecordedEvent:
                 account_from_row(_undocument(d, _ACCOUNT_TIMES)) for d in payload["accounts"]
             ),
             item_ids=tuple(row["transfer_ids"]) if kind is EventType.BATCH_COMMITTED else (),
+            funds=tuple(
+                funds_from_row(_undocument(d, _FUNDS_TIMES)) for d in payload.get("funds", ())
+            ),
+            monitor=None
+            if payload.get("monitor") is None
+            else monitor_from_row(_undocument(payload["monitor"], _MONITOR_TIMES)),
         ),
     )
 
@@ -292,15 +462,22 @@ def event_from_row(row: Row) -> RecordedEvent:
 # name, times in ISO 8601), not as columns of the tables' row types: a column of a row
 # type would forbid most later changes to that table.
 _ACCOUNT_TIMES = ("created_at", "updated_at")
-_TRANSFER_TIMES = ("expires_at", "finalized_at", "created_at", "updated_at")
+_TRANSFER_TIMES = ("expires_at", "finalized_at", "created_at", "updated_at", "available_at")
+_FUNDS_TIMES = ("available_at", "created_at", "ended_at")
+_MONITOR_TIMES = ("created_at", "updated_at")
 
 
 def _document(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        column: value.isoformat() if isinstance(value, datetime) else value
-        for column, value in zip(columns, row, strict=True)
-        if column != "tenant_id"
-    }
+    return {column: _plain(value) for column, value in zip(columns, row, strict=True)
+            if column != "tenant_id"}  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
 
 
 def _transfer_document(tenant_id: str, transfer: Transfer) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from moneymovement.storage.database import (
     translated_errors,
 )
 from moneymovement.storage.events import EventStore
+from moneymovement.storage.funds import FundsReads
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.storage.queries import query
 from moneymovement.storage.spans import connection_class
@@ -33,6 +34,7 @@ class Session:
     transfers: Transfers
     ledger: LedgerStore
     events: EventStore
+    funds: FundsReads
 
 
 def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
@@ -41,6 +43,7 @@ def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
         transfers=Transfers(connection, tenant_id),
         ledger=LedgerStore(connection, tenant_id),
         events=EventStore(connection, tenant_id),
+        funds=FundsReads(connection, tenant_id),
     )
 
 
@@ -129,6 +132,13 @@ class Database:
         async with translated_errors(), self._pool.acquire() as connection:
             rows = await connection.fetch(query("find_expired_holds"), limit)
         return [(row["tenant_id"], row["transfer_id"]) for row in rows]
+
+    async def accounts_with_due_funds(self, limit: int) -> list[tuple[str, str]]:
+        """(tenant id, account id) of up to `limit` accounts with scheduled parts due now,
+        the longest due first: the funds sweeper's cross-tenant read."""
+        async with translated_errors(), self._pool.acquire() as connection:
+            rows = await connection.fetch(query("find_accounts_with_due_funds"), limit)
+        return [(row["tenant_id"], row["account_id"]) for row in rows]
 
     async def prune(self, statement: str, older_than: datetime, step: int) -> int:
         """One step of retention across tenants (`statement`: prune_events or

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from moneymovement.domain import ids
-from moneymovement.domain.accounts import Account, AccountChanges, OverdraftMode
+from moneymovement.domain.accounts import Account, AccountChanges, FreezeScope, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
-from moneymovement.domain.commands import CreateAccount
+from moneymovement.domain.commands import CreateAccount, FreezeAccount
 from moneymovement.domain.errors import FieldReason
+from moneymovement.domain.funds import NO_POLICY, validate_policy
 from moneymovement.domain.queries import AccountQuery
 from moneymovement.domain.validation import MAX_NAME_LENGTH, Checker
 from moneymovement.transport.convert_common import (
@@ -18,11 +19,17 @@ from moneymovement.transport.convert_common import (
     enum_value,
     timestamp,
 )
+from moneymovement.transport.convert_funds import funds_policy, policy_message
 from moneymovement.v1 import account_pb2, account_service_pb2
 
 NORMAL_BALANCE = enum_names(account_pb2.NormalBalance, "NORMAL_BALANCE_")
 _OVERDRAFT_MODE = enum_names(account_pb2.OverdraftMode, "OVERDRAFT_MODE_")
 _ACCOUNT_STATE = enum_names(account_pb2.Account.State, "STATE_")
+_FREEZE_SCOPE = enum_names(account_pb2.FreezeScope, "FREEZE_SCOPE_")
+_FREEZE_SCOPE_NUMBER = {None: 0} | {
+    FreezeScope(name): number for number, name in _FREEZE_SCOPE.items()
+}
+MAX_FREEZE_REASON = 500
 
 
 class _AccountRead(Protocol):
@@ -55,8 +62,11 @@ def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str,
     holder_id = check.reference("holder_id", request.holder_id)
     name = check.text("name", request.name, MAX_NAME_LENGTH)
     metadata = check.metadata("metadata", request.metadata)
+    policy = funds_policy(check, request.funds_policy) if request.HasField("funds_policy") else None
     check.raise_if_any()
     assert normal is not None
+    if policy is not None:
+        validate_policy(policy, NormalBalance(normal))
     return request_id, CreateAccount(
         currency_code=currency,
         normal_balance=NormalBalance(normal),
@@ -66,6 +76,7 @@ def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str,
         name=name,
         holder_id=holder_id,
         metadata=metadata,
+        funds_policy=policy or NO_POLICY,
     )
 
 
@@ -87,6 +98,18 @@ def account_change(request: _AccountChange) -> tuple[str, str, int | None]:
     return request_id, account, version or None
 
 
+def freeze_request(request: account_service_pb2.FreezeAccountRequest) -> tuple[str, FreezeAccount]:
+    """FreezeAccount's request id and command (scope UNSPECIFIED: ALL)."""
+    check = Checker()
+    request_id, account, version = account_change(request)
+    scope = enum_value(check, "scope", _FREEZE_SCOPE, request.scope)
+    reason = check.text("reason", request.reason, MAX_FREEZE_REASON)
+    check.raise_if_any()
+    return request_id, FreezeAccount(
+        account, version, FreezeScope(scope) if scope else FreezeScope.ALL, reason
+    )
+
+
 def account_update(
     request: account_service_pb2.UpdateAccountRequest,
 ) -> tuple[str, str, AccountChanges, int | None]:
@@ -101,12 +124,16 @@ def account_update(
     if request.HasField("overdraft_limit_minor"):
         limit = check.non_negative("overdraft_limit_minor", request.overdraft_limit_minor)
     version = check.non_negative("expected_version", request.expected_version)
+    policy = funds_policy(check, request.funds_policy) if request.HasField("funds_policy") else None
     check.raise_if_any()
+    if policy is not None:  # its ranges here; whether the account can have one, with it
+        validate_policy(policy, NormalBalance.CREDIT)
     changes = AccountChanges(
         name=name,
         metadata_patch=metadata,
         overdraft_mode=None if mode is None else OverdraftMode(mode),
         overdraft_limit_minor=limit,
+        funds_policy=policy,
     )
     return request_id, account, changes, version or None
 
@@ -153,4 +180,10 @@ def account_message(account: Account) -> account_pb2.Account:
         version=account.version,
         create_time=timestamp(account.created_at),
         update_time=timestamp(account.updated_at),
+        funds_policy=policy_message(account.funds_policy),
+        freeze_scope=account_pb2.FreezeScope.Value(
+            "FREEZE_SCOPE_"
+            + (account.freeze_scope.value if account.freeze_scope else "UNSPECIFIED")
+        ),
+        freeze_reason=account.freeze_reason,
     )

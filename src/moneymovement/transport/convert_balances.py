@@ -16,6 +16,7 @@ from moneymovement.transport.convert_common import (
     optional_time,
     timestamp,
 )
+from moneymovement.transport.convert_funds import part_message
 from moneymovement.v1 import account_pb2, balance_pb2, balance_service_pb2
 
 DEFAULT_ENTRIES = 100
@@ -85,6 +86,10 @@ def balance_message(snapshot: BalanceSnapshot) -> balance_pb2.Balance:
         available_minor=totals.available(normal),
         version=snapshot.version,
         as_of_time=timestamp(snapshot.as_of),
+        pending_availability_minor=totals.pending_availability_minor,
+        reserved_minor=totals.reserved_minor,
+        minimum_reserve_minor=snapshot.minimum_reserve_minor,
+        availability_schedule=[part_message(p) for p in snapshot.schedule],
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from moneymovement.domain.errors import FieldReason
 from moneymovement.domain.validation import Checker
@@ -36,6 +36,18 @@ def optional_time(check: Checker, message: object, field: str) -> datetime | Non
     except (ValueError, OverflowError):
         check.fail(field, FieldReason.OUT_OF_RANGE, "not a valid time (years 1 to 9999)")
         return None
+
+
+def duration(check: Checker, message: object, field: str) -> timedelta | None:
+    """A Duration field as a timedelta, or None when unset or malformed (nanos out of
+    range, or seconds and nanos of different signs)."""
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    value: duration_pb2.Duration = getattr(message, field)
+    if not -999_999_999 <= value.nanos <= 999_999_999 or (value.seconds * value.nanos < 0):
+        check.fail(field, FieldReason.OUT_OF_RANGE, "not a valid Duration")
+        return None
+    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1_000)
 
 
 def enum_names(enum_type: object, prefix: str) -> dict[int, str]:

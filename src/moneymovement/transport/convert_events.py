@@ -15,6 +15,7 @@ from moneymovement.service.event_stream import Start, cursor_of, parse_cursor
 from moneymovement.transport.convert_accounts import account_message
 from moneymovement.transport.convert_balances import balance_message
 from moneymovement.transport.convert_common import enum_names, enum_value, timestamp
+from moneymovement.transport.convert_funds import funds_message, monitor_message
 from moneymovement.transport.convert_transfers import transfer_message
 from moneymovement.v1 import balance_pb2, event_pb2, event_service_pb2
 
@@ -111,6 +112,10 @@ def _message(recorded: RecordedEvent) -> event_pb2.Event:
         return message
     if event.type is EventType.BATCH_COMMITTED:
         message.transfer_ids.extend(event.item_ids)
+    elif event.type is EventType.FUNDS_RELEASED:
+        message.funds.extend(funds_message(f) for f in event.funds)
+    elif event.monitor is not None:
+        message.monitor.CopyFrom(monitor_message(event.monitor))
     else:
         message.transfer.CopyFrom(transfer_message(event.transfers[0]))
     message.balances.extend(_balance(a, recorded) for a in event.accounts)
@@ -126,5 +131,6 @@ def _balance(account: Account, recorded: RecordedEvent) -> balance_pb2.Balance:
             balances=account.balances,
             version=account.version,
             as_of=recorded.occurred_at,
+            minimum_reserve_minor=account.funds_policy.reserve.minimum_minor,
         )
     )

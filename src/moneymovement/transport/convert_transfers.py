@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from moneymovement.domain import ids
 from moneymovement.domain.errors import FieldReason
+from moneymovement.domain.funds import AT_ONCE, MAX_AVAILABILITY_DELAY, Availability
 from moneymovement.domain.queries import TransferQuery
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import MAX_HOLD, Transfer, TransferSpec
@@ -13,6 +15,7 @@ from moneymovement.domain.validation import MAX_BATCH_TRANSFERS, MAX_DESCRIPTION
 from moneymovement.transport.convert_common import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    duration,
     enum_names,
     enum_value,
     optional_time,
@@ -55,6 +58,7 @@ def _spec(
         )
     if not item.pending and (timeout_s is not None or expires_at is not None):
         check.fail("pending", FieldReason.REQUIRED, "hold options need pending: true")
+    availability = asked_availability(check, item)
     return TransferSpec(
         debit_account_id=debit,
         credit_account_id=credit,
@@ -65,7 +69,35 @@ def _spec(
         pending=item.pending,
         hold_timeout_s=timeout_s,
         hold_expires_at=expires_at,
+        availability=availability,
     )
+
+
+def asked_availability(
+    check: Checker, item: pb.CreateTransferRequest | pb.CreateTransfersRequest.Item
+) -> Availability:
+    """A transfer's available_time or availability_delay (at most one, at most 90 days
+    ahead; a time already past means available at once, and is kept as asked)."""
+    at = optional_time(check, item, "available_time")
+    delay = None
+    if item.HasField("availability_delay"):
+        delay = duration(check, item, "availability_delay")
+        if delay is not None and not timedelta(0) < delay <= MAX_AVAILABILITY_DELAY:
+            check.fail(
+                "availability_delay", FieldReason.OUT_OF_RANGE, "more than 0 s, at most 90 days"
+            )
+            delay = None
+    if at is not None and delay is not None:
+        check.fail(
+            "availability_delay", FieldReason.MUST_DIFFER, "give available_time or this, not both"
+        )
+        return AT_ONCE
+    if at is not None and at > datetime.now(UTC) + MAX_AVAILABILITY_DELAY:
+        check.fail("available_time", FieldReason.OUT_OF_RANGE, "at most 90 days ahead")
+        return AT_ONCE
+    if at is None and delay is None:
+        return AT_ONCE
+    return Availability(at, delay)
 
 
 def transfer_spec(request: pb.CreateTransferRequest) -> tuple[str, TransferSpec]:
@@ -198,4 +230,8 @@ def transfer_message(transfer: Transfer) -> transfer_pb2.Transfer:
     )
     if transfer.expires_at is not None:
         message.expire_time.CopyFrom(timestamp(transfer.expires_at))
+    if transfer.availability.at is not None:
+        message.available_time.CopyFrom(timestamp(transfer.availability.at))
+    if transfer.availability.delay is not None:
+        message.availability_delay.FromTimedelta(transfer.availability.delay)
     return message

@@ -24,6 +24,7 @@ from moneymovement.transport.servicers import (
     AccountServicer,
     BalanceServicer,
     EventServicer,
+    FundsServicer,
     MoneyMovementServicer,
 )
 from moneymovement.v1 import (
@@ -33,6 +34,8 @@ from moneymovement.v1 import (
     balance_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    funds_service_pb2,
+    funds_service_pb2_grpc,
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
 )
@@ -44,6 +47,7 @@ SERVICE_NAMES = (
     balance_service_pb2.DESCRIPTOR.services_by_name["BalanceService"].full_name,
     money_movement_service_pb2.DESCRIPTOR.services_by_name["MoneyMovementService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    funds_service_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name,
 )
 _HEALTH_PROBE_INTERVAL_S = 2.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -62,7 +66,9 @@ class ApiServer:
         database: Database,
         *,
         interceptor: RequestInterceptor,
-        servicers: tuple[AccountServicer, BalanceServicer, MoneyMovementServicer, EventServicer],
+        servicers: tuple[
+            AccountServicer, BalanceServicer, MoneyMovementServicer, EventServicer, FundsServicer
+        ],
         directory: TenantDirectory,
         pipeline: WritePipeline,
         sweeper: HoldSweeper,
@@ -94,13 +100,14 @@ class ApiServer:
                 ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
-        accounts, balances, movements, event_servicer = servicers
+        accounts, balances, movements, event_servicer, funds = servicers
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, self._server)
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(balances, self._server)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
             movements, self._server
         )
         event_service_pb2_grpc.add_EventServiceServicer_to_server(event_servicer, self._server)
+        funds_service_pb2_grpc.add_FundsServiceServicer_to_server(funds, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -1,4 +1,4 @@
-"""The four gRPC services: parse and validate, call one use case, convert the result.
+"""The five gRPC services: parse and validate, call one use case, convert the result.
 
 Errors are not handled here: domain errors propagate to the interceptor, which owns the
 one mapping to gRPC status codes (transport/errors.py).
@@ -14,10 +14,12 @@ import grpc
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.event_stream import EventStream, cursor_of
+from moneymovement.service.funds import FundsService
 from moneymovement.service.transfers import TransferService
 from moneymovement.transport import convert_accounts as accounts_in
 from moneymovement.transport import convert_balances as balances_in
 from moneymovement.transport import convert_events as events_in
+from moneymovement.transport import convert_funds as funds_in
 from moneymovement.transport import convert_transfers as transfers_in
 from moneymovement.transport.context import current_caller
 from moneymovement.v1 import account_service_pb2 as apb
@@ -26,6 +28,8 @@ from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import balance_service_pb2_grpc as bgrpc
 from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import event_service_pb2_grpc as egrpc
+from moneymovement.v1 import funds_service_pb2 as fpb
+from moneymovement.v1 import funds_service_pb2_grpc as fgrpc
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
 
@@ -74,8 +78,8 @@ class AccountServicer(agrpc.AccountServiceServicer):
     async def FreezeAccount(
         self, request: apb.FreezeAccountRequest, context: Context
     ) -> apb.FreezeAccountResponse:
-        change = accounts_in.account_change(request)
-        account = await self._accounts.freeze(current_caller(), *change)
+        request_id, command = accounts_in.freeze_request(request)
+        account = await self._accounts.freeze(current_caller(), request_id, command)
         return apb.FreezeAccountResponse(account=_account(account))
 
     async def UnfreezeAccount(
@@ -219,3 +223,72 @@ class EventServicer(egrpc.EventServiceServicer):
             yield epb.WatchEventsResponse(
                 events=[events_in.event_message(e) for e in events], cursor=cursor_of(through)
             )
+
+
+class FundsServicer(fgrpc.FundsServiceServicer):
+    """moneymovement.v1.FundsService."""
+
+    def __init__(self, funds: FundsService) -> None:
+        self._funds = funds
+
+    async def ReleaseFunds(
+        self, request: fpb.ReleaseFundsRequest, context: Context
+    ) -> fpb.ReleaseFundsResponse:
+        request_id, command = funds_in.release_request(request)
+        release = await self._funds.release(current_caller(), request_id, command)
+        response = fpb.ReleaseFundsResponse(
+            released=[funds_in.funds_message(f) for f in release.released],
+            released_minor=release.released_minor,
+            balance=balances_in.balance_message(
+                funds_in.account_snapshot(release.account, release.account.updated_at)
+            ),
+        )
+        if release.fee_transfer is not None:
+            response.fee_transfer.CopyFrom(_transfer(release.fee_transfer))
+        return response
+
+    async def ListScheduledFunds(
+        self, request: fpb.ListScheduledFundsRequest, context: Context
+    ) -> fpb.ListScheduledFundsResponse:
+        account_id, size = funds_in.listing(request)
+        page = await self._funds.scheduled(
+            current_caller(), account_id, request.include_ended, size, request.page_token
+        )
+        return fpb.ListScheduledFundsResponse(
+            funds=[funds_in.funds_message(f) for f in page.items], next_page_token=page.next_token
+        )
+
+    async def CreateBalanceMonitor(
+        self, request: fpb.CreateBalanceMonitorRequest, context: Context
+    ) -> fpb.CreateBalanceMonitorResponse:
+        request_id, command = funds_in.monitor_request(request)
+        monitor = await self._funds.create_monitor(current_caller(), request_id, command)
+        return fpb.CreateBalanceMonitorResponse(monitor=funds_in.monitor_message(monitor))
+
+    async def ListBalanceMonitors(
+        self, request: fpb.ListBalanceMonitorsRequest, context: Context
+    ) -> fpb.ListBalanceMonitorsResponse:
+        account_id = accounts_in.account_id(request)
+        monitors = await self._funds.monitors(current_caller(), account_id)
+        return fpb.ListBalanceMonitorsResponse(
+            monitors=[funds_in.monitor_message(m) for m in monitors]
+        )
+
+    async def DeleteBalanceMonitor(
+        self, request: fpb.DeleteBalanceMonitorRequest, context: Context
+    ) -> fpb.DeleteBalanceMonitorResponse:
+        request_id, monitor_id = funds_in.monitor_delete(request)
+        monitor = await self._funds.delete_monitor(current_caller(), request_id, monitor_id)
+        return fpb.DeleteBalanceMonitorResponse(monitor=funds_in.monitor_message(monitor))
+
+    async def ListPolicyChanges(
+        self, request: fpb.ListPolicyChangesRequest, context: Context
+    ) -> fpb.ListPolicyChangesResponse:
+        account_id, size = funds_in.listing(request)
+        page = await self._funds.policy_changes(
+            current_caller(), account_id, size, request.page_token
+        )
+        return fpb.ListPolicyChangesResponse(
+            changes=[funds_in.policy_change_message(c) for c in page.items],
+            next_page_token=page.next_token,
+        )

@@ -9,6 +9,12 @@
 -- for another in a cycle. Also the external ids already taken among those new accounts
 -- claim ($4), and now(), the transaction's time: the one clock for expiry decisions and
 -- new rows.
+-- For funds accessibility (docs/funds-availability.md): the unended scheduled parts of
+-- the accounts releases work on ($5) and of the locked transfers (a reversal takes them
+-- back), the parts named by id in any state ($6); the live monitors of the locked
+-- accounts and those named by id ($7); and, for each locked account with debit limits,
+-- what its debits used of each rolling window. Scheduled parts and monitors change only
+-- with their account's row (its totals and version), so the account locks cover them.
 -- Rows come back as the tables' own row types, the transfers' reversals as JSON beside.
 WITH locked_transfers AS (
     SELECT t.*
@@ -37,7 +43,43 @@ SELECT now() AS db_now,
              FROM locked_transfers AS t ORDER BY t.transfer_id) AS reversals,
        ARRAY(SELECT a.external_id
              FROM accounts AS a
-             WHERE a.tenant_id = $1 AND a.external_id = ANY($4::text[])) AS taken_external_ids;
+             WHERE a.tenant_id = $1 AND a.external_id = ANY($4::text[])) AS taken_external_ids,
+       ARRAY(SELECT f::scheduled_funds
+             FROM scheduled_funds AS f
+             WHERE f.tenant_id = $1
+               AND ((f.ended_at IS NULL
+                     AND (f.account_id = ANY($5::text[])
+                          OR f.transfer_id IN (SELECT transfer_id FROM locked_transfers)))
+                    OR f.funds_id = ANY($6::text[]))) AS funds,
+       ARRAY(SELECT m::balance_monitors
+             FROM balance_monitors AS m
+             WHERE m.tenant_id = $1
+               AND ((NOT m.deleted
+                     AND m.account_id IN (SELECT account_id FROM locked_accounts))
+                    OR m.monitor_id = ANY($7::text[]))) AS monitors,
+       ARRAY(SELECT jsonb_build_object(
+                 'account_id', a.account_id,
+                 'DAY', jsonb_build_array(
+                     coalesce(sum(u.amount) FILTER (WHERE u.created_at > now() - interval '1 day'), 0),
+                     count(u.amount) FILTER (WHERE u.created_at > now() - interval '1 day')),
+                 'WEEK', jsonb_build_array(
+                     coalesce(sum(u.amount) FILTER (WHERE u.created_at > now() - interval '7 days'), 0),
+                     count(u.amount) FILTER (WHERE u.created_at > now() - interval '7 days')),
+                 '30_DAYS', jsonb_build_array(coalesce(sum(u.amount), 0), count(u.amount)))
+             FROM locked_accounts AS a
+             LEFT JOIN LATERAL (
+                 -- A debit counts at its amount while a hold, at its posted amount once
+                 -- captured, not at all once voided or expired.
+                 SELECT t.created_at,
+                        CASE t.state WHEN 'POSTED' THEN t.posted_amount_minor
+                                     ELSE t.amount_minor END AS amount
+                 FROM transfers AS t
+                 WHERE t.tenant_id = $1 AND t.debit_account_id = a.account_id
+                   AND t.created_at > now() - interval '30 days'
+                   AND t.state IN ('PENDING', 'POSTED')
+             ) AS u ON true
+             WHERE jsonb_array_length(coalesce(a.funds_policy -> 'debit_limits', '[]')) > 0
+             GROUP BY a.account_id) AS debit_usage;
 
 -- name: find_outcomes
 -- The recorded outcomes of a batch's request ids, read just BEFORE its transaction, in
@@ -60,8 +102,9 @@ LATERAL (
 -- Writes what a batch decided, in one statement: accounts opened ($2) and changed ($3:
 -- new totals, attributes, state and version, as the domain computed them under the locks
 -- of lock_batch), transfers created ($4) and changed ($5: state, amounts, finalisation),
--- entries ($6), the requests' outcomes ($7) and the events ($8: the outbox, in the order
--- the changes happened). Each parameter is an array of the table's own row type: the
+-- entries ($6), the requests' outcomes ($7), the events ($8: the outbox, in the order
+-- the changes happened), scheduled parts of credits created ($9) and ended ($10),
+-- balance monitors created or changed ($11) and funds policy changes ($12). Each parameter is an array of the table's own row type: the
 -- columns are the table's, declared once, in its migration.
 -- Events take their positions from the tenant's sequence while this transaction holds
 -- the tenant's event lock (an advisory lock, kept to the commit), so positions become
@@ -71,6 +114,8 @@ LATERAL (
 -- Entries are stamped with statement_timestamp(), not the transaction's now(): this
 -- statement runs while the accounts are locked, so an account's entries are stamped in
 -- version order, which keeps as-of reads (newest entry at or before a time) consistent.
+-- Scheduled parts are created and ended at the same statement_timestamp(), so an as-of
+-- read sees a credit's entry and its parts appear together.
 WITH opened AS (
     INSERT INTO accounts
     SELECT * FROM unnest($2::accounts[])
@@ -88,6 +133,11 @@ moved AS (
         pending_debits_minor = c.pending_debits_minor,
         pending_credits_minor = c.pending_credits_minor,
         version = c.version,
+        pending_availability_minor = c.pending_availability_minor,
+        reserved_minor = c.reserved_minor,
+        funds_policy = c.funds_policy,
+        freeze_scope = c.freeze_scope,
+        freeze_reason = c.freeze_reason,
         updated_at = now()
     FROM unnest($3::accounts[]) AS c
     WHERE a.tenant_id = $1 AND a.account_id = c.account_id
@@ -114,12 +164,48 @@ written AS (
     INSERT INTO entries (
         tenant_id, account_id, account_version, transfer_id, direction, kind, amount_minor,
         posted_debits_minor, posted_credits_minor, pending_debits_minor, pending_credits_minor,
-        created_at
+        created_at, pending_availability_minor, reserved_minor
     )
     SELECT e.tenant_id, e.account_id, e.account_version, e.transfer_id, e.direction, e.kind,
            e.amount_minor, e.posted_debits_minor, e.posted_credits_minor,
-           e.pending_debits_minor, e.pending_credits_minor, statement_timestamp()
+           e.pending_debits_minor, e.pending_credits_minor, statement_timestamp(),
+           e.pending_availability_minor, e.reserved_minor
     FROM unnest($6::entries[]) AS e
+    RETURNING 1
+),
+scheduled AS (
+    INSERT INTO scheduled_funds
+    SELECT f.tenant_id, f.funds_id, f.account_id, f.transfer_id, f.kind, f.amount_minor,
+           f.available_at, f.remainder_of_id, statement_timestamp(), f.ended_at, f.end_kind,
+           f.ended_amount_minor, f.end_request_id, f.remainder_id
+    FROM unnest($9::scheduled_funds[]) AS f
+    RETURNING 1
+),
+ended AS (
+    UPDATE scheduled_funds AS s
+    SET ended_at = statement_timestamp(),
+        end_kind = f.end_kind,
+        ended_amount_minor = f.ended_amount_minor,
+        end_request_id = f.end_request_id,
+        remainder_id = f.remainder_id
+    FROM unnest($10::scheduled_funds[]) AS f
+    -- Only an unended part ends: a part ended twice would write no row and fail the
+    -- batch (LedgerStore.write compares the counts).
+    WHERE s.tenant_id = $1 AND s.funds_id = f.funds_id AND s.ended_at IS NULL
+    RETURNING 1
+),
+monitored AS (
+    INSERT INTO balance_monitors
+    SELECT * FROM unnest($11::balance_monitors[])
+    ON CONFLICT (tenant_id, monitor_id) DO UPDATE
+    SET triggered = excluded.triggered,
+        deleted = excluded.deleted,
+        updated_at = excluded.updated_at
+    RETURNING 1
+),
+audited AS (
+    INSERT INTO account_policy_changes
+    SELECT * FROM unnest($12::account_policy_changes[])
     RETURNING 1
 ),
 recorded AS (
@@ -149,4 +235,8 @@ SELECT (SELECT count(*) FROM opened) AS accounts_opened,
        (SELECT count(*) FROM written) AS entries_written,
        (SELECT count(*) FROM recorded) AS outcomes_recorded,
        (SELECT count(*) FROM logged) AS events_logged,
-       (SELECT count(*) FROM notified) AS notified;
+       (SELECT count(*) FROM notified) AS notified,
+       (SELECT count(*) FROM scheduled) AS funds_scheduled,
+       (SELECT count(*) FROM ended) AS funds_ended,
+       (SELECT count(*) FROM monitored) AS monitors_written,
+       (SELECT count(*) FROM audited) AS policy_changes;
