@@ -76,13 +76,15 @@ from google.protobuf import any_pb2, message, wrappers_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
-from moneymovement.v1 import account_pb2, balance_pb2, event_pb2, transfer_pb2
+from moneymovement.v1 import account_pb2, balance_pb2, event_pb2, funds_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import account_service_pb2_grpc as agrpc
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import balance_service_pb2_grpc as bgrpc
 from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import event_service_pb2_grpc as egrpc
+from moneymovement.v1 import funds_service_pb2 as fpb
+from moneymovement.v1 import funds_service_pb2_grpc as fgrpc
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
 
@@ -226,6 +228,11 @@ class WrongTransferState(FailedPrecondition):
     state the call needs (`metadata["state"]` says which it is in). Read it."""
 
 
+class LimitExceeded(FailedPrecondition):
+    """A debit limit (DEBIT_LIMIT_EXCEEDED: metadata window, measure, limit, used,
+    remaining) or the maximum balance (BALANCE_LIMIT_EXCEEDED) refused the transfer."""
+
+
 class CursorExpired(MoneyMovementError):
     """OUT_OF_RANGE / CURSOR_EXPIRED: the events after the cursor were pruned (retention).
     `oldest_cursor` is the oldest cursor that still works; what lay between is gone."""
@@ -285,6 +292,8 @@ _BY_REASON: dict[str, type[MoneyMovementError]] = {
     "TRANSFER_NOT_PENDING": WrongTransferState,
     "TRANSFER_NOT_POSTED": WrongTransferState,
     "HOLD_EXPIRED": WrongTransferState,
+    "DEBIT_LIMIT_EXCEEDED": LimitExceeded,
+    "BALANCE_LIMIT_EXCEEDED": LimitExceeded,
 }
 _BY_CODE: dict[grpc.StatusCode, type[MoneyMovementError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
@@ -568,6 +577,7 @@ class MoneyMovementClient:
         self._balances = bgrpc.BalanceServiceStub(self._channel)
         self._movements = mgrpc.MoneyMovementServiceStub(self._channel)
         self._events = egrpc.EventServiceStub(self._channel)
+        self._funds = fgrpc.FundsServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {self.token}"),)
         self.attempts = 0  # calls sent by the last operation, retries included
 
@@ -1166,3 +1176,147 @@ class MoneyMovementClient:
             if on_reconnect is not None:
                 on_reconnect(problem, cursor, pause_s)
             await asyncio.sleep(pause_s)
+
+    # FundsService ----------------------------------------------------------------------
+
+    async def release_funds(
+        self,
+        account_id: str,
+        *,
+        amount_minor: int = 0,
+        funds_ids: Iterable[str] = (),
+        fee_minor: int = 0,
+        fee_account_id: str = "",
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> fpb.ReleaseFundsResponse:
+        """Makes pending funds available now: these parts (`funds_ids`), or an amount
+        oldest first; with an optional fee moved to `fee_account_id` in the same
+        transaction.
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND, FUNDS_NOT_FOUND.
+            FailedPrecondition: EARLY_RELEASE_NOT_ALLOWED, FUNDS_NOT_SCHEDULED,
+                RELEASE_EXCEEDS_PENDING, and the fee transfer's refusals.
+        """
+        request = fpb.ReleaseFundsRequest(
+            request_id=request_id, account_id=account_id, amount_minor=amount_minor,
+            funds_ids=list(funds_ids), fee_minor=fee_minor, fee_account_id=fee_account_id,
+            description=description, metadata=dict(metadata or {}),
+        )  # fmt: skip
+        return await self._call(self._funds.ReleaseFunds, request)
+
+    async def list_scheduled_funds(
+        self,
+        account_id: str,
+        *,
+        include_ended: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> fpb.ListScheduledFundsResponse:
+        """One page of an account's scheduled parts of credits, soonest first (only the
+        unended ones unless `include_ended`).
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+        """
+        request = fpb.ListScheduledFundsRequest(
+            account_id=account_id, include_ended=include_ended, page_size=page_size,
+            page_token=page_token,
+        )  # fmt: skip
+        return await self._call(self._funds.ListScheduledFunds, request)
+
+    async def iter_scheduled_funds(
+        self, account_id: str, *, include_ended: bool = False, page_size: int = 0
+    ) -> AsyncIterator[funds_pb2.ScheduledFunds]:
+        """Every part `list_scheduled_funds` lists with these arguments, page after page."""
+        token = ""
+        while True:
+            page = await self.list_scheduled_funds(
+                account_id, include_ended=include_ended, page_size=page_size, page_token=token
+            )
+            for funds in page.funds:
+                yield funds
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def create_balance_monitor(
+        self,
+        account_id: str,
+        field: str,
+        operator: str,
+        threshold_minor: int,
+        *,
+        description: str = "",
+        request_id: str = "",
+    ) -> funds_pb2.BalanceMonitor:
+        """Watches one of an account's balances (`field`: "AVAILABLE", "POSTED", ...)
+        against a threshold (`operator`: "BELOW", "AT_OR_BELOW", "ABOVE", "AT_OR_ABOVE");
+        each crossing is an event.
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+            FailedPrecondition: MONITOR_LIMIT_REACHED.
+        """
+        request = fpb.CreateBalanceMonitorRequest(
+            request_id=request_id, account_id=account_id,
+            field=_enum(funds_pb2.BalanceMonitor.Field, "FIELD_", field),
+            operator=_enum(funds_pb2.BalanceMonitor.Operator, "OPERATOR_", operator),
+            threshold_minor=threshold_minor, description=description,
+        )  # fmt: skip
+        return (await self._call(self._funds.CreateBalanceMonitor, request)).monitor
+
+    async def list_balance_monitors(self, account_id: str) -> list[funds_pb2.BalanceMonitor]:
+        """An account's monitors, oldest first.
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+        """
+        request = fpb.ListBalanceMonitorsRequest(account_id=account_id)
+        return list((await self._call(self._funds.ListBalanceMonitors, request)).monitors)
+
+    async def iter_balance_monitors(
+        self, account_id: str
+    ) -> AsyncIterator[funds_pb2.BalanceMonitor]:
+        """Every monitor of the account (one page: at most 20)."""
+        for monitor in await self.list_balance_monitors(account_id):
+            yield monitor
+
+    async def delete_balance_monitor(
+        self, monitor_id: str, *, request_id: str = ""
+    ) -> funds_pb2.BalanceMonitor:
+        """Stops a monitor.
+
+        Raises:
+            NotFound: MONITOR_NOT_FOUND.
+        """
+        request = fpb.DeleteBalanceMonitorRequest(request_id=request_id, monitor_id=monitor_id)
+        return (await self._call(self._funds.DeleteBalanceMonitor, request)).monitor
+
+    async def list_policy_changes(
+        self, account_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> fpb.ListPolicyChangesResponse:
+        """One page of an account's funds policy changes, newest first.
+
+        Raises:
+            NotFound: ACCOUNT_NOT_FOUND.
+        """
+        request = fpb.ListPolicyChangesRequest(
+            account_id=account_id, page_size=page_size, page_token=page_token
+        )
+        return await self._call(self._funds.ListPolicyChanges, request)
+
+    async def iter_policy_changes(
+        self, account_id: str, *, page_size: int = 0
+    ) -> AsyncIterator[funds_pb2.PolicyChange]:
+        """Every change `list_policy_changes` lists, page after page."""
+        token = ""
+        while True:
+            page = await self.list_policy_changes(account_id, page_size=page_size, page_token=token)
+            for change in page.changes:
+                yield change
+            token = page.next_page_token
+            if not token:
+                return

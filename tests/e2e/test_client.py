@@ -34,6 +34,7 @@ from moneymovement.client import (
     FailedPrecondition,
     InsufficientFunds,
     InvalidRequest,
+    LimitExceeded,
     MessageTooLarge,
     MoneyMovementClient,
     MoneyMovementError,
@@ -95,8 +96,9 @@ def test_every_rpc_of_every_service_has_a_client_method() -> None:
     rpcs = _services()
     assert {service for service, *_ in rpcs} == {
         "AccountService", "BalanceService", "MoneyMovementService", "EventService",
+        "FundsService",
     }  # fmt: skip
-    assert len(rpcs) >= 19
+    assert len(rpcs) >= 25
     for service, rpc, streaming, has_request_id in rpcs:
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", rpc).lower()  # ListEntries: list_entries
         method = getattr(MoneyMovementClient, name, None)
@@ -199,6 +201,15 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "RATE_LIMITED": Throttled,
     "CURSOR_EXPIRED": CursorExpired,
     "SHUTTING_DOWN": Unavailable,
+    "EARLY_RELEASE_NOT_ALLOWED": FailedPrecondition,
+    "FUNDS_NOT_FOUND": NotFound,
+    "FUNDS_NOT_SCHEDULED": FailedPrecondition,
+    "RELEASE_EXCEEDS_PENDING": FailedPrecondition,
+    "DEBIT_LIMIT_EXCEEDED": LimitExceeded,
+    "BALANCE_LIMIT_EXCEEDED": LimitExceeded,
+    "MONITOR_NOT_FOUND": NotFound,
+    "MONITOR_LIMIT_REACHED": FailedPrecondition,
+    "AVAILABILITY_NOT_APPLICABLE": FailedPrecondition,
 }
 
 
