@@ -177,6 +177,9 @@ async def test_rolling_reserve_and_early_release_with_a_fee(api: Api) -> None:
     )  # fmt: skip
     assert done.fee_transfer.amount_minor == 50
     assert parts(done.balance) == (9_955, 4_005, 1_000, 4_950)
+    assert [(p.kind, p.amount_minor) for p in done.balance.availability_schedule] == [
+        (funds_pb2.FUNDS_KIND_AVAILABILITY, 4_005), (funds_pb2.FUNDS_KIND_RESERVE, 1_000),
+    ]  # fmt: skip
     assert parts(await balance(client, shop)) == (9_955, 4_005, 1_000, 4_950)
     assert (await balance(client, fees)).available_minor == 50
     [remainder, reserve] = await scheduled(client, shop)

@@ -16,7 +16,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from moneymovement.domain.accounts import Account, AccountChanges, FreezeScope, OverdraftMode
 from moneymovement.domain.balances import NormalBalance
-from moneymovement.domain.funds import NO_POLICY, FundsPolicy, ScheduledFunds
+from moneymovement.domain.funds import NO_POLICY, FundsPolicy, Part, ScheduledFunds
 from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import Transfer, TransferSpec
@@ -244,6 +244,7 @@ class FundsRelease:
     released_minor: int
     fee_transfer: Transfer | None
     account: Account
+    schedule: tuple[Part, ...] = ()  # the account's unended parts after it, by time and kind
 
 
 @dataclass(frozen=True)

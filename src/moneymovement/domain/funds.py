@@ -328,6 +328,16 @@ def end(
     return ended, remainder
 
 
+def schedule_of(funds: Iterable[ScheduledFunds]) -> tuple[Part, ...]:
+    """Unended parts summed by time and kind, soonest first (a balance's schedule)."""
+    summed: dict[tuple[datetime, str], int] = {}
+    for part in funds:
+        if part.is_open:
+            key = (part.available_at, part.kind.value)
+            summed[key] = summed.get(key, 0) + part.amount_minor
+    return tuple(Part(FundsKind(kind), amount, at) for (at, kind), amount in sorted(summed.items()))
+
+
 def oldest_first(funds: Iterable[ScheduledFunds]) -> list[ScheduledFunds]:
     return sorted(funds, key=lambda f: (f.available_at, f.id))
 

@@ -61,6 +61,7 @@ from moneymovement.domain.funds import (
     ScheduledFunds,
     end,
     oldest_first,
+    schedule_of,
     take,
 )
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
@@ -592,6 +593,7 @@ def _release_funds(fork: _Fork, command: ReleaseFunds, issued: Issued) -> FundsR
         released_minor=released_minor,
         fee_transfer=fee,
         account=fork.accounts[account.id],
+        schedule=schedule_of(fork.open_funds(account.id)),
     )
 
 

@@ -24,6 +24,7 @@ from moneymovement.domain.funds import (
     Availability,
     EndKind,
     FundsKind,
+    Part,
     ScheduledFunds,
     policy_from_json,
     policy_to_json,
@@ -297,6 +298,9 @@ def release_to_json(release: FundsRelease) -> dict[str, Any]:
         if release.fee_transfer is None
         else transfer_to_json(release.fee_transfer),
         "account": account_to_json(release.account),
+        "schedule": [
+            [_time(p.available_at), p.kind.value, p.amount_minor] for p in release.schedule
+        ],
     }
 
 
@@ -308,6 +312,10 @@ def release_from_json(data: dict[str, Any]) -> FundsRelease:
         released_minor=data["released_minor"],
         fee_transfer=None if fee is None else transfer_from_json(fee),
         account=account_from_json(data["account"]),
+        schedule=tuple(
+            Part(FundsKind(kind), amount, _required_time(at))
+            for at, kind, amount in data.get("schedule", ())
+        ),
     )
 
 

@@ -157,8 +157,10 @@ def policy_change_message(change: PolicyChange) -> funds_pb2.PolicyChange:
     )
 
 
-def account_snapshot(account: Account, at: datetime) -> BalanceSnapshot:
-    """An account's balances as a snapshot (without its schedule, which is not read)."""
+def account_snapshot(
+    account: Account, at: datetime, schedule: tuple[Part, ...] = ()
+) -> BalanceSnapshot:
+    """An account's balances as a snapshot."""
     return BalanceSnapshot(
         account_id=account.id,
         currency_code=account.currency_code,
@@ -167,6 +169,7 @@ def account_snapshot(account: Account, at: datetime) -> BalanceSnapshot:
         version=account.version,
         as_of=at,
         minimum_reserve_minor=account.funds_policy.reserve.minimum_minor,
+        schedule=schedule,
     )
 
 

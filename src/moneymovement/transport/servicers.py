@@ -240,7 +240,9 @@ class FundsServicer(fgrpc.FundsServiceServicer):
             released=[funds_in.funds_message(f) for f in release.released],
             released_minor=release.released_minor,
             balance=balances_in.balance_message(
-                funds_in.account_snapshot(release.account, release.account.updated_at)
+                funds_in.account_snapshot(
+                    release.account, release.account.updated_at, release.schedule
+                )
             ),
         )
         if release.fee_transfer is not None:
