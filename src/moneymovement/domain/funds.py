@@ -123,7 +123,7 @@ def validate_policy(policy: FundsPolicy, normal: NormalBalance) -> None:
     violations = []
 
     def bad(field: str, reason: FieldReason, why: str) -> None:
-        violations.append(FieldViolation(f"funds_policy.{field}", reason, why))
+        violations.append(FieldViolation(f"funds_policy.{field}".rstrip("."), reason, why))
 
     if policy and normal is not NormalBalance.CREDIT:
         bad("", FieldReason.OUT_OF_RANGE, "a funds policy applies to credit-normal accounts")

@@ -82,10 +82,8 @@ def asked_availability(
     delay = None
     if item.HasField("availability_delay"):
         delay = duration(check, item, "availability_delay")
-        if delay is not None and not timedelta(0) < delay <= MAX_AVAILABILITY_DELAY:
-            check.fail(
-                "availability_delay", FieldReason.OUT_OF_RANGE, "more than 0 s, at most 90 days"
-            )
+        if delay is not None and not timedelta(0) <= delay <= MAX_AVAILABILITY_DELAY:
+            check.fail("availability_delay", FieldReason.OUT_OF_RANGE, "0 s to 90 days")
             delay = None
     if at is not None and delay is not None:
         check.fail(

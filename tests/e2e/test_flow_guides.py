@@ -1,0 +1,111 @@
+"""Flow guides run as written against a real `serve --dev` process, as the README's
+walk-through is (test_readme_walkthrough.py): the ```sh block of the guide is run with
+bash, only the port and the dev-token path changed, and what it prints is checked
+against what the guide says it prints. If a guide rots, this fails."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+import subprocess
+from typing import Any
+
+import pytest
+
+from moneymovement.devdb import running_server_dsn
+from tests.conftest import PROJECT_ROOT
+from tests.e2e.test_process import ServeProcess, _wait_serving
+from tests.e2e.test_readme_walkthrough import (
+    README_ADDRESS,
+    README_TOKEN_PATH,
+    _json_documents,
+    serve,
+)
+from tests.ledger_checks import assert_ledger_consistent
+
+pytestmark = pytest.mark.timeout(120)
+__all__ = ["serve"]  # the fixture, shared with the walk-through
+
+
+async def _run_guide(
+    serve: ServeProcess, name: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    text = (PROJECT_ROOT / "docs" / "flows" / name).read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, re.M | re.S)
+    assert len(blocks) == 1, f"{name}: one ```sh block expected"
+    script = (
+        blocks[0]
+        .replace(README_ADDRESS, f"127.0.0.1:{serve.port}")
+        .replace(README_TOKEN_PATH, str(serve.data_dir / "dev-token"))
+    )
+    serve.start()
+    await _wait_serving(serve)
+    env = {**os.environ, "PATH": f"{PROJECT_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    bash = functools.partial(
+        subprocess.run, ["bash", "-c", script], cwd=PROJECT_ROOT, env=env,
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    run = await asyncio.to_thread(bash)
+    return run, f"\n--- stdout ---\n{run.stdout}\n--- stderr ---\n{run.stderr}"
+
+
+def _parts(balance: dict[str, Any]) -> tuple[str, str, str, str]:
+    return tuple(  # type: ignore[return-value]
+        balance[k]
+        for k in ("posted_minor", "pending_availability_minor", "reserved_minor", "available_minor")
+    )
+
+
+async def test_the_seller_availability_guide_does_what_it_says(serve: ServeProcess) -> None:
+    run, shown = await _run_guide(serve, "seller-availability.md")
+    assert run.returncode == 0, shown
+    top_up, paid, scheduled, released, again, after, payout, every, end = _json_documents(
+        run.stdout
+    )
+    assert top_up["transfer"]["state"] == "STATE_POSTED", shown
+
+    assert _parts(paid["balance"]) == ("10000", "9000", "1000", "0"), shown
+    schedule = [(p["kind"], p["amount_minor"]) for p in paid["balance"]["availability_schedule"]]
+    assert schedule == [("FUNDS_KIND_AVAILABILITY", "9000"), ("FUNDS_KIND_RESERVE", "1000")]
+    rows = [(f["kind"], f["amount_minor"], f["state"]) for f in scheduled["funds"]]
+    assert rows == [
+        ("FUNDS_KIND_AVAILABILITY", "9000", "STATE_SCHEDULED"),
+        ("FUNDS_KIND_RESERVE", "1000", "STATE_SCHEDULED"),
+    ], shown
+
+    [refused] = run.stderr.split("ERROR:")[1:]
+    assert "Code: FailedPrecondition" in refused, shown
+    assert "INSUFFICIENT_FUNDS" in refused, shown
+    assert '"pending_availability_minor":"9000"' in refused, shown
+
+    [part] = released["released"]
+    assert (part["state"], part["amount_minor"], part["ended_amount_minor"]) == (
+        "STATE_RELEASED_EARLY", "9000", "5000",
+    ), shown  # fmt: skip
+    assert released["released_minor"] == "5000", shown
+    assert released["fee_transfer"]["amount_minor"] == "50", shown
+    assert _parts(released["balance"]) == ("9950", "4000", "1000", "4950"), shown
+    assert again == released, shown  # the retry: the recorded answer
+    assert _parts(after["balance"]) == ("9950", "4000", "1000", "4950"), shown
+    assert payout["transfer"]["state"] == "STATE_POSTED", shown
+
+    rows = [(f["kind"], f["amount_minor"], f["state"]) for f in every["funds"]]
+    assert sorted(rows) == sorted([
+        ("FUNDS_KIND_AVAILABILITY", "9000", "STATE_RELEASED_EARLY"),
+        ("FUNDS_KIND_AVAILABILITY", "4000", "STATE_SCHEDULED"),
+        ("FUNDS_KIND_RESERVE", "1000", "STATE_SCHEDULED"),
+    ]), shown  # fmt: skip
+    balances = [_parts(b) for b in end["balances"]]
+    assert balances == [
+        ("5000", "4000", "1000", "0"),  # the seller
+        ("4950", "0", "0", "4950"),  # payouts clearing
+        ("50", "0", "0", "50"),  # fees
+        ("0", "0", "0", "0"),  # the buyer
+        ("10000", "0", "0", "10000"),  # funding
+    ], shown
+
+    dsn = running_server_dsn(serve.data_dir / "pg")
+    assert dsn is not None
+    await assert_ledger_consistent(dsn)
