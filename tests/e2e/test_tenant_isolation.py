@@ -1,7 +1,8 @@
-"""Tenant A sends every RPC naming tenant B's account, transfer, batch, trace and request
-ids. Nothing of B's is read or changed, and every answer is the answer for a made-up id
-of the same format: same code, same ErrorInfo reason, same message and ErrorInfo
-metadata once the id is replaced by a placeholder, same trailer keys.
+"""Tenant A sends every RPC naming tenant B's account, transfer, batch, trace, request,
+scheduled funds and monitor ids. Nothing of B's is read or changed, and every answer is
+the answer for a made-up id of the same format: same code, same ErrorInfo reason, same
+message and ErrorInfo metadata once the id is replaced by a placeholder, same trailer
+keys.
 
 The body is `check_tenant_isolation(channel, attacker, victim, dsn)`, so that it can run against
 any server. The test below runs it against the normal one; the second variant (the
@@ -25,10 +26,11 @@ from google.protobuf.message import Message
 
 from moneymovement.domain import ids
 from moneymovement.storage import queries
-from moneymovement.v1 import account_pb2
+from moneymovement.v1 import account_pb2, funds_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
+from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.e2e.conftest import Api, Client, start_api, stop_api
 from tests.e2e.hostile import Answer, Code, all_rpcs, ask, tenant_id_of, tenant_rows
@@ -55,6 +57,8 @@ class Names:
     account_request_id: str  # the request that created `empty_account`
     transfer_request_id: str  # the request that created `transfer`
     hold_request_id: str
+    funds: str  # a scheduled part of a credit to `account`, not available yet
+    monitor: str  # a balance monitor on `account`
 
     def values(self) -> list[str]:
         """Every identifier, longest first (so that one never hides inside another)."""
@@ -78,6 +82,8 @@ def made_up(real: Names) -> Names:
         account_request_id=f"b-open-{tag}",
         transfer_request_id=f"b-pay-{tag}",
         hold_request_id=f"b-hold-{tag}",
+        funds=ids.new_id(ids.FUNDS),
+        monitor=ids.new_id(ids.MONITOR),
     )
 
 
@@ -178,6 +184,23 @@ def probes() -> list[Probe]:
             start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(account_id=n.account))),
         ("watch B's holder", "WatchEvents", lambda n, m: epb.WatchEventsRequest(
             start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(holder_id=n.holder))),
+        ("release B's pending funds", "ReleaseFunds", lambda n, m: fpb.ReleaseFundsRequest(
+            request_id=fresh("release"), account_id=n.account, amount_minor=1)),
+        ("release B's part", "ReleaseFunds", lambda n, m: fpb.ReleaseFundsRequest(
+            request_id=fresh("release"), account_id=n.account, funds_ids=[n.funds])),
+        ("B's scheduled funds", "ListScheduledFunds", lambda n, m:
+         fpb.ListScheduledFundsRequest(account_id=n.account, include_ended=True)),
+        ("watch B's balance", "CreateBalanceMonitor", lambda n, m:
+         fpb.CreateBalanceMonitorRequest(
+             request_id=fresh("monitor"), account_id=n.account,
+             field=funds_pb2.BalanceMonitor.FIELD_AVAILABLE,
+             operator=funds_pb2.BalanceMonitor.OPERATOR_BELOW, threshold_minor=1)),
+        ("B's monitors", "ListBalanceMonitors",
+         lambda n, m: fpb.ListBalanceMonitorsRequest(account_id=n.account)),
+        ("delete B's monitor", "DeleteBalanceMonitor", lambda n, m:
+         fpb.DeleteBalanceMonitorRequest(request_id=fresh("unmonitor"), monitor_id=n.monitor)),
+        ("B's policy changes", "ListPolicyChanges",
+         lambda n, m: fpb.ListPolicyChangesRequest(account_id=n.account)),
         # Last, so that the lists above do not find it. OK both ways (external ids are
         # unique per tenant); the new accounts differ.
         ("create with B's external id", "CreateAccount", lambda n, m: apb.CreateAccountRequest(
@@ -227,6 +250,7 @@ async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, 
             request_id="b-open-wallet", currency_code="USD", external_id="b-wallet",
             holder_id="b-holder", metadata={"owner": "b-secret"},
             normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
+            funds_policy=funds_pb2.FundsPolicy(early_release_allowed=True),
         ),
         apb.CreateAccountRequest(
             request_id="b-open-empty", currency_code="USD",
@@ -247,10 +271,22 @@ async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, 
             request.hold_timeout.seconds = 86_400
         return request
 
-    moves = [pay("b-pay", 10_000), pay("b-hold", 500, True), pay("b-hold-2", 300, True)]
-    paid, hold, hold_2 = [
+    delayed = pay("b-delayed", 1_000)
+    delayed.availability_delay.seconds = 86_400
+    moves = [pay("b-pay", 10_000), pay("b-hold", 500, True), pay("b-hold-2", 300, True), delayed]
+    paid, hold, hold_2, _ = [
         (await victim.movements.CreateTransfer(request, metadata=md)).transfer for request in moves
     ]
+    [part] = (
+        await victim.funds.ListScheduledFunds(
+            fpb.ListScheduledFundsRequest(account_id=wallet), metadata=md
+        )
+    ).funds
+    watch = fpb.CreateBalanceMonitorRequest(
+        request_id="b-monitor", account_id=wallet, field=funds_pb2.BalanceMonitor.FIELD_POSTED,
+        operator=funds_pb2.BalanceMonitor.OPERATOR_ABOVE, threshold_minor=1_000_000,
+    )  # fmt: skip
+    monitor = (await victim.funds.CreateBalanceMonitor(watch, metadata=md)).monitor
     batch = mpb.CreateTransfersRequest(
         request_id="b-batch",
         transfers=[
@@ -271,6 +307,7 @@ async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, 
         hold_to_void=hold_2.id, batch=batched[0].batch_id, trace=paid.trace_id or "0" * 32,
         external_id="b-wallet", holder="b-holder", metadata_value="b-secret",
         account_request_id="b-open-empty", transfer_request_id="b-pay", hold_request_id="b-hold",
+        funds=part.id, monitor=monitor.id,
     )  # fmt: skip
     a_wallet = await attacker.open("a-wallet")
     a_funding = await attacker.open(
@@ -278,7 +315,7 @@ async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, 
         normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
         overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
     )
-    return names, Mine(a_wallet.id, a_funding.id), [*opened, *moves, batch, reversal]
+    return names, Mine(a_wallet.id, a_funding.id), [*opened, *moves, batch, reversal, watch]
 
 
 async def check_tenant_isolation(
@@ -348,7 +385,10 @@ def _victim_data_in(answer: Answer, names: Names, rows: dict[str, list[str]]) ->
     if answer.response is None:
         return ""
     text = str(answer.response)
-    for value in (names.account, names.empty_account, names.transfer, names.hold, names.batch):
+    for value in (
+        names.account, names.empty_account, names.transfer, names.hold, names.batch,
+        names.funds, names.monitor,
+    ):  # fmt: skip
         if value in text:
             return value
     for row in rows["accounts"] + rows["transfers"]:

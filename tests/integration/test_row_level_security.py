@@ -4,6 +4,7 @@ with no help from the tenant filter in the queries (migrations/0003)."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -11,6 +12,9 @@ import pytest
 
 from moneymovement.domain import ids
 from moneymovement.domain.accounts import OverdraftMode
+from moneymovement.domain.commands import CreateBalanceMonitor
+from moneymovement.domain.funds import Availability, FundsPolicy
+from moneymovement.domain.monitors import MonitorField, MonitorOperator
 from moneymovement.domain.transfers import TransferSpec
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database, begin_statement
@@ -24,6 +28,9 @@ LEDGER_TABLES = (
     "request_outcomes",
     "events",
     "event_horizons",
+    "scheduled_funds",
+    "balance_monitors",
+    "account_policy_changes",
 )
 
 
@@ -31,14 +38,19 @@ async def _two_tenants(database: Database) -> tuple[Ledger, Ledger]:
     a, b = await ledger_for(database, "rls-a"), await ledger_for(database, "rls-b")
     for ledger in (a, b):
         funding = await ledger.open(OverdraftMode.UNLIMITED)
-        wallet = await ledger.open()
+        # A funds policy (an audited change), a credit not available yet (a scheduled
+        # part) and a balance monitor: a row in each table of funds accessibility.
+        wallet = await ledger.open(funds_policy=FundsPolicy(early_release_allowed=True))
         await ledger.transfers.create(ledger.caller, "pay-1", _spec(funding.id, wallet.id))
+        monitor = CreateBalanceMonitor(wallet.id, MonitorField.POSTED, MonitorOperator.ABOVE, 0)
+        await ledger.accounts._pipeline.submit(ledger.caller, "monitor-1", monitor)
     return a, b
 
 
 def _spec(debit: str, credit: str) -> TransferSpec:
     return TransferSpec(debit_account_id=debit, credit_account_id=credit, amount_minor=500,
-                        currency_code="USD")  # fmt: skip
+                        currency_code="USD",
+                        availability=Availability(delay=timedelta(days=1)))  # fmt: skip
 
 
 async def _counts(connection: asyncpg.Connection) -> dict[str, int]:
@@ -58,10 +70,13 @@ async def test_a_transaction_sees_only_the_tenant_it_declared(database: Database
         assert await connection.fetchval("SELECT current_user") == role
         tenants = await connection.fetch("SELECT DISTINCT tenant_id FROM accounts")
         assert [row["tenant_id"] for row in tenants] == [a.caller.tenant_id]
-        # Two accounts, one transfer, two entries, and the outcomes of three requests.
+        # Two accounts, one transfer, two entries, the outcomes of four requests, four
+        # events (two accounts, the transfer, the monitor triggered at once), one part,
+        # one monitor, one policy change.
         assert await _counts(connection) == {
-            "accounts": 2, "transfers": 1, "entries": 2, "request_outcomes": 3, "events": 3,
-            "event_horizons": 0,
+            "accounts": 2, "transfers": 1, "entries": 2, "request_outcomes": 4, "events": 4,
+            "event_horizons": 0, "scheduled_funds": 1, "balance_monitors": 1,
+            "account_policy_changes": 1,
         }  # fmt: skip
 
 

@@ -237,8 +237,9 @@ class ExpireHold(Command["Transfer | None"]):
 
 @dataclass(frozen=True)
 class FundsRelease:
-    """What ReleaseFunds did: the parts ended early (each with its remainder, if any,
-    beside it), the amount made available, the fee transfer, and the account after."""
+    """What ReleaseFunds did: the parts ended early (a part ended for less than its
+    amount names its remainder, remainder_id), the amount made available, the fee
+    transfer, the account after, and its availability schedule after."""
 
     released: tuple[ScheduledFunds, ...]
     released_minor: int

@@ -356,10 +356,22 @@ class DebitUsage:
     used: Mapping[LimitWindow, tuple[int, int]]
 
     def plus(self, amount_minor: int) -> DebitUsage:
-        return DebitUsage(
-            {w: (self.used.get(w, (0, 0))[0] + amount_minor, self.used.get(w, (0, 0))[1] + 1)
-             for w in LimitWindow}
-        )  # fmt: skip
+        """With a new debit of `amount_minor` (made now: in every window)."""
+        return self.changed(amount_minor, 1, None, None)
+
+    def changed(
+        self, amount_minor: int, count: int, made_at: datetime | None, now: datetime | None
+    ) -> DebitUsage:
+        """With a debit made at `made_at` counted differently: a hold voided or expired
+        (-amount, -1), captured for less (-the rest, 0). Only the windows that count it
+        change (those it was made in); None: a debit made now, in all of them."""
+        used = dict(self.used)
+        for window in LimitWindow:
+            if made_at is not None and now is not None and made_at <= now - window.length:
+                continue
+            amount, debits = used.get(window, (0, 0))
+            used[window] = (amount + amount_minor, debits + count)
+        return DebitUsage(used)
 
 
 NO_USAGE = DebitUsage({})

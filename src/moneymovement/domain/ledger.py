@@ -63,6 +63,7 @@ from moneymovement.domain.funds import (
     oldest_first,
     schedule_of,
     take,
+    validate_policy,
 )
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
 from moneymovement.domain.monitors import MAX_MONITORS_PER_ACCOUNT, BalanceMonitor
@@ -275,6 +276,16 @@ class _Fork:
     def debit_usage(self, account_id: str) -> DebitUsage:
         return self.usage.get(account_id, NO_USAGE)
 
+    def uncount(self, hold: Transfer, amount_minor: int, count: int) -> None:
+        """Gives back to the hold's debit account's limits what the hold no longer takes
+        (as the database counts it for the next transaction: at its amount while
+        PENDING, its posted amount once POSTED, nothing once voided or expired)."""
+        account = self.accounts.get(hold.debit_account_id)
+        if account is None or not account.funds_policy.debit_limits:
+            return
+        usage = self.debit_usage(account.id)
+        self.usage[account.id] = usage.changed(-amount_minor, -count, hold.created_at, self.now)
+
     def open_transfer(
         self, spec: TransferSpec, new: NewTransfer
     ) -> tuple[Transfer, list[Entry], list[Part]]:
@@ -387,6 +398,7 @@ class _Fork:
 
 
 def _create_account(fork: _Fork, command: CreateAccount, issued: Issued) -> Account:
+    validate_policy(command.funds_policy, command.normal_balance)  # the edge did; again here
     if command.external_id is not None and command.external_id in fork.taken_external_ids:
         raise Rejected(
             Reason.EXTERNAL_ID_TAKEN,
@@ -490,6 +502,7 @@ def _post(fork: _Fork, command: PostTransfer, issued: Issued) -> Transfer:
     )
     fork.change_transfer(posted, entries)
     fork.schedule(posted, parts)
+    fork.uncount(hold, hold.amount_minor - posted.posted_amount_minor, 0)
     fork.tell(EventType.TRANSFER_POSTED, issued, posted)
     return posted
 
@@ -498,6 +511,7 @@ def _void(fork: _Fork, command: VoidTransfer, issued: Issued) -> Transfer:
     hold = fork.locked_transfer(command.transfer_id)
     voided, entries = void_hold(fork.accounts, hold, fork.now, issued.request_id)
     fork.change_transfer(voided, entries)
+    fork.uncount(hold, hold.amount_minor, 1)
     if voided.state is TransferState.EXPIRED:
         # It expired before the void came (the sweeper had not reached it yet): told as
         # the expiry it is, with no request of its own, as the sweeper would have.
@@ -516,6 +530,7 @@ def _expire(fork: _Fork, command: ExpireHold, issued: Issued) -> Transfer | None
         return None
     expired, entries = ended
     fork.change_transfer(expired, entries)
+    fork.uncount(hold, hold.amount_minor, 1)
     fork.tell(EventType.TRANSFER_EXPIRED, issued, expired)
     return expired
 

@@ -25,6 +25,9 @@ CHECKS = (
     ("verify_holds_end_once", "holds end once and post at most what they held"),
     ("verify_reversals_within_original", "reversals stay within the posted amount"),
     ("verify_overdraft_policy", "no account is beyond its overdraft policy"),
+    ("verify_pending_availability", "pending availability and reserves equal the open parts"),
+    ("verify_funds_not_available_early", "no scheduled part is released before its time"),
+    ("verify_funds_end_once", "scheduled parts end once; each remainder is its parent's"),
     ("verify_transfer_events", "each transfer change has its one event, each event its change"),
     ("verify_account_events", "each account has its events; the newest shows it as it is"),
 )

@@ -176,7 +176,9 @@ written AS (
 scheduled AS (
     INSERT INTO scheduled_funds
     SELECT f.tenant_id, f.funds_id, f.account_id, f.transfer_id, f.kind, f.amount_minor,
-           f.available_at, f.remainder_of_id, statement_timestamp(), f.ended_at, f.end_kind,
+           f.available_at, f.remainder_of_id, statement_timestamp(),
+           -- A part made and ended in one batch (a credit, then its early release).
+           CASE WHEN f.ended_at IS NULL THEN NULL ELSE statement_timestamp() END, f.end_kind,
            f.ended_amount_minor, f.end_request_id, f.remainder_id
     FROM unnest($9::scheduled_funds[]) AS f
     RETURNING 1

@@ -11,7 +11,8 @@ SELECT c.relname AS table_name, current_user AS reader,
 FROM pg_class AS c
 WHERE c.relnamespace = 'public'::regnamespace
   AND c.relname IN ('accounts', 'transfers', 'entries', 'request_outcomes', 'events',
-                    'event_horizons')
+                    'event_horizons', 'scheduled_funds', 'balance_monitors',
+                    'account_policy_changes')
   AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
   AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles AS r
            WHERE r.rolname = current_user)
@@ -145,7 +146,8 @@ WHERE t.reversed_amount_minor <> coalesce(r.total, 0)
 LIMIT $1;
 
 -- name: verify_overdraft_policy
--- Invariant 3: no available balance below the account's overdraft floor.
+-- Invariant 3: no available balance below the account's overdraft floor; what is posted
+-- but not available yet (pending availability, the rolling reserve) is not available.
 SELECT tenant_id, account_id, overdraft_mode, overdraft_limit_minor
 FROM accounts
 WHERE overdraft_mode <> 'UNLIMITED'
@@ -153,7 +155,107 @@ WHERE overdraft_mode <> 'UNLIMITED'
         WHEN 'CREDIT' THEN posted_credits_minor::numeric - posted_debits_minor
                            - pending_debits_minor
         ELSE posted_debits_minor::numeric - posted_credits_minor - pending_credits_minor
-      END < -overdraft_limit_minor
+      END - pending_availability_minor - reserved_minor < -overdraft_limit_minor
+LIMIT $1;
+
+-- Funds accessibility (docs/funds-availability.md, migration 0007): the parts of posted
+-- credits that are not available yet, scheduled_funds. An account's two totals of them
+-- change without entries (a release writes none), so the entries' running values of
+-- them are not held against the account.
+
+-- name: verify_pending_availability
+-- An account's pending availability is the sum of its unended AVAILABILITY parts, and
+-- its reserve the sum of its unended RESERVE parts.
+SELECT a.tenant_id, a.account_id, a.pending_availability_minor, a.reserved_minor,
+       coalesce(f.pending, 0) AS scheduled_availability_minor,
+       coalesce(f.reserved, 0) AS scheduled_reserve_minor
+FROM accounts AS a
+LEFT JOIN (
+    SELECT tenant_id, account_id,
+           sum(amount_minor) FILTER (WHERE kind = 'AVAILABILITY') AS pending,
+           sum(amount_minor) FILTER (WHERE kind = 'RESERVE') AS reserved
+    FROM scheduled_funds WHERE ended_at IS NULL GROUP BY 1, 2
+) AS f USING (tenant_id, account_id)
+WHERE (a.pending_availability_minor, a.reserved_minor)
+   <> (coalesce(f.pending, 0), coalesce(f.reserved, 0))
+LIMIT $1;
+
+-- name: verify_funds_not_available_early
+-- Available never includes funds before their time: no part was RELEASED (the sweeper's
+-- end) before its available_at, and a part whose time is still to come is unended, or
+-- was ended on purpose: RELEASED_EARLY (ReleaseFunds) or REVERSED (its credit's reversal).
+SELECT tenant_id, funds_id, account_id, transfer_id, kind, available_at, ended_at, end_kind
+FROM scheduled_funds
+WHERE (end_kind = 'RELEASED' AND ended_at < available_at)
+   OR (available_at > now() AND ended_at IS NOT NULL
+       AND coalesce(end_kind, '') NOT IN ('RELEASED_EARLY', 'REVERSED'))
+LIMIT $1;
+
+-- name: verify_funds_end_once
+-- A part ends once, for all or some of it (an end kind, amount and time together, the
+-- amount at most the part's, not before the part was created); what it did not end lives
+-- on in exactly one remainder: the row it names, which names it back, of the same
+-- account, transfer, kind and time, for the rest. A part that is open or ended whole has
+-- no remainder, and a remainder is its parent's. Each part belongs to a POSTED credit
+-- that is not a reversal, to its credit account; a credit's original parts (not
+-- remainders) never add up to more than it posted, and its unended parts never to more
+-- than is left of it after its reversals (a reversal takes them back first).
+WITH remainders AS (
+    SELECT tenant_id, remainder_of_id AS funds_id, count(*) AS remainders
+    FROM scheduled_funds WHERE remainder_of_id IS NOT NULL GROUP BY 1, 2
+),
+parts AS (
+    SELECT f.tenant_id, f.funds_id, f.transfer_id,
+           CASE
+             WHEN (f.ended_at IS NULL) <> (f.end_kind IS NULL)
+               OR (f.ended_at IS NULL) <> (f.ended_amount_minor IS NULL)
+               OR f.ended_amount_minor NOT BETWEEN 1 AND f.amount_minor
+               OR f.ended_at < f.created_at
+               THEN 'ended inconsistently'
+             WHEN f.ended_amount_minor < f.amount_minor
+              AND (coalesce(c.remainders, 0) <> 1
+                   OR r.funds_id IS NULL
+                   OR r.remainder_of_id IS DISTINCT FROM f.funds_id
+                   OR (r.account_id, r.transfer_id, r.kind, r.available_at)
+                      IS DISTINCT FROM (f.account_id, f.transfer_id, f.kind, f.available_at)
+                   OR r.amount_minor <> f.amount_minor - f.ended_amount_minor)
+               THEN 'ended in part without its one remainder for the rest'
+             WHEN NOT coalesce(f.ended_amount_minor < f.amount_minor, false)
+              AND (f.remainder_id IS NOT NULL OR coalesce(c.remainders, 0) <> 0)
+               THEN 'open or ended whole, with a remainder'
+             WHEN f.remainder_of_id IS NOT NULL AND p.remainder_id IS DISTINCT FROM f.funds_id
+               THEN 'a remainder its parent does not name'
+             WHEN t.transfer_id IS NULL OR t.state <> 'POSTED' OR t.reversal_of_id IS NOT NULL
+               THEN 'not of a posted credit'
+             WHEN f.account_id <> t.credit_account_id
+               THEN 'not on its credit''s account'
+           END AS problem
+    FROM scheduled_funds AS f
+    LEFT JOIN remainders AS c USING (tenant_id, funds_id)
+    LEFT JOIN scheduled_funds AS r
+        ON r.tenant_id = f.tenant_id AND r.funds_id = f.remainder_id
+    LEFT JOIN scheduled_funds AS p
+        ON p.tenant_id = f.tenant_id AND p.funds_id = f.remainder_of_id
+    LEFT JOIN transfers AS t
+        ON t.tenant_id = f.tenant_id AND t.transfer_id = f.transfer_id
+),
+credits AS (
+    SELECT f.tenant_id, NULL::text AS funds_id, f.transfer_id,
+           CASE
+             WHEN sum(f.amount_minor) FILTER (WHERE f.remainder_of_id IS NULL)
+                  > t.posted_amount_minor
+               THEN 'parts add up to more than the credit'
+             WHEN coalesce(sum(f.amount_minor) FILTER (WHERE f.ended_at IS NULL), 0)
+                  > t.posted_amount_minor - t.reversed_amount_minor
+               THEN 'more unended than is left of the credit'
+           END AS problem
+    FROM scheduled_funds AS f
+    JOIN transfers AS t USING (tenant_id, transfer_id)
+    GROUP BY f.tenant_id, f.transfer_id, t.posted_amount_minor, t.reversed_amount_minor
+)
+SELECT tenant_id, funds_id, transfer_id, problem FROM parts WHERE problem IS NOT NULL
+UNION ALL
+SELECT tenant_id, funds_id, transfer_id, problem FROM credits WHERE problem IS NOT NULL
 LIMIT $1;
 
 -- The outbox (docs/events.md): every change has its event, and no event tells of a
