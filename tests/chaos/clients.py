@@ -1,5 +1,11 @@
 """A chaos client: one process sending random operations through the real server.
 
+Besides transfers, holds, captures, voids, reversals and batches, a modest share of the
+operations exercise funds accessibility: credits to the accounts with a funds policy
+(`funds_accounts`) that stay unavailable for 1 to 5 s (`availability_delay`, on immediate
+transfers and on some holds, counted from their capture), and early releases of such funds
+by amount (ReleaseFunds), some with a small fee to the currency's fee account.
+
 Every request gets a fresh request_id; on UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED it is
 retried with the same request_id (that is what makes retries safe) until a time budget
 runs out, and then its outcome is "unknown". Every outcome is written as a JSON line.
@@ -12,9 +18,9 @@ import json
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import duration_pb2
@@ -22,7 +28,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from moneymovement.v1 import balance_service_pb2 as bpb
-from moneymovement.v1 import balance_service_pb2_grpc, money_movement_service_pb2_grpc
+from moneymovement.v1 import (
+    balance_service_pb2_grpc,
+    funds_service_pb2_grpc,
+    money_movement_service_pb2_grpc,
+)
+from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 
 RETRYABLE = {
@@ -32,6 +43,10 @@ RETRYABLE = {
 }
 ATTEMPT_TIMEOUT_S = 5.0
 RETRY_BUDGET_S = 40.0
+# The operations and their shares (in %); delayed credits and early releases only when
+# the plan names accounts with a funds policy.
+OPS = ("transfer", "hold", "capture", "void", "reverse", "batch", "read", "delayed", "release")
+WEIGHTS = (28, 14, 10, 6, 8, 8, 21, 6, 4)
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,10 @@ class ClientPlan:
     duration_s: float
     accounts: dict[str, list[str]]  # currency -> customer account ids
     log_path: str
+    # currency -> the customers whose funds policy allows early release (credits to them
+    # may be delayed, and released early), and the account that early-release fees go to.
+    funds_accounts: dict[str, list[str]] = field(default_factory=dict)
+    fee_accounts: dict[str, str] = field(default_factory=dict)
 
 
 def run_client(plan: ClientPlan) -> None:
@@ -60,6 +79,7 @@ class _Client:
         self.holds: list[str] = []  # holds this client created (acknowledged)
         self.posted: list[str] = []  # posted transfers this client created
         self.log = Path(plan.log_path).open("a", encoding="utf-8")  # noqa: SIM115
+        self.weights = list(WEIGHTS) if plan.funds_accounts else [*WEIGHTS[:-2], 0, 0]
 
     async def run(self) -> None:
         # Several replicas: client-side round-robin over all their addresses.
@@ -67,12 +87,10 @@ class _Client:
         async with grpc.aio.insecure_channel(self.plan.target, options=options) as channel:
             self.moves = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
             self.balances = balance_service_pb2_grpc.BalanceServiceStub(channel)
+            self.funds = funds_service_pb2_grpc.FundsServiceStub(channel)
             stop_at = time.monotonic() + self.plan.duration_s
             while time.monotonic() < stop_at:
-                op = self.rng.choices(
-                    ["transfer", "hold", "capture", "void", "reverse", "batch", "read"],
-                    weights=[30, 15, 10, 6, 8, 8, 23],
-                )[0]
+                op = self.rng.choices(OPS, weights=self.weights)[0]
                 await getattr(self, "_" + op)()
         self.log.close()
 
@@ -101,7 +119,13 @@ class _Client:
             debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
             currency_code=currency, pending=True, hold_timeout=timeout,
         )  # fmt: skip
-        params = {"debit": debit, "credit": credit, "amount": amount, "currency": currency}
+        params: dict[str, Any] = {
+            "debit": debit, "credit": credit, "amount": amount, "currency": currency,
+        }  # fmt: skip
+        if credit in self.plan.funds_accounts.get(currency, ()) and self.rng.random() < 0.3:
+            # Unavailable for a while once captured (the delay counts from the capture).
+            params["delay_s"] = self.rng.randint(1, 5)
+            request.availability_delay.CopyFrom(duration_pb2.Duration(seconds=params["delay_s"]))
         reply = await self._call("hold", self.moves.CreateTransfer, request, params)
         if reply is not None:
             self.holds.append(reply.transfer.id)
@@ -134,6 +158,45 @@ class _Client:
         await self._call(
             "reverse", self.moves.ReverseTransfer, request, {"original": original, "amount": amount}
         )
+
+    async def _delayed(self) -> None:
+        """A credit to an account with a funds policy, unavailable for 1 to 5 s."""
+        currency = self.rng.choice(sorted(self.plan.funds_accounts))
+        credit = self.rng.choice(self.plan.funds_accounts[currency])
+        debit = self.rng.choice([a for a in self.plan.accounts[currency] if a != credit])
+        amount = self.rng.randint(1, 400)
+        delay_s = self.rng.randint(1, 5)
+        request = mpb.CreateTransferRequest(
+            debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
+            currency_code=currency, availability_delay=duration_pb2.Duration(seconds=delay_s),
+        )  # fmt: skip
+        params = {
+            "debit": debit, "credit": credit, "amount": amount, "currency": currency,
+            "delay_s": delay_s,
+        }  # fmt: skip
+        reply = await self._call("delayed", self.moves.CreateTransfer, request, params)
+        if reply is not None:
+            self.posted.append(reply.transfer.id)
+
+    async def _release(self) -> None:
+        """An early release by amount of what the balance shows pending (it may have been
+        released meanwhile: then refused, RELEASE_EXCEEDS_PENDING), some with a fee."""
+        currency = self.rng.choice(sorted(self.plan.funds_accounts))
+        account = self.rng.choice(self.plan.funds_accounts[currency])
+        balance = await self._call(
+            "read", self.balances.GetBalance, bpb.GetBalanceRequest(account_id=account),
+            {"account": account},
+        )  # fmt: skip
+        pending = balance.balance.pending_availability_minor if balance is not None else 0
+        amount = self.rng.randint(1, pending) if pending > 0 else self.rng.randint(1, 20)
+        fee = self.rng.randint(1, 5) if self.rng.random() < 0.4 else 0
+        request = fpb.ReleaseFundsRequest(account_id=account, amount_minor=amount)
+        params: dict[str, Any] = {"account": account, "amount": amount, "currency": currency}
+        if fee:
+            request.fee_minor = fee
+            request.fee_account_id = self.plan.fee_accounts[currency]
+            params.update(fee=fee, fee_account=self.plan.fee_accounts[currency])
+        await self._call("release", self.funds.ReleaseFunds, request, params)
 
     async def _batch(self) -> None:
         items, params = [], []
@@ -195,23 +258,29 @@ class _Client:
 
 
 def _reason(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status: Any = rpc_status.from_call(cast(Any, error))
     if status is None:
         return ""
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            return str(info.reason)
     return ""
 
 
 def _result(op: str, reply: Any) -> dict[str, Any]:
-    if op in ("transfer", "hold", "capture", "void"):
+    if op in ("transfer", "hold", "capture", "void", "delayed"):
         t = reply.transfer
         return {"id": t.id, "state": t.state, "posted": t.posted_amount_minor}
     if op == "reverse":
         return {"id": reply.reversal.id, "amount": reply.reversal.amount_minor}
     if op == "batch":
         return {"ids": [t.id for t in reply.transfers]}
+    if op == "release":
+        return {
+            "released": reply.released_minor,
+            "funds": [f.id for f in reply.released],
+            "fee_id": reply.fee_transfer.id,
+        }
     return {"available": reply.balance.available_minor}

@@ -11,14 +11,20 @@ told and what the database holds.
    has one TRANSFER_CREATED; every finished hold one final event of the type its state
    says; every reversal of a transfer one TRANSFER_REVERSED.
 4. Per account: the balance versions the events carry never decrease along the stream
-   and strictly increase across TRANSFER_CREATED/POSTED/VOIDED/EXPIRED; each is the
-   account's balances at that version (its entry of that version in `entries`).
+   and strictly increase across TRANSFER_CREATED/POSTED/VOIDED/EXPIRED and
+   FUNDS_RELEASED; each is the account's balances at that version (its entry of that
+   version in `entries`; a FUNDS_RELEASED, which writes no entry: the last one before it).
+
+An early release (ReleaseFunds) is told as FUNDS_RELEASED with the parts it ended, then
+its fee's TRANSFER_CREATED when it charged one; the sweeper's releases carry no request
+id (the harness checks that each released part is told once).
 
 White box: a cursor is its event's position (service/event_stream.py, cursor_of).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -39,8 +45,12 @@ VOIDED = T.EVENT_TYPE_TRANSFER_VOIDED
 EXPIRED = T.EVENT_TYPE_TRANSFER_EXPIRED
 REVERSED = T.EVENT_TYPE_TRANSFER_REVERSED
 BATCH = T.EVENT_TYPE_BATCH_COMMITTED
-# The events that change their accounts' balances: each raises their versions.
+RELEASED = T.EVENT_TYPE_FUNDS_RELEASED
+# The events that change their accounts' balances: each raises their versions. A release
+# (by the sweeper or early) raises its account's version too, but moves no money: it
+# writes no entry, so its balances are those of the account's last entry before it.
 MOVES_MONEY = frozenset({CREATED, POSTED, VOIDED, EXPIRED})
+RAISES_VERSION = MOVES_MONEY | {RELEASED}
 # A finished hold's state, and the event that must tell it.
 FINAL_EVENT = {"POSTED": POSTED, "VOIDED": VOIDED, "EXPIRED": EXPIRED}
 FINAL_TYPES = frozenset(FINAL_EVENT.values())
@@ -277,8 +287,10 @@ def _request_checks(
 
 def _shape(op: str, record: dict[str, Any]) -> list[ev.EventType.ValueType]:
     """The event types a request of `op` is told with, in order."""
-    if op in ("transfer", "hold"):
+    if op in ("transfer", "hold", "delayed"):
         return [CREATED]
+    if op == "release":
+        return [RELEASED, CREATED] if record.get("fee") else [RELEASED]
     if op == "capture":
         return [POSTED]
     if op == "void":
@@ -292,7 +304,24 @@ def _answered(op: str, record: dict[str, Any], got: list[ev.Event]) -> str | Non
     """What is wrong with the events of an acknowledged request (None: nothing)."""
     types = [e.type for e in got]
     result = record["result"]
-    if op in ("transfer", "hold"):
+    if op == "release":
+        if types != _shape(op, record):
+            return "not FUNDS_RELEASED (then the fee's TRANSFER_CREATED)"
+        parts = got[0].funds
+        if [f.id for f in parts] != result["funds"] or (
+            sum(f.ended_amount_minor for f in parts) != result["released"]
+        ):
+            return f"released {[(f.id, f.ended_amount_minor) for f in parts]}, answered {result}"
+        if [b.account_id for b in got[0].balances] != [record["account"]]:
+            return f"balances of {[b.account_id for b in got[0].balances]}"
+        if record.get("fee"):
+            t = got[1].transfer
+            if (t.id, t.debit_account_id, t.credit_account_id, t.amount_minor) != (
+                result["fee_id"], record["account"], record["fee_account"], record["fee"],
+            ):  # fmt: skip
+                return f"fee {t.id} {t.debit_account_id}->{t.credit_account_id} {t.amount_minor}"
+        return None
+    if op in ("transfer", "hold", "delayed"):
         if types != [CREATED]:
             return "not one TRANSFER_CREATED"
         t = got[0].transfer
@@ -531,6 +560,9 @@ async def _order_checks(
             tenant_id,
         )
     }
+    versions: dict[str, list[int]] = defaultdict(list)
+    for account_id, version in sorted(entries):
+        versions[account_id].append(version)
     last: dict[str, tuple[int, str]] = {}
     checked = 0
     for event in events:
@@ -543,7 +575,7 @@ async def _order_checks(
                     f"{b.account_id}: version {before} at cursor {where}, then {b.version} at "
                     f"{event.cursor} ({name(event.type)})",
                 )
-            elif event.type in MOVES_MONEY and b.version == before:
+            elif event.type in RAISES_VERSION and b.version == before:
                 failures(
                     "money-moving event without a newer version",
                     f"{b.account_id}: version {b.version} at cursor {where} and again at "
@@ -555,10 +587,16 @@ async def _order_checks(
                 b.posted_debits_minor, b.posted_credits_minor, b.pending_debits_minor,
                 b.pending_credits_minor,
             )  # fmt: skip
-            if entries.get((b.account_id, b.version)) != told:
+            version = b.version
+            if event.type == RELEASED:  # no entry of its own: the last one before it
+                known = versions.get(b.account_id, [])
+                index = bisect.bisect_right(known, b.version)
+                version = known[index - 1] if index else -1
+            if entries.get((b.account_id, version)) != told:
                 failures(
                     "balances differ from the ledger's at that version",
-                    f"{b.account_id} v{b.version} at cursor {event.cursor}: told {told}, "
-                    f"ledger {entries.get((b.account_id, b.version))}",
+                    f"{b.account_id} v{b.version} at cursor {event.cursor} "
+                    f"({name(event.type)}): told {told}, ledger (v{version}) "
+                    f"{entries.get((b.account_id, version))}",
                 )
     return {"balances": checked, "accounts": len(last)}

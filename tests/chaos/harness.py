@@ -11,6 +11,12 @@ shutdown), restarting both; then audit everything against the database itself:
   unknown one zero or one (resolved by looking its request_id up);
 - no balance a client read was below its overdraft policy;
 - no reply was INTERNAL or UNKNOWN;
+- funds accessibility (credits to some customers unavailable for 1 to 5 s, early releases
+  by amount, some with a fee to a fee account): every scheduled part ends at most once and
+  for what it held (released + released early + reversed + still pending = what its credit
+  scheduled, per transfer), no part is released before its time, each account's
+  pending_availability_minor is the sum of its unended parts, and once the run has settled
+  (past the longest delay and a few sweeps) no part past its time is left pending;
 - an event watcher, following the tenant's WatchEvents stream from the oldest event and
   resuming after its last processed cursor through every kill and restart (and killing
   itself at seeded moments), received every acknowledged change exactly once, in
@@ -35,6 +41,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +55,14 @@ from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
 from moneymovement.storage.verify import verify_ledger
-from moneymovement.v1 import account_pb2, account_service_pb2_grpc, money_movement_service_pb2_grpc
+from moneymovement.v1 import (
+    account_pb2,
+    account_service_pb2_grpc,
+    funds_pb2,
+    money_movement_service_pb2_grpc,
+)
 from moneymovement.v1 import account_service_pb2 as apb
+from moneymovement.v1 import event_pb2 as ev
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.chaos.clients import ClientPlan, run_client
 from tests.chaos.event_audit import audit_events
@@ -59,6 +72,12 @@ from tests.chaos.watcher import WatcherPlan, WatchLog, run_watcher
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CURRENCIES = ("USD", "EUR")
 ISSUED_PER_ACCOUNT = 2_000
+# The customers (of 12 per currency) opened with a funds policy allowing early release:
+# the credits that are delayed and released early are theirs.
+FUNDS_ACCOUNTS_PER_CURRENCY = 4
+# After settling: a part this long past its time must have been released by the sweeper
+# (MM_HOLD_SWEEP_S is 0.5 s).
+SWEEP_GRACE_S = 3.0
 # After the clients stop: how long the ledger may take to settle (the sweeper ends the
 # last holds: they last at most 6 s), and then the watcher to reach the newest event.
 SETTLE_TIMEOUT_S = 60.0
@@ -169,7 +188,7 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
     ]
     try:
         await migrate(dsn)
-        tenant_id, token, accounts, issued = await _set_up(dsn, servers[0])
+        tenant_id, token, accounts, issued, funds = await _set_up(dsn, servers[0])
         for server in servers[1:]:
             server.start()
         for server in servers:
@@ -184,12 +203,12 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
         progress.watcher_position = lambda: int(watcher.position.value)
         try:
             faults = await _run_with_faults(
-                config, rng, database, servers, token, accounts, work, progress
+                config, rng, database, servers, token, accounts, funds, work, progress
             )
             progress.begin("clients done; the servers serving again")
             for server in servers:
                 await server.wait_serving()
-            progress.begin("settling: the last holds end, events stop")
+            progress.begin("settling: the last holds end, the last funds are released")
             head, pending = await _settle(dsn, tenant_id)
             progress.begin(f"the live stream catching up to event {head:,}")
             caught_up_s = await watcher.reach(head)
@@ -204,7 +223,7 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
         )  # fmt: skip
         progress.watcher_position = None
         progress.begin("audit: every outcome, the totals, the events, verify")
-        await _audit(config, dsn, work, accounts, issued, faults, watch, result)
+        await _audit(config, dsn, work, accounts, issued, funds, faults, watch, result)
     finally:
         for server in servers:
             server.kill()
@@ -216,11 +235,21 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
     return result
 
 
+@dataclass(frozen=True)
+class _FundsAccounts:
+    """Per currency: the customers whose funds policy allows early release, and the
+    account early-release fees are paid to (credit-normal, not a customer)."""
+
+    customers: dict[str, list[str]]
+    fees: dict[str, str]
+
+
 async def _set_up(
     dsn: str, server: ServerProcess
-) -> tuple[str, str, dict[str, list[str]], dict[str, int]]:
-    """A tenant (its id and a token), a funding account and customers per currency, and
-    the issued amounts."""
+) -> tuple[str, str, dict[str, list[str]], dict[str, int], _FundsAccounts]:
+    """A tenant (its id and a token), a funding account, customers (some with a funds
+    policy allowing early release) and a fee account per currency, and the issued
+    amounts."""
     db = await Database.connect(dsn, max_size=2)
     try:
         tenant = await TenantDirectory(db).create_tenant("chaos")
@@ -232,6 +261,7 @@ async def _set_up(
     md = (("authorization", f"Bearer {token}"),)
     accounts: dict[str, list[str]] = {}
     issued: dict[str, int] = {}
+    funds = _FundsAccounts({}, {})
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = account_service_pb2_grpc.AccountServiceStub(channel)
         moves = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
@@ -244,16 +274,26 @@ async def _set_up(
                 ),
                 metadata=md,
             )  # fmt: skip
-            accounts[currency] = []
+            fees = await stub.CreateAccount(
+                apb.CreateAccountRequest(
+                    request_id=f"setup-fees-{currency}", currency_code=currency,
+                    normal_balance=account_pb2.NORMAL_BALANCE_CREDIT, name="early release fees",
+                ),
+                metadata=md,
+            )  # fmt: skip
+            funds.fees[currency] = fees.account.id
+            accounts[currency], funds.customers[currency] = [], []
             for i in range(12):
-                created = await stub.CreateAccount(
-                    apb.CreateAccountRequest(
-                        request_id=f"setup-{currency}-{i}", currency_code=currency,
-                        normal_balance=account_pb2.NORMAL_BALANCE_CREDIT, name=f"customer {i}",
-                    ),
-                    metadata=md,
+                request = apb.CreateAccountRequest(
+                    request_id=f"setup-{currency}-{i}", currency_code=currency,
+                    normal_balance=account_pb2.NORMAL_BALANCE_CREDIT, name=f"customer {i}",
                 )  # fmt: skip
+                if i < FUNDS_ACCOUNTS_PER_CURRENCY:
+                    request.funds_policy.CopyFrom(funds_pb2.FundsPolicy(early_release_allowed=True))
+                created = await stub.CreateAccount(request, metadata=md)
                 accounts[currency].append(created.account.id)
+                if i < FUNDS_ACCOUNTS_PER_CURRENCY:
+                    funds.customers[currency].append(created.account.id)
                 await moves.CreateTransfer(
                     mpb.CreateTransferRequest(
                         request_id=f"setup-issue-{currency}-{i}",
@@ -264,7 +304,7 @@ async def _set_up(
                     metadata=md,
                 )  # fmt: skip
             issued[currency] = ISSUED_PER_ACCOUNT * len(accounts[currency])
-    return tenant_id, token, accounts, issued
+    return tenant_id, token, accounts, issued, funds
 
 
 def _target(servers: list[ServerProcess]) -> str:
@@ -281,6 +321,7 @@ async def _run_with_faults(
     servers: list[ServerProcess],
     token: str,
     accounts: dict[str, list[str]],
+    funds: _FundsAccounts,
     work: Path,
     progress: ChaosProgress,
 ) -> Counter[str]:
@@ -301,7 +342,7 @@ async def _run_with_faults(
     for index in range(config.clients):
         plan = ClientPlan(
             index, config.seed, target, token, config.duration_s, accounts,
-            str(work / f"client-{index}.jsonl"),
+            str(work / f"client-{index}.jsonl"), funds.customers, funds.fees,
         )  # fmt: skip
         process = context.Process(target=run_client, args=(plan,), daemon=True)
         process.start()
@@ -388,22 +429,25 @@ class _Watch:
     watcher: WatchLog
     exit_code: int | None  # the watcher process's
     head: int  # the tenant's newest event once the ledger settled after the clients
-    pending: int  # holds still open then (0: settled)
+    pending: int  # holds and scheduled parts still open then (0: settled)
     caught_up_s: float | None  # how long the live stream then took to reach `head`
     heartbeat_s: float | None  # how long the caught-up, quiet stream took to send one
 
 
 async def _settle(dsn: str, tenant_id: str) -> tuple[int, int]:
-    """Waits until the ledger stops changing after the clients: no hold left open (the
-    sweeper ends them within seconds) and the newest event the same a second later.
-    Returns that newest event's position and the holds still open."""
+    """Waits until the ledger stops changing after the clients: no hold left open and no
+    scheduled part left pending (the sweeper ends them within seconds: holds last at most
+    6 s, delays 5 s) and the newest event the same a second later. Returns that newest
+    event's position and the holds and parts still open."""
     connection = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         previous = -1
         while True:
             pending = await connection.fetchval(
-                "SELECT count(*) FROM transfers WHERE tenant_id = $1 AND state = 'PENDING'",
+                "SELECT (SELECT count(*) FROM transfers WHERE tenant_id = $1 AND state = "
+                "'PENDING') + (SELECT count(*) FROM scheduled_funds WHERE tenant_id = $1 AND "
+                "ended_at IS NULL)",
                 tenant_id,
             )
             head = await connection.fetchval(
@@ -423,6 +467,7 @@ async def _audit(
     work: Path,
     accounts: dict[str, list[str]],
     issued: dict[str, int],
+    funds: _FundsAccounts,
     faults: Counter[str],
     watch: _Watch,
     result: ChaosResult,
@@ -449,16 +494,31 @@ async def _audit(
                 if effects not in (0, 1):
                     fail(f"unknown with {effects} effects: {record}")
                 resolved["applied" if effects else "not applied"] += 1
-        totals = {}
+        totals, fees = {}, {}
         for currency, ids in accounts.items():
+            # The customers and the fee account: early-release fees move money between them.
+            fee_account = funds.fees[currency]
             held = await connection.fetchval(
                 "SELECT sum(posted_credits_minor - posted_debits_minor) FROM accounts "
                 "WHERE account_id = ANY($1::text[])",
-                ids,
+                [*ids, fee_account],
+            )
+            fees[currency] = int(
+                await connection.fetchval(
+                    "SELECT posted_credits_minor - posted_debits_minor FROM accounts "
+                    "WHERE account_id = $1",
+                    fee_account,
+                )
             )
             totals[currency] = int(held)
             if held != issued[currency]:
-                fail(f"{currency}: customers hold {held}, issued {issued[currency]}")
+                fail(
+                    f"{currency}: customers and the fee account hold {held}, issued "
+                    f"{issued[currency]}"
+                )
+        funds_lines = await _funds_checks(
+            connection, watch.tenant_id, records, watch.watcher.events, fail
+        )
         event_lines = await audit_events(
             connection, watch.tenant_id, watch.watcher, records, effects_of, fail
         )
@@ -467,7 +527,10 @@ async def _audit(
     if watch.exit_code != 0 or not watch.watcher.finished:
         fail(f"the event watcher did not finish cleanly (exit code {watch.exit_code})")
     if watch.pending:
-        fail(f"{watch.pending} holds still open {SETTLE_TIMEOUT_S:.0f} s after the clients")
+        fail(
+            f"{watch.pending} holds or scheduled parts still open {SETTLE_TIMEOUT_S:.0f} s "
+            "after the clients"
+        )
     if watch.caught_up_s is None:
         fail(
             f"the live event stream did not reach the newest event ({watch.head}) within "
@@ -506,7 +569,9 @@ async def _audit(
         f"  rejections: {dict(rejected.most_common())}",
         f"  server kills: {faults['server kills']}  database restarts: "
         f"{faults['database restarts']}  rolling restarts: {faults['rolling restarts']}",
-        f"  totals: {', '.join(f'{c} {totals[c]} of {issued[c]} issued' for c in totals)}",
+        f"  totals: {', '.join(f'{c} {totals[c]} of {issued[c]} issued' for c in totals)} "
+        f"(early-release fees collected: {', '.join(f'{c} {fees[c]}' for c in fees)})",
+        *funds_lines,
         f"  verify: {'clean' if report.ok else 'VIOLATIONS'} "
         f"({report.counts.get('transfers', 0)} transfers, {report.counts.get('entries', 0)} "
         f"entries, {report.duration_s:.2f}s)",
@@ -527,10 +592,13 @@ def _read_records(work: Path) -> list[dict[str, Any]]:
 async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> int:
     """How many times the request of `record` took effect, read from the database."""
     op, request_id = record["op"], record["request_id"]
-    if op in ("transfer", "hold", "reverse", "batch"):
+    if op == "release":
+        return await _release_effects(connection, record)
+    if op in ("transfer", "hold", "reverse", "batch", "delayed"):
         rows = await connection.fetch(
             "SELECT transfer_id, amount_minor, debit_account_id, credit_account_id, "
-            "reversal_of_id FROM transfers WHERE request_id = $1 ORDER BY batch_index",
+            "reversal_of_id, extract(epoch FROM availability_delay) AS delay_s "
+            "FROM transfers WHERE request_id = $1 ORDER BY batch_index",
             request_id,
         )
         if not rows:
@@ -538,11 +606,14 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
         expected = len(record["items"]) if op == "batch" else 1
         if len(rows) != expected:
             return len(rows)  # a partial batch or a duplicate: reported as a wrong count
-        if op in ("transfer", "hold"):
+        if op in ("transfer", "hold", "delayed"):
             row = rows[0]
             same = (row["debit_account_id"], row["credit_account_id"], row["amount_minor"]) == (
                 record["debit"], record["credit"], record["amount"],
             )  # fmt: skip
+            delay = None if row["delay_s"] is None else float(row["delay_s"])
+            wanted = record.get("delay_s")
+            same = same and delay == (None if wanted is None else float(wanted))
             return 1 if same else -1
         if op == "reverse" and rows[0]["reversal_of_id"] != record["original"]:
             return -1
@@ -560,6 +631,244 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
     if op == "void" and record["outcome"] == "ack" and row["state"] == "EXPIRED":
         return 1
     return 0
+
+
+async def _release_effects(connection: asyncpg.Connection, record: dict[str, Any]) -> int:
+    """How many times an early release took effect: the parts it ended (they name its
+    request) and its fee transfer, if any. 1 only when exactly the amount asked for was
+    released from its account and the fee (if asked) was charged once; -1 when anything
+    else was done under its request id."""
+    request_id = record["request_id"]
+    ended = await connection.fetch(
+        "SELECT account_id, end_kind, ended_amount_minor FROM scheduled_funds "
+        "WHERE end_request_id = $1",
+        request_id,
+    )
+    fee_rows = await connection.fetch(
+        "SELECT debit_account_id, credit_account_id, amount_minor, state FROM transfers "
+        "WHERE request_id = $1",
+        request_id,
+    )
+    if not ended and not fee_rows:
+        return 0
+    released = sum(r["ended_amount_minor"] for r in ended)
+    if (
+        released != record["amount"]
+        or any(r["account_id"] != record["account"] for r in ended)
+        or any(r["end_kind"] != "RELEASED_EARLY" for r in ended)
+    ):
+        return -1
+    wanted_fee = (
+        [(record["account"], record["fee_account"], record["fee"], "POSTED")]
+        if record.get("fee")
+        else []
+    )
+    fee = [tuple(r) for r in fee_rows]
+    return 1 if fee == wanted_fee else -1
+
+
+async def _funds_checks(
+    connection: asyncpg.Connection,
+    tenant_id: str,
+    records: list[dict[str, Any]],
+    events: list[ev.Event],
+    fail: Callable[[str], None],
+) -> list[str]:
+    """The scheduled parts against the transfers, the accounts, the clients' releases and
+    the FUNDS_RELEASED events, once the run has settled; returns the summary lines."""
+    rows = await connection.fetch(
+        "SELECT funds_id, account_id, transfer_id, kind, amount_minor, available_at, "
+        "remainder_of_id, remainder_id, created_at, ended_at, end_kind, ended_amount_minor, "
+        "end_request_id, coalesce(ended_at, now()) - available_at AS late, "
+        "available_at < now() - make_interval(secs => $2) AS overdue "
+        "FROM scheduled_funds WHERE tenant_id = $1",
+        tenant_id,
+        SWEEP_GRACE_S,
+    )
+    transfers = {
+        r["transfer_id"]: r
+        for r in await connection.fetch(
+            "SELECT transfer_id, state, posted_amount_minor, reversed_amount_minor, "
+            "availability_delay, CASE WHEN expires_at IS NULL THEN created_at "
+            "ELSE finalized_at END AS posted_at FROM transfers WHERE tenant_id = $1",
+            tenant_id,
+        )
+    }
+    accounts = await connection.fetch(
+        "SELECT account_id, pending_availability_minor, reserved_minor FROM accounts "
+        "WHERE tenant_id = $1",
+        tenant_id,
+    )
+    by_id = {r["funds_id"]: r for r in rows}
+    problems: Counter[str] = Counter()
+
+    def problem(kind: str, detail: str) -> None:
+        problems[kind] += 1
+        if problems[kind] <= 5:
+            fail(f"funds: {kind}: {detail}")
+
+    ends: Counter[str] = Counter()
+    releases = {r["request_id"]: r for r in records if r["op"] == "release"}
+    max_late = 0.0
+    for row in rows:
+        funds_id = row["funds_id"]
+        if row["kind"] != "AVAILABILITY":
+            problem("a part that is not AVAILABILITY (no policy here reserves)", funds_id)
+        if row["end_kind"] is None:
+            if row["overdue"]:
+                problem(
+                    "a part past its time still pending after the run settled",
+                    f"{funds_id} due {row['available_at']} ({row['amount_minor']})",
+                )
+            continue
+        ends[row["end_kind"]] += row["ended_amount_minor"]
+        if row["ended_at"] < row["created_at"]:
+            problem(
+                "a part ended before it was created",
+                f"{funds_id} ({row['end_kind']} by {row['end_request_id']!r}) created "
+                f"{row['created_at']}, ended {row['ended_at']}",
+            )
+        if row["end_kind"] == "RELEASED":
+            late = row["late"].total_seconds()
+            max_late = max(max_late, late)
+            if late < 0:
+                problem("a part released before its time", f"{funds_id}: {late:.3f}s early")
+        if row["end_kind"] == "RELEASED_EARLY":
+            release = releases.get(row["end_request_id"])
+            if release is None or release["outcome"] not in ("ack", "unknown"):
+                problem(
+                    "a part released early by no accepted release",
+                    f"{funds_id} by {row['end_request_id']!r}: {release}",
+                )
+        remainder = by_id.get(row["remainder_id"]) if row["remainder_id"] else None
+        rest = row["amount_minor"] - row["ended_amount_minor"]
+        if (rest > 0) != (remainder is not None) or (
+            remainder is not None
+            and (
+                remainder["remainder_of_id"], remainder["amount_minor"],
+                remainder["transfer_id"], remainder["account_id"], remainder["kind"],
+                remainder["available_at"],
+            ) != (
+                funds_id, rest, row["transfer_id"], row["account_id"], row["kind"],
+                row["available_at"],
+            )
+        ):  # fmt: skip
+            problem(
+                "a part ended in part without its exact remainder",
+                f"{funds_id} ended {row['ended_amount_minor']} of {row['amount_minor']}, "
+                f"remainder {dict(remainder) if remainder else None}",
+            )
+    # Per transfer: what its credit scheduled = released + released early + reversed +
+    # still pending; a delayed credit scheduled all it posted, due its delay after.
+    per_transfer: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        per_transfer.setdefault(row["transfer_id"], []).append(row)
+    scheduled_total = 0
+    for transfer_id, parts in per_transfer.items():
+        roots = [p for p in parts if p["remainder_of_id"] is None]
+        scheduled = sum(p["amount_minor"] for p in roots)
+        scheduled_total += scheduled
+        ended = Counter[str]()
+        for p in parts:
+            if p["end_kind"] is not None:
+                ended[p["end_kind"]] += p["ended_amount_minor"]
+        still = sum(p["amount_minor"] for p in parts if p["end_kind"] is None)
+        if sum(ended.values()) + still != scheduled:
+            problem(
+                "released + released early + reversed + pending is not what was scheduled",
+                f"{transfer_id}: {dict(ended)} + {still} pending, scheduled {scheduled}",
+            )
+        transfer = transfers.get(transfer_id)
+        if transfer is None or transfer["availability_delay"] is None:
+            problem("parts of a transfer that asked for no delay", transfer_id)
+            continue
+        if scheduled != transfer["posted_amount_minor"] or len(roots) != 1:
+            problem(
+                "a delayed credit not scheduled whole, once",
+                f"{transfer_id}: {len(roots)} parts of {scheduled}, posted "
+                f"{transfer['posted_amount_minor']}",
+            )
+        elif roots[0]["available_at"] - transfer["posted_at"] != transfer["availability_delay"]:
+            # (Its created_at is the write's statement time, a few ms after the posting.)
+            problem(
+                "a delayed credit due at another time than its delay after posting",
+                f"{transfer_id}: posted {transfer['posted_at']}, due "
+                f"{roots[0]['available_at']}, delay {transfer['availability_delay']}",
+            )
+        if ended["REVERSED"] > transfer["reversed_amount_minor"]:
+            problem(
+                "more taken back from a credit's parts than reversed",
+                f"{transfer_id}: {ended['REVERSED']} of {transfer['reversed_amount_minor']}",
+            )
+    for transfer_id, transfer in transfers.items():
+        if (
+            transfer["availability_delay"] is not None
+            and transfer["state"] == "POSTED"
+            and transfer["posted_amount_minor"] > 0
+            and transfer_id not in per_transfer
+        ):
+            problem("a delayed credit that scheduled nothing", transfer_id)
+    # Per account: its total is its unended parts, and (all due now) zero.
+    open_sum: Counter[str] = Counter()
+    for row in rows:
+        if row["end_kind"] is None:
+            open_sum[row["account_id"]] += row["amount_minor"]
+    for account in accounts:
+        if account["pending_availability_minor"] != open_sum[account["account_id"]]:
+            problem(
+                "pending_availability_minor is not the sum of the unended parts",
+                f"{account['account_id']}: {account['pending_availability_minor']}, parts "
+                f"{open_sum[account['account_id']]}",
+            )
+        if account["pending_availability_minor"] or account["reserved_minor"]:
+            problem(
+                "pending availability left once every credit was due",
+                f"{account['account_id']}: {account['pending_availability_minor']} pending, "
+                f"{account['reserved_minor']} reserved",
+            )
+    # Every part released (by the sweeper or early) is told in one FUNDS_RELEASED event,
+    # released as stored.
+    told: Counter[str] = Counter()
+    for event in events:
+        if event.type != ev.EVENT_TYPE_FUNDS_RELEASED:
+            continue
+        for part in event.funds:
+            told[part.id] += 1
+            row = by_id.get(part.id)
+            if row is None or (part.ended_amount_minor, part.state) != (
+                row["ended_amount_minor"], _FUNDS_STATE.get(row["end_kind"] or "", 0),
+            ):  # fmt: skip
+                problem(
+                    "a FUNDS_RELEASED part differs from its row",
+                    f"{part.id} told {part.ended_amount_minor} state {part.state}, row "
+                    f"{dict(row) if row else None}",
+                )
+    for row in rows:
+        wanted = 1 if row["end_kind"] in ("RELEASED", "RELEASED_EARLY") else 0
+        if told[row["funds_id"]] != wanted:
+            problem(
+                "a part not told exactly once as released",
+                f"{row['funds_id']} ({row['end_kind']}) told {told[row['funds_id']]} times",
+            )
+    acked = [r for r in records if r["op"] == "release" and r["outcome"] == "ack"]
+    delayed = Counter(r["outcome"] for r in records if r["op"] == "delayed")
+    return [
+        f"  funds: {delayed['ack']} delayed credits acknowledged (+ held ones captured), "
+        f"{len(per_transfer)} credits scheduled {scheduled_total} in {len(rows)} parts: "
+        f"released by the sweeper {ends['RELEASED']} (at most {max_late:.2f}s after its "
+        f"time, none before), released early {ends['RELEASED_EARLY']} "
+        f"({len(acked)} releases acknowledged, {sum(1 for r in acked if r.get('fee'))} with "
+        f"a fee), reversed {ends['REVERSED']}, still pending "
+        f"{scheduled_total - sum(ends.values())}"
+        + (f": FAILED ({sum(problems.values())})" if problems else ""),
+    ]
+
+
+_FUNDS_STATE = {
+    "RELEASED": funds_pb2.ScheduledFunds.STATE_RELEASED,
+    "RELEASED_EARLY": funds_pb2.ScheduledFunds.STATE_RELEASED_EARLY,
+    "REVERSED": funds_pb2.ScheduledFunds.STATE_REVERSED,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
