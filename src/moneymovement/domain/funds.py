@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from moneymovement.domain.balances import HeldBack, NormalBalance
+from moneymovement.domain.balances import NOTHING_HELD, HeldBack, NormalBalance
 from moneymovement.domain.errors import FieldReason, FieldViolation, InvalidInput, Reason, Rejected
 
 MAX_AVAILABILITY_DELAY = timedelta(days=90)
@@ -112,7 +112,8 @@ class FundsPolicy:
     max_balance_minor: int = 0
 
     def __bool__(self) -> bool:
-        return self != NO_POLICY
+        # Accounts without a policy share NO_POLICY: identity first, on the hot path.
+        return self is not NO_POLICY and self != NO_POLICY
 
 
 NO_POLICY = FundsPolicy()
@@ -246,6 +247,8 @@ def parts_of_credit(
         Rejected: AVAILABILITY_NOT_APPLICABLE when a transfer asks for availability on
             an account that is not credit-normal (its balance is not someone's money).
     """
+    if policy is NO_POLICY and not asked:
+        return []  # most credits: nothing held back, decided without any arithmetic
     if normal is not NormalBalance.CREDIT:
         if asked:
             raise Rejected(
@@ -267,8 +270,10 @@ def parts_of_credit(
     return parts
 
 
-def held_back(parts: Iterable[Part]) -> HeldBack:
+def held_back(parts: list[Part]) -> HeldBack:
     """The totals that `parts` add to an account."""
+    if not parts:
+        return NOTHING_HELD
     availability = sum(p.amount_minor for p in parts if p.kind is FundsKind.AVAILABILITY)
     reserve = sum(p.amount_minor for p in parts if p.kind is FundsKind.RESERVE)
     return HeldBack(availability, reserve)

@@ -252,6 +252,8 @@ class _Fork:
     def watch(self, issued: Issued) -> None:
         """Evaluates the monitors of every account this command changed, telling each
         one whose condition flipped (domain/monitors.py)."""
+        if not self.monitors:  # no account of the batch has one: the usual case
+            return
         for account_id in sorted(self.accounts.maps[0]):
             account = self.accounts[account_id]
             for monitor in self.monitors_of(account_id):
