@@ -23,6 +23,7 @@ from moneymovement.v1 import (
     balance_service_pb2,
     error_reason_pb2,
     event_service_pb2,
+    funds_service_pb2,
     money_movement_service_pb2,
 )
 from tests.conftest import PROJECT_ROOT
@@ -33,6 +34,7 @@ SERVICE_FILES = (
     balance_service_pb2,
     money_movement_service_pb2,
     event_service_pb2,
+    funds_service_pb2,
 )
 # How long a stream (WatchEvents) is read for its first response before it counts as
 # open and quiet: the answer is then OK without a response.
@@ -61,8 +63,9 @@ class Rpc:
 
 
 def all_rpcs() -> list[Rpc]:
-    """Every RPC of AccountService, BalanceService and MoneyMovementService, read from the
-    generated descriptors so that a new RPC cannot be forgotten by the hostile tests."""
+    """Every RPC of AccountService, BalanceService, MoneyMovementService, EventService and
+    FundsService, read from the generated descriptors so that a new RPC cannot be
+    forgotten by the hostile tests."""
     rpcs = []
     for module in SERVICE_FILES:
         for service in module.DESCRIPTOR.services_by_name.values():
@@ -282,6 +285,9 @@ async def tenant_rows(connection: asyncpg.Connection, tenant_id: str) -> dict[st
         ("transfers", "transfer_id"),
         ("entries", "account_id, account_version"),
         ("request_outcomes", "request_id"),
+        ("scheduled_funds", "funds_id"),
+        ("balance_monitors", "monitor_id"),
+        ("account_policy_changes", "account_id, version"),
     ):
         found = await connection.fetch(
             f"SELECT t::text AS row FROM {table} t WHERE tenant_id = $1 ORDER BY {order}",  # noqa: S608

@@ -3,13 +3,15 @@
 Every answer must be a documented one: never INTERNAL, UNKNOWN or UNIMPLEMENTED, no
 stack trace, SQL or Python internals in a message, an ErrorInfo reason from
 docs/errors.md with its documented code. A request that is refused, a read and an
-exact replay never change the ledger (accounts, transfers, entries; request outcomes
-are left out: business rejections are recorded there by design).
+exact replay never change the ledger (accounts, transfers, entries, scheduled funds,
+balance monitors, funds policy changes; request outcomes are left out: business
+rejections are recorded there by design).
 
 How it runs: the server lives on the test's event loop; hypothesis runs in a worker
 thread (its @given does not drive coroutines) and hands each call to the loop with
 run_coroutine_threadsafe. Calls are sequential, so a ledger fingerprint taken before and
-after a call sees that call's effect alone (the hold sweeper is turned down for this).
+after a call sees that call's effect alone (the sweeper, which expires holds and releases
+due funds, is turned down for this).
 
 Knobs: MM_FUZZ_EXAMPLES (default 300: about 15 s here) and MM_FUZZ_SEED (unset: the
 same derandomized run every time, for CI). A longer run:
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,15 +35,23 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from google.protobuf import descriptor, duration_pb2, message, message_factory, timestamp_pb2
+from google.protobuf import (
+    descriptor,
+    duration_pb2,
+    message,
+    message_factory,
+    text_format,
+    timestamp_pb2,
+)
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from moneymovement.domain import ids
-from moneymovement.v1 import account_pb2, transfer_pb2
+from moneymovement.v1 import account_pb2, event_pb2, funds_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
+from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.e2e.conftest import Api, start_api, stop_api
 from tests.e2e.hostile import (
@@ -90,6 +101,15 @@ class World:
     request_ids: list[str] = field(default_factory=list)
     external_ids: list[str] = field(default_factory=lambda: ["ext-1"])
     holders: list[str] = field(default_factory=lambda: ["holder-1"])
+    # USD accounts whose funds policy allows early release; the first is seeded with
+    # delayed credits and no plausible request freezes, closes or re-policies it.
+    sellers: list[str] = field(default_factory=list)
+    funds: list[str] = field(default_factory=list)  # every scheduled funds id seen
+    # The first seller's SCHEDULED AVAILABILITY rows (as last seen): releasable by id.
+    open_funds: list[str] = field(default_factory=list)
+    foreign_funds: list[str] = field(default_factory=list)
+    monitors: list[str] = field(default_factory=list)
+    foreign_monitors: list[str] = field(default_factory=list)
 
 
 _serial = itertools.count()
@@ -150,6 +170,8 @@ TIMESTAMP: Strategy[timestamp_pb2.Timestamp] = st.builds(
     timestamp_pb2.Timestamp,
     seconds=st.one_of(
         st.sampled_from([0, -1, NOW_S, NOW_S - 3600, NOW_S + 3600, -62135596801, 253402300800]),
+        # Around the 90 days an availability may lie ahead.
+        st.sampled_from([NOW_S + 90 * 86400 - 60, NOW_S + 90 * 86400 + 60, NOW_S + 86400]),
         st.integers(INT64_MIN, INT64_MAX),
     ),
     nanos=st.one_of(st.just(0), st.sampled_from([-1, 999_999_999, 10**9, INT32_MAX, INT32_MIN])),
@@ -158,6 +180,7 @@ DURATION: Strategy[duration_pb2.Duration] = st.builds(
     duration_pb2.Duration,
     seconds=st.one_of(
         st.sampled_from([0, 1, 60, 3600, 30 * 86400, 30 * 86400 + 1, -1, 10**15, INT64_MAX]),
+        st.sampled_from([90 * 86400, 90 * 86400 + 1, 86400]),
         st.integers(INT64_MIN, INT64_MAX),
     ),
     nanos=st.sampled_from([0, 1, -1, 999_999_999, 10**9]),
@@ -179,13 +202,69 @@ METADATA: Strategy[dict[str, str]] = st.one_of(
 )
 
 
+# A funds policy's time zone: the zone database's directories and names too long for a
+# file name (the server looks zones up on its disk), names that are not zones (the
+# database's other files, paths, case and whitespace variants, offsets), valid IANA names
+# (odd offsets, DST, links, files of the database that are valid zones), generated names,
+# garbage. The first kinds come first: hypothesis draws the first choices more often.
+TIME_ZONE: Strategy[str] = weighted(
+    (
+        2,
+        st.sampled_from(
+            [
+                "America", "Etc", "Europe", "Asia", "Pacific", "Antarctica", "US", "Brazil",
+                "America/Argentina", "America/Indiana", "posix", "right", "a" * 256,
+                "America/" + "b" * 300, "x/" * 200, "z" * 5000,
+            ]
+        ),
+    ),
+    (
+        2,
+        st.sampled_from(
+            [
+                "utc", "UTC ", " UTC", "Utc", "Europe/", "Europe/Paris\n", "Mars/Olympus_Mons",
+                "GMT+5", "+05:00", "Z", "local", "localtime", "zone.tab", "zone1970.tab",
+                "tzdata.zi", "iso3166.tab", "leapseconds", "leap-seconds.list", "+VERSION",
+                "__init__.py", "__pycache__", ".", "..", "../etc/passwd", "/etc/localtime",
+                "Europe/../UTC", "Europe//Paris", "Europe/Paris\x00", "\x00",
+                "America\\New_York", "a" * 255,
+            ]
+        ),
+    ),
+    (
+        3,
+        st.sampled_from(
+            [
+                "", "UTC", "America/New_York", "Europe/London", "Asia/Kathmandu",
+                "Pacific/Chatham", "Australia/Lord_Howe", "Pacific/Kiritimati", "Etc/GMT+12",
+                "Etc/GMT-14", "America/St_Johns", "Factory", "posixrules", "right/UTC",
+                "posix/Europe/Paris", "US/Eastern", "GMT0", "Zulu",
+            ]
+        ),
+    ),
+    (1, st.from_regex(r"[A-Za-z_+\-0-9]{1,20}(/[A-Za-z_+\-0-9]{1,20}){0,2}", fullmatch=True)),
+    (1, GARBAGE_TEXT),
+)  # fmt: skip
+# The funds policy's small integers: their bounds (delay 0..90 days, reserve 0..10000
+# bps for 1..365 days) and the int32 extremes.
+POLICY_INT32: Strategy[int] = st.one_of(
+    st.sampled_from([0, 1, 2, 5, 90, 91, 365, 366, 9999, 10_000, 10_001, -1]), INT32
+)
+
+
 def resource_ids(own: list[str], foreign: list[str], prefix: str) -> Strategy[str]:
     """Own ids, another tenant's, made-up well-formed ones, the wrong type, garbage."""
     return weighted(
         (4, pick(own)),
         (1, pick(foreign)),
         (1, st.builds(ids.new_id, st.just(prefix))),
-        (1, st.builds(ids.new_id, st.sampled_from([ids.ACCOUNT, ids.TRANSFER, ids.BATCH]))),
+        (
+            1,
+            st.builds(
+                ids.new_id,
+                st.sampled_from([ids.ACCOUNT, ids.TRANSFER, ids.BATCH, ids.FUNDS, ids.MONITOR]),
+            ),
+        ),
         (2, GARBAGE_TEXT),
     )
 
@@ -214,12 +293,20 @@ def string_field(name: str, world: World) -> Strategy[str]:
         "debit_account_id": st.one_of(pick(world.funding), accounts),
         "credit_account_id": accounts,
         "transfer_id": transfers,
+        "fee_account_id": st.one_of(pick(world.stable[1:]), accounts),
+        "funds_ids": resource_ids(world.funds, world.foreign_funds, ids.FUNDS),
+        "monitor_id": resource_ids(world.monitors, world.foreign_monitors, ids.MONITOR),
+        "time_zone": TIME_ZONE,
         "batch_id": resource_ids(world.batches, [], ids.BATCH),
         "trace_id": st.one_of(pick(world.traces), st.just("0" * 32), GARBAGE_TEXT),
         "page_token": page_tokens(world),
         "currency_code": CURRENCY,
         "name": st.one_of(st.text(max_size=30), st.just("n" * 201), GARBAGE_TEXT),
         "description": st.one_of(st.text(max_size=30), st.just("d" * 501), GARBAGE_TEXT),
+        # FreezeAccount's: at most 500 characters, like a description.
+        "reason": st.one_of(
+            st.text(max_size=30), st.sampled_from([500, 501]).map(lambda n: "r" * n), GARBAGE_TEXT
+        ),
         "external_id": st.one_of(pick(world.external_ids), REFERENCE, GARBAGE_TEXT),
         "holder_id": st.one_of(pick(world.holders), REFERENCE, GARBAGE_TEXT),
         # Event cursors: positions, past the end, beyond a bigint, signed, garbage.
@@ -262,11 +349,43 @@ def field_value(fd: FD, world: World, depth: int) -> Strategy[Any]:
             )
         if name == "moneymovement.v1.EventFilter" and depth == 0:
             return message_of(fd.message_type, world, depth + 1)
+        if name == "moneymovement.v1.FundsPolicy" and depth == 0:
+            # Often a valid policy but for its time zone, which only the server's zone
+            # database judges.
+            zoned = st.tuples(plausible_policy(), string_field("time_zone", world))
+            return weighted(
+                (2, zoned.map(lambda pair: _zoned(*pair))),
+                (2, message_of(fd.message_type, world, depth + 1)),
+                (1, plausible_policy()),
+            )
+        if name in POLICY_PARTS and not repeated and depth == 1:
+            return message_of(fd.message_type, world, depth + 1)
+        if name == "moneymovement.v1.DebitLimit" and repeated and depth == 1:
+            limit = st.one_of(message_of(fd.message_type, world, depth + 1), plausible_limit())
+            return st.one_of(
+                st.lists(limit, max_size=5),
+                # Every window twice, or many limits: each is a violation to report.
+                st.just([funds_pb2.DebitLimit(window=w, max_count=1) for w in WINDOWS * 2]),
+                st.sampled_from([100, 5000]).map(
+                    lambda n: [
+                        funds_pb2.DebitLimit(window=WINDOWS[i % 3], max_count=-1) for i in range(n)
+                    ]
+                ),
+            )
         raise LookupError(f"no strategy for message field {fd.full_name!r}")
     if fd.type == FD.TYPE_STRING:
         single = string_field(fd.name, world)
         if not repeated:
             return single
+        if fd.name == "funds_ids":  # 1 to 100 distinct ids of the account's rows
+            return st.one_of(
+                st.lists(single, max_size=6),
+                st.lists(pick(world.open_funds), min_size=2, max_size=4),  # duplicates
+                st.sampled_from([100, 101, 500]).map(
+                    lambda n: [ids.new_id(ids.FUNDS) for _ in range(n)]
+                ),
+                st.just(100).map(lambda n: [*world.funds[: n - 1], ids.new_id(ids.FUNDS)]),
+            )
         return st.one_of(
             st.lists(single, max_size=6),
             st.integers(95, 130).map(lambda n: [ids.new_id(ids.ACCOUNT) for _ in range(n)]),
@@ -284,12 +403,18 @@ def field_value(fd: FD, world: World, depth: int) -> Strategy[Any]:
     if fd.type == FD.TYPE_INT64:
         return INT64
     if fd.type == FD.TYPE_INT32:
-        return INT32
+        policy = fd.containing_type is not None and fd.containing_type.full_name in POLICY_MESSAGES
+        return POLICY_INT32 if policy else INT32
     if fd.type == FD.TYPE_ENUM:
         assert fd.enum_type is not None
         known = [v.number for v in fd.enum_type.values]
         return st.one_of(st.sampled_from(known), st.sampled_from([-1, 99, INT32_MAX]), INT32)
     raise LookupError(f"no strategy for field {fd.full_name!r} of type {fd.type}")
+
+
+WINDOWS = (funds_pb2.LIMIT_WINDOW_DAY, funds_pb2.LIMIT_WINDOW_WEEK, funds_pb2.LIMIT_WINDOW_30_DAYS)
+POLICY_PARTS = {"moneymovement.v1.AvailabilityPolicy", "moneymovement.v1.ReservePolicy"}
+POLICY_MESSAGES = POLICY_PARTS | {"moneymovement.v1.DebitLimit", "moneymovement.v1.FundsPolicy"}
 
 
 def message_of(desc: descriptor.Descriptor, world: World, depth: int = 0) -> Strategy[Any]:
@@ -309,16 +434,81 @@ def message_class(desc: descriptor.Descriptor) -> type[message.Message]:
 
 def plausible_items(world: World, count: int) -> Strategy[list[mpb.CreateTransfersRequest.Item]]:
     """`count` transfer items from funding to own accounts, small amounts, USD."""
-    item = st.builds(
-        mpb.CreateTransfersRequest.Item,
-        debit_account_id=st.one_of(pick(world.stable[:1]), pick(world.funding)),
-        credit_account_id=st.one_of(pick(world.stable[1:]), pick(world.accounts)),
-        amount_minor=st.integers(1, 50),
-        currency_code=st.sampled_from(["USD", "USD", "USD", "EUR"]),
+    fields = st.fixed_dictionaries(
+        {
+            "debit_account_id": st.one_of(pick(world.stable[:1]), pick(world.funding)),
+            "credit_account_id": st.one_of(
+                pick(world.stable[1:]), pick(world.accounts), pick(world.sellers)
+            ),
+            "amount_minor": st.integers(1, 50),
+            "currency_code": st.sampled_from(["USD", "USD", "USD", "EUR"]),
+        }
+    )
+    item = st.tuples(fields, availability()).map(
+        lambda pair: mpb.CreateTransfersRequest.Item(**pair[0], **pair[1])
     )
     if count > 10:  # the same item many times: cheap to draw, still a full batch
         return item.map(lambda one: [one] * count)
     return st.lists(item, min_size=count, max_size=count)
+
+
+def plausible_limit() -> Strategy[funds_pb2.DebitLimit]:
+    """A debit limit within its bounds: a window, a maximum amount and/or count."""
+    return st.builds(
+        funds_pb2.DebitLimit,
+        window=st.sampled_from(WINDOWS),
+        max_amount_minor=st.sampled_from([0, 50, 1_000, 100_000]),
+        max_count=st.sampled_from([1, 3, 100]),
+    )
+
+
+def plausible_policy() -> Strategy[funds_pb2.FundsPolicy]:
+    """A funds policy within its bounds (sometimes the empty one, which clears it)."""
+    availability = st.builds(
+        funds_pb2.AvailabilityPolicy,
+        delay_days=st.integers(0, 3),
+        calendar=st.sampled_from([0, 1, 2]),
+        time_zone=st.sampled_from(["", "UTC", "America/New_York", "Asia/Kathmandu"]),
+    )
+    reserve = st.one_of(
+        st.just(funds_pb2.ReservePolicy()),
+        st.builds(
+            funds_pb2.ReservePolicy,
+            rolling_percent_bps=st.integers(1, 2_000),
+            rolling_days=st.integers(1, 30),
+            minimum_minor=st.sampled_from([0, 10, 1_000]),
+        ),
+    )
+    policy = st.builds(
+        funds_pb2.FundsPolicy,
+        availability=availability,
+        reserve=reserve,
+        early_release_allowed=st.booleans(),
+        debit_limits=st.lists(plausible_limit(), max_size=3, unique_by=lambda limit: limit.window),
+        max_balance_minor=st.sampled_from([0, 0, 100, 10_000_000]),
+    )
+    return weighted((5, policy), (1, st.just(funds_pb2.FundsPolicy())))
+
+
+def _zoned(policy: funds_pb2.FundsPolicy, zone: str) -> funds_pb2.FundsPolicy:
+    """A copy of `policy` in time zone `zone` (st.just's message is shared)."""
+    zoned = funds_pb2.FundsPolicy()
+    zoned.CopyFrom(policy)
+    zoned.availability.time_zone = zone
+    return zoned
+
+
+def availability() -> Strategy[dict[str, Any]]:
+    """A transfer's availability, mostly none: a delay, or a time (past, near, 90 days)."""
+    delay = st.builds(duration_pb2.Duration, seconds=st.sampled_from([1, 60, 3600, 86400 * 3]))
+    at = st.sampled_from([-60, 60, 86400, 90 * 86400 - 60]).map(
+        lambda ahead: timestamp_pb2.Timestamp(seconds=int(time.time()) + ahead)
+    )
+    return weighted(
+        (3, st.just({})),
+        (2, delay.map(lambda d: {"availability_delay": d})),
+        (1, at.map(lambda t: {"available_time": t})),
+    )
 
 
 def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]:
@@ -331,55 +521,105 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
     token = st.one_of(st.just(""), pick(world.page_tokens))
     hold = duration_pb2.Duration(seconds=3600)
     cursor = st.sampled_from(["", "", "0", "1", "5", "99999"])
+    seller = weighted((3, pick(world.sellers[:1])), (1, pick(world.sellers)))
+    monitored = st.one_of(seller, own)
     events_filter = st.fixed_dictionaries(
         {},
         optional={
-            "types": st.lists(st.integers(1, 11), max_size=3),
+            "types": st.lists(st.integers(1, max(event_pb2.EventType.values())), max_size=3),
             "account_id": own,
             "holder_id": pick(world.holders),
         },
-    ).map(lambda kw: epb.EventFilter(**kw))
+    ).map(lambda kw: epb.EventFilter(**dict[str, Any](kw)))
 
     def fd(**kw: Strategy[Any]) -> Callable[[], Strategy[dict[str, Any]]]:
         return lambda: st.fixed_dictionaries(kw)
 
+    def fdo(
+        required: dict[str, Strategy[Any]], **optional: Strategy[Any]
+    ) -> Callable[[], Strategy[dict[str, Any]]]:
+        return lambda: st.fixed_dictionaries(required, optional=optional)
+
+    # ReleaseFunds: the first seller's rows by id (1 to 3, as last seen SCHEDULED), or an
+    # amount; sometimes with a fee to a USD wallet (or the seller itself: MUST_DIFFER).
+    release_what = st.one_of(
+        st.lists(pick(world.open_funds), min_size=1, max_size=3, unique=True).map(
+            lambda funds: {"funds_ids": funds}
+        ),
+        st.integers(1, 300).map(lambda amount: {"amount_minor": amount}),
+    )
+    fee = weighted(
+        (3, st.just({})),
+        (
+            2,
+            st.fixed_dictionaries(
+                {
+                    "fee_minor": st.integers(1, 20),
+                    "fee_account_id": st.one_of(pick(world.stable[1:]), own, seller),
+                },
+                optional={
+                    "description": st.sampled_from(["", "early payout"]),
+                    "metadata": st.sampled_from([{}, {"fee": "early"}]),
+                },
+            ),
+        ),
+    )
+    release = st.tuples(
+        st.fixed_dictionaries({"request_id": fresh, "account_id": seller}), release_what, fee
+    ).map(lambda parts: parts[0] | parts[1] | parts[2])
+
     return {
-        "CreateAccount": fd(
-            request_id=fresh,
-            currency_code=st.sampled_from(CURRENCIES),
-            normal_balance=st.sampled_from([1, 2]),
-            overdraft_mode=st.sampled_from([0, 1, 2, 3]),
-            external_id=st.one_of(st.just(""), fresh, pick(world.external_ids)),
-            holder_id=st.one_of(st.just(""), pick(world.holders)),
-            metadata=st.sampled_from([{}, {"tier": "gold"}]),
+        "CreateAccount": fdo(
+            {
+                "request_id": fresh,
+                "currency_code": st.sampled_from(CURRENCIES),
+                "normal_balance": st.sampled_from([1, 2]),
+                "overdraft_mode": st.sampled_from([0, 1, 2, 3]),
+                "external_id": st.one_of(st.just(""), fresh, pick(world.external_ids)),
+                "holder_id": st.one_of(st.just(""), pick(world.holders)),
+                "metadata": st.sampled_from([{}, {"tier": "gold"}]),
+            },
+            funds_policy=plausible_policy(),
         ),
         "GetAccount": fd(account_id=own),
         "ListAccounts": fd(
             page_size=size, page_token=token, currency_code=st.sampled_from(["", "USD"])
         ),
-        "UpdateAccount": fd(
-            request_id=fresh,
-            account_id=own,
-            metadata=st.sampled_from([{}, {"tier": "x"}]),
-            overdraft_mode=st.sampled_from([0, 1, 2]),
-            expected_version=version,
-        ),
-        "FreezeAccount": fd(request_id=fresh, account_id=own, expected_version=version),
-        "UnfreezeAccount": fd(request_id=fresh, account_id=own, expected_version=version),
-        "CloseAccount": fd(request_id=fresh, account_id=own, expected_version=version),
-        "GetBalance": fd(account_id=own),
-        "BatchGetBalances": fd(account_ids=st.lists(own, min_size=1, max_size=5)),
-        "ListEntries": fd(account_id=own, page_size=size, page_token=token),
-        "CreateTransfer": lambda: st.fixed_dictionaries(
+        "UpdateAccount": fdo(
             {
                 "request_id": fresh,
-                "debit_account_id": st.one_of(pick(world.stable[:1]), own),
-                "credit_account_id": st.one_of(pick(world.stable[1:]), own),
-                "amount_minor": st.integers(1, 500),
-                "currency_code": st.sampled_from(["USD", "USD", "EUR"]),
+                "account_id": own,
+                "metadata": st.sampled_from([{}, {"tier": "x"}]),
+                "overdraft_mode": st.sampled_from([0, 1, 2]),
+                "expected_version": version,
             },
-            optional={"pending": st.just(True)},
-        ).map(lambda kw: kw | {"hold_timeout": hold} if kw.get("pending") else kw),
+            funds_policy=plausible_policy(),
+        ),
+        "FreezeAccount": fdo(
+            {"request_id": fresh, "account_id": own, "expected_version": version},
+            scope=st.sampled_from([0, 1, 2, 2]),
+            reason=st.sampled_from(["", "chargeback review", "kyc"]),
+        ),
+        "UnfreezeAccount": fd(request_id=fresh, account_id=own, expected_version=version),
+        "CloseAccount": fd(request_id=fresh, account_id=own, expected_version=version),
+        "GetBalance": fd(account_id=st.one_of(own, seller)),
+        "BatchGetBalances": fd(
+            account_ids=st.lists(st.one_of(own, seller), min_size=1, max_size=5)
+        ),
+        "ListEntries": fd(account_id=st.one_of(own, seller), page_size=size, page_token=token),
+        "CreateTransfer": lambda: st.tuples(
+            st.fixed_dictionaries(
+                {
+                    "request_id": fresh,
+                    "debit_account_id": st.one_of(pick(world.stable[:1]), own),
+                    "credit_account_id": st.one_of(pick(world.stable[1:]), own, seller),
+                    "amount_minor": st.integers(1, 500),
+                    "currency_code": st.sampled_from(["USD", "USD", "EUR"]),
+                },
+                optional={"pending": st.just(True)},
+            ).map(lambda kw: kw | {"hold_timeout": hold} if kw.get("pending") else kw),
+            availability(),
+        ).map(lambda pair: pair[0] | pair[1]),
         "PostTransfer": fd(
             request_id=fresh, transfer_id=pick(world.transfers), amount_minor=st.integers(0, 100)
         ),
@@ -395,7 +635,7 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
         "ListTransfers": fd(
             page_size=size,
             page_token=token,
-            account_id=st.one_of(st.just(""), own),
+            account_id=st.one_of(st.just(""), own, seller),
             batch_id=st.one_of(st.just(""), pick(world.batches)),
         ),
         "ListEvents": fd(
@@ -407,6 +647,26 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
         "WatchEvents": fd(
             after_cursor=cursor, start=st.sampled_from([0, 1, 2]), filter=events_filter
         ),
+        "ReleaseFunds": lambda: release,
+        "ListScheduledFunds": fd(
+            account_id=monitored,
+            include_ended=st.booleans(),
+            page_size=size,
+            page_token=token,
+        ),
+        "CreateBalanceMonitor": fdo(
+            {
+                "request_id": fresh,
+                "account_id": monitored,
+                "field": st.integers(1, 6),
+                "operator": st.integers(1, 4),
+                "threshold_minor": st.sampled_from([-100, 0, 1, 100, 1_000, 100_000, 10**9]),
+            },
+            description=st.sampled_from(["", "low balance", "payout ready"]),
+        ),
+        "ListBalanceMonitors": fd(account_id=monitored),
+        "DeleteBalanceMonitor": fd(request_id=fresh, monitor_id=pick(world.monitors)),
+        "ListPolicyChanges": fd(account_id=monitored, page_size=size, page_token=token),
     }
 
 
@@ -416,7 +676,13 @@ def request_strategy(rpc: Rpc, world: World) -> Strategy[message.Message | bytes
     kind = rpc.request_type
     hostile = message_of(kind.DESCRIPTOR, world)  # type: ignore[arg-type]
     valid = plausible(world)[rpc.name]().map(lambda kw: kind(**kw))
-    one_bad_field = st.tuples(valid, hostile).map(lambda pair: _graft(*pair))
+    # The bad field is any one of the request's, equally often: hypothesis keeps hostile
+    # messages small, so a graft of their first field set would nearly always spoil the
+    # first fields (request_id), and the checks behind a late one (CreateAccount's
+    # funds_policy, say) would never see it alone.
+    fields: list[FD] = list(kind.DESCRIPTOR.fields)  # type: ignore[arg-type]
+    one_field = weighted(*((1, _one_field(kind, fd, world)) for fd in fields))
+    one_bad_field = st.tuples(valid, one_field).map(lambda pair: _graft(*pair))
     encoded = st.one_of(valid, hostile).map(lambda m: m.SerializeToString())
     raw = st.one_of(
         st.binary(max_size=64),
@@ -433,6 +699,11 @@ def request_strategy(rpc: Rpc, world: World) -> Strategy[message.Message | bytes
         ),
     )
     return weighted((4, valid), (3, hostile), (3, one_bad_field), (1, raw))
+
+
+def _one_field(kind: type[message.Message], fd: FD, world: World) -> Strategy[message.Message]:
+    """A `kind` message with field `fd` alone set, to a hostile value."""
+    return field_value(fd, world, 0).map(lambda value: kind(**{fd.name: value}))
 
 
 def _graft(valid: message.Message, hostile: message.Message) -> message.Message:
@@ -454,6 +725,12 @@ def _flip(triple: tuple[bytes, int, int]) -> bytes:
         return bytes([value])
     position %= len(data)
     return data[:position] + bytes([value]) + data[position + 1 :]
+
+
+def _elided(text: str) -> str:
+    """`text` with each run of 40 or more of one character written as its count, so that
+    a problem's request shows every field (a 10,000-character time zone, say)."""
+    return re.sub(r"(.)\1{39,}", lambda run: f"<{run.group(1)!r} * {len(run.group(0))}>", text)
 
 
 def _undecodable(rpc: Rpc, request: message.Message | bytes) -> bool:
@@ -509,6 +786,32 @@ def call_metadata(token: str) -> Strategy[list[tuple[str, str]]]:
 
 # --- the run ------------------------------------------------------------------------
 
+# The funds tables, beside the ledger's (hostile.ledger_fingerprint: accounts, whose rows
+# carry the new totals, policy and freeze columns; transfers; entries): every scheduled
+# part, every balance monitor (its triggered state and update time too) and every funds
+# policy change.
+_FUNDS_SQL = """
+SELECT
+  (SELECT count(*) FROM scheduled_funds) AS scheduled_funds,
+  (SELECT coalesce(md5(string_agg(f::text, '|' ORDER BY f.tenant_id, f.funds_id)), '')
+     FROM scheduled_funds f) AS scheduled_funds_digest,
+  (SELECT count(*) FROM balance_monitors) AS balance_monitors,
+  (SELECT coalesce(md5(string_agg(m::text, '|' ORDER BY m.tenant_id, m.monitor_id)), '')
+     FROM balance_monitors m) AS balance_monitors_digest,
+  (SELECT count(*) FROM account_policy_changes) AS account_policy_changes,
+  (SELECT coalesce(md5(string_agg(c::text, '|'
+       ORDER BY c.tenant_id, c.account_id, c.version)), '')
+     FROM account_policy_changes c) AS account_policy_changes_digest
+"""
+
+
+async def fingerprint(connection: asyncpg.Connection) -> dict[str, object]:
+    """The ledger's fingerprint and the funds tables': what a refused request, a read or
+    an exact replay must leave alone. Request outcomes are still left out."""
+    row = await connection.fetchrow(_FUNDS_SQL)
+    assert row is not None
+    return await ledger_fingerprint(connection) | dict(row)
+
 
 @dataclass
 class Fuzzer:
@@ -547,10 +850,50 @@ class Fuzzer:
             self.remember("funding" if unlimited else "accounts", reply.id)
             self.remember("external_ids", reply.external_id)
             self.remember("holders", reply.holder_id)
+            if reply.funds_policy.early_release_allowed and reply.currency_code == "USD":
+                self.remember("sellers", reply.id)
         elif isinstance(reply, transfer_pb2.Transfer):
             self.remember("transfers", reply.id)
             self.remember("batches", reply.batch_id)
             self.remember("traces", reply.trace_id)
+        elif isinstance(reply, funds_pb2.ScheduledFunds):
+            self.remember("funds", reply.id)
+            self.remember("funds", reply.remainder_id)
+            releasable = (
+                reply.state == funds_pb2.ScheduledFunds.STATE_SCHEDULED
+                and reply.kind == funds_pb2.FUNDS_KIND_AVAILABILITY
+                and reply.account_id in self.world.sellers[:1]
+            )
+            if releasable:
+                self.remember("open_funds", reply.id)
+            elif reply.id in self.world.open_funds:
+                self.world.open_funds.remove(reply.id)
+        elif isinstance(reply, funds_pb2.BalanceMonitor):
+            self.remember("monitors", reply.id)
+
+    async def refresh_open_funds(self) -> None:
+        """Lists the first seller's SCHEDULED rows again, outside any request's check:
+        releases, reversals and remainders change them, and a plausible ReleaseFunds names
+        those that are left. Fewer than three (generated reversals take back the seeded
+        credits' rows): a new credit there, delayed three days, first."""
+        seller, md = self.world.sellers[0], self.api.a.md
+        listed = fpb.ListScheduledFundsRequest(account_id=seller, page_size=500)
+        reply = await self.api.a.funds.ListScheduledFunds(listed, metadata=md)
+        releasable = [f.id for f in reply.funds if f.kind == funds_pb2.FUNDS_KIND_AVAILABILITY]
+        if len(releasable) < 3:
+            credit = mpb.CreateTransferRequest(
+                request_id=f"fz-refill-{next(_serial)}", debit_account_id=self.world.stable[0],
+                credit_account_id=seller, amount_minor=10_000, currency_code="USD",
+                availability_delay=duration_pb2.Duration(seconds=3 * 86400),
+            )  # fmt: skip
+            await self.api.a.movements.CreateTransfer(credit, metadata=md)
+            reply = await self.api.a.funds.ListScheduledFunds(listed, metadata=md)
+            kind = funds_pb2.FUNDS_KIND_AVAILABILITY
+            releasable = [f.id for f in reply.funds if f.kind == kind]
+        self.world.open_funds[:] = releasable
+        self.seen.setdefault("open_funds", set()).update(releasable)
+        for row in reply.funds:
+            self.remember("funds", row.id)
 
     def note(
         self, rpc: Rpc, problem: str, request: message.Message | bytes, answer: Answer
@@ -558,7 +901,12 @@ class Fuzzer:
         """Keeps the first example of each kind of problem."""
         key = (rpc.name, problem[:70])
         if key not in self.problems:
-            shown = repr(request)[:600] if isinstance(request, bytes) else str(request)[:600]
+            if isinstance(request, bytes):
+                shown = _elided(repr(request))
+            else:
+                shown = _elided(text_format.MessageToString(request, as_one_line=True))
+            if len(shown) > 1500:  # its head and its tail, where the late fields are
+                shown = f"{shown[:700]} ... {shown[-700:]}"
             self.problems[key] = (
                 f"{rpc.path}: {problem}\n  request: {shown}\n"
                 f"  answer: {answer.code.name} {answer.message[:300]!r} reason={answer.reason}"
@@ -576,9 +924,9 @@ class Fuzzer:
         self.kinds[kind] += 1
         request_id = "" if isinstance(request, bytes) else getattr(request, "request_id", "")
         self.remember("request_ids", str(request_id))
-        before = await ledger_fingerprint(self.connection)
+        before = await fingerprint(self.connection)
         answer = await self._ask(rpc, request, metadata)
-        after = await ledger_fingerprint(self.connection)
+        after = await fingerprint(self.connection)
         request_text = request.decode("latin-1") if isinstance(request, bytes) else str(request)
         if _undecodable(rpc, request):
             # Bytes that are no valid encoding of the request are refused as bad input
@@ -603,7 +951,7 @@ class Fuzzer:
         if replay and rpc.mutating:
             self.kinds["replay"] += 1
             again = await self._ask(rpc, request, metadata)
-            final = await ledger_fingerprint(self.connection)
+            final = await fingerprint(self.connection)
             if final != after:
                 self.note(rpc, "an exact replay changed the ledger", request, again)
             if (again.code, again.reason) != (answer.code, answer.reason) or (
@@ -637,11 +985,11 @@ class Fuzzer:
             f"{'code':<20}{'count':>8}",
             *(f"{code:<20}{self.codes[code]:>8}" for code in codes),
             "",
-            f"{'rpc':<18}" + "".join(f"{code[:9]:>10}" for code in codes),
+            f"{'rpc':<22}" + "".join(f"{code[:9]:>10}" for code in codes),
         ]
         for rpc in all_rpcs():
             row = "".join(f"{self.per_rpc[(rpc.name, code)]:>10}" for code in codes)
-            lines.append(f"{rpc.name:<18}{row}")
+            lines.append(f"{rpc.name:<22}{row}")
         lines += ["", f"problems: {len(self.problems)}"]
         lines += list(self.problems.values())
         return "\n".join(lines) + "\n"
@@ -711,10 +1059,124 @@ async def seed_world(api: Api, fuzzer: Fuzzer) -> None:
     fuzzer.harvest(await moves.ListTransfers(mpb.ListTransfersRequest(page_size=1), metadata=md))
     entries = bpb.ListEntriesRequest(account_id=wallets[0], page_size=1)
     fuzzer.harvest(await api.a.balances.ListEntries(entries, metadata=md))
+    await seed_funds(api, fuzzer, funding_usd, wallets)
     foreign, _ = await api.b.fund("b-seed", 1_000)
     fuzzer.world.foreign_accounts.append(foreign)
     paid = await api.b.pay("b-pay", foreign, _, 10)
     fuzzer.world.foreign_transfers.append(paid.transfer.id)
+    await seed_foreign_funds(api, fuzzer, _)
+
+
+SELLER_POLICY = funds_pb2.FundsPolicy(
+    availability=funds_pb2.AvailabilityPolicy(
+        delay_days=1, calendar=funds_pb2.CALENDAR_BUSINESS_DAYS, time_zone="America/New_York"
+    ),
+    reserve=funds_pb2.ReservePolicy(rolling_percent_bps=500, rolling_days=30, minimum_minor=100),
+    early_release_allowed=True,
+    debit_limits=[
+        funds_pb2.DebitLimit(window=funds_pb2.LIMIT_WINDOW_WEEK, max_amount_minor=10_000_000)
+    ],
+    max_balance_minor=1_000_000_000,
+)
+
+
+async def seed_funds(api: Api, fuzzer: Fuzzer, funding_usd: str, wallets: list[str]) -> None:
+    """Funds accessibility for tenant A: a stable seller (USD; credits available the next
+    New York business day, a 5 % rolling reserve, early release allowed) with delayed
+    credits, a hold, an early release with a fee, and monitors; an account with tight debit
+    limits and a maximum balance; one frozen for debits only."""
+    md, world = api.a.md, fuzzer.world
+    seller = await api.a.open("seed-seller", funds_policy=SELLER_POLICY, external_id="seller")
+    fuzzer.harvest(seller)
+    world.accounts.remove(seller.id)  # like the stable ones: plausible requests keep it
+    assert world.sellers == [seller.id]
+    hour, days = duration_pb2.Duration(seconds=3600), duration_pb2.Duration(seconds=3 * 86400)
+    past = timestamp_pb2.Timestamp(seconds=int(time.time()) - 60)
+    credits = [
+        {"availability_delay": days},  # its own delay
+        {},  # the policy's: the next business day in New York
+        {"available_time": past},  # at once; the reserve still holds 5 %
+        {"availability_delay": hour, "pending": True, "hold_timeout": days},  # from capture
+    ]
+    for index, extra in enumerate(credits):
+        credit = mpb.CreateTransferRequest(
+            request_id=f"seed-seller-pay-{index}", debit_account_id=funding_usd,
+            credit_account_id=seller.id, amount_minor=100_000, currency_code="USD",
+            **extra,  # type: ignore[arg-type]
+        )  # fmt: skip
+        fuzzer.harvest(await api.a.movements.CreateTransfer(credit, metadata=md))
+    early = fpb.ReleaseFundsRequest(
+        request_id="seed-release", account_id=seller.id, amount_minor=10, fee_minor=1,
+        fee_account_id=wallets[1], description="early payout",
+    )  # fmt: skip
+    fuzzer.harvest(await api.a.funds.ReleaseFunds(early, metadata=md))
+    for ended in (False, True):
+        listed = fpb.ListScheduledFundsRequest(
+            account_id=seller.id, include_ended=ended, page_size=1 if ended else 100
+        )
+        fuzzer.harvest(await api.a.funds.ListScheduledFunds(listed, metadata=md))
+    assert world.open_funds, "the seller has no scheduled funds to release"
+    Monitor = funds_pb2.BalanceMonitor
+    for index, (account, field_, operator, threshold) in enumerate(
+        (
+            (seller.id, Monitor.FIELD_AVAILABLE, Monitor.OPERATOR_BELOW, 1_000_000),
+            (seller.id, Monitor.FIELD_PENDING_AVAILABILITY, Monitor.OPERATOR_AT_OR_ABOVE, 1),
+            (wallets[0], Monitor.FIELD_PENDING_OUTBOUND, Monitor.OPERATOR_ABOVE, 0),
+        )
+    ):
+        monitor = fpb.CreateBalanceMonitorRequest(
+            request_id=f"seed-monitor-{index}", account_id=account, field=field_,
+            operator=operator, threshold_minor=threshold, description="seed",
+        )  # fmt: skip
+        fuzzer.harvest(await api.a.funds.CreateBalanceMonitor(monitor, metadata=md))
+    changed = apb.UpdateAccountRequest(
+        request_id="seed-seller-policy", account_id=seller.id, funds_policy=SELLER_POLICY
+    )
+    changed.funds_policy.max_balance_minor = 2_000_000_000
+    fuzzer.harvest(await api.a.accounts.UpdateAccount(changed, metadata=md))
+    history = fpb.ListPolicyChangesRequest(account_id=seller.id, page_size=1)
+    fuzzer.harvest(await api.a.funds.ListPolicyChanges(history, metadata=md))
+    limited_policy = funds_pb2.FundsPolicy(
+        debit_limits=[
+            funds_pb2.DebitLimit(
+                window=funds_pb2.LIMIT_WINDOW_DAY, max_amount_minor=300, max_count=2
+            )
+        ],
+        max_balance_minor=5_000,
+    )
+    limited = await api.a.open("seed-limited", funds_policy=limited_policy)
+    fuzzer.harvest(limited)
+    fuzzer.harvest(await api.a.pay("seed-limited-pay", funding_usd, limited.id, 4_000))
+    debits_frozen = await api.a.open("seed-debits-frozen")
+    fuzzer.harvest(debits_frozen)
+    fuzzer.harvest(await api.a.pay("seed-debits-frozen-pay", funding_usd, debits_frozen.id, 900))
+    freeze = apb.FreezeAccountRequest(
+        request_id="seed-freeze-debits", account_id=debits_frozen.id,
+        scope=account_pb2.FREEZE_SCOPE_DEBITS, reason="chargeback review",
+    )  # fmt: skip
+    fuzzer.harvest(await api.a.accounts.FreezeAccount(freeze, metadata=md))
+
+
+async def seed_foreign_funds(api: Api, fuzzer: Fuzzer, funding: str) -> None:
+    """Tenant B's scheduled funds and monitor: ids that A's requests name, to be refused."""
+    md = api.b.md
+    seller = await api.b.open("b-seller", funds_policy=SELLER_POLICY)
+    credit = mpb.CreateTransferRequest(
+        request_id="b-seller-pay", debit_account_id=funding, credit_account_id=seller.id,
+        amount_minor=1_000, currency_code="USD",
+        availability_delay=duration_pb2.Duration(seconds=86_400),
+    )  # fmt: skip
+    await api.b.movements.CreateTransfer(credit, metadata=md)
+    listed = fpb.ListScheduledFundsRequest(account_id=seller.id)
+    for row in (await api.b.funds.ListScheduledFunds(listed, metadata=md)).funds:
+        fuzzer.world.foreign_funds.append(row.id)
+    monitor = fpb.CreateBalanceMonitorRequest(
+        request_id="b-monitor", account_id=seller.id,
+        field=funds_pb2.BalanceMonitor.FIELD_POSTED,
+        operator=funds_pb2.BalanceMonitor.OPERATOR_ABOVE, threshold_minor=0,
+    )  # fmt: skip
+    created = await api.b.funds.CreateBalanceMonitor(monitor, metadata=md)
+    fuzzer.world.foreign_monitors.append(created.monitor.id)
 
 
 async def test_generated_requests_get_documented_answers_and_refusals_move_nothing(
@@ -748,6 +1210,9 @@ async def test_generated_requests_get_documented_answers_and_refusals_move_nothi
             )
             @given(data=st.data())
             def one_request(data: st.DataObject) -> None:
+                if rpc.name == "ReleaseFunds":
+                    refreshed = asyncio.run_coroutine_threadsafe(fuzzer.refresh_open_funds(), loop)
+                    refreshed.result(timeout=60)
                 request = data.draw(requests[rpc.name], label="request")
                 metadata = data.draw(headers, label="metadata")
                 replay = data.draw(st.integers(0, 9), label="replay") == 0

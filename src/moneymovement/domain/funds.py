@@ -15,6 +15,7 @@ Pure: no I/O and no clock; the transaction's time comes in.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -131,9 +132,7 @@ def validate_policy(policy: FundsPolicy, normal: NormalBalance) -> None:
     availability = policy.availability
     if not 0 <= availability.delay_days <= MAX_DELAY_DAYS:
         bad("availability.delay_days", FieldReason.OUT_OF_RANGE, f"0 to {MAX_DELAY_DAYS}")
-    try:
-        ZoneInfo(availability.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not _is_zone(availability.time_zone):
         bad("availability.time_zone", FieldReason.INVALID_FORMAT, "an IANA time zone name")
     reserve = policy.reserve
     if not 0 <= reserve.rolling_percent_bps <= BASIS_POINTS:
@@ -157,6 +156,22 @@ def validate_policy(policy: FundsPolicy, normal: NormalBalance) -> None:
         bad("max_balance_minor", FieldReason.OUT_OF_RANGE, "must not be negative")
     if violations:
         raise InvalidInput(violations)
+
+
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
+
+
+def _is_zone(name: str) -> bool:
+    """Whether `name` is a time zone of the IANA database. Checked by its shape first:
+    the database is read from files, and a name that is a directory of it, or longer
+    than a file name may be, fails with an OS error rather than "not found"."""
+    if len(name) > 64 or not _ZONE_NAME.fullmatch(name):
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 class FundsKind(enum.Enum):

@@ -38,13 +38,21 @@ def optional_time(check: Checker, message: object, field: str) -> datetime | Non
         return None
 
 
+# The range google.protobuf.Duration defines (about 10,000 years), which a timedelta holds.
+_DURATION_MAX_S = 315_576_000_000
+
+
 def duration(check: Checker, message: object, field: str) -> timedelta | None:
-    """A Duration field as a timedelta, or None when unset or malformed (nanos out of
-    range, or seconds and nanos of different signs)."""
+    """A Duration field as a timedelta, or None when unset or malformed (seconds or
+    nanos out of their documented ranges, or of different signs)."""
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     value: duration_pb2.Duration = getattr(message, field)
-    if not -999_999_999 <= value.nanos <= 999_999_999 or (value.seconds * value.nanos < 0):
+    if (
+        not -_DURATION_MAX_S <= value.seconds <= _DURATION_MAX_S
+        or not -999_999_999 <= value.nanos <= 999_999_999
+        or value.seconds * value.nanos < 0
+    ):
         check.fail(field, FieldReason.OUT_OF_RANGE, "not a valid Duration")
         return None
     return timedelta(seconds=value.seconds, microseconds=value.nanos // 1_000)
