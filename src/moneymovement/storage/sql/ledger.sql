@@ -44,19 +44,29 @@ SELECT now() AS db_now,
        ARRAY(SELECT a.external_id
              FROM accounts AS a
              WHERE a.tenant_id = $1 AND a.external_id = ANY($4::text[])) AS taken_external_ids,
+       -- Three index lookups (not one OR, which would scan the table for the IN).
        ARRAY(SELECT f::scheduled_funds
              FROM scheduled_funds AS f
              WHERE f.tenant_id = $1
-               AND ((f.ended_at IS NULL
-                     AND (f.account_id = ANY($5::text[])
-                          OR f.transfer_id IN (SELECT transfer_id FROM locked_transfers)))
-                    OR f.funds_id = ANY($6::text[]))) AS funds,
+               AND f.funds_id IN (
+                   SELECT o.funds_id FROM scheduled_funds AS o
+                   WHERE o.tenant_id = $1 AND o.account_id = ANY($5::text[])
+                     AND o.ended_at IS NULL
+                   UNION ALL
+                   SELECT o.funds_id FROM scheduled_funds AS o
+                   WHERE o.tenant_id = $1 AND o.ended_at IS NULL
+                     AND o.transfer_id = ANY(ARRAY(SELECT transfer_id FROM locked_transfers))
+                   UNION ALL
+                   SELECT unnest($6::text[]))) AS funds,
        ARRAY(SELECT m::balance_monitors
              FROM balance_monitors AS m
              WHERE m.tenant_id = $1
-               AND ((NOT m.deleted
-                     AND m.account_id IN (SELECT account_id FROM locked_accounts))
-                    OR m.monitor_id = ANY($7::text[]))) AS monitors,
+               AND m.monitor_id IN (
+                   SELECT o.monitor_id FROM balance_monitors AS o
+                   WHERE o.tenant_id = $1 AND NOT o.deleted
+                     AND o.account_id = ANY(ARRAY(SELECT account_id FROM locked_accounts))
+                   UNION ALL
+                   SELECT unnest($7::text[]))) AS monitors,
        ARRAY(SELECT jsonb_build_object(
                  'account_id', a.account_id,
                  'DAY', jsonb_build_array(
