@@ -44,7 +44,10 @@ SELECT now() AS db_now,
        ARRAY(SELECT a.external_id
              FROM accounts AS a
              WHERE a.tenant_id = $1 AND a.external_id = ANY($4::text[])) AS taken_external_ids,
-       -- Three index lookups (not one OR, which would scan the table for the IN).
+       -- Three index lookups (not one OR, which would scan the table for the IN), and
+       -- none at all for a batch that releases nothing and changes no transfer.
+       CASE WHEN cardinality($5::text[]) + cardinality($6::text[]) + cardinality($3::text[]) = 0
+            THEN '{}'::scheduled_funds[] ELSE
        ARRAY(SELECT f::scheduled_funds
              FROM scheduled_funds AS f
              WHERE f.tenant_id = $1
@@ -57,7 +60,7 @@ SELECT now() AS db_now,
                    WHERE o.tenant_id = $1 AND o.ended_at IS NULL
                      AND o.transfer_id = ANY(ARRAY(SELECT transfer_id FROM locked_transfers))
                    UNION ALL
-                   SELECT unnest($6::text[]))) AS funds,
+                   SELECT unnest($6::text[]))) END AS funds,
        ARRAY(SELECT m::balance_monitors
              FROM balance_monitors AS m
              WHERE m.tenant_id = $1
