@@ -497,6 +497,17 @@ def _set_hold(
         request.hold_expire_time.CopyFrom(_timestamp(hold_expire_time))
 
 
+def _set_availability(
+    request: mpb.CreateTransferRequest | mpb.CreateTransfersRequest.Item,
+    available_time: datetime | None,
+    availability_delay_s: float | None,
+) -> None:
+    if available_time is not None:
+        request.available_time.CopyFrom(_timestamp(available_time))
+    if availability_delay_s is not None:
+        request.availability_delay.FromNanoseconds(round(availability_delay_s * 1e9))
+
+
 def transfer_item(
     debit_account_id: str,
     credit_account_id: str,
@@ -508,6 +519,8 @@ def transfer_item(
     pending: bool = False,
     hold_timeout_s: float | None = None,
     hold_expire_time: datetime | None = None,
+    available_time: datetime | None = None,
+    availability_delay_s: float | None = None,
 ) -> mpb.CreateTransfersRequest.Item:
     """One item of `create_transfers`, with the arguments of `create_transfer`."""
     item = mpb.CreateTransfersRequest.Item(
@@ -516,6 +529,7 @@ def transfer_item(
         metadata=metadata or {}, pending=pending,
     )  # fmt: skip
     _set_hold(item, hold_timeout_s, hold_expire_time)
+    _set_availability(item, available_time, availability_delay_s)
     return item
 
 
@@ -625,10 +639,12 @@ class MoneyMovementClient:
         external_id: str = "",
         holder_id: str = "",
         metadata: Mapping[str, str] | None = None,
+        funds_policy: funds_pb2.FundsPolicy | None = None,
         request_id: str = "",
     ) -> account_pb2.Account:
         """Opens an account; `normal_balance` is "CREDIT" or "DEBIT", `overdraft_mode`
-        "NONE", "LIMITED" (with `overdraft_limit_minor`) or "UNLIMITED".
+        "NONE", "LIMITED" (with `overdraft_limit_minor`) or "UNLIMITED"; `funds_policy`
+        (a CREDIT-normal account's): availability, reserves, early release, limits.
 
         Raises:
             InvalidRequest: a bad field.
@@ -640,7 +656,7 @@ class MoneyMovementClient:
             normal_balance=_enum(account_pb2.NormalBalance, "NORMAL_BALANCE_", normal_balance),
             overdraft_mode=_enum(account_pb2.OverdraftMode, "OVERDRAFT_MODE_", overdraft_mode),
             overdraft_limit_minor=overdraft_limit_minor, name=name, external_id=external_id,
-            holder_id=holder_id, metadata=metadata or {},
+            holder_id=holder_id, metadata=metadata or {}, funds_policy=funds_policy,
         )  # fmt: skip
         return (await self._call(self._accounts.CreateAccount, request)).account
 
@@ -711,13 +727,15 @@ class MoneyMovementClient:
         metadata: Mapping[str, str] | None = None,
         overdraft_mode: str = "",
         overdraft_limit_minor: int | None = None,
+        funds_policy: funds_pb2.FundsPolicy | None = None,
         expected_version: int = 0,
         request_id: str = "",
     ) -> account_pb2.Account:
         """Changes what is given and leaves the rest: `name` ("" clears it), `metadata`
         (merged; a key with an empty value is removed), `overdraft_mode` ("NONE",
-        "LIMITED", "UNLIMITED"), `overdraft_limit_minor`. With `expected_version` (not 0),
-        only if the account is at that version.
+        "LIMITED", "UNLIMITED"), `overdraft_limit_minor`, `funds_policy` (replaced whole;
+        an empty FundsPolicy clears it; it applies to later credits). With
+        `expected_version` (not 0), only if the account is at that version.
 
         Raises:
             NotFound: ACCOUNT_NOT_FOUND.
@@ -734,13 +752,23 @@ class MoneyMovementClient:
             request.name = name
         if overdraft_limit_minor is not None:
             request.overdraft_limit_minor = overdraft_limit_minor
+        if funds_policy is not None:
+            request.funds_policy.CopyFrom(funds_policy)
         return (await self._call(self._accounts.UpdateAccount, request)).account
 
     async def freeze_account(
-        self, account_id: str, *, expected_version: int = 0, request_id: str = ""
+        self,
+        account_id: str,
+        *,
+        scope: str = "",
+        reason: str = "",
+        expected_version: int = 0,
+        request_id: str = "",
     ) -> account_pb2.Account:
-        """Freezes an account: no transfers in or out until unfrozen (a frozen one stays
-        as it is).
+        """Freezes an account: no transfers in or out until unfrozen (`scope` "ALL", the
+        default), or none out ("DEBITS"), with a `reason` shown on the account and in
+        ACCOUNT_FROZEN refusals. Freezing again with the same scope and reason changes
+        nothing.
 
         Raises:
             NotFound: ACCOUNT_NOT_FOUND.
@@ -748,8 +776,9 @@ class MoneyMovementClient:
             AccountInactive: ACCOUNT_CLOSED.
         """
         request = apb.FreezeAccountRequest(
-            request_id=request_id, account_id=account_id, expected_version=expected_version
-        )
+            request_id=request_id, account_id=account_id, expected_version=expected_version,
+            scope=_enum(account_pb2.FreezeScope, "FREEZE_SCOPE_", scope), reason=reason,
+        )  # fmt: skip
         return (await self._call(self._accounts.FreezeAccount, request)).account
 
     async def unfreeze_account(
@@ -877,10 +906,14 @@ class MoneyMovementClient:
         pending: bool = False,
         hold_timeout_s: float | None = None,
         hold_expire_time: datetime | None = None,
+        available_time: datetime | None = None,
+        availability_delay_s: float | None = None,
         request_id: str = "",
     ) -> transfer_pb2.Transfer:
         """Moves money at once (POSTED), or places a hold (PENDING) when `pending`, which
-        expires after `hold_timeout_s` or at `hold_expire_time` (default 7 days).
+        expires after `hold_timeout_s` or at `hold_expire_time` (default 7 days). The
+        credit is available on the credit account at `available_time` or
+        `availability_delay_s` after its posting, instead of by the account's policy.
 
         Raises:
             InvalidRequest: a bad field.
@@ -897,6 +930,7 @@ class MoneyMovementClient:
             pending=pending,
         )  # fmt: skip
         _set_hold(request, hold_timeout_s, hold_expire_time)
+        _set_availability(request, available_time, availability_delay_s)
         return (await self._call(self._movements.CreateTransfer, request)).transfer
 
     async def post_transfer(

@@ -57,7 +57,7 @@ from moneymovement.client import (
 from moneymovement.service.retention import Retention
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.transport import errors as server_errors
-from moneymovement.v1 import error_reason_pb2
+from moneymovement.v1 import account_pb2, error_reason_pb2, funds_pb2
 from moneymovement.v1.account_pb2 import Account
 from moneymovement.v1.transfer_pb2 import Transfer, TransferEvent
 from tests.conftest import PROJECT_ROOT
@@ -511,6 +511,47 @@ async def test_events_are_listed_page_by_page_and_an_expired_cursor_is_typed(api
 
 
 # Transient failures: retried with the same request_id, then typed -----------------------
+
+
+async def test_funds_availability_releases_monitors_limits_and_freezes(api: Api) -> None:
+    async with _client(api) as mm:
+        funding = await mm.create_account(
+            currency_code="USD", normal_balance="DEBIT", overdraft_mode="UNLIMITED"
+        )
+        fees = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
+        day = funds_pb2.DebitLimit(window=funds_pb2.LIMIT_WINDOW_DAY, max_count=1)
+        shop = await mm.create_account(
+            currency_code="USD", normal_balance="CREDIT", request_id="shop",
+            funds_policy=funds_pb2.FundsPolicy(early_release_allowed=True, debit_limits=[day]),
+        )  # fmt: skip
+        credit = await mm.create_transfer(
+            funding.id, shop.id, 1_000, "USD", availability_delay_s=3_600
+        )
+        assert credit.availability_delay.seconds == 3_600
+        balance = await mm.get_balance(shop.id)
+        assert (balance.pending_availability_minor, balance.available_minor) == (1_000, 0)
+        [part] = [f async for f in mm.iter_scheduled_funds(shop.id)]
+        monitor = await mm.create_balance_monitor(shop.id, "AVAILABLE", "ABOVE", 500)
+        released = await mm.release_funds(
+            shop.id, funds_ids=[part.id], fee_minor=10, fee_account_id=fees.id
+        )
+        assert (released.released_minor, released.balance.available_minor) == (1_000, 990)
+        assert [m.triggered for m in await mm.list_balance_monitors(shop.id)] == [True]
+        assert (await mm.delete_balance_monitor(monitor.id)).id == monitor.id
+        with pytest.raises(FailedPrecondition) as again:
+            await mm.release_funds(shop.id, funds_ids=[part.id])
+        assert again.value.reason == "FUNDS_NOT_SCHEDULED"
+        with pytest.raises(LimitExceeded) as limited:  # the fee was the day's one debit
+            await mm.create_transfer(shop.id, fees.id, 1, "USD")
+        assert limited.value.metadata["window"] == "DAY"
+        frozen = await mm.freeze_account(shop.id, scope="DEBITS", reason="review")
+        assert (frozen.freeze_scope, frozen.freeze_reason) == (
+            account_pb2.FREEZE_SCOPE_DEBITS, "review",
+        )  # fmt: skip
+        await mm.update_account(shop.id, funds_policy=funds_pb2.FundsPolicy())
+        changes = [c.request_id async for c in mm.iter_policy_changes(shop.id)]
+        assert len(changes) == 2
+        assert changes[1] == "shop"  # newest first: the update, then the opening
 
 
 async def test_an_aborted_call_is_retried_with_the_same_request_id(
