@@ -15,7 +15,8 @@
 | MM_SHUTDOWN_GRACE_S    | 10                 | how long SIGTERM waits for RPCs in flight        |
 | MM_AUTH_CACHE_TTL_S    | 2                  | longest a token lookup is cached (revocation     |
 |                        |                    | drops it at once; 0: no cache)                   |
-| MM_HOLD_SWEEP_S        | 1                  | how often expired holds are released             |
+| MM_HOLD_SWEEP_S        | 1                  | how often expired holds and scheduled funds      |
+|                        |                    | that are due are released                        |
 | MM_EVENT_RETENTION_S   | 2592000 (30 days)  | how long events are kept (at least 60)           |
 | MM_OUTCOME_RETENTION_S | 86400 (24 hours)   | how long a request id's outcome is kept, and     |
 |                        |                    | replayed (at least 86400: the contract's promise)|
