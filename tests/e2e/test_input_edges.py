@@ -12,7 +12,7 @@ import json
 
 import asyncpg
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from moneymovement.observability.logging import configure_logging
 from moneymovement.service.pages import scope_of
@@ -51,6 +51,75 @@ async def test_times_and_durations_out_of_range_are_refused(api: Api) -> None:
     listing.start_time.seconds, listing.end_time.seconds = 2_000_000_000, 1_000_000_000
     bad = await failure(api.a.movements.ListTransfers(listing, metadata=api.a.md))
     assert bad.field_violations == [("end_time", "OUT_OF_RANGE")]
+
+
+# Durations and Timestamps as google/protobuf defines them: nanos within +-999,999,999
+# (Timestamp: 0 to 999,999,999), seconds and nanos of one sign (Duration), seconds within
+# +-315,576,000,000 (Duration) or years 1 to 9999 (Timestamp).
+BAD_DURATIONS = [
+    duration_pb2.Duration(seconds=10, nanos=-1),  # signs disagree
+    duration_pb2.Duration(seconds=-10, nanos=1),
+    duration_pb2.Duration(seconds=1, nanos=1_000_000_000),  # nanos out of range
+    duration_pb2.Duration(seconds=315_576_000_001),  # beyond the type's range
+    duration_pb2.Duration(seconds=-(2**63)),
+]
+BAD_TIMESTAMPS = [
+    timestamp_pb2.Timestamp(seconds=2_000_000_000, nanos=-1),
+    timestamp_pb2.Timestamp(seconds=2_000_000_000, nanos=1_000_000_000),
+    timestamp_pb2.Timestamp(seconds=253_402_300_800),  # year 10000
+    timestamp_pb2.Timestamp(seconds=-62_135_596_801),  # before year 1
+]
+
+
+async def test_malformed_durations_and_timestamps_are_refused_naming_the_field(
+    api: Api,
+) -> None:
+    wallet, funding = await api.a.fund("wkt", 10)
+
+    def transfer(**fields: object) -> mpb.CreateTransferRequest:
+        return mpb.CreateTransferRequest(
+            request_id="wkt", debit_account_id=wallet, credit_account_id=funding,
+            amount_minor=1, currency_code="USD", **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def item(**fields: object) -> mpb.CreateTransfersRequest:
+        return mpb.CreateTransfersRequest(
+            request_id="wkt-batch",
+            transfers=[mpb.CreateTransfersRequest.Item(
+                debit_account_id=wallet, credit_account_id=funding, amount_minor=1,
+                currency_code="USD", **fields,  # type: ignore[arg-type]
+            )],
+        )  # fmt: skip
+
+    calls = []
+    for bad in BAD_DURATIONS:
+        calls += [
+            (api.a.movements.CreateTransfer, transfer(pending=True, hold_timeout=bad),
+             "hold_timeout"),
+            (api.a.movements.CreateTransfer, transfer(availability_delay=bad),
+             "availability_delay"),
+            (api.a.movements.CreateTransfers, item(pending=True, hold_timeout=bad),
+             "transfers[0].hold_timeout"),
+        ]  # fmt: skip
+    for bad in BAD_TIMESTAMPS:
+        calls += [
+            (api.a.movements.CreateTransfer, transfer(pending=True, hold_expire_time=bad),
+             "hold_expire_time"),
+            (api.a.movements.CreateTransfer, transfer(available_time=bad), "available_time"),
+            (api.a.balances.GetBalance, bpb.GetBalanceRequest(account_id=wallet, as_of_time=bad),
+             "as_of_time"),
+            (api.a.balances.ListEntries, bpb.ListEntriesRequest(account_id=wallet, start_time=bad),
+             "start_time"),
+            (api.a.movements.ListTransfers, mpb.ListTransfersRequest(end_time=bad), "end_time"),
+        ]  # fmt: skip
+    for method, request, field in calls:
+        refused = await failure(method(request, metadata=api.a.md))
+        assert refused.code == Code.INVALID_ARGUMENT, (request, refused)
+        assert (field, "OUT_OF_RANGE") in refused.field_violations, (request, refused)
+    balance = await api.a.balances.GetBalance(
+        bpb.GetBalanceRequest(account_id=wallet), metadata=api.a.md
+    )
+    assert balance.balance.posted_minor == 10  # nothing moved
 
 
 async def test_forged_statement_page_tokens_are_refused(api: Api) -> None:

@@ -57,10 +57,20 @@ async def test_another_tenants_ids_look_exactly_like_missing_ones(api: Api) -> N
     assert (await get(theirs))[:2] == (Code.NOT_FOUND, "ACCOUNT_NOT_FOUND")
     listed = await api.a.accounts.ListAccounts(apb.ListAccountsRequest(), metadata=api.a.md)
     assert theirs not in {a.id for a in listed.accounts}
-    transfers = await api.a.movements.ListTransfers(
-        mpb.ListTransfersRequest(account_id=theirs), metadata=api.a.md
+    # Another tenant's account is as unknown as a made-up one: NOT_FOUND, not "no activity".
+    for account_id in (theirs, made_up):
+        hidden = await failure(
+            api.a.movements.ListTransfers(
+                mpb.ListTransfersRequest(account_id=account_id), metadata=api.a.md
+            )
+        )
+        assert (hidden.code, hidden.reason) == (Code.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+        assert hidden.metadata == {"account_id": account_id}
+    mine = await api.a.open("quiet")
+    quiet = await api.a.movements.ListTransfers(
+        mpb.ListTransfersRequest(account_id=mine.id), metadata=api.a.md
     )
-    assert list(transfers.transfers) == []
+    assert list(quiet.transfers) == []  # an account of its own without transfers: empty
 
 
 async def test_health_overall_and_per_service_needs_no_token(api: Api) -> None:

@@ -137,10 +137,13 @@ async def newest_first(
     size: int,
     token: str,
     fetch: Callable[[Session, TimeCursor | None, int], Awaitable[list[L]]],
+    *,
+    statements: int = 1,
 ) -> Page[L]:
     """One page of a (created_at, id) keyset listing, read in a snapshot.
 
-    `fetch(session, after, limit)` returns up to `limit` rows after the cursor.
+    `fetch(session, after, limit)` returns up to `limit` rows after the cursor, in
+    `statements` statements (more than one: in one read-only transaction).
     """
     scope = scope_of(listing, where)
     after = decode_time_cursor(token, scope)
@@ -148,5 +151,5 @@ async def newest_first(
     async def work(session: Session) -> list[L]:
         return await fetch(session, after, size + 1)
 
-    rows = await uow.read(caller, work)
+    rows = await uow.read(caller, work, statements=statements)
     return paginate(rows, size, lambda row: time_position(row.created_at, row.id), scope)

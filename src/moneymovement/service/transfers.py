@@ -17,11 +17,11 @@ from moneymovement.domain.commands import (
     ReverseTransfer,
     VoidTransfer,
 )
-from moneymovement.domain.errors import transfer_not_found
+from moneymovement.domain.errors import account_not_found, transfer_not_found
 from moneymovement.domain.queries import TransferQuery
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import Transfer, TransferSpec
-from moneymovement.service.pages import Page, newest_first
+from moneymovement.service.pages import Page, TimeCursor, newest_first
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
@@ -109,7 +109,20 @@ class TransferService:
     async def list(
         self, caller: Caller, where: TransferQuery, size: int, token: str
     ) -> Page[Transfer]:
-        """A page of transfers, newest first."""
+        """A page of transfers, newest first.
+
+        Raises:
+            Rejected: ACCOUNT_NOT_FOUND for an account filter naming no account of the
+                tenant (a typo must not look like an account without activity), as
+                ListEntries does.
+        """
+        account_id = where.account_id
+
+        async def fetch(session: Session, after: TimeCursor | None, limit: int) -> list[Transfer]:
+            if account_id is not None and await session.accounts.get(account_id) is None:
+                raise account_not_found(account_id)
+            return await session.transfers.search(where, after, limit)
+
         return await newest_first(
             self._uow,
             caller,
@@ -117,5 +130,6 @@ class TransferService:
             where,
             size,
             token,
-            lambda session, after, limit: session.transfers.search(where, after, limit),
+            fetch,
+            statements=1 if account_id is None else 2,
         )

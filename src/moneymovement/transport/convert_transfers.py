@@ -46,7 +46,8 @@ def _spec(
     description = check.text("description", item.description, MAX_DESCRIPTION_LENGTH)
     metadata = check.metadata("metadata", item.metadata)
     timeout_s = None
-    if item.HasField("hold_timeout"):
+    timeout = duration(check, item, "hold_timeout")  # a malformed Duration is refused
+    if timeout is not None:  # in seconds, to the nanosecond (a timedelta keeps microseconds)
         timeout_s = item.hold_timeout.seconds + item.hold_timeout.nanos / 1e9
         if not 0 < timeout_s <= MAX_HOLD.total_seconds():
             check.fail("hold_timeout", FieldReason.OUT_OF_RANGE, "more than 0 s, at most 30 days")
