@@ -62,6 +62,8 @@ def test_policy_allows_exactly_the_floor_and_refuses_one_below(
     assert reason_of(caught) is Reason.INSUFFICIENT_FUNDS
     assert caught.value.metadata == {
         "account_id": account.id,
+        "asked_minor": str(100 - (floor - 1)),  # the change's cut of the available balance
+        "floor_minor": str(floor),
         "available_minor": "100",
         "pending_availability_minor": "0",
         "reserved_minor": "0",

@@ -411,6 +411,8 @@ def test_a_debit_cannot_spend_pending_or_reserved_funds() -> None:
     assert error.reason is Reason.INSUFFICIENT_FUNDS
     assert error.metadata == {
         "account_id": SHOP,
+        "asked_minor": "1",
+        "floor_minor": "0",
         "available_minor": "0",
         "pending_availability_minor": "900",
         "reserved_minor": "100",
@@ -460,6 +462,8 @@ def test_a_debit_may_not_take_available_below_the_minimum_reserve() -> None:
     assert error.reason is Reason.INSUFFICIENT_FUNDS
     assert error.metadata == {
         "account_id": SHOP,
+        "asked_minor": "701",
+        "floor_minor": "300",
         "available_minor": "1000",
         "pending_availability_minor": "0",
         "reserved_minor": "0",

@@ -147,7 +147,9 @@ def require_within_policy(account: Account, before: Balances, after: Balances) -
         f"account {account.id} has insufficient funds",
         {
             "account_id": account.id,
+            "asked_minor": str(before.available(normal) - available),
             "available_minor": str(before.available(normal)),
+            "floor_minor": str(spending_floor),
             "pending_availability_minor": str(before.pending_availability_minor),
             "reserved_minor": str(before.reserved_minor),
             "minimum_reserve_minor": str(account.funds_policy.reserve.minimum_minor),
@@ -165,11 +167,17 @@ def require_version(account: Account, expected_version: int | None) -> None:
         )
 
 
+def _closed(account: Account) -> Rejected:
+    return Rejected(
+        Reason.ACCOUNT_CLOSED, f"account {account.id} is closed", {"account_id": account.id}
+    )
+
+
 def freeze(account: Account, scope: FreezeScope = FreezeScope.ALL, reason: str = "") -> Account:
     """FROZEN for `scope`, with a reason; freezing again with the same scope and reason
     is a no-op (same version), with another changes them."""
     if account.state is AccountState.CLOSED:
-        raise Rejected(Reason.ACCOUNT_CLOSED, f"account {account.id} is closed")
+        raise _closed(account)
     if (
         account.state is AccountState.FROZEN
         and (account.freeze_scope or FreezeScope.ALL) is scope
@@ -183,7 +191,7 @@ def freeze(account: Account, scope: FreezeScope = FreezeScope.ALL, reason: str =
 def unfreeze(account: Account) -> Account:
     """ACTIVE again; unfreezing an active account is a no-op."""
     if account.state is AccountState.CLOSED:
-        raise Rejected(Reason.ACCOUNT_CLOSED, f"account {account.id} is closed")
+        raise _closed(account)
     if account.state is AccountState.ACTIVE:
         return account
     return replace(
@@ -195,6 +203,18 @@ def unfreeze(account: Account) -> Account:
     )
 
 
+def _left(account: Account) -> dict[str, str]:
+    """What keeps an account from closing, for ACCOUNT_NOT_EMPTY's metadata."""
+    b, normal = account.balances, account.normal_balance
+    return {
+        "posted_minor": str(b.posted(normal)),
+        "pending_inbound_minor": str(b.pending_inbound(normal)),
+        "pending_outbound_minor": str(b.pending_outbound(normal)),
+        "pending_availability_minor": str(b.pending_availability_minor),
+        "reserved_minor": str(b.reserved_minor),
+    }
+
+
 def close(account: Account) -> Account:
     """CLOSED for good; only with a zero posted balance and nothing pending."""
     if account.state is AccountState.CLOSED:
@@ -203,7 +223,7 @@ def close(account: Account) -> Account:
         raise Rejected(
             Reason.ACCOUNT_NOT_EMPTY,
             f"account {account.id} has a balance or pending holds",
-            {"account_id": account.id},
+            {"account_id": account.id, **_left(account)},
         )
     return replace(account, state=AccountState.CLOSED, version=account.version + 1)
 
@@ -230,7 +250,7 @@ def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Ac
             balance is already below the new floor.
     """
     if account.state is AccountState.CLOSED:
-        raise Rejected(Reason.ACCOUNT_CLOSED, f"account {account.id} is closed")
+        raise _closed(account)
     metadata = dict(account.metadata)
     for key, value in changes.metadata_patch.items():
         if value:

@@ -175,7 +175,13 @@ def move(
         (credit_account_id, Direction.CREDIT, credit_held),
     ):
         account = accounts[account_id]
-        after = account.balances.after(direction, kind, amount_minor).held_back(held)
+        try:
+            after = account.balances.after(direction, kind, amount_minor).held_back(held)
+        except Rejected as overflow:  # BALANCE_OVERFLOW: name the account
+            raise Rejected(
+                overflow.reason, f"account {account_id}: {overflow.message}",
+                {**overflow.metadata, "account_id": account_id},
+            ) from None  # fmt: skip
         if kind is not EntryKind.PENDING_RELEASED:
             require_within_policy(account, account.balances, after)
         changed.append((direction, replace(account, balances=after, version=account.version + 1)))

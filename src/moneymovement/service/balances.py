@@ -7,7 +7,7 @@ from datetime import datetime
 
 from moneymovement.domain.accounts import Account
 from moneymovement.domain.balances import BalanceSnapshot
-from moneymovement.domain.errors import account_not_found
+from moneymovement.domain.errors import Reason, Rejected, account_not_found
 from moneymovement.domain.transfers import Entry
 from moneymovement.service.balance_reads import BalanceReads
 from moneymovement.service.pages import Page, decode_version_cursor, paginate, scope_of
@@ -27,13 +27,23 @@ class BalanceService:
         (read together with other callers' concurrent reads: service/balance_reads.py).
 
         Raises:
-            Rejected: ACCOUNT_NOT_FOUND naming the first missing account.
+            Rejected: ACCOUNT_NOT_FOUND naming the first missing account (`account_id`)
+                and every one (`missing_account_ids`, comma-separated, in the order asked).
         """
 
         found = await self._current.balances(caller, account_ids)
-        for account_id in account_ids:
-            if account_id not in found:
-                raise account_not_found(account_id)
+        missing = list(dict.fromkeys(a for a in account_ids if a not in found))
+        if missing:
+            refusal = account_not_found(missing[0])
+            if len(missing) > 1:
+                refusal = Rejected(
+                    Reason.ACCOUNT_NOT_FOUND,
+                    f"{len(missing)} accounts not found: {', '.join(missing)}",
+                    {"account_id": missing[0], "missing_account_ids": ",".join(missing)},
+                )
+            else:
+                refusal.metadata["missing_account_ids"] = missing[0]
+            raise refusal
         return [found[account_id] for account_id in account_ids]
 
     async def get_as_of(self, caller: Caller, account_id: str, as_of: datetime) -> BalanceSnapshot:
