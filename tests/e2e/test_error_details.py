@@ -102,3 +102,15 @@ async def test_batch_get_balances_names_every_missing_account(api: Api) -> None:
         )
     )
     assert one.metadata == {"account_id": second, "missing_account_ids": second}
+
+
+async def test_a_whole_batch_of_missing_ids_fits_in_the_error(api: Api) -> None:
+    asked = [ids.new_id(ids.ACCOUNT) for _ in range(100)]  # the most a batch may ask
+    missing = await failure(
+        api.a.balances.BatchGetBalances(
+            bpb.BatchGetBalancesRequest(account_ids=asked), metadata=api.a.md
+        )
+    )
+    assert (missing.code, missing.reason) == (Code.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+    assert missing.metadata["missing_account_ids"].split(",") == asked
+    assert len(missing.message) < 200

@@ -36,9 +36,12 @@ class BalanceService:
         if missing:
             refusal = account_not_found(missing[0])
             if len(missing) > 1:
+                # The ids go in the metadata only: repeated in the message too, a full
+                # batch of them would pass the 8 KiB of trailers clients accept.
                 refusal = Rejected(
                     Reason.ACCOUNT_NOT_FOUND,
-                    f"{len(missing)} accounts not found: {', '.join(missing)}",
+                    f"{len(missing)} accounts not found, the first {missing[0]}: see "
+                    "missing_account_ids",
                     {"account_id": missing[0], "missing_account_ids": ",".join(missing)},
                 )
             else:
