@@ -85,7 +85,11 @@ def test_insufficient_funds_on_a_credit_normal_debit_side() -> None:
     error = refusal(accounts, spec(10_001))
 
     assert error.reason is Reason.INSUFFICIENT_FUNDS
-    assert {"account_id": ALICE, "available_minor": "10000"}.items() <= error.metadata.items()
+    assert error.metadata == {
+        "account_id": ALICE, "asked_minor": "10001", "available_minor": "10000",
+        "floor_minor": "0", "pending_availability_minor": "0", "reserved_minor": "0",
+        "minimum_reserve_minor": "0",
+    }  # fmt: skip
 
 
 def test_debit_normal_account_credited_below_its_floor_is_refused() -> None:
