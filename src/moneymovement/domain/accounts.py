@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from moneymovement.domain.balances import Balances, NormalBalance
+from moneymovement.domain.balances import Balances, BalanceSnapshot, NormalBalance
 from moneymovement.domain.errors import (
     FieldReason,
     FieldViolation,
@@ -15,7 +15,7 @@ from moneymovement.domain.errors import (
     Reason,
     Rejected,
 )
-from moneymovement.domain.funds import NO_POLICY, FundsPolicy, validate_policy
+from moneymovement.domain.funds import NO_POLICY, FundsPolicy, Part, validate_policy
 
 
 class AccountState(enum.Enum):
@@ -78,6 +78,22 @@ class Account:
         if floor is None:
             return None
         return floor + self.funds_policy.reserve.minimum_minor
+
+
+def balance_snapshot(
+    account: Account, as_of: datetime, schedule: tuple[Part, ...] = ()
+) -> BalanceSnapshot:
+    """The account's balances as they stand in `account`, as of `as_of`."""
+    return BalanceSnapshot(
+        account_id=account.id,
+        currency_code=account.currency_code,
+        normal_balance=account.normal_balance,
+        balances=account.balances,
+        version=account.version,
+        as_of=as_of,
+        minimum_reserve_minor=account.funds_policy.reserve.minimum_minor,
+        schedule=schedule,
+    )
 
 
 def _refuse_closed_or_frozen(account: Account) -> None:

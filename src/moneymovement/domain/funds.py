@@ -211,12 +211,6 @@ class ScheduledFunds:
     def is_open(self) -> bool:
         return self.ended_at is None
 
-    def held_back(self) -> HeldBack:
-        """What this part adds to the account's unavailable totals while open."""
-        if self.kind is FundsKind.AVAILABILITY:
-            return HeldBack(availability_minor=self.amount_minor)
-        return HeldBack(reserve_minor=self.amount_minor)
-
 
 @dataclass(frozen=True)
 class Availability:
@@ -285,13 +279,21 @@ def parts_of_credit(
     return parts
 
 
+def _by_kind(amounts: Iterable[tuple[FundsKind, int]]) -> HeldBack:
+    availability = reserve = 0
+    for kind, amount in amounts:
+        if kind is FundsKind.AVAILABILITY:
+            availability += amount
+        else:
+            reserve += amount
+    return HeldBack(availability, reserve)
+
+
 def held_back(parts: list[Part]) -> HeldBack:
     """The totals that `parts` add to an account."""
     if not parts:
         return NOTHING_HELD
-    availability = sum(p.amount_minor for p in parts if p.kind is FundsKind.AVAILABILITY)
-    reserve = sum(p.amount_minor for p in parts if p.kind is FundsKind.RESERVE)
-    return HeldBack(availability, reserve)
+    return _by_kind((p.kind, p.amount_minor) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -301,11 +303,11 @@ class Ending:
     funds: ScheduledFunds
     amount_minor: int
 
-    def held_back(self) -> HeldBack:
-        """What ending it takes out of the account's unavailable totals."""
-        if self.funds.kind is FundsKind.AVAILABILITY:
-            return HeldBack(availability_minor=-self.amount_minor)
-        return HeldBack(reserve_minor=-self.amount_minor)
+
+def taken_back(endings: Iterable[Ending]) -> HeldBack:
+    """What ending these parts takes out of their account's unavailable totals
+    (negative amounts, for Balances.held_back)."""
+    return -_by_kind((e.funds.kind, e.amount_minor) for e in endings)
 
 
 def take(funds: Iterable[ScheduledFunds], amount_minor: int) -> list[Ending]:

@@ -20,7 +20,6 @@ from typing import Any, TypeVar, cast
 from moneymovement.domain import accounts as rules
 from moneymovement.domain import ids
 from moneymovement.domain.accounts import Account, AccountState
-from moneymovement.domain.balances import HeldBack
 from moneymovement.domain.commands import (
     CloseAccount,
     Command,
@@ -63,6 +62,7 @@ from moneymovement.domain.funds import (
     oldest_first,
     schedule_of,
     take,
+    taken_back,
     validate_policy,
 )
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
@@ -293,12 +293,15 @@ class _Fork:
     ) -> tuple[Transfer, list[Entry], list[Part]]:
         """A new transfer (domain/transfers.py) with its debit counted against the
         debit account's limits."""
-        account = self.accounts.get(spec.debit_account_id)
         usage = self.debit_usage(spec.debit_account_id)
         transfer, entries, parts = open_transfer(self.accounts, spec, new, usage)
-        if account is not None and account.funds_policy.debit_limits:
-            self.usage[account.id] = usage.plus(spec.amount_minor)
+        self.count_debit(transfer.debit_account_id, transfer.amount_minor)
         return transfer, entries, parts
+
+    def count_debit(self, account_id: str, amount_minor: int) -> None:
+        """Counts a new debit against the account's limits for the rest of the batch."""
+        if self.accounts[account_id].funds_policy.debit_limits:
+            self.usage[account_id] = self.debit_usage(account_id).plus(amount_minor)
 
     def schedule(self, transfer: Transfer, parts: list[Part]) -> None:
         """Files the parts of `transfer`'s credit that are not available yet."""
@@ -548,9 +551,7 @@ def _reverse(fork: _Fork, command: ReverseTransfer, issued: Issued) -> tuple[Tra
         fork.open_funds_of(original),
         fork.debit_usage(original.credit_account_id),
     )
-    if fork.accounts[original.credit_account_id].funds_policy.debit_limits:
-        usage = fork.debit_usage(original.credit_account_id)
-        fork.usage[original.credit_account_id] = usage.plus(reversal.amount_minor)
+    fork.count_debit(reversal.debit_account_id, reversal.amount_minor)
     fork.add_transfer(reversal, entries)
     fork.change_transfer(updated, [])
     fork.end_funds(endings, EndKind.REVERSED, issued.request_id)
@@ -584,7 +585,7 @@ def _release_funds(fork: _Fork, command: ReleaseFunds, issued: Issued) -> FundsR
             )
         endings = take(pending, command.amount_minor)
     released_minor = sum(e.amount_minor for e in endings)
-    balances = account.balances.held_back(HeldBack(availability_minor=-released_minor))
+    balances = account.balances.held_back(taken_back(endings))
     fork.accounts[account.id] = replace(
         account, balances=balances, version=account.version + 1, updated_at=fork.now
     )
@@ -649,16 +650,9 @@ def _release_due(
     if not due:
         return ()
     endings = [Ending(part, part.amount_minor) for part in due]
-    taken = HeldBack()
-    for ending in endings:
-        part = ending.held_back()
-        taken = HeldBack(
-            taken.availability_minor + part.availability_minor,
-            taken.reserve_minor + part.reserve_minor,
-        )
     fork.accounts[account.id] = replace(
         account,
-        balances=account.balances.held_back(taken),
+        balances=account.balances.held_back(taken_back(endings)),
         version=account.version + 1,
         updated_at=fork.now,
     )

@@ -6,9 +6,15 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
 from moneymovement.domain.accounts import Account
-from moneymovement.domain.balances import HeldBack
 from moneymovement.domain.errors import Reason, Rejected
-from moneymovement.domain.funds import DebitUsage, Ending, ScheduledFunds, latest_first, take
+from moneymovement.domain.funds import (
+    DebitUsage,
+    Ending,
+    ScheduledFunds,
+    latest_first,
+    take,
+    taken_back,
+)
 from moneymovement.domain.transfers import (
     Entry,
     EventKind,
@@ -77,13 +83,10 @@ def reverse(
         metadata=request.metadata,
     )
     endings = take(latest_first(unreleased), amount)
-    taken = HeldBack(
-        sum(-e.held_back().availability_minor for e in endings),
-        sum(-e.held_back().reserve_minor for e in endings),
-    )
     reversal, entries, _ = open_transfer(
-        accounts, spec, replace(new, reversal_of_id=original.id), usage, debit_held=-taken
-    )
+        accounts, spec, replace(new, reversal_of_id=original.id), usage,
+        debit_held=taken_back(endings),
+    )  # fmt: skip
     event = TransferEvent(EventKind.REVERSED, amount, new.now, new.request_id, reversal.id)
     updated = replace(
         original,

@@ -72,10 +72,8 @@ def _snapshot(row: Any) -> BalanceSnapshot:
 
 
 def _schedule(rows: list[Any]) -> tuple[Part, ...]:
-    """The availability schedule: [time, kind, amount] rows, equal times and kinds summed
-    (as-of rows come one per part)."""
-    summed: dict[tuple[datetime, FundsKind], int] = {}
-    for at, kind, amount in rows:
-        key = (datetime.fromisoformat(at), FundsKind(kind))
-        summed[key] = summed.get(key, 0) + int(amount)
-    return tuple(Part(kind, amount, at) for (at, kind), amount in summed.items())
+    """The availability schedule read as [time, kind, amount] rows, already summed by
+    time and kind and in order (sql/balances.sql)."""
+    return tuple(
+        Part(FundsKind(kind), int(amount), datetime.fromisoformat(at)) for at, kind, amount in rows
+    )

@@ -6,8 +6,7 @@ from typing import TypeAlias
 from weakref import WeakKeyDictionary
 
 from moneymovement.domain import ids
-from moneymovement.domain.accounts import Account
-from moneymovement.domain.balances import BalanceSnapshot
+from moneymovement.domain.accounts import Account, balance_snapshot
 from moneymovement.domain.errors import FieldReason, InvalidInput
 from moneymovement.domain.events import EventFilter, EventType, RecordedEvent
 from moneymovement.domain.validation import Checker
@@ -123,14 +122,4 @@ def _message(recorded: RecordedEvent) -> event_pb2.Event:
 
 
 def _balance(account: Account, recorded: RecordedEvent) -> balance_pb2.Balance:
-    return balance_message(
-        BalanceSnapshot(
-            account_id=account.id,
-            currency_code=account.currency_code,
-            normal_balance=account.normal_balance,
-            balances=account.balances,
-            version=account.version,
-            as_of=recorded.occurred_at,
-            minimum_reserve_minor=account.funds_policy.reserve.minimum_minor,
-        )
-    )
+    return balance_message(balance_snapshot(account, recorded.occurred_at))

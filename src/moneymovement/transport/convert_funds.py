@@ -3,11 +3,7 @@ policy changes to and from messages."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from moneymovement.domain import ids
-from moneymovement.domain.accounts import Account
-from moneymovement.domain.balances import BalanceSnapshot
 from moneymovement.domain.commands import CreateBalanceMonitor, ReleaseFunds
 from moneymovement.domain.errors import FieldReason
 from moneymovement.domain.funds import (
@@ -154,22 +150,6 @@ def policy_change_message(change: PolicyChange) -> funds_pb2.PolicyChange:
         request_id=change.request_id,
         trace_id=change.trace_id or "",
         time=timestamp(change.at),
-    )
-
-
-def account_snapshot(
-    account: Account, at: datetime, schedule: tuple[Part, ...] = ()
-) -> BalanceSnapshot:
-    """An account's balances as a snapshot."""
-    return BalanceSnapshot(
-        account_id=account.id,
-        currency_code=account.currency_code,
-        normal_balance=account.normal_balance,
-        balances=account.balances,
-        version=account.version,
-        as_of=at,
-        minimum_reserve_minor=account.funds_policy.reserve.minimum_minor,
-        schedule=schedule,
     )
 
 

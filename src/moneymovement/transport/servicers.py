@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from moneymovement.domain.accounts import balance_snapshot
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.event_stream import EventStream, cursor_of
@@ -240,9 +241,7 @@ class FundsServicer(fgrpc.FundsServiceServicer):
             released=[funds_in.funds_message(f) for f in release.released],
             released_minor=release.released_minor,
             balance=balances_in.balance_message(
-                funds_in.account_snapshot(
-                    release.account, release.account.updated_at, release.schedule
-                )
+                balance_snapshot(release.account, release.account.updated_at, release.schedule)
             ),
         )
         if release.fee_transfer is not None:

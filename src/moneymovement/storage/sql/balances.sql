@@ -27,9 +27,9 @@ LATERAL (
 -- name: get_balance_as_of
 -- The running balances of the newest entry written at or before $3 (zero before any).
 -- The availability parts are those of the scheduled parts alive at $3 (created at or
--- before it, not ended by then; write_batch stamps both with the entries' time), and
--- the minimum reserve that of the policy in force then. A one-statement read, as
--- get_account.
+-- before it, not ended by then; write_batch stamps both with the entries' time), summed
+-- by time and kind as get_balances does, and the minimum reserve that of the policy in
+-- force then. A one-statement read, as get_account.
 SELECT r.*
 FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
 LATERAL (
@@ -38,18 +38,12 @@ LATERAL (
            coalesce(e.posted_credits_minor, 0) AS posted_credits_minor,
            coalesce(e.pending_debits_minor, 0) AS pending_debits_minor,
            coalesce(e.pending_credits_minor, 0) AS pending_credits_minor,
-           coalesce(sum(f.amount_minor) FILTER (WHERE f.kind = 'AVAILABILITY'), 0)::bigint
-               AS pending_availability_minor,
-           coalesce(sum(f.amount_minor) FILTER (WHERE f.kind = 'RESERVE'), 0)::bigint
-               AS reserved_minor,
+           s.pending_availability_minor, s.reserved_minor, s.schedule,
            coalesce((SELECT (c.after #>> '{reserve,minimum_minor}')::bigint
                      FROM account_policy_changes AS c
                      WHERE c.tenant_id = a.tenant_id AND c.account_id = a.account_id
                        AND c.changed_at <= $3
                      ORDER BY c.version DESC LIMIT 1), 0) AS minimum_reserve_minor,
-           coalesce(array_agg(jsonb_build_array(f.available_at, f.kind, f.amount_minor)
-                              ORDER BY f.available_at, f.kind)
-                    FILTER (WHERE f.funds_id IS NOT NULL), '{}') AS schedule,
            coalesce(e.account_version, 0) AS version,
            $3::timestamptz AS as_of
     FROM accounts AS a
@@ -59,12 +53,21 @@ LATERAL (
         ORDER BY account_version DESC
         LIMIT 1
     ) AS e ON true
-    LEFT JOIN scheduled_funds AS f
-        ON f.tenant_id = a.tenant_id AND f.account_id = a.account_id
-       AND f.created_at <= $3 AND (f.ended_at IS NULL OR f.ended_at > $3)
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(g.amount) FILTER (WHERE g.kind = 'AVAILABILITY'), 0)::bigint
+                   AS pending_availability_minor,
+               coalesce(sum(g.amount) FILTER (WHERE g.kind = 'RESERVE'), 0)::bigint
+                   AS reserved_minor,
+               coalesce(array_agg(jsonb_build_array(g.at, g.kind, g.amount)
+                                  ORDER BY g.at, g.kind), '{}') AS schedule
+        FROM (
+            SELECT f.available_at AS at, f.kind, sum(f.amount_minor) AS amount
+            FROM scheduled_funds AS f
+            WHERE f.tenant_id = a.tenant_id AND f.account_id = a.account_id
+              AND f.created_at <= $3 AND (f.ended_at IS NULL OR f.ended_at > $3)
+            GROUP BY f.available_at, f.kind
+        ) AS g
+    ) AS s
     WHERE a.tenant_id = $1 AND a.account_id = $2 AND declared.tenant IS NOT NULL
-    GROUP BY a.tenant_id, a.account_id, a.currency_code, a.normal_balance, e.posted_debits_minor,
-             e.posted_credits_minor, e.pending_debits_minor, e.pending_credits_minor,
-             e.account_version
     OFFSET 0
 ) AS r;
