@@ -371,3 +371,64 @@ async def test_a_funds_policy_is_refused_with_the_field_named(api: Api) -> None:
         )
     )
     assert debit_normal.code == Code.INVALID_ARGUMENT
+
+
+async def test_an_as_of_balance_counts_the_parts_alive_then(api: Api) -> None:
+    client = api.a
+    source = await funding(client, "asof-source")
+    shop = await seller(client, "asof-shop", policy(early_release_allowed=True))
+    await credit(client, "asof-pay", source, shop, 1_000, delay_s=3_600)
+    pending_at = (await balance(client, shop)).as_of_time
+    await asyncio.sleep(0.05)
+    await release(client, "asof-release", shop, amount_minor=400)
+    released_at = (await balance(client, shop)).as_of_time
+
+    def as_of(at: object) -> balance_service_pb2.GetBalanceRequest:
+        request = balance_service_pb2.GetBalanceRequest(account_id=shop)
+        request.as_of_time.CopyFrom(at)  # type: ignore[arg-type]
+        return request
+
+    then = (await client.balances.GetBalance(as_of(pending_at), metadata=client.md)).balance
+    assert parts(then) == (1_000, 1_000, 0, 0)
+    [line] = then.availability_schedule
+    assert line.amount_minor == 1_000
+    now = (await client.balances.GetBalance(as_of(released_at), metadata=client.md)).balance
+    assert parts(now) == (1_000, 600, 0, 400)  # the remainder of 600, alive since the release
+    assert [p.amount_minor for p in now.availability_schedule] == [600]
+
+
+async def test_limits_count_what_the_database_counts_across_transactions(api: Api) -> None:
+    client = api.a
+    source = await funding(client, "usage-source")
+    limits = [funds_pb2.DebitLimit(window=funds_pb2.LIMIT_WINDOW_DAY, max_amount_minor=1_000)]
+    wallet = await seller(client, "usage-wallet", policy(debit_limits=limits))
+    shop = (await client.open("usage-shop")).id
+    await credit(client, "usage-fund", source, wallet, 5_000)
+
+    def hold(request_id: str, amount: int) -> money_movement_service_pb2.CreateTransferRequest:
+        return money_movement_service_pb2.CreateTransferRequest(
+            request_id=request_id, debit_account_id=wallet, credit_account_id=shop,
+            amount_minor=amount, currency_code="USD", pending=True,
+        )  # fmt: skip
+
+    held = await client.movements.CreateTransfer(hold("u-h1", 1_000), metadata=client.md)
+    full = await failure(client.pay("u-over", wallet, shop, 1))  # a held 1,000 counts
+    assert full.metadata["used"] == "1000"
+    await client.movements.VoidTransfer(
+        money_movement_service_pb2.VoidTransferRequest(
+            request_id="u-void", transfer_id=held.transfer.id
+        ),
+        metadata=client.md,
+    )
+    second = await client.movements.CreateTransfer(hold("u-h2", 1_000), metadata=client.md)
+    await client.movements.PostTransfer(  # captured for 400: counts 400 from now on
+        money_movement_service_pb2.PostTransferRequest(
+            request_id="u-post", transfer_id=second.transfer.id, amount_minor=400
+        ),
+        metadata=client.md,
+    )
+    await client.pay("u-rest", wallet, shop, 600)
+    last = await failure(client.pay("u-one-more", wallet, shop, 1))
+    assert (last.reason, last.metadata["used"], last.metadata["remaining"]) == (
+        "DEBIT_LIMIT_EXCEEDED", "1000", "0",
+    )  # fmt: skip
