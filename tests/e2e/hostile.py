@@ -253,25 +253,32 @@ def answer_problems(answer: Answer, request_text: str) -> list[str]:
 
 # --- the ledger --------------------------------------------------------------------------
 
-_LEDGER_SQL = """
-SELECT
-  (SELECT count(*) FROM accounts) AS accounts,
-  (SELECT coalesce(md5(string_agg(a::text, '|' ORDER BY a.tenant_id, a.account_id)), '')
-     FROM accounts a) AS accounts_digest,
-  (SELECT count(*) FROM transfers) AS transfers,
-  (SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t.tenant_id, t.transfer_id)), '')
-     FROM transfers t) AS transfers_digest,
-  (SELECT count(*) FROM entries) AS entries,
-  (SELECT coalesce(md5(string_agg(e::text, '|'
-       ORDER BY e.tenant_id, e.account_id, e.account_version)), '')
-     FROM entries e) AS entries_digest
-"""
+# What a refused request, a read or an exact replay must leave alone: every row of these
+# tables (the ledger's, and funds accessibility's: scheduled parts, balance monitors with
+# their triggered state, funds policy changes), by count and digest, in key order.
+# Request outcomes are left out on purpose: business rejections are recorded there.
+_FINGERPRINTED = (
+    ("accounts", "tenant_id, account_id"),
+    ("transfers", "tenant_id, transfer_id"),
+    ("entries", "tenant_id, account_id, account_version"),
+    ("scheduled_funds", "tenant_id, funds_id"),
+    ("balance_monitors", "tenant_id, monitor_id"),
+    ("account_policy_changes", "tenant_id, account_id, version"),
+)
+_COUNT = "(SELECT count(*) FROM {0}) AS {0}"
+_DIGEST = (
+    "(SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY {1})), '') FROM {0} t) AS {0}_digest"
+)
+# Our own table names, not input.
+_LEDGER_SQL = "SELECT " + ", ".join(
+    f"{_COUNT.format(table)}, {_DIGEST.format(table, order)}" for table, order in _FINGERPRINTED
+)
 
 
 async def ledger_fingerprint(connection: asyncpg.Connection) -> dict[str, object]:
-    """Counts and digests of every account row (totals, versions, state, metadata,
-    timestamps), every transfer and every entry. Request outcomes are left out on purpose:
-    business rejections are recorded there (service/requests.py)."""
+    """Counts and digests of every row of the fingerprinted tables (accounts with their
+    totals, versions, state, policy and timestamps; transfers; entries; scheduled parts;
+    monitors; policy changes)."""
     row = await connection.fetchrow(_LEDGER_SQL)
     assert row is not None
     return dict(row)
@@ -280,15 +287,7 @@ async def ledger_fingerprint(connection: asyncpg.Connection) -> dict[str, object
 async def tenant_rows(connection: asyncpg.Connection, tenant_id: str) -> dict[str, list[str]]:
     """Every row one tenant owns, as text: what another tenant must never change."""
     rows: dict[str, list[str]] = {}
-    for table, order in (
-        ("accounts", "account_id"),
-        ("transfers", "transfer_id"),
-        ("entries", "account_id, account_version"),
-        ("request_outcomes", "request_id"),
-        ("scheduled_funds", "funds_id"),
-        ("balance_monitors", "monitor_id"),
-        ("account_policy_changes", "account_id, version"),
-    ):
+    for table, order in (*_FINGERPRINTED, ("request_outcomes", "tenant_id, request_id")):
         found = await connection.fetch(
             f"SELECT t::text AS row FROM {table} t WHERE tenant_id = $1 ORDER BY {order}",  # noqa: S608
             tenant_id,

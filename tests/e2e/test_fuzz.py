@@ -786,32 +786,6 @@ def call_metadata(token: str) -> Strategy[list[tuple[str, str]]]:
 
 # --- the run ------------------------------------------------------------------------
 
-# The funds tables, beside the ledger's (hostile.ledger_fingerprint: accounts, whose rows
-# carry the new totals, policy and freeze columns; transfers; entries): every scheduled
-# part, every balance monitor (its triggered state and update time too) and every funds
-# policy change.
-_FUNDS_SQL = """
-SELECT
-  (SELECT count(*) FROM scheduled_funds) AS scheduled_funds,
-  (SELECT coalesce(md5(string_agg(f::text, '|' ORDER BY f.tenant_id, f.funds_id)), '')
-     FROM scheduled_funds f) AS scheduled_funds_digest,
-  (SELECT count(*) FROM balance_monitors) AS balance_monitors,
-  (SELECT coalesce(md5(string_agg(m::text, '|' ORDER BY m.tenant_id, m.monitor_id)), '')
-     FROM balance_monitors m) AS balance_monitors_digest,
-  (SELECT count(*) FROM account_policy_changes) AS account_policy_changes,
-  (SELECT coalesce(md5(string_agg(c::text, '|'
-       ORDER BY c.tenant_id, c.account_id, c.version)), '')
-     FROM account_policy_changes c) AS account_policy_changes_digest
-"""
-
-
-async def fingerprint(connection: asyncpg.Connection) -> dict[str, object]:
-    """The ledger's fingerprint and the funds tables': what a refused request, a read or
-    an exact replay must leave alone. Request outcomes are still left out."""
-    row = await connection.fetchrow(_FUNDS_SQL)
-    assert row is not None
-    return await ledger_fingerprint(connection) | dict(row)
-
 
 @dataclass
 class Fuzzer:
@@ -924,9 +898,9 @@ class Fuzzer:
         self.kinds[kind] += 1
         request_id = "" if isinstance(request, bytes) else getattr(request, "request_id", "")
         self.remember("request_ids", str(request_id))
-        before = await fingerprint(self.connection)
+        before = await ledger_fingerprint(self.connection)
         answer = await self._ask(rpc, request, metadata)
-        after = await fingerprint(self.connection)
+        after = await ledger_fingerprint(self.connection)
         request_text = request.decode("latin-1") if isinstance(request, bytes) else str(request)
         if _undecodable(rpc, request):
             # Bytes that are no valid encoding of the request are refused as bad input
@@ -951,7 +925,7 @@ class Fuzzer:
         if replay and rpc.mutating:
             self.kinds["replay"] += 1
             again = await self._ask(rpc, request, metadata)
-            final = await fingerprint(self.connection)
+            final = await ledger_fingerprint(self.connection)
             if final != after:
                 self.note(rpc, "an exact replay changed the ledger", request, again)
             if (again.code, again.reason) != (answer.code, answer.reason) or (
