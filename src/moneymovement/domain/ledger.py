@@ -369,19 +369,31 @@ class _Fork:
         accounts = self._accounts_of([transfer])
         self.events.append(Event(kind, issued.request_id, issued.trace_id, (transfer,), accounts))
 
-    def tell_release(
-        self, issued: Issued, account: Account, released: list[ScheduledFunds]
-    ) -> None:
-        """Records FUNDS_RELEASED: the parts made available, the account after."""
+    def release(
+        self, account: Account, endings: list[Ending], kind: EndKind, issued: Issued
+    ) -> list[ScheduledFunds]:
+        """Makes these parts of `account` available (RELEASED by their time, the
+        sweeper's, or RELEASED_EARLY): its totals lose them, its version rises, the parts
+        end, and FUNDS_RELEASED tells them with the account after."""
+        self.accounts[account.id] = replace(
+            account,
+            balances=account.balances.held_back(taken_back(endings)),
+            version=account.version + 1,
+            updated_at=self.now,
+        )
+        # A release by time belongs to no request (the sweeper's), whoever asked for it.
+        request_id = "" if kind is EndKind.RELEASED else issued.request_id
+        ended = self.end_funds(endings, kind, request_id)
         self.events.append(
             Event(
                 EventType.FUNDS_RELEASED,
                 issued.request_id,
                 issued.trace_id,
-                accounts=(account,),
-                funds=tuple(released),
+                accounts=(self.accounts[account.id],),
+                funds=tuple(ended),
             )
         )
+        return ended
 
     def tell_batch(self, issued: Issued, items: list[Transfer]) -> None:
         """Records BATCH_COMMITTED: the items by id, every account they moved as it is
@@ -585,12 +597,7 @@ def _release_funds(fork: _Fork, command: ReleaseFunds, issued: Issued) -> FundsR
             )
         endings = take(pending, command.amount_minor)
     released_minor = sum(e.amount_minor for e in endings)
-    balances = account.balances.held_back(taken_back(endings))
-    fork.accounts[account.id] = replace(
-        account, balances=balances, version=account.version + 1, updated_at=fork.now
-    )
-    ended = fork.end_funds(endings, EndKind.RELEASED_EARLY, issued.request_id)
-    fork.tell_release(issued, fork.accounts[account.id], ended)
+    ended = fork.release(account, endings, EndKind.RELEASED_EARLY, issued)
     fee = None
     if command.fee_minor:
         spec = TransferSpec(
@@ -650,15 +657,7 @@ def _release_due(
     if not due:
         return ()
     endings = [Ending(part, part.amount_minor) for part in due]
-    fork.accounts[account.id] = replace(
-        account,
-        balances=account.balances.held_back(taken_back(endings)),
-        version=account.version + 1,
-        updated_at=fork.now,
-    )
-    ended = fork.end_funds(endings, EndKind.RELEASED, "")
-    fork.tell_release(issued, fork.accounts[account.id], ended)
-    return tuple(ended)
+    return tuple(fork.release(account, endings, EndKind.RELEASED, issued))
 
 
 def _create_monitor(fork: _Fork, command: CreateBalanceMonitor, issued: Issued) -> BalanceMonitor:

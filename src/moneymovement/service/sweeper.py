@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 
@@ -54,38 +56,47 @@ class HoldSweeper:
         # stop the round for every other tenant's holds.
         random.shuffle(due)
         random.shuffle(accounts)
+        expiries = [
+            self._attempt(
+                "hold_expiry", tenant, partial(self._transfers.expire, transfer_id=transfer),
+                transfer_id=transfer,
+            )
+            for tenant, transfer in due
+        ]  # fmt: skip
+        releases = [
+            self._attempt(
+                "funds_release", tenant, partial(self._funds.release_due, account_id=account),
+                account_id=account,
+            )
+            for tenant, account in accounts
+            if self._funds is not None
+        ]  # fmt: skip
         expired, released = await asyncio.gather(
-            asyncio.gather(*(self._expire(tenant, transfer) for tenant, transfer in due)),
-            asyncio.gather(*(self._release(tenant, account) for tenant, account in accounts)),
+            asyncio.gather(*expiries), asyncio.gather(*releases)
         )
         return max(sum(expired), sum(released))
 
-    async def _release(self, tenant_id: str, account_id: str) -> int:
-        assert self._funds is not None
+    async def _attempt(
+        self,
+        what: str,
+        tenant_id: str,
+        call: Callable[[Caller], Awaitable[object]],
+        **key: str,
+    ) -> int:
+        """One expiry or release in its tenant's transaction: 1 when it did something, 0
+        when there was nothing to do or it failed. A failure (a deadline, a surprise such
+        as a tenant row made by hand with an id of another shape) is logged and never
+        stops the round for every other tenant's holds and funds."""
         deadline = asyncio.get_running_loop().time() + _PER_HOLD_S
         try:
-            released = await self._funds.release_due(Caller(tenant_id, deadline), account_id)
+            done = await call(Caller(tenant_id, deadline))
         except (DomainError, StorageError) as error:
-            log.warning("funds_release_failed", account_id=account_id, error=str(error))
+            log.warning(f"{what}_failed", error=str(error), **key)
             return 0
         except Exception:
-            log.exception("funds_release_crashed", account_id=account_id)
+            log.exception(f"{what}_crashed", **key)
             return 0
-        return 1 if released else 0
-
-    async def _expire(self, tenant_id: str, transfer_id: str) -> int:
-        deadline = asyncio.get_running_loop().time() + _PER_HOLD_S
-        try:
-            expired = await self._transfers.expire(Caller(tenant_id, deadline), transfer_id)
-        except (DomainError, StorageError) as error:
-            log.warning("hold_expiry_failed", transfer_id=transfer_id, error=str(error))
-            return 0
-        except Exception:
-            # A surprise on one hold (say, a tenant row made by hand with an id of
-            # another shape) must not stop every other tenant's holds from expiring.
-            log.exception("hold_expiry_crashed", transfer_id=transfer_id)
-            return 0
-        return 0 if expired is None else 1
+        return 1 if done else 0
 
     async def run(self) -> None:
         """Sweeps until cancelled; a failed round is logged and retried next round.
