@@ -48,8 +48,6 @@ from moneymovement.service.outcomes import (
     account_from_json,
     account_to_json,
     fingerprint,
-    monitor_from_json,
-    monitor_to_json,
     rejection_from_json,
     rejection_to_json,
     release_from_json,
@@ -58,6 +56,7 @@ from moneymovement.service.outcomes import (
     transfer_to_json,
 )
 from moneymovement.storage.ledger import NewOutcome, StoredOutcome
+from moneymovement.storage.rows import monitor_document, monitor_from_document
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,7 @@ _TRANSFERS = Codec(
     lambda items: [transfer_to_json(t) for t in items],
     lambda data: [transfer_from_json(t) for t in data],
 )
+_MONITOR = Codec(monitor_document, monitor_from_document)
 _REVERSAL = Codec(
     lambda pair: [transfer_to_json(pair[0]), transfer_to_json(pair[1])],
     lambda data: (transfer_from_json(data[0]), transfer_from_json(data[1])),
@@ -90,8 +90,8 @@ CODECS: dict[type[Command[Any]], Codec] = {
     CreateTransfers: _TRANSFERS,
     ReverseTransfer: _REVERSAL,
     ReleaseFunds: Codec(release_to_json, release_from_json),
-    CreateBalanceMonitor: Codec(monitor_to_json, monitor_from_json),
-    DeleteBalanceMonitor: Codec(monitor_to_json, monitor_from_json),
+    CreateBalanceMonitor: _MONITOR,
+    DeleteBalanceMonitor: _MONITOR,
 }
 
 

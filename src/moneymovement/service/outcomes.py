@@ -22,15 +22,13 @@ from moneymovement.domain.errors import Reason, Rejected
 from moneymovement.domain.funds import (
     AT_ONCE,
     Availability,
-    EndKind,
     FundsKind,
     Part,
-    ScheduledFunds,
     policy_from_json,
     policy_to_json,
 )
-from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.transfers import EventKind, Transfer, TransferEvent, TransferState
+from moneymovement.storage.rows import funds_document, funds_from_document
 
 
 def fingerprint(method: str, command: object) -> bytes:
@@ -251,48 +249,10 @@ def _availability_from_json(data: dict[str, Any]) -> Availability:
     return Availability(at, None if delay is None else timedelta(seconds=delay))
 
 
-def funds_to_json(funds: ScheduledFunds) -> dict[str, Any]:
-    """A scheduled part as stored in an outcome."""
-    return {
-        "id": funds.id,
-        "account_id": funds.account_id,
-        "transfer_id": funds.transfer_id,
-        "kind": funds.kind.value,
-        "amount_minor": funds.amount_minor,
-        "available_at": _time(funds.available_at),
-        "created_at": _time(funds.created_at),
-        "remainder_of_id": funds.remainder_of_id,
-        "ended_at": _time(funds.ended_at),
-        "end_kind": None if funds.end_kind is None else funds.end_kind.value,
-        "ended_amount_minor": funds.ended_amount_minor,
-        "end_request_id": funds.end_request_id,
-        "remainder_id": funds.remainder_id,
-    }
-
-
-def funds_from_json(data: dict[str, Any]) -> ScheduledFunds:
-    """The scheduled part of a stored outcome."""
-    return ScheduledFunds(
-        id=data["id"],
-        account_id=data["account_id"],
-        transfer_id=data["transfer_id"],
-        kind=FundsKind(data["kind"]),
-        amount_minor=data["amount_minor"],
-        available_at=_required_time(data["available_at"]),
-        created_at=_required_time(data["created_at"]),
-        remainder_of_id=data["remainder_of_id"],
-        ended_at=_parse_time(data["ended_at"]),
-        end_kind=EndKind(data["end_kind"]) if data["end_kind"] else None,
-        ended_amount_minor=data["ended_amount_minor"],
-        end_request_id=data["end_request_id"],
-        remainder_id=data["remainder_id"],
-    )
-
-
 def release_to_json(release: FundsRelease) -> dict[str, Any]:
     """ReleaseFunds' result as stored in an outcome."""
     return {
-        "released": [funds_to_json(f) for f in release.released],
+        "released": [funds_document(f) for f in release.released],
         "released_minor": release.released_minor,
         "fee_transfer": None
         if release.fee_transfer is None
@@ -308,7 +268,7 @@ def release_from_json(data: dict[str, Any]) -> FundsRelease:
     """ReleaseFunds' result of a stored outcome."""
     fee = data["fee_transfer"]
     return FundsRelease(
-        released=tuple(funds_from_json(f) for f in data["released"]),
+        released=tuple(funds_from_document(f) for f in data["released"]),
         released_minor=data["released_minor"],
         fee_transfer=None if fee is None else transfer_from_json(fee),
         account=account_from_json(data["account"]),
@@ -316,36 +276,4 @@ def release_from_json(data: dict[str, Any]) -> FundsRelease:
             Part(FundsKind(kind), amount, _required_time(at))
             for at, kind, amount in data.get("schedule", ())
         ),
-    )
-
-
-def monitor_to_json(monitor: BalanceMonitor) -> dict[str, Any]:
-    """A balance monitor as stored in an outcome."""
-    return {
-        "id": monitor.id,
-        "account_id": monitor.account_id,
-        "field": monitor.field.value,
-        "operator": monitor.operator.value,
-        "threshold_minor": monitor.threshold_minor,
-        "description": monitor.description,
-        "triggered": monitor.triggered,
-        "deleted": monitor.deleted,
-        "created_at": _time(monitor.created_at),
-        "updated_at": _time(monitor.updated_at),
-    }
-
-
-def monitor_from_json(data: dict[str, Any]) -> BalanceMonitor:
-    """The balance monitor of a stored outcome."""
-    return BalanceMonitor(
-        id=data["id"],
-        account_id=data["account_id"],
-        field=MonitorField(data["field"]),
-        operator=MonitorOperator(data["operator"]),
-        threshold_minor=data["threshold_minor"],
-        description=data["description"],
-        triggered=data["triggered"],
-        deleted=data["deleted"],
-        created_at=_required_time(data["created_at"]),
-        updated_at=_required_time(data["updated_at"]),
     )

@@ -421,10 +421,8 @@ def event_row(tenant_id: str, event: Event) -> tuple[Any, ...]:
                 "accounts": [
                     _document(ACCOUNT_COLUMNS, account_row(tenant_id, a)) for a in event.accounts
                 ],
-                "funds": [_document(FUNDS_COLUMNS, funds_row(tenant_id, f)) for f in event.funds],
-                "monitor": None
-                if event.monitor is None
-                else _document(MONITOR_COLUMNS, monitor_row(tenant_id, event.monitor)),
+                "funds": [funds_document(f) for f in event.funds],
+                "monitor": None if event.monitor is None else monitor_document(event.monitor),
             },
         },
     )
@@ -448,12 +446,10 @@ def event_from_row(row: Row) -> RecordedEvent:
                 account_from_row(_undocument(d, _ACCOUNT_TIMES)) for d in payload["accounts"]
             ),
             item_ids=tuple(row["transfer_ids"]) if kind is EventType.BATCH_COMMITTED else (),
-            funds=tuple(
-                funds_from_row(_undocument(d, _FUNDS_TIMES)) for d in payload.get("funds", ())
-            ),
+            funds=tuple(funds_from_document(d) for d in payload.get("funds", ())),
             monitor=None
             if payload.get("monitor") is None
-            else monitor_from_row(_undocument(payload["monitor"], _MONITOR_TIMES)),
+            else monitor_from_document(payload["monitor"]),
         ),
     )
 
@@ -465,6 +461,24 @@ _ACCOUNT_TIMES = ("created_at", "updated_at")
 _TRANSFER_TIMES = ("expires_at", "finalized_at", "created_at", "updated_at", "available_at")
 _FUNDS_TIMES = ("available_at", "created_at", "ended_at")
 _MONITOR_TIMES = ("created_at", "updated_at")
+
+
+# Scheduled parts and monitors as JSON documents, in events' payloads and in recorded
+# request outcomes alike (service/outcomes.py): one form of each, by column name.
+def funds_document(funds: ScheduledFunds) -> dict[str, Any]:
+    return _document(FUNDS_COLUMNS, funds_row("", funds))
+
+
+def funds_from_document(document: dict[str, Any]) -> ScheduledFunds:
+    return funds_from_row(_undocument(dict(document), _FUNDS_TIMES))
+
+
+def monitor_document(monitor: BalanceMonitor) -> dict[str, Any]:
+    return _document(MONITOR_COLUMNS, monitor_row("", monitor))
+
+
+def monitor_from_document(document: dict[str, Any]) -> BalanceMonitor:
+    return monitor_from_row(_undocument(dict(document), _MONITOR_TIMES))
 
 
 def _document(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
