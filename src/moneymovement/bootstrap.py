@@ -6,11 +6,16 @@ else constructs services, the write pipeline or the servicers.
 
 from __future__ import annotations
 
-from moneymovement.config import Settings
+from moneymovement.config import RailSettings, Settings
+from moneymovement.rails.base import Rail
+from moneymovement.rails.settlement_file import FileRail
+from moneymovement.rails.simulated import SimulatedRail
 from moneymovement.service.accounts import AccountService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.event_stream import EventStream
 from moneymovement.service.funds import FundsService
+from moneymovement.service.payout_worker import PayoutWorker
+from moneymovement.service.payouts import PayoutService
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.retention import Retention
 from moneymovement.service.sweeper import HoldSweeper
@@ -19,6 +24,7 @@ from moneymovement.service.transfers import TransferService
 from moneymovement.service.unit_of_work import RetryPolicy, UnitOfWork
 from moneymovement.storage.session import Database
 from moneymovement.transport.interceptor import RequestInterceptor
+from moneymovement.transport.payout_servicer import PayoutServicer
 from moneymovement.transport.server import ApiServer
 from moneymovement.transport.servicers import (
     AccountServicer,
@@ -47,6 +53,8 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
     )
     transfers = TransferService(pipeline, reads)
     funds = FundsService(pipeline, reads)
+    rail = build_rail(settings.rail)
+    payouts = PayoutService(pipeline, reads, [rail.name], settings.rail.standard_delay_s)
     interceptor = RequestInterceptor(
         directory,
         max_deadline_s=settings.max_deadline_s,
@@ -67,10 +75,12 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
             MoneyMovementServicer(transfers),
             EventServicer(events),
             FundsServicer(funds),
+            PayoutServicer(payouts, {rail.name: rail}),
         ),
         directory=directory,
         pipeline=pipeline,
         sweeper=HoldSweeper(database, transfers, settings.hold_sweep_interval_s, funds),
+        payout_worker=PayoutWorker(database, payouts, rail, settings.rail.poll_s),
         retention=Retention(
             database,
             event_retention_s=settings.event_retention_s,
@@ -79,4 +89,22 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
         ),
         events=events,
         watch_tokens=dsn is not None,
+    )
+
+
+def build_rail(settings: RailSettings) -> Rail:
+    """The configured rail (docs/payouts.md): the simulated bank, or a settlement-file
+    rail, on its directory."""
+    if settings.kind == "file":
+        return FileRail(settings.directory)
+    return SimulatedRail(
+        settings.directory,
+        seed=settings.seed,
+        latency_s=settings.latency_s,
+        failure_rate=settings.failure_rate,
+        return_rate=settings.return_rate,
+        return_after_s=settings.return_after_s,
+        timeout_rate=settings.timeout_rate,
+        duplicate_rate=settings.duplicate_rate,
+        reorder=settings.reorder,
     )

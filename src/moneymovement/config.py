@@ -34,6 +34,19 @@
 | MM_TLS_CERT_FILE       | (empty: plaintext) | PEM server certificate chain; with the key: TLS  |
 | MM_TLS_KEY_FILE        | (empty)            | PEM private key of the server certificate        |
 | MM_TLS_CLIENT_CA_FILE  | (empty)            | PEM CA bundle; set: client certificates required |
+| MM_RAIL                | simulated          | the payout rail: simulated or file               |
+| MM_RAIL_DIR            | <MM_DATA_DIR>/rail | the rail's files (the simulated bank's journal)  |
+| MM_RAIL_SEED           | 0                  | the simulated rail's seed (latency, outcomes)    |
+| MM_RAIL_LATENCY_S      | 0.5                | the simulated rail's typical time to settle      |
+| MM_RAIL_FAILURE_RATE   | 0                  | share of simulated payouts that fail (0 to 1)    |
+| MM_RAIL_RETURN_RATE    | 0                  | share of simulated payouts returned later        |
+| MM_RAIL_RETURN_AFTER_S | 5                  | how long after posting a simulated return comes  |
+| MM_RAIL_TIMEOUT_RATE   | 0                  | share of submissions whose answer is lost        |
+| MM_RAIL_DUPLICATE_RATE | 0                  | share of callbacks the simulated rail repeats    |
+| MM_RAIL_REORDER        | false              | true: simulated callbacks out of order           |
+| MM_PAYOUT_POLL_S       | 0.5                | how often the payout worker works the rail       |
+| MM_PAYOUT_STANDARD_DELAY_S | 30             | how long a STANDARD payout waits (cancelable)    |
+|                        |                    | before it goes to the rail; INSTANT: at once     |
 | MM_LOG_LEVEL           | INFO               | DEBUG, INFO, WARNING, ERROR                      |
 | MM_LOG_FORMAT          | auto               | json, console, or auto (console on a terminal)   |
 | MM_METRICS_ADDRESS     | (empty: off)       | host:port serving /metrics for Prometheus         |
@@ -52,8 +65,26 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RailSettings:
+    """The payout rail and its worker (docs/payouts.md)."""
+
+    directory: Path
+    kind: str = "simulated"
+    seed: int = 0
+    latency_s: float = 0.5
+    failure_rate: float = 0.0
+    return_rate: float = 0.0
+    return_after_s: float = 5.0
+    timeout_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    reorder: bool = False
+    poll_s: float = 0.5
+    standard_delay_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,7 @@ class Settings:
     metrics_exporters: tuple[str, ...]
     otlp_protocol: str
     workers: int = 1
+    rail: RailSettings = field(default_factory=lambda: RailSettings(Path(".data/rail").absolute()))
     # Not read from the environment: `serve` sets it for the workers of a multi-worker
     # serve only, so that a lone server never shares (and silently splits) a port.
     reuse_port: bool = False
@@ -160,12 +192,40 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"MM_DB_POOL_MAX={pool_max} is too small for MM_WRITE_WRITERS={writers_at_once}: "
             "each writer needs two connections at once"
         )
+    data_dir = Path(env.get("MM_DATA_DIR", ".data")).absolute()
+    rail_kind = env.get("MM_RAIL", "simulated").strip() or "simulated"
+    if rail_kind not in ("simulated", "file"):
+        raise ConfigError(f"MM_RAIL={rail_kind!r} must be simulated or file")
+    reorder = env.get("MM_RAIL_REORDER", "false").strip().lower() or "false"
+    if reorder not in ("true", "false"):
+        raise ConfigError("MM_RAIL_REORDER must be true or false")
+
+    def rate_of(name: str) -> float:
+        value = number(name, 0, minimum=0)
+        if value > 1:
+            raise ConfigError(f"{name}={value} must be between 0 and 1")
+        return value
+
+    rail = RailSettings(
+        directory=Path(env.get("MM_RAIL_DIR", "") or data_dir / "rail").absolute(),
+        kind=rail_kind,
+        seed=int(number("MM_RAIL_SEED", 0, minimum=0)),
+        latency_s=number("MM_RAIL_LATENCY_S", 0.5, minimum=0),
+        failure_rate=rate_of("MM_RAIL_FAILURE_RATE"),
+        return_rate=rate_of("MM_RAIL_RETURN_RATE"),
+        return_after_s=number("MM_RAIL_RETURN_AFTER_S", 5, minimum=0),
+        timeout_rate=rate_of("MM_RAIL_TIMEOUT_RATE"),
+        duplicate_rate=rate_of("MM_RAIL_DUPLICATE_RATE"),
+        reorder=reorder == "true",
+        poll_s=number("MM_PAYOUT_POLL_S", 0.5, minimum=0.01),
+        standard_delay_s=number("MM_PAYOUT_STANDARD_DELAY_S", 30, minimum=0),
+    )
     rate = number("MM_TENANT_RATE_PER_S", 2000, minimum=0)
     burst = number("MM_TENANT_BURST", 4000, minimum=1)
     return Settings(
         database_url=_database_url(env.get("DATABASE_URL", "").strip()),
         listen_address=_listen_address(env.get("MM_LISTEN_ADDRESS", "127.0.0.1:50051")),
-        data_dir=Path(env.get("MM_DATA_DIR", ".data")).absolute(),
+        data_dir=data_dir,
         pool_max_size=pool_max,
         tx_max_attempts=int(number("MM_TX_MAX_ATTEMPTS", 12, minimum=1)),
         write_batch_max_items=int(number("MM_WRITE_BATCH_MAX", 256, minimum=1)),
@@ -198,6 +258,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_exporters=metric_exporters,
         otlp_protocol=protocol,
         workers=int(workers),
+        rail=rail,
     )
 
 

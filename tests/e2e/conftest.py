@@ -25,6 +25,7 @@ from moneymovement.v1 import (
     funds_service_pb2_grpc,
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
+    payout_service_pb2_grpc,
 )
 from tests.ledger_checks import assert_ledger_consistent
 
@@ -37,7 +38,7 @@ TEST_ENV = {
 
 
 class Client:
-    """The five stubs, sending one tenant's token with every call."""
+    """The six stubs, sending one tenant's token with every call."""
 
     def __init__(self, channel: grpc.aio.Channel, token: str | None) -> None:
         self.accounts = account_service_pb2_grpc.AccountServiceStub(channel)
@@ -45,6 +46,7 @@ class Client:
         self.movements = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
         self.funds = funds_service_pb2_grpc.FundsServiceStub(channel)
+        self.payouts = payout_service_pb2_grpc.PayoutServiceStub(channel)
         self.md: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -92,6 +94,8 @@ class Api:
     a: Client
     b: Client
     anonymous: Client
+    tenant_a: str = ""
+    tenant_b: str = ""
 
 
 async def start_api(dsn: str, **env: str) -> Api:
@@ -101,12 +105,14 @@ async def start_api(dsn: str, **env: str) -> Api:
     server = build_server(settings, database, dsn=dsn)  # dsn: LISTEN for token changes
     port = await server.start()
     directory = TenantDirectory(database)
-    token_a = (await directory.create_tenant("tenant-a")).token
-    token_b = (await directory.create_tenant("tenant-b")).token
+    issued_a = await directory.create_tenant("tenant-a")
+    issued_b = await directory.create_tenant("tenant-b")
+    token_a, token_b = issued_a.token, issued_b.token
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return Api(
         server, database, channel, port, dsn,
         Client(channel, token_a), Client(channel, token_b), Client(channel, None),
+        issued_a.tenant_id, issued_b.tenant_id,
     )  # fmt: skip
 
 

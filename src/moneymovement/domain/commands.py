@@ -18,6 +18,13 @@ from moneymovement.domain.accounts import Account, AccountChanges, FreezeScope, 
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.funds import NO_POLICY, FundsPolicy, Part, ScheduledFunds
 from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
+from moneymovement.domain.payouts import (
+    ExternalAccount,
+    InboundTransfer,
+    Payout,
+    PayoutMethod,
+    PayoutState,
+)
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import Transfer, TransferSpec
 
@@ -56,6 +63,11 @@ class Command(Generic[R]):
 
     def monitor_ids(self) -> tuple[str, ...]:
         """Existing balance monitors the command changes by id."""
+        return ()
+
+    def record_ids(self) -> tuple[str, ...]:
+        """External accounts, payouts and inbound transfers the command reads by id
+        (their prefixes tell them apart, domain/ids.py)."""
         return ()
 
     def fingerprint_payload(self) -> object:
@@ -315,3 +327,151 @@ class DeleteBalanceMonitor(Command[BalanceMonitor]):
 
     def monitor_ids(self) -> tuple[str, ...]:
         return (self.monitor_id,)
+
+
+@dataclass(frozen=True)
+class CreateExternalAccount(Command[ExternalAccount]):
+    """Register a bank destination: its rail, routing reference, the account number's
+    last four digits and fingerprint (the number itself never comes this far)."""
+
+    method: ClassVar[str] = "CreateExternalAccount"
+
+    rail: str
+    currency_code: str
+    routing_reference: str
+    last4: str
+    fingerprint: str
+    holder_name: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DisableExternalAccount(Command[ExternalAccount]):
+    """No more payouts to it; those already made go on."""
+
+    method: ClassVar[str] = "DisableExternalAccount"
+
+    external_account_id: str
+
+    def record_ids(self) -> tuple[str, ...]:
+        return (self.external_account_id,)
+
+
+@dataclass(frozen=True)
+class CreatePayout(Command[Payout]):
+    """Hold the amount (and fee) on the source account now; the worker hands it to the
+    rail after `submit_delay_s` (0: at once). `settlement_account_id` is the rail's
+    settlement account for the currency, found by the service."""
+
+    method: ClassVar[str] = "CreatePayout"
+
+    account_id: str
+    external_account_id: str
+    amount_minor: int
+    currency_code: str
+    payout_method: PayoutMethod
+    settlement_account_id: str = ""
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    fee_minor: int = 0
+    fee_account_id: str = ""
+    submit_delay_s: float = 0.0
+
+    def account_ids(self) -> tuple[str, ...]:
+        named = (self.account_id, self.settlement_account_id, self.fee_account_id)
+        return tuple(a for a in named if a)
+
+    def record_ids(self) -> tuple[str, ...]:
+        return (self.external_account_id,)
+
+    def fingerprint_payload(self) -> object:
+        # What the caller asked; not what the server found or is configured with.
+        return (
+            self.account_id, self.external_account_id, self.amount_minor, self.currency_code,
+            self.payout_method, self.description, dict(self.metadata), self.fee_minor,
+            self.fee_account_id,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _PayoutChange:
+    """A payout named by id, with the holds it owns (read by the service beforehand: a
+    payout's holds never change, and locking them locks the payout's changes)."""
+
+    payout_id: str
+    holds: tuple[str, ...] = ()
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return self.holds
+
+    def record_ids(self) -> tuple[str, ...]:
+        return (self.payout_id,)
+
+
+@dataclass(frozen=True)
+class CancelPayout(_PayoutChange, Command[Payout]):
+    """Only while PENDING: the holds are voided."""
+
+    method: ClassVar[str] = "CancelPayout"
+
+    def fingerprint_payload(self) -> object:
+        return self.payout_id
+
+
+@dataclass(frozen=True)
+class StartPayout(_PayoutChange, Command["Payout | None"]):
+    """The worker's, just before it hands the payout to the rail: PENDING -> PROCESSING
+    (None: it is not PENDING any more, canceled or started by another worker)."""
+
+    method: ClassVar[str] = "StartPayout"
+    recorded: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class SettlePayout(_PayoutChange, Command["Payout | None"]):
+    """The worker's, as the rail tells: POSTED, FAILED (with the rail's reason) or
+    RETURNED (with its reason). None: the payout is already there or past it."""
+
+    method: ClassVar[str] = "SettlePayout"
+    recorded: ClassVar[bool] = False
+
+    state: PayoutState = PayoutState.POSTED
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiveInbound(Command[InboundTransfer]):
+    """Credit money that arrived from a rail, once per rail reference (the request id
+    is derived from it)."""
+
+    method: ClassVar[str] = "ReceiveInbound"
+
+    rail: str
+    rail_reference: str
+    account_id: str
+    settlement_account_id: str
+    amount_minor: int
+    currency_code: str
+    description: str = ""
+
+    def account_ids(self) -> tuple[str, ...]:
+        return (self.account_id, self.settlement_account_id)
+
+
+@dataclass(frozen=True)
+class ReturnInbound(Command["InboundTransfer | None"]):
+    """The rail took an inbound credit back: its transfer is reversed in full. None:
+    returned already."""
+
+    method: ClassVar[str] = "ReturnInbound"
+    recorded: ClassVar[bool] = False
+
+    inbound_id: str
+    transfer_id: str
+    reason: str = ""
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return (self.transfer_id,)
+
+    def record_ids(self) -> tuple[str, ...]:
+        return (self.inbound_id,)

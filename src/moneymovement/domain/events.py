@@ -14,6 +14,7 @@ from enum import StrEnum
 from moneymovement.domain.accounts import Account
 from moneymovement.domain.funds import ScheduledFunds
 from moneymovement.domain.monitors import BalanceMonitor
+from moneymovement.domain.payouts import InboundTransfer, Payout
 from moneymovement.domain.transfers import Transfer
 
 
@@ -41,6 +42,17 @@ class EventType(StrEnum):
     # A balance monitor's condition became true / stopped being true (edge-triggered).
     BALANCE_MONITOR_TRIGGERED = "BALANCE_MONITOR_TRIGGERED"
     BALANCE_MONITOR_CLEARED = "BALANCE_MONITOR_CLEARED"
+    # A payout changed state (docs/payouts.md): carries the payout after the change, with
+    # the accounts its money moved (the transfers' own events come just before).
+    PAYOUT_CREATED = "PAYOUT_CREATED"
+    PAYOUT_PROCESSING = "PAYOUT_PROCESSING"
+    PAYOUT_POSTED = "PAYOUT_POSTED"
+    PAYOUT_FAILED = "PAYOUT_FAILED"
+    PAYOUT_CANCELED = "PAYOUT_CANCELED"
+    PAYOUT_RETURNED = "PAYOUT_RETURNED"
+    # Money arrived from a rail and was credited / the rail took it back.
+    INBOUND_TRANSFER_RECEIVED = "INBOUND_TRANSFER_RECEIVED"
+    INBOUND_TRANSFER_RETURNED = "INBOUND_TRANSFER_RETURNED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,8 @@ class Event:
     item_ids: tuple[str, ...] = ()
     funds: tuple[ScheduledFunds, ...] = ()  # FUNDS_RELEASED: the parts ended
     monitor: BalanceMonitor | None = None  # BALANCE_MONITOR_*: the monitor after the flip
+    payout: Payout | None = None  # PAYOUT_*: the payout after the change
+    inbound: InboundTransfer | None = None  # INBOUND_TRANSFER_*: after the change
 
     @property
     def account_ids(self) -> list[str]:

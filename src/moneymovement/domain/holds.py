@@ -113,7 +113,10 @@ def post_hold(
             {"transfer_id": hold.id, "held_minor": str(hold.amount_minor)},
         )
     debit, credit = _accounts_of(accounts, hold)
-    require_open_for_debits(debit)
+    if hold.owner_id is None:
+        # A payout's hold is captured when the rail has paid: a freeze since then stops
+        # new money out, not money that has already left.
+        require_open_for_debits(debit)
     require_open_for_credits(credit)
     parts = credit_parts(credit, captured, hold.availability, now)
     # Two steps (release, then post) on an overlay: a refusal of the second must not leave

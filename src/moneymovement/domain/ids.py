@@ -20,6 +20,9 @@ TENANT = "ten"
 TOKEN = "tok"
 FUNDS = "funds"
 MONITOR = "mon"
+EXTERNAL_ACCOUNT = "xacct"
+PAYOUT = "po"
+INBOUND = "inb"
 
 _BODY_LENGTH = 26  # 128 bits in base32, padding removed
 

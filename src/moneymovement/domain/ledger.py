@@ -18,23 +18,31 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from moneymovement.domain import accounts as rules
-from moneymovement.domain import ids
+from moneymovement.domain import ids, rail_ledger
 from moneymovement.domain.accounts import Account, AccountState
 from moneymovement.domain.commands import (
+    CancelPayout,
     CloseAccount,
     Command,
     CreateAccount,
     CreateBalanceMonitor,
+    CreateExternalAccount,
+    CreatePayout,
     CreateTransfer,
     CreateTransfers,
     DeleteBalanceMonitor,
+    DisableExternalAccount,
     ExpireHold,
     FreezeAccount,
     FundsRelease,
     PostTransfer,
+    ReceiveInbound,
     ReleaseDueFunds,
     ReleaseFunds,
+    ReturnInbound,
     ReverseTransfer,
+    SettlePayout,
+    StartPayout,
     UnfreezeAccount,
     UpdateAccount,
     VoidTransfer,
@@ -67,6 +75,7 @@ from moneymovement.domain.funds import (
 )
 from moneymovement.domain.holds import expire_hold, post_hold, void_hold
 from moneymovement.domain.monitors import MAX_MONITORS_PER_ACCOUNT, BalanceMonitor
+from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
 from moneymovement.domain.reversals import reverse
 from moneymovement.domain.transfers import (
     Entry,
@@ -79,6 +88,7 @@ from moneymovement.domain.transfers import (
 from moneymovement.domain.validation import MAX_METADATA_KEYS
 
 R = TypeVar("R")
+Record = ExternalAccount | Payout | InboundTransfer
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,9 @@ class Writes:
     ended_funds: list[ScheduledFunds] = field(default_factory=list)
     monitors: list[BalanceMonitor] = field(default_factory=list)
     policy_changes: list[PolicyChange] = field(default_factory=list)
+    external_accounts: list[ExternalAccount] = field(default_factory=list)
+    payouts: list[Payout] = field(default_factory=list)
+    inbound: list[InboundTransfer] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -133,6 +146,9 @@ class Writes:
             or self.ended_funds
             or self.monitors
             or self.policy_changes
+            or self.external_accounts
+            or self.payouts
+            or self.inbound
         )
 
 
@@ -148,11 +164,13 @@ class Ledger:
         funds: Sequence[ScheduledFunds] = (),
         monitors: Sequence[BalanceMonitor] = (),
         usage: Mapping[str, DebitUsage] | None = None,
+        records: Sequence[Record] = (),
     ) -> None:
         """`funds`: the unended scheduled parts read (those of the accounts releases
         name and of the locked transfers); `monitors`: the live monitors of the locked
         accounts and those named by id; `usage`: what the locked accounts with debit
-        limits have used of each window."""
+        limits have used of each window; `records`: the external accounts, payouts and
+        inbound transfers named by id."""
         self.now = now
         self.accounts: ChainMap[str, Account] = ChainMap({}, dict(accounts))
         self.transfers: ChainMap[str, Transfer] = ChainMap({}, dict(transfers))
@@ -160,6 +178,7 @@ class Ledger:
         self.funds: ChainMap[str, ScheduledFunds] = ChainMap({}, {f.id: f for f in funds})
         self.monitors: ChainMap[str, BalanceMonitor] = ChainMap({}, {m.id: m for m in monitors})
         self.usage: ChainMap[str, DebitUsage] = ChainMap({}, dict(usage or {}))
+        self.records: ChainMap[str, Record] = ChainMap({}, {r.id: r for r in records})
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -197,6 +216,7 @@ class Ledger:
             if transfer_id not in new_transfers
         ]
         new_funds = set(self.new_funds_ids)
+        records = [r for _, r in sorted(self.records.maps[0].items())]
         return Writes(
             new_accounts=[self.accounts[a] for a in self.new_account_ids],
             changed_accounts=changed_accounts,
@@ -212,6 +232,9 @@ class Ledger:
             ],
             monitors=[m for _, m in sorted(self.monitors.maps[0].items())],
             policy_changes=list(self.policy_changes),
+            external_accounts=[r for r in records if isinstance(r, ExternalAccount)],
+            payouts=[r for r in records if isinstance(r, Payout)],
+            inbound=[r for r in records if isinstance(r, InboundTransfer)],
         )
 
 
@@ -227,6 +250,7 @@ class _Fork:
         self.funds = ledger.funds.new_child()
         self.monitors = ledger.monitors.new_child()
         self.usage = ledger.usage.new_child()
+        self.records = ledger.records.new_child()
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -242,6 +266,7 @@ class _Fork:
         ledger.funds.maps[0].update(self.funds.maps[0])
         ledger.monitors.maps[0].update(self.monitors.maps[0])
         ledger.usage.maps[0].update(self.usage.maps[0])
+        ledger.records.maps[0].update(self.records.maps[0])
         ledger.new_account_ids += self.new_account_ids
         ledger.new_transfer_ids += self.new_transfer_ids
         ledger.new_funds_ids += self.new_funds_ids
@@ -349,9 +374,17 @@ class _Fork:
         ]
 
     def locked_transfer(self, transfer_id: str) -> Transfer:
+        """A transfer the transfer RPCs may move: not one a payout or inbound transfer
+        owns (it moves only with its owner's state, domain/rail_ledger.py)."""
         transfer = self.transfers.get(transfer_id)
         if transfer is None:
             raise transfer_not_found(transfer_id)
+        if transfer.owner_id is not None:
+            raise Rejected(
+                Reason.TRANSFER_OWNED,
+                f"transfer {transfer_id} moves with {transfer.owner_id}, through PayoutService",
+                {"transfer_id": transfer_id, "owner_id": transfer.owner_id},
+            )
         return transfer
 
     def add_transfer(self, transfer: Transfer, entries: list[Entry]) -> None:
@@ -366,7 +399,7 @@ class _Fork:
     def tell(self, kind: EventType, issued: Issued, transfer: Transfer) -> None:
         """Records the event of a change to `transfer`, with its accounts as they are now
         (right after the change)."""
-        accounts = self._accounts_of([transfer])
+        accounts = self.accounts_of([transfer])
         self.events.append(Event(kind, issued.request_id, issued.trace_id, (transfer,), accounts))
 
     def release(
@@ -403,12 +436,12 @@ class _Fork:
                 EventType.BATCH_COMMITTED,
                 issued.request_id,
                 issued.trace_id,
-                accounts=self._accounts_of(items),
+                accounts=self.accounts_of(items),
                 item_ids=tuple(t.id for t in items),
             )
         )
 
-    def _accounts_of(self, transfers: list[Transfer]) -> tuple[Account, ...]:
+    def accounts_of(self, transfers: list[Transfer]) -> tuple[Account, ...]:
         """The accounts `transfers` move, as they are now, in id order."""
         ids = {a for t in transfers for a in (t.debit_account_id, t.credit_account_id)}
         return tuple(self.accounts[a] for a in sorted(ids))
@@ -740,6 +773,14 @@ _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     ReleaseDueFunds: _release_due,
     CreateBalanceMonitor: _create_monitor,
     DeleteBalanceMonitor: _delete_monitor,
+    CreateExternalAccount: rail_ledger.create_external_account,
+    DisableExternalAccount: rail_ledger.disable_external_account,
+    CreatePayout: rail_ledger.create_payout,
+    CancelPayout: rail_ledger.cancel_payout,
+    StartPayout: rail_ledger.start_payout,
+    SettlePayout: rail_ledger.settle_payout,
+    ReceiveInbound: rail_ledger.receive_inbound,
+    ReturnInbound: rail_ledger.return_inbound,
 }
 
 

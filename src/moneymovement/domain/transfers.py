@@ -78,6 +78,9 @@ class TransferSpec:
     hold_timeout_s: float | None = None
     hold_expires_at: datetime | None = None
     availability: Availability = AT_ONCE
+    # The payout or inbound transfer that owns the new transfer (domain/rail_ledger.py):
+    # only it moves the transfer, and such a hold never expires.
+    owner_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class Transfer:
     trace_id: str | None = None
     history: tuple[TransferEvent, ...] = ()
     availability: Availability = AT_ONCE  # as asked, for its credit
+    owner_id: str | None = None  # the payout or inbound transfer that moves it
 
 
 @dataclass(frozen=True)
@@ -271,7 +275,7 @@ def open_transfer(
     """
     debit, credit = require_transferable(accounts, spec)
     require_within_debit_limits(debit.id, debit.funds_policy, usage, spec.amount_minor)
-    expires_at = hold_expiry(spec, new.now) if spec.pending else None
+    expires_at = hold_expiry(spec, new.now) if spec.pending and spec.owner_id is None else None
     kind = EntryKind.PENDING if spec.pending else EntryKind.POSTED
     parts: list[Part] = []
     if new.reversal_of_id is None:
@@ -308,5 +312,6 @@ def open_transfer(
         updated_at=new.now,
         history=(TransferEvent(EventKind.CREATED, spec.amount_minor, new.now, new.request_id),),
         availability=spec.availability,
+        owner_id=spec.owner_id,
     )
     return transfer, entries, parts

@@ -28,15 +28,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from moneymovement.domain.commands import (
+    CancelPayout,
     CloseAccount,
     Command,
     CreateAccount,
     CreateBalanceMonitor,
+    CreateExternalAccount,
+    CreatePayout,
     CreateTransfer,
     CreateTransfers,
     DeleteBalanceMonitor,
+    DisableExternalAccount,
     FreezeAccount,
     PostTransfer,
+    ReceiveInbound,
     ReleaseFunds,
     ReverseTransfer,
     UnfreezeAccount,
@@ -44,6 +49,7 @@ from moneymovement.domain.commands import (
     VoidTransfer,
 )
 from moneymovement.domain.errors import DomainError, Reason, Rejected
+from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
 from moneymovement.service.outcomes import (
     account_from_json,
     account_to_json,
@@ -56,6 +62,7 @@ from moneymovement.service.outcomes import (
     transfer_to_json,
 )
 from moneymovement.storage.ledger import NewOutcome, StoredOutcome
+from moneymovement.storage.rail_rows import record_document, record_from_row
 from moneymovement.storage.rows import monitor_document, monitor_from_document
 
 
@@ -78,6 +85,13 @@ _REVERSAL = Codec(
     lambda pair: [transfer_to_json(pair[0]), transfer_to_json(pair[1])],
     lambda data: (transfer_from_json(data[0]), transfer_from_json(data[1])),
 )
+
+
+def _record(kind: type[Any]) -> Codec:
+    """External accounts, payouts, inbound transfers: their documents (rail_rows.py)."""
+    return Codec(record_document, lambda data: record_from_row(kind, data))
+
+
 CODECS: dict[type[Command[Any]], Codec] = {
     CreateAccount: _ACCOUNT,
     UpdateAccount: _ACCOUNT,
@@ -92,6 +106,11 @@ CODECS: dict[type[Command[Any]], Codec] = {
     ReleaseFunds: Codec(release_to_json, release_from_json),
     CreateBalanceMonitor: _MONITOR,
     DeleteBalanceMonitor: _MONITOR,
+    CreateExternalAccount: _record(ExternalAccount),
+    DisableExternalAccount: _record(ExternalAccount),
+    CreatePayout: _record(Payout),
+    CancelPayout: _record(Payout),
+    ReceiveInbound: _record(InboundTransfer),
 }
 
 

@@ -95,6 +95,7 @@ class BatchTransaction:
                     {a for p in items for a in p.command.funds_account_ids()},
                     {f for p in items for f in p.command.named_funds_ids()},
                     {m for p in items for m in p.command.monitor_ids()},
+                    {r for p in items for r in p.command.record_ids()},
                 )
                 ledger = Ledger(
                     snapshot.now,
@@ -104,6 +105,7 @@ class BatchTransaction:
                     snapshot.funds,
                     snapshot.monitors,
                     snapshot.debit_usage,
+                    snapshot.records,
                 )
                 dedup = Deduplicator(await recorded)
                 answers, told = await self._decide_and_write(items, session, ledger, dedup)

@@ -18,8 +18,10 @@ from moneymovement.domain.accounts import Account
 from moneymovement.domain.funds import DebitUsage, LimitWindow, ScheduledFunds
 from moneymovement.domain.ledger import Writes
 from moneymovement.domain.monitors import BalanceMonitor
+from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
 from moneymovement.domain.transfers import Transfer
 from moneymovement.storage.queries import query
+from moneymovement.storage.rail_rows import record_from_row, record_row
 from moneymovement.storage.rows import (
     account_from_row,
     account_row,
@@ -64,6 +66,7 @@ class Snapshot:
     funds: list[ScheduledFunds]
     monitors: list[BalanceMonitor]
     debit_usage: dict[str, DebitUsage]
+    records: list[ExternalAccount | Payout | InboundTransfer]
 
 
 class LedgerStore:
@@ -89,6 +92,7 @@ class LedgerStore:
         funds_account_ids: Collection[str] = (),
         funds_ids: Collection[str] = (),
         monitor_ids: Collection[str] = (),
+        record_ids: Collection[str] = (),
     ) -> Snapshot:
         """Locks the transfers, then the accounts (those named and those of the
         transfers), and reads which of `external_ids` are taken, the scheduled funds and
@@ -103,6 +107,7 @@ class LedgerStore:
             list(funds_account_ids),
             list(funds_ids),
             list(monitor_ids),
+            list(record_ids),
         )
         assert row is not None
         transfers = [
@@ -120,6 +125,11 @@ class LedgerStore:
                 u["account_id"]: DebitUsage({w: tuple(u[w.value]) for w in LimitWindow})
                 for u in row["debit_usage"]
             },
+            records=[
+                *(record_from_row(ExternalAccount, x) for x in row["external_accounts"]),
+                *(record_from_row(Payout, p) for p in row["payouts"]),
+                *(record_from_row(InboundTransfer, i) for i in row["inbound"]),
+            ],
         )
 
     async def write(self, writes: Writes, outcomes: Sequence[NewOutcome], now: datetime) -> None:
@@ -144,6 +154,9 @@ class LedgerStore:
             [funds_row(tenant, f) for f in writes.ended_funds],
             [monitor_row(tenant, m) for m in writes.monitors],
             [policy_change_row(tenant, c) for c in writes.policy_changes],
+            [record_row(tenant, x) for x in writes.external_accounts],
+            [record_row(tenant, p) for p in writes.payouts],
+            [record_row(tenant, i) for i in writes.inbound],
         )
         assert row is not None
         written = tuple(row.values())
@@ -160,20 +173,22 @@ class LedgerStore:
             len(writes.ended_funds),
             len(writes.monitors),
             len(writes.policy_changes),
+            len(writes.external_accounts),
+            len(writes.payouts),
+            len(writes.inbound),
         )
         if written != expected:
             raise RuntimeError(f"write_batch wrote {dict(row)}; the domain decided {expected}")
 
 
 def _batch_indexes(transfers: Sequence[Transfer]) -> list[tuple[Transfer, int]]:
-    """Each new transfer with its position in its CreateTransfers batch (0 alone): items
-    of a batch share its request id and are told apart by it."""
+    """Each new transfer with its position among the new transfers of its request (0
+    alone): the items of a CreateTransfers batch, or a payout's amount and fee holds,
+    share their request id and are told apart by it."""
     seen: dict[str, int] = {}
     indexed = []
     for transfer in transfers:
-        index = 0
-        if transfer.batch_id is not None:
-            index = seen.get(transfer.batch_id, 0)
-            seen[transfer.batch_id] = index + 1
+        index = seen.get(transfer.request_id, 0)
+        seen[transfer.request_id] = index + 1
         indexed.append((transfer, index))
     return indexed

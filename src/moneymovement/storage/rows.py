@@ -20,7 +20,9 @@ from moneymovement.domain.funds import (
 )
 from moneymovement.domain.ledger import PolicyChange
 from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
+from moneymovement.domain.payouts import InboundTransfer, Payout
 from moneymovement.domain.transfers import Entry, EventKind, Transfer, TransferEvent, TransferState
+from moneymovement.storage.rail_rows import record_document, record_from_row
 
 Row = Mapping[str, Any]
 
@@ -112,6 +114,7 @@ def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -
         updated_at=row["updated_at"],
         history=tuple(history),
         availability=_availability(row.get("available_at"), row.get("availability_delay")),
+        owner_id=row.get("owner_id"),
     )
 
 
@@ -202,7 +205,7 @@ TRANSFER_COLUMNS = (
     "credit_account_id", "currency_code", "amount_minor", "state", "posted_amount_minor",
     "reversed_amount_minor", "reversal_of_id", "description", "metadata", "expires_at",
     "finalized_at", "finalized_request_id", "trace_id", "created_at", "updated_at",
-    "available_at", "availability_delay",
+    "available_at", "availability_delay", "owner_id",
 )  # fmt: skip
 ENTRY_COLUMNS = (
     "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
@@ -297,6 +300,7 @@ def transfer_row(tenant_id: str, transfer: Transfer, batch_index: int = 0) -> tu
             "updated_at": transfer.updated_at,
             "available_at": transfer.availability.at,
             "availability_delay": transfer.availability.delay,
+            "owner_id": transfer.owner_id,
         },
     )
 
@@ -423,6 +427,8 @@ def event_row(tenant_id: str, event: Event) -> tuple[Any, ...]:
                 ],
                 "funds": [funds_document(f) for f in event.funds],
                 "monitor": None if event.monitor is None else monitor_document(event.monitor),
+                "payout": None if event.payout is None else record_document(event.payout),
+                "inbound": None if event.inbound is None else record_document(event.inbound),
             },
         },
     )
@@ -450,6 +456,12 @@ def event_from_row(row: Row) -> RecordedEvent:
             monitor=None
             if payload.get("monitor") is None
             else monitor_from_document(payload["monitor"]),
+            payout=None
+            if payload.get("payout") is None
+            else record_from_row(Payout, payload["payout"]),
+            inbound=None
+            if payload.get("inbound") is None
+            else record_from_row(InboundTransfer, payload["inbound"]),
         ),
     )
 

@@ -20,6 +20,7 @@ from moneymovement.storage.database import (
 from moneymovement.storage.events import EventStore
 from moneymovement.storage.funds import FundsReads
 from moneymovement.storage.ledger import LedgerStore
+from moneymovement.storage.payouts import PayoutReads
 from moneymovement.storage.queries import query
 from moneymovement.storage.spans import connection_class
 from moneymovement.storage.tenants import Tenants
@@ -35,6 +36,7 @@ class Session:
     ledger: LedgerStore
     events: EventStore
     funds: FundsReads
+    payouts: PayoutReads
 
 
 def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
@@ -44,6 +46,7 @@ def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
         ledger=LedgerStore(connection, tenant_id),
         events=EventStore(connection, tenant_id),
         funds=FundsReads(connection, tenant_id),
+        payouts=PayoutReads(connection, tenant_id),
     )
 
 
@@ -139,6 +142,21 @@ class Database:
         async with translated_errors(), self._pool.acquire() as connection:
             rows = await connection.fetch(query("find_accounts_with_due_funds"), limit)
         return [(row["tenant_id"], row["account_id"]) for row in rows]
+
+    async def payouts_due(
+        self, limit: int, *, returns_within_s: float | None = None
+    ) -> list[tuple[str, str]]:
+        """(tenant id, payout id) of payouts the worker has to move, across tenants:
+        PENDING past their submission time; or, given `returns_within_s`, PROCESSING and
+        POSTED that long ago or less (up to `limit` of each)."""
+        async with translated_errors(), self._pool.acquire() as connection:
+            if returns_within_s is None:
+                rows = await connection.fetch(query("find_payouts_to_submit"), limit)
+            else:
+                rows = await connection.fetch(
+                    query("find_payouts_in_flight"), limit, returns_within_s
+                )
+        return [(row["tenant_id"], row["payout_id"]) for row in rows]
 
     async def prune(self, statement: str, older_than: datetime, step: int) -> int:
         """One step of retention across tenants (`statement`: prune_events or

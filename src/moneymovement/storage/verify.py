@@ -30,6 +30,7 @@ CHECKS = (
     ("verify_funds_end_once", "scheduled parts end once; each remainder is its parent's"),
     ("verify_transfer_events", "each transfer change has its one event, each event its change"),
     ("verify_account_events", "each account has its events; the newest shows it as it is"),
+    ("verify_payouts", "each payout's and inbound transfer's state matches its money"),
 )
 
 

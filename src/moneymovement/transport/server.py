@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from moneymovement.config import Settings
 from moneymovement.service.event_stream import EventStream
+from moneymovement.service.payout_worker import PayoutWorker
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.retention import Retention
 from moneymovement.service.sweeper import HoldSweeper
@@ -20,6 +21,7 @@ from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
 from moneymovement.transport.interceptor import RequestInterceptor
+from moneymovement.transport.payout_servicer import PayoutServicer
 from moneymovement.transport.servicers import (
     AccountServicer,
     BalanceServicer,
@@ -38,6 +40,8 @@ from moneymovement.v1 import (
     funds_service_pb2_grpc,
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
+    payout_service_pb2,
+    payout_service_pb2_grpc,
 )
 
 log = structlog.get_logger("moneymovement.server")
@@ -48,6 +52,7 @@ SERVICE_NAMES = (
     money_movement_service_pb2.DESCRIPTOR.services_by_name["MoneyMovementService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     funds_service_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name,
+    payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
 )
 _HEALTH_PROBE_INTERVAL_S = 2.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -67,11 +72,17 @@ class ApiServer:
         *,
         interceptor: RequestInterceptor,
         servicers: tuple[
-            AccountServicer, BalanceServicer, MoneyMovementServicer, EventServicer, FundsServicer
+            AccountServicer,
+            BalanceServicer,
+            MoneyMovementServicer,
+            EventServicer,
+            FundsServicer,
+            PayoutServicer,
         ],
         directory: TenantDirectory,
         pipeline: WritePipeline,
         sweeper: HoldSweeper,
+        payout_worker: PayoutWorker,
         retention: Retention,
         events: EventStream,
         watch_tokens: bool,
@@ -81,6 +92,7 @@ class ApiServer:
         self.directory = directory
         self._pipeline = pipeline
         self._sweeper = sweeper
+        self._payout_worker = payout_worker
         self._retention = retention
         self.events = events
         self._watch_tokens = watch_tokens
@@ -100,7 +112,7 @@ class ApiServer:
                 ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
-        accounts, balances, movements, event_servicer, funds = servicers
+        accounts, balances, movements, event_servicer, funds, payouts = servicers
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, self._server)
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(balances, self._server)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
@@ -108,6 +120,7 @@ class ApiServer:
         )
         event_service_pb2_grpc.add_EventServiceServicer_to_server(event_servicer, self._server)
         funds_service_pb2_grpc.add_FundsServiceServicer_to_server(funds, self._server)
+        payout_service_pb2_grpc.add_PayoutServiceServicer_to_server(payouts, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -135,6 +148,7 @@ class ApiServer:
         self._background = [
             asyncio.create_task(self._watch_database(reachable), name="health-monitor"),
             asyncio.create_task(self._sweeper.run(), name="hold-sweeper"),
+            asyncio.create_task(self._payout_worker.run(), name="payout-worker"),
             asyncio.create_task(self._retention.run(), name="retention"),
             asyncio.create_task(self.events.listen(), name="event-notices"),
         ]

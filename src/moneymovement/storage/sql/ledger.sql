@@ -92,7 +92,19 @@ SELECT now() AS db_now,
                    AND t.state IN ('PENDING', 'POSTED')
              ) AS u ON true
              WHERE jsonb_array_length(coalesce(a.funds_policy -> 'debit_limits', '[]')) > 0
-             GROUP BY a.account_id) AS debit_usage;
+             GROUP BY a.account_id) AS debit_usage,
+       -- External accounts, payouts and inbound transfers named by id ($8; docs/
+       -- payouts.md). A payout or inbound transfer changes only with the transfers it
+       -- owns, which the command names ($3) and this locks; an external account is read
+       -- in the snapshot (a payout made just before its disabling is a payout made while
+       -- it was active).
+       ARRAY(SELECT x::external_accounts FROM external_accounts AS x
+             WHERE x.tenant_id = $1 AND x.external_account_id = ANY($8::text[]))
+           AS external_accounts,
+       ARRAY(SELECT p::payouts FROM payouts AS p
+             WHERE p.tenant_id = $1 AND p.payout_id = ANY($8::text[])) AS payouts,
+       ARRAY(SELECT i::inbound_transfers FROM inbound_transfers AS i
+             WHERE i.tenant_id = $1 AND i.inbound_id = ANY($8::text[])) AS inbound;
 
 -- name: find_outcomes
 -- The recorded outcomes of a batch's request ids, read just BEFORE its transaction, in
@@ -117,7 +129,9 @@ LATERAL (
 -- of lock_batch), transfers created ($4) and changed ($5: state, amounts, finalisation),
 -- entries ($6), the requests' outcomes ($7), the events ($8: the outbox, in the order
 -- the changes happened), scheduled parts of credits created ($9) and ended ($10),
--- balance monitors created or changed ($11) and funds policy changes ($12). Each parameter is an array of the table's own row type: the
+-- balance monitors created or changed ($11), funds policy changes ($12), and external
+-- accounts, payouts and inbound transfers created or changed ($13, $14, $15: docs/
+-- payouts.md). Each parameter is an array of the table's own row type: the
 -- columns are the table's, declared once, in its migration.
 -- Events take their positions from the tenant's sequence while this transaction holds
 -- the tenant's event lock (an advisory lock, kept to the commit), so positions become
@@ -223,6 +237,38 @@ audited AS (
     SELECT * FROM unnest($12::account_policy_changes[])
     RETURNING 1
 ),
+registered AS (
+    INSERT INTO external_accounts AS x
+    SELECT * FROM unnest($13::external_accounts[])
+    ON CONFLICT (tenant_id, external_account_id) DO UPDATE
+    SET state = excluded.state, updated_at = excluded.updated_at
+    RETURNING 1
+),
+paid_out AS (
+    INSERT INTO payouts AS p
+    SELECT * FROM unnest($14::payouts[])
+    ON CONFLICT (tenant_id, payout_id) DO UPDATE
+    SET state = excluded.state,
+        return_transfer_id = excluded.return_transfer_id,
+        failure_reason = excluded.failure_reason,
+        return_reason = excluded.return_reason,
+        updated_at = excluded.updated_at,
+        processing_at = excluded.processing_at,
+        settled_at = excluded.settled_at,
+        returned_at = excluded.returned_at
+    RETURNING 1
+),
+received AS (
+    INSERT INTO inbound_transfers AS i
+    SELECT * FROM unnest($15::inbound_transfers[])
+    ON CONFLICT (tenant_id, inbound_id) DO UPDATE
+    SET state = excluded.state,
+        return_transfer_id = excluded.return_transfer_id,
+        return_reason = excluded.return_reason,
+        updated_at = excluded.updated_at,
+        returned_at = excluded.returned_at
+    RETURNING 1
+),
 recorded AS (
     INSERT INTO request_outcomes
     SELECT * FROM unnest($7::request_outcomes[])
@@ -254,4 +300,7 @@ SELECT (SELECT count(*) FROM opened) AS accounts_opened,
        (SELECT count(*) FROM scheduled) AS funds_scheduled,
        (SELECT count(*) FROM ended) AS funds_ended,
        (SELECT count(*) FROM monitored) AS monitors_written,
-       (SELECT count(*) FROM audited) AS policy_changes;
+       (SELECT count(*) FROM audited) AS policy_changes,
+       (SELECT count(*) FROM registered) AS external_accounts_written,
+       (SELECT count(*) FROM paid_out) AS payouts_written,
+       (SELECT count(*) FROM received) AS inbound_written;

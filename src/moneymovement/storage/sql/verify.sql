@@ -124,7 +124,10 @@ LEFT JOIN LATERAL (
     WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.transfer_id
 ) AS e ON true
 WHERE CASE
-        WHEN t.expires_at IS NULL THEN e.held <> 0 OR e.released <> 0
+        -- Immediate: no expiry, and not one of a payout's holds (which never expire).
+        WHEN t.expires_at IS NULL
+             AND NOT coalesce(t.owner_id LIKE 'po\_%' AND t.reversal_of_id IS NULL, false)
+            THEN e.held <> 0 OR e.released <> 0
         WHEN t.state = 'PENDING' THEN e.held <> 2 OR e.released <> 0 OR e.posted <> 0
         ELSE e.held <> 2 OR e.released <> 2
       END
@@ -300,6 +303,50 @@ WHERE d.due IS DISTINCT FROM x.told
       SELECT 1 FROM transfers AS t JOIN event_horizons AS h USING (tenant_id)
       WHERE t.tenant_id = x.tenant_id AND t.transfer_id = x.transfer_id
         AND least(t.created_at, t.finalized_at) <= h.pruned_until))
+LIMIT $1;
+
+-- name: verify_payouts
+-- Every payout's state matches its money (docs/payouts.md): its holds are its own, of
+-- its amount and fee, from its account to the settlement and fee accounts; PENDING and
+-- PROCESSING: both held; POSTED: both captured in full, nothing reversed; RETURNED:
+-- captured and the amount reversed by its return transfer; FAILED and CANCELED: both
+-- voided. Every inbound transfer: its credit POSTED to its account for its amount,
+-- reversed in full by its return transfer exactly when RETURNED.
+SELECT p.tenant_id, p.payout_id AS id, p.state, h.state AS money_state
+FROM payouts AS p
+JOIN transfers AS h ON h.tenant_id = p.tenant_id AND h.transfer_id = p.hold_transfer_id
+LEFT JOIN transfers AS f ON f.tenant_id = p.tenant_id AND f.transfer_id = p.fee_transfer_id
+LEFT JOIN transfers AS r ON r.tenant_id = p.tenant_id AND r.transfer_id = p.return_transfer_id
+WHERE NOT (
+    h.owner_id = p.payout_id AND h.debit_account_id = p.account_id
+    AND h.credit_account_id = p.settlement_account_id AND h.amount_minor = p.amount_minor
+    AND (p.fee_transfer_id IS NULL
+         OR (f.owner_id = p.payout_id AND f.debit_account_id = p.account_id
+             AND f.credit_account_id = p.fee_account_id AND f.amount_minor = p.fee_minor))
+    AND CASE p.state
+        WHEN 'PENDING' THEN h.state = 'PENDING' AND coalesce(f.state, 'PENDING') = 'PENDING'
+        WHEN 'PROCESSING' THEN h.state = 'PENDING' AND coalesce(f.state, 'PENDING') = 'PENDING'
+        WHEN 'POSTED' THEN h.state = 'POSTED' AND h.posted_amount_minor = p.amount_minor
+                           AND h.reversed_amount_minor = 0
+                           AND coalesce(f.state, 'POSTED') = 'POSTED'
+        WHEN 'RETURNED' THEN h.state = 'POSTED' AND h.reversed_amount_minor = p.amount_minor
+                             AND r.reversal_of_id = h.transfer_id
+                             AND r.amount_minor = p.amount_minor AND r.owner_id = p.payout_id
+                             AND coalesce(f.state, 'POSTED') = 'POSTED'
+        ELSE h.state = 'VOIDED' AND coalesce(f.state, 'VOIDED') = 'VOIDED'
+    END)
+UNION ALL
+SELECT i.tenant_id, i.inbound_id, i.state, t.state
+FROM inbound_transfers AS i
+JOIN transfers AS t ON t.tenant_id = i.tenant_id AND t.transfer_id = i.transfer_id
+LEFT JOIN transfers AS r ON r.tenant_id = i.tenant_id AND r.transfer_id = i.return_transfer_id
+WHERE NOT (
+    t.owner_id = i.inbound_id AND t.state = 'POSTED' AND t.amount_minor = i.amount_minor
+    AND t.credit_account_id = i.account_id AND t.debit_account_id = i.settlement_account_id
+    AND CASE i.state
+        WHEN 'RECEIVED' THEN t.reversed_amount_minor = 0
+        ELSE t.reversed_amount_minor = i.amount_minor AND r.reversal_of_id = t.transfer_id
+    END)
 LIMIT $1;
 
 -- name: verify_account_events

@@ -1,0 +1,284 @@
+"""Payout, external account and inbound transfer use cases (docs/payouts.md).
+
+Every change is a command for the write pipeline (service/pipeline.py). A payout's
+change names the holds it owns, read here first: they never change, and the pipeline
+locks them, which is what orders the payout's changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from moneymovement.domain.accounts import OverdraftMode
+from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.commands import (
+    CancelPayout,
+    CreateAccount,
+    CreateExternalAccount,
+    CreatePayout,
+    DisableExternalAccount,
+    ReceiveInbound,
+    ReturnInbound,
+    SettlePayout,
+    StartPayout,
+)
+from moneymovement.domain.errors import Reason, Rejected
+from moneymovement.domain.payouts import (
+    ExternalAccount,
+    InboundTransfer,
+    Payout,
+    PayoutMethod,
+    PayoutState,
+    external_account_not_found,
+    fingerprint,
+    inbound_not_found,
+    payout_not_found,
+)
+from moneymovement.rails.base import SettlementKind, SettlementLine
+from moneymovement.rails.reconcile import LedgerItem, Reconciliation, reconcile
+from moneymovement.service.pages import Page, decode_time_cursor, paginate, scope_of, time_position
+from moneymovement.service.pipeline import WritePipeline
+from moneymovement.service.unit_of_work import Caller, UnitOfWork
+from moneymovement.storage.session import Session
+
+T = TypeVar("T")
+
+
+class PayoutService:
+    """Money in and out over rails, for callers and for the payout worker."""
+
+    def __init__(
+        self,
+        pipeline: WritePipeline,
+        uow: UnitOfWork,
+        rails: Sequence[str],
+        standard_delay_s: float,
+    ) -> None:
+        self._pipeline = pipeline
+        self._uow = uow
+        self.rails = tuple(rails)
+        self._standard_delay_s = standard_delay_s
+        self._settlement: dict[tuple[str, str, str], str] = {}
+
+    async def _read(self, caller: Caller, work: Callable[[Session], Awaitable[T]]) -> T:
+        """A read in a read transaction that declares the tenant (row-level security;
+        storage/sql/sessions.sql): these reads are plain queries, not the one-statement
+        form that declares the tenant itself."""
+        return await self._uow.read(caller, work, statements=2)
+
+    # External accounts
+
+    async def create_external_account(
+        self,
+        caller: Caller,
+        request_id: str,
+        *,
+        rail: str,
+        currency_code: str,
+        routing_reference: str,
+        account_number: str,
+        holder_name: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> ExternalAccount:
+        """Registers a destination; the account number is kept only as its last four
+        digits and a fingerprint."""
+        command = CreateExternalAccount(
+            rail=rail,
+            currency_code=currency_code,
+            routing_reference=routing_reference,
+            last4=account_number[-4:],
+            fingerprint=fingerprint(caller.tenant_id, routing_reference, account_number),
+            holder_name=holder_name,
+            metadata=metadata or {},
+        )
+        return await self._pipeline.submit(caller, request_id, command)
+
+    async def disable_external_account(
+        self, caller: Caller, request_id: str, external_account_id: str
+    ) -> ExternalAccount:
+        """Raises: Rejected: EXTERNAL_ACCOUNT_NOT_FOUND."""
+        command = DisableExternalAccount(external_account_id)
+        return await self._pipeline.submit(caller, request_id, command)
+
+    async def external_account(self, caller: Caller, external_account_id: str) -> ExternalAccount:
+        found = await self._read(caller, lambda s: s.payouts.external_account(external_account_id))
+        if found is None:
+            raise external_account_not_found(external_account_id)
+        return found
+
+    async def external_accounts(
+        self, caller: Caller, fingerprint_filter: str | None, size: int, token: str
+    ) -> Page[ExternalAccount]:
+        scope = scope_of("external_accounts", fingerprint_filter or "")
+        before = decode_time_cursor(token, scope)
+        rows = await self._read(
+            caller, lambda s: s.payouts.external_accounts(before, fingerprint_filter, size + 1)
+        )
+        return paginate(rows, size, lambda x: time_position(x.created_at, x.id), scope)
+
+    # Payouts
+
+    async def create_payout(self, caller: Caller, request_id: str, command: CreatePayout) -> Payout:
+        """Holds the amount (and fee) now; the worker hands the payout to the rail.
+
+        Raises:
+            Rejected: EXTERNAL_ACCOUNT_NOT_FOUND, EXTERNAL_ACCOUNT_DISABLED,
+                CURRENCY_MISMATCH, FUNDS_NOT_YET_AVAILABLE, and a hold's refusals
+                (ACCOUNT_NOT_FOUND, INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+        """
+        external = await self.external_account(caller, command.external_account_id)
+        settlement = await self.settlement_account(caller, external.rail, command.currency_code)
+        delay = self._standard_delay_s if command.payout_method is PayoutMethod.STANDARD else 0
+        command = replace(command, settlement_account_id=settlement, submit_delay_s=delay)
+        return await self._pipeline.submit(caller, request_id, command)
+
+    async def cancel_payout(self, caller: Caller, request_id: str, payout_id: str) -> Payout:
+        """Raises: Rejected: PAYOUT_NOT_FOUND, PAYOUT_NOT_CANCELABLE."""
+        payout = await self.payout(caller, payout_id)
+        command = CancelPayout(payout.id, payout.transfer_ids)
+        return await self._pipeline.submit(caller, request_id, command)
+
+    async def start(self, caller: Caller, payout: Payout) -> Payout | None:
+        """The worker's: PENDING -> PROCESSING (None: not PENDING any more)."""
+        command = StartPayout(payout.id, payout.transfer_ids)
+        return await self._pipeline.submit(caller, f"payout:{payout.id}:start", command)
+
+    async def settle(
+        self, caller: Caller, payout: Payout, state: PayoutState, reason: str
+    ) -> Payout | None:
+        """The worker's: to where the rail says the payout is (None: nothing to do)."""
+        command = SettlePayout(payout.id, payout.transfer_ids, state, reason)
+        return await self._pipeline.submit(
+            caller, f"payout:{payout.id}:{state.value.lower()}", command
+        )
+
+    async def payout(self, caller: Caller, payout_id: str) -> Payout:
+        found = await self._read(caller, lambda s: s.payouts.payout(payout_id))
+        if found is None:
+            raise payout_not_found(payout_id)
+        return found
+
+    async def payouts(
+        self,
+        caller: Caller,
+        account_id: str | None,
+        state: PayoutState | None,
+        external_account_id: str | None,
+        size: int,
+        token: str,
+    ) -> Page[Payout]:
+        scope = scope_of(
+            "payouts", account_id or "", state.value if state else "", external_account_id or ""
+        )
+        before = decode_time_cursor(token, scope)
+        rows = await self._read(
+            caller,
+            lambda s: s.payouts.payouts(before, account_id, state, external_account_id, size + 1),
+        )
+        return paginate(rows, size, lambda p: time_position(p.created_at, p.id), scope)
+
+    # Inbound transfers
+
+    async def receive(
+        self,
+        caller: Caller,
+        rail: str,
+        reference: str,
+        account_id: str,
+        amount_minor: int,
+        currency_code: str,
+        description: str,
+    ) -> InboundTransfer:
+        """The worker's: credits money that arrived, once per rail reference (a notice
+        delivered again answers the inbound transfer made the first time)."""
+        existing = await self._read(
+            caller, lambda s: s.payouts.inbound_by_reference(rail, reference)
+        )
+        if existing is not None:
+            return existing
+        settlement = await self.settlement_account(caller, rail, currency_code)
+        command = ReceiveInbound(
+            rail, reference, account_id, settlement, amount_minor, currency_code, description
+        )
+        return await self._pipeline.submit(caller, f"inbound:{rail}:{reference}", command)
+
+    async def return_inbound(
+        self, caller: Caller, rail: str, reference: str, reason: str
+    ) -> InboundTransfer | None:
+        """The worker's: the rail took a credit back (None: returned already).
+
+        Raises:
+            Rejected: INBOUND_TRANSFER_NOT_FOUND (never received here), and the
+                reversal's (INSUFFICIENT_FUNDS: the money was spent).
+        """
+        inbound = await self._read(
+            caller, lambda s: s.payouts.inbound_by_reference(rail, reference)
+        )
+        if inbound is None:
+            raise inbound_not_found(f"{rail}:{reference}")
+        command = ReturnInbound(inbound.id, inbound.transfer_id, reason)
+        return await self._pipeline.submit(caller, f"inbound:{rail}:{reference}:return", command)
+
+    async def inbound_transfer(self, caller: Caller, inbound_id: str) -> InboundTransfer:
+        found = await self._read(caller, lambda s: s.payouts.inbound(inbound_id))
+        if found is None:
+            raise inbound_not_found(inbound_id)
+        return found
+
+    async def inbound_transfers(
+        self, caller: Caller, account_id: str | None, size: int, token: str
+    ) -> Page[InboundTransfer]:
+        scope = scope_of("inbound_transfers", account_id or "")
+        before = decode_time_cursor(token, scope)
+        rows = await self._read(
+            caller, lambda s: s.payouts.inbound_transfers(before, account_id, size + 1)
+        )
+        return paginate(rows, size, lambda i: time_position(i.created_at, i.id), scope)
+
+    # Reconciliation
+
+    async def reconcile(
+        self, caller: Caller, rail: str, report: Sequence[SettlementLine]
+    ) -> Reconciliation:
+        """Compares the rail's report (its lines of the caller's tenant) with the
+        ledger's payouts and inbound transfers on that rail. Changes nothing."""
+        items = await self._read(caller, lambda s: s.payouts.ledger_items(rail))
+        ledger = [
+            LedgerItem(SettlementKind(kind), caller.tenant_id, reference, amount, currency, state)
+            for kind, reference, amount, currency, state in items
+        ]
+        mine = [line for line in report if line.tenant_id == caller.tenant_id]
+        return reconcile(mine, ledger)
+
+    async def settlement_account(self, caller: Caller, rail: str, currency_code: str) -> str:
+        """The rail's settlement account for the currency, opened on first use: DEBIT-
+        normal (the money the bank holds for us) with no overdraft limit (a payout
+        credits it below zero until the bank's statement is booked against it)."""
+        key = (caller.tenant_id, rail, currency_code)
+        if key in self._settlement:
+            return self._settlement[key]
+        external_id = f"rail:{rail}:settlement:{currency_code}"
+        found = await self._read(caller, lambda s: s.payouts.account_id_by_external_id(external_id))
+        if found is None:
+            command = CreateAccount(
+                currency_code=currency_code,
+                normal_balance=NormalBalance.DEBIT,
+                overdraft_mode=OverdraftMode.UNLIMITED,
+                external_id=external_id,
+                name=f"{rail} rail settlement ({currency_code})",
+            )
+            try:
+                # The same request id everywhere: two servers opening it at once make one.
+                created = await self._pipeline.submit(caller, f"open:{external_id}", command)
+                found = created.id
+            except Rejected as refusal:
+                if refusal.reason is not Reason.EXTERNAL_ID_TAKEN:
+                    raise
+                found = await self._read(
+                    caller, lambda s: s.payouts.account_id_by_external_id(external_id)
+                )
+                assert found is not None
+        self._settlement[key] = found
+        return found
