@@ -23,6 +23,7 @@ import structlog
 from google.protobuf.json_format import MessageToDict
 
 from moneymovement.app import SetupError, check_database, database_problem, database_url, serve
+from moneymovement.bootstrap import build_rail
 from moneymovement.client import (
     EVENT_TYPES,
     CursorExpired,
@@ -33,8 +34,13 @@ from moneymovement.client import (
 )
 from moneymovement.config import ConfigError, Settings, load_settings
 from moneymovement.devdb import EmbeddedPostgresError
+from moneymovement.domain import ids
 from moneymovement.observability.logging import configure_logging
+from moneymovement.rails.reconcile import render
+from moneymovement.rails.settlement import read_settlement_csv
+from moneymovement.service.payouts import reconcile_rail
 from moneymovement.service.tenants import TenantDirectory, UnknownTenant
+from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
 from moneymovement.storage.verify import Report, verify_ledger
@@ -87,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
     token_revoke.add_argument("token_id")
     commands.add_parser(
         "verify", help="check the ledger's invariants; exit 0 when clean, 1 otherwise"
+    )
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare a rail's settlement report with the ledger; exit 1 on any break",
+        description="Matches a rail's settlement report against the tenant's payouts (those "
+        "handed to the rail) and inbound transfers: matched, missing on either side, amount "
+        "or state mismatch, duplicates. Prints a report; changes nothing (docs/payouts.md).",
+    )
+    reconcile.add_argument("--tenant", required=True, metavar="TENANT_ID")
+    reconcile.add_argument(
+        "--report",
+        metavar="FILE.csv",
+        help="the report (header kind,tenant_id,reference,amount_minor,currency_code,state); "
+        "without it, the configured rail's own report (MM_RAIL, MM_RAIL_DIR)",
     )
     events = commands.add_parser(
         "events", help="a tenant's events, from a running server"
@@ -227,7 +247,31 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             report = asyncio.run(_verify(dsn))
             print(format_report(report))
             return 0 if report.ok else 1
+        elif args.command == "reconcile":
+            return asyncio.run(_reconcile(dsn, args, settings))
     return 0
+
+
+async def _reconcile(dsn: str, args: argparse.Namespace, settings: Settings) -> int:
+    """`reconcile`: the report, then exit 1 on any break (0: clean)."""
+    if not ids.is_id(args.tenant, ids.TENANT):
+        return _fail(f"--tenant {args.tenant!r} is not a tenant id (ten_...)")
+    rail = build_rail(settings.rail)
+    try:
+        lines = (
+            read_settlement_csv(Path(args.report))
+            if args.report
+            else await rail.settlement_report()
+        )
+    except (OSError, ValueError) as error:
+        return _fail(f"cannot read the report: {error}")
+    database = await Database.connect(dsn, max_size=2)
+    try:
+        result = await reconcile_rail(UnitOfWork(database), Caller(args.tenant), rail.name, lines)
+    finally:
+        await database.close()
+    print(render(result), end="")
+    return 0 if result.clean else 1
 
 
 def _at_least_one(text: str) -> int:

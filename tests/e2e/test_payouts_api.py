@@ -5,8 +5,10 @@ each with its stable reason."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
+from moneymovement.rails.settlement import write_settlement_csv
 from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.v1 import (
     account_pb2,
@@ -387,3 +390,51 @@ async def _inbound_count(client: Client, account: str) -> int | None:
 
 
 _ = account_pb2
+
+
+async def test_the_reconcile_command_reports_breaks_and_exits_1(rail: Rail, tmp_path: Path) -> None:
+    client = rail.api.a
+    seller, _ = await client.fund("seller", 5_000)
+    external = await destination(client, "dest", "12345678")
+    paid = await pay_out(client, "po-cli", seller, external, 1_234)
+    await in_state(client, paid.id, State.PAYOUT_STATE_POSTED)
+    clean = tmp_path / "clean.csv"
+    write_settlement_csv(rail.bank.settlement_report(), clean)
+    env = {
+        **os.environ,
+        "DATABASE_URL": rail.api.dsn,
+        "MM_RAIL_DIR": str(tmp_path / "rail"),
+        "MM_LOG_FORMAT": "json",
+    }
+    command = ["reconcile", "--tenant", rail.api.tenant_a]
+    ok = await run_cli([*command, "--report", str(clean)], env)
+    assert ok.returncode == 0, ok.stderr
+    assert "matched 1" in ok.stdout
+    # Without --report: the rail's own report, the same.
+    own = await run_cli(command, env)
+    assert own.returncode == 0, own.stderr
+    [line] = rail.bank.settlement_report()
+    broken = tmp_path / "broken.csv"
+    write_settlement_csv([replace(line, amount_minor=line.amount_minor - 1)], broken)
+    bad = await run_cli([*command, "--report", str(broken)], env)
+    assert bad.returncode == 1, bad.stderr
+    assert "AMOUNT_MISMATCH" in bad.stdout
+    assert paid.id in bad.stdout
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(args: list[str], env: dict[str, str]) -> Ran:
+    """`moneymovement <args>` in a process of its own, without blocking the server's loop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "moneymovement", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())

@@ -7,6 +7,11 @@ import asyncio
 import asyncpg
 
 from moneymovement.storage.migrate import available_migrations, migrate
+from moneymovement.storage.rail_rows import (
+    EXTERNAL_ACCOUNT_COLUMNS,
+    INBOUND_COLUMNS,
+    PAYOUT_COLUMNS,
+)
 from tests.conftest import with_database
 
 EXPECTED_TABLES = {
@@ -28,7 +33,7 @@ EXPECTED_TABLES = {
         "debit_account_id", "credit_account_id", "currency_code", "amount_minor", "state",
         "posted_amount_minor", "reversed_amount_minor", "reversal_of_id", "description",
         "metadata", "expires_at", "finalized_at", "finalized_request_id", "trace_id",
-        "created_at", "updated_at", "available_at", "availability_delay",
+        "created_at", "updated_at", "available_at", "availability_delay", "owner_id",
     ],
     "entries": [
         "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
@@ -57,6 +62,10 @@ EXPECTED_TABLES = {
     ],
     "event_horizons": ["tenant_id", "pruned_through", "pruned_until"],
     "schema_migrations": ["version", "name", "applied_at"],
+    # Migration 0008: write_batch sends these tables' rows in this column order.
+    "external_accounts": list(EXTERNAL_ACCOUNT_COLUMNS),
+    "payouts": list(PAYOUT_COLUMNS),
+    "inbound_transfers": list(INBOUND_COLUMNS),
 }  # fmt: skip
 
 # Keys lead with the tenant id: every lookup is tenant-scoped by its index.
@@ -69,6 +78,9 @@ EXPECTED_PRIMARY_KEYS = {
     "scheduled_funds": ["tenant_id", "funds_id"],
     "balance_monitors": ["tenant_id", "monitor_id"],
     "account_policy_changes": ["tenant_id", "account_id", "version"],
+    "external_accounts": ["tenant_id", "external_account_id"],
+    "payouts": ["tenant_id", "payout_id"],
+    "inbound_transfers": ["tenant_id", "inbound_id"],
 }
 
 

@@ -242,15 +242,8 @@ class PayoutService:
     async def reconcile(
         self, caller: Caller, rail: str, report: Sequence[SettlementLine]
     ) -> Reconciliation:
-        """Compares the rail's report (its lines of the caller's tenant) with the
-        ledger's payouts and inbound transfers on that rail. Changes nothing."""
-        items = await self._read(caller, lambda s: s.payouts.ledger_items(rail))
-        ledger = [
-            LedgerItem(SettlementKind(kind), caller.tenant_id, reference, amount, currency, state)
-            for kind, reference, amount, currency, state in items
-        ]
-        mine = [line for line in report if line.tenant_id == caller.tenant_id]
-        return reconcile(mine, ledger)
+        """Compares the rail's report with the ledger (reconcile_rail). Changes nothing."""
+        return await reconcile_rail(self._uow, caller, rail, report)
 
     async def settlement_account(self, caller: Caller, rail: str, currency_code: str) -> str:
         """The rail's settlement account for the currency, opened on first use: DEBIT-
@@ -282,3 +275,21 @@ class PayoutService:
                 assert found is not None
         self._settlement[key] = found
         return found
+
+
+async def reconcile_rail(
+    uow: UnitOfWork, caller: Caller, rail: str, report: Sequence[SettlementLine]
+) -> Reconciliation:
+    """Compares a rail's report (its lines of the caller's tenant) with the ledger's
+    payouts handed to that rail and its inbound transfers (rails/reconcile.py): for the
+    Reconcile RPC and `moneymovement reconcile`. Reads only: a break is for an operator."""
+
+    async def read(session: Session) -> list[tuple[str, str, int, str, str]]:
+        return await session.payouts.ledger_items(rail)
+
+    items = await uow.read(caller, read, statements=2)
+    ledger = [
+        LedgerItem(SettlementKind(kind), caller.tenant_id, reference, amount, currency, state)
+        for kind, reference, amount, currency, state in items
+    ]
+    return reconcile([line for line in report if line.tenant_id == caller.tenant_id], ledger)
