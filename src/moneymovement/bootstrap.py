@@ -105,6 +105,7 @@ def build_rail(settings: RailSettings) -> Rail:
         return_rate=settings.return_rate,
         return_after_s=settings.return_after_s,
         timeout_rate=settings.timeout_rate,
+        unavailable_rate=settings.unavailable_rate,
         duplicate_rate=settings.duplicate_rate,
         reorder=settings.reorder,
     )

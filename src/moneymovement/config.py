@@ -42,6 +42,7 @@
 | MM_RAIL_RETURN_RATE    | 0                  | share of simulated payouts returned later        |
 | MM_RAIL_RETURN_AFTER_S | 5                  | how long after posting a simulated return comes  |
 | MM_RAIL_TIMEOUT_RATE   | 0                  | share of submissions whose answer is lost        |
+| MM_RAIL_UNAVAILABLE_RATE | 0                | share of submissions refused (nothing received)  |
 | MM_RAIL_DUPLICATE_RATE | 0                  | share of callbacks the simulated rail repeats    |
 | MM_RAIL_REORDER        | false              | true: simulated callbacks out of order           |
 | MM_PAYOUT_POLL_S       | 0.5                | how often the payout worker works the rail       |
@@ -81,6 +82,7 @@ class RailSettings:
     return_rate: float = 0.0
     return_after_s: float = 5.0
     timeout_rate: float = 0.0
+    unavailable_rate: float = 0.0
     duplicate_rate: float = 0.0
     reorder: bool = False
     poll_s: float = 0.5
@@ -215,6 +217,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return_rate=rate_of("MM_RAIL_RETURN_RATE"),
         return_after_s=number("MM_RAIL_RETURN_AFTER_S", 5, minimum=0),
         timeout_rate=rate_of("MM_RAIL_TIMEOUT_RATE"),
+        unavailable_rate=rate_of("MM_RAIL_UNAVAILABLE_RATE"),
         duplicate_rate=rate_of("MM_RAIL_DUPLICATE_RATE"),
         reorder=reorder == "true",
         poll_s=number("MM_PAYOUT_POLL_S", 0.5, minimum=0.01),

@@ -20,7 +20,11 @@ shutdown), restarting both; then audit everything against the database itself:
 - an event watcher, following the tenant's WatchEvents stream from the oldest event and
   resuming after its last processed cursor through every kill and restart (and killing
   itself at seeded moments), received every acknowledged change exactly once, in
-  per-account order, and nothing but the `events` table (tests/chaos/event_audit.py).
+  per-account order, and nothing but the `events` table (tests/chaos/event_audit.py);
+- payouts and inbound credits of a second tenant, in flight over a seeded, unreliable
+  simulated rail through the same faults: each payout reached the rail exactly once,
+  every one ended or is honestly PROCESSING, the rail's report reconciles, money is
+  conserved (tests/chaos/payouts.py).
 
 The schedule of faults and every client's choices derive from the seed: rerunning with
 the same seed replays the same schedule (timings on a busy machine still vary).
@@ -41,6 +45,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,7 @@ from moneymovement.v1 import money_movement_service_pb2 as mpb
 from tests.chaos.clients import ClientPlan, run_client
 from tests.chaos.event_audit import audit_events
 from tests.chaos.funds_audit import funds_checks, release_effects
+from tests.chaos.payouts import PayoutDriver, audit_payouts, rail_environment, set_up_payouts
 from tests.chaos.progress import ChaosProgress
 from tests.chaos.watcher import WatcherPlan, WatchLog, run_watcher
 
@@ -119,8 +125,11 @@ def _free_port() -> int:
 class ServerProcess:
     """`python -m moneymovement serve` on a fixed port, killable with SIGKILL."""
 
-    def __init__(self, dsn: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self, dsn: str, port: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.dsn, self.port, self.log_path = dsn, port, log_path
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -134,6 +143,7 @@ class ServerProcess:
             "MM_DB_POOL_MAX": "30",
             # Quiet spells (the database down, the end of the run) send heartbeats.
             "MM_EVENT_HEARTBEAT_S": str(HEARTBEAT_S),
+            **self.env,
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -179,8 +189,11 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
     # The database is started here, in the main thread: its parent-death signal is tied to it.
     database = EmbeddedPostgres(work / "pg", port=_free_port(), settings={"max_connections": "200"})
     dsn = database.start()
+    # Every replica works the same simulated rail (one journal), as replicas would.
+    rail = rail_environment(work, config.seed)
     servers = [
-        ServerProcess(dsn, _free_port(), work / f"server-{i}.log") for i in range(config.replicas)
+        ServerProcess(dsn, _free_port(), work / f"server-{i}.log", rail)
+        for i in range(config.replicas)
     ]
     try:
         await migrate(dsn)
@@ -197,15 +210,23 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
             )
         )  # fmt: skip
         progress.watcher_position = lambda: int(watcher.position.value)
+        world = await set_up_payouts(dsn, _target(servers))
+        payouts = PayoutDriver(world, _target(servers), config.seed, work / "rail")
+        paying = asyncio.create_task(payouts.run(config.duration_s))
         try:
             faults = await _run_with_faults(
-                config, rng, database, servers, token, accounts, funds, work, progress
-            )
+                config, rng, database, servers, token, accounts, funds, work, progress,
+                before_kill=lambda: payouts.note_kill(dsn),
+            )  # fmt: skip
+            await paying
             progress.begin("clients done; the servers serving again")
             for server in servers:
                 await server.wait_serving()
             progress.begin("settling: the last holds end, the last funds are released")
             head, pending = await _settle(dsn, tenant_id)
+            progress.begin("settling: the last payouts end, the rail's report reconciles")
+            payout_failures: list[str] = []
+            payout_lines = await audit_payouts(dsn, world, payouts, work, payout_failures.append)
             progress.begin(f"the live stream catching up to event {head:,}")
             caught_up_s = await watcher.reach(head)
             progress.begin("a heartbeat on the quiet stream")
@@ -219,7 +240,10 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
         )  # fmt: skip
         progress.watcher_position = None
         progress.begin("audit: every outcome, the totals, the events, verify")
-        await _audit(config, dsn, work, accounts, issued, funds, faults, watch, result)
+        result.failures += payout_failures
+        await _audit(
+            config, dsn, work, accounts, issued, funds, faults, watch, result, payout_lines
+        )
     finally:
         for server in servers:
             server.kill()
@@ -320,9 +344,10 @@ async def _run_with_faults(
     funds: _FundsAccounts,
     work: Path,
     progress: ChaosProgress,
+    before_kill: Callable[[], Awaitable[None]] | None = None,
 ) -> Counter[str]:
     """Runs the clients while the seeded schedule kills servers, crashes the database and
-    restarts the replicas one by one."""
+    restarts the replicas one by one (`before_kill`: told just before each server kill)."""
     faults: Counter[str] = Counter()
     events = (
         ["server"] * config.server_kills
@@ -349,6 +374,8 @@ async def _run_with_faults(
         await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
         if event == "server":
             victim = rng.choice(servers)
+            if before_kill is not None:
+                await before_kill()
             victim.kill()
             await asyncio.sleep(rng.uniform(0.2, 1.5))
             victim.start()
@@ -467,6 +494,7 @@ async def _audit(
     faults: Counter[str],
     watch: _Watch,
     result: ChaosResult,
+    payout_lines: list[str],
 ) -> None:
     records = _read_records(work)
     outcomes = Counter(r["outcome"] for r in records)
@@ -573,6 +601,7 @@ async def _audit(
         f"entries, {report.duration_s:.2f}s)",
         f"  events: newest {watch.head} once the ledger settled; {caught_up}",
         *event_lines,
+        *payout_lines,
         f"  invariants: {'all held' if result.passed else 'FAILED: ' + str(len(result.failures))}",
     ]
 

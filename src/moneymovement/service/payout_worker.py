@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from moneymovement.domain.errors import DomainError
+from moneymovement.domain.errors import DomainError, Rejected
 from moneymovement.domain.payouts import TERMINAL, Payout, PayoutState
 from moneymovement.rails.base import (
     InboundKind,
@@ -206,16 +206,17 @@ class PayoutWorker:
                     caller, self._rail.name, notice.reference, notice.reason
                 )
                 log.info("inbound_returned", reference=notice.reference)
-        except DomainError as error:
+        except Rejected as refusal:
             # A credit refused (a closed account, ...) is refused for good: acknowledged
             # and left to reconciliation (MISSING_IN_LEDGER). A return that cannot be
-            # made yet (the money was spent) is asked again next round.
+            # made yet (the money was spent, or its credit is not booked yet) is asked
+            # again next round.
             log.warning(
                 "inbound_refused", reference=notice.reference, kind=notice.kind.value,
-                reason=getattr(error, "reason", ""), error=str(error),
+                reason=refusal.reason.value, error=str(refusal),
             )  # fmt: skip
             return notice.kind is InboundKind.CREDIT
-        except StorageError as error:
+        except (DomainError, StorageError) as error:  # unavailable, a deadline: next round
             log.warning("inbound_failed", reference=notice.reference, error=str(error))
             return False
         return True

@@ -51,11 +51,12 @@ LIMIT $5;
 SELECT account_id FROM accounts WHERE tenant_id = $1 AND external_id = $2;
 
 -- name: rail_ledger_items
--- What reconciliation compares with a rail's report: every payout the rail has been
--- handed (not PENDING or CANCELED) and every inbound transfer, of rail $2.
+-- What reconciliation compares with a rail's report: every payout of rail $2 (those
+-- PENDING or CANCELED never reached it: rails/reconcile.py expects them absent) and
+-- every inbound transfer.
 SELECT 'PAYOUT' AS kind, payout_id AS reference, amount_minor, currency_code, state
 FROM payouts
-WHERE tenant_id = $1 AND rail = $2 AND state NOT IN ('PENDING', 'CANCELED')
+WHERE tenant_id = $1 AND rail = $2
 UNION ALL
 SELECT 'INBOUND', rail_reference, amount_minor, currency_code, state
 FROM inbound_transfers
