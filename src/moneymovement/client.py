@@ -1,4 +1,4 @@
-"""A typed Python client for moneymovement: every RPC of the four services.
+"""A typed Python client for moneymovement: every RPC of its six services.
 
     async with MoneyMovementClient("127.0.0.1:50051", token) as mm:
         wallet = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
@@ -27,11 +27,11 @@ fields at fault.
       InvalidRequest             INVALID_ARGUMENT: fix the request (field_violations)
       Unauthenticated            UNAUTHENTICATED: TOKEN_MISSING, TOKEN_INVALID
       Rejected                   a business outcome, recorded with the request_id
-        NotFound                 ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+        NotFound                 ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, PAYOUT_NOT_FOUND, ...
         AlreadyExists            ALREADY_EXISTS
           RequestIdReused        REQUEST_ID_REUSED: the id was used for another request
           ExternalIdTaken        EXTERNAL_ID_TAKEN: another account has that external_id
-        FailedPrecondition       FAILED_PRECONDITION (CURRENCY_MISMATCH, ACCOUNT_NOT_EMPTY, ...)
+        FailedPrecondition       FAILED_PRECONDITION (CURRENCY_MISMATCH, PAYOUT_NOT_CANCELABLE, ...)
           InsufficientFunds      INSUFFICIENT_FUNDS (available_minor)
           VersionMismatch        VERSION_MISMATCH (current_version)
           AccountInactive        ACCOUNT_FROZEN, ACCOUNT_CLOSED
@@ -76,7 +76,14 @@ from google.protobuf import any_pb2, message, wrappers_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
-from moneymovement.v1 import account_pb2, balance_pb2, event_pb2, funds_pb2, transfer_pb2
+from moneymovement.v1 import (
+    account_pb2,
+    balance_pb2,
+    event_pb2,
+    funds_pb2,
+    payout_pb2,
+    transfer_pb2,
+)
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import account_service_pb2_grpc as agrpc
 from moneymovement.v1 import balance_service_pb2 as bpb
@@ -87,6 +94,8 @@ from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import funds_service_pb2_grpc as fgrpc
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
+from moneymovement.v1 import payout_service_pb2 as ppb
+from moneymovement.v1 import payout_service_pb2_grpc as pgrpc
 
 if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
@@ -171,8 +180,9 @@ class Rejected(MoneyMovementError):
 
 
 class NotFound(Rejected):
-    """NOT_FOUND: ACCOUNT_NOT_FOUND or TRANSFER_NOT_FOUND (another tenant's ids answer
-    the same). Check the id."""
+    """NOT_FOUND: ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, FUNDS_NOT_FOUND,
+    MONITOR_NOT_FOUND, EXTERNAL_ACCOUNT_NOT_FOUND, PAYOUT_NOT_FOUND or
+    INBOUND_TRANSFER_NOT_FOUND (another tenant's ids answer the same). Check the id."""
 
 
 class AlreadyExists(Rejected):
@@ -192,7 +202,11 @@ class ExternalIdTaken(AlreadyExists):
 class FailedPrecondition(Rejected):
     """FAILED_PRECONDITION: the ledger's state refuses the call. Reasons without a
     subclass of their own: CURRENCY_MISMATCH, ACCOUNT_NOT_EMPTY, OVERDRAFT_LIMIT_IN_USE,
-    BALANCE_OVERFLOW, POST_EXCEEDS_HOLD, REVERSAL_EXCEEDS_ORIGINAL."""
+    BALANCE_OVERFLOW, POST_EXCEEDS_HOLD, REVERSAL_EXCEEDS_ORIGINAL, the funds reasons
+    (EARLY_RELEASE_NOT_ALLOWED, ...), and the payout ones: EXTERNAL_ACCOUNT_DISABLED,
+    PAYOUT_NOT_CANCELABLE (`metadata["state"]`), FUNDS_NOT_YET_AVAILABLE (metadata as
+    INSUFFICIENT_FUNDS: wait for the pending funds) and TRANSFER_OWNED (a payout's or
+    inbound transfer's transfer moves only with it)."""
 
 
 class InsufficientFunds(FailedPrecondition):
@@ -533,6 +547,23 @@ def transfer_item(
     return item
 
 
+def settlement_line(
+    kind: str, reference: str, amount_minor: int, currency_code: str, state: str
+) -> payout_pb2.SettlementLine:
+    """One line of a rail's settlement report, for `reconcile`: `kind` "PAYOUT" (the
+    `reference` is the payout id) or "INBOUND" (the rail's reference of the credit);
+    `state` as the report says it ("POSTED", "RETURNED", ...).
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    return payout_pb2.SettlementLine(
+        kind=_enum(payout_pb2.SettlementLineKind, "SETTLEMENT_LINE_KIND_", kind),
+        reference=reference, amount_minor=amount_minor, currency_code=currency_code,
+        state=state,
+    )  # fmt: skip
+
+
 # Retrying --------------------------------------------------------------------------
 
 
@@ -569,7 +600,7 @@ def _pause_s(policy: RetryPolicy, attempt: int, delay_s: float | None) -> float:
 
 @dataclass
 class MoneyMovementClient:
-    """The four services behind one channel, for one tenant's token.
+    """The six services behind one channel, for one tenant's token.
 
     Every method raises the MoneyMovementError subclasses of the module's docstring; the
     "Raises" of each method lists the ones its RPC is known for. Any call may also raise
@@ -592,6 +623,7 @@ class MoneyMovementClient:
         self._movements = mgrpc.MoneyMovementServiceStub(self._channel)
         self._events = egrpc.EventServiceStub(self._channel)
         self._funds = fgrpc.FundsServiceStub(self._channel)
+        self._payouts = pgrpc.PayoutServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {self.token}"),)
         self.attempts = 0  # calls sent by the last operation, retries included
 
@@ -1354,3 +1386,242 @@ class MoneyMovementClient:
             token = page.next_page_token
             if not token:
                 return
+
+    # PayoutService ---------------------------------------------------------------------
+
+    async def create_external_account(
+        self,
+        *,
+        rail: str,
+        currency_code: str,
+        routing_reference: str,
+        account_number: str,
+        holder_name: str = "",
+        metadata: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> payout_pb2.ExternalAccount:
+        """Registers a bank destination for payouts on `rail` (the server's: "simulated"
+        or "file"). The `account_number` (4 to 34 digits) is kept only as `last4` and
+        `fingerprint`; it is never stored or returned.
+
+        Raises:
+            InvalidRequest: a rail the server does not have, a bad account number, a
+                missing routing reference.
+            RequestIdReused: `request_id` was used for another request.
+        """
+        request = ppb.CreateExternalAccountRequest(
+            request_id=request_id, rail=rail, currency_code=currency_code,
+            routing_reference=routing_reference, account_number=account_number,
+            holder_name=holder_name, metadata=metadata or {},
+        )  # fmt: skip
+        return (await self._call(self._payouts.CreateExternalAccount, request)).external_account
+
+    async def get_external_account(self, external_account_id: str) -> payout_pb2.ExternalAccount:
+        """Reads one external account.
+
+        Raises:
+            NotFound: EXTERNAL_ACCOUNT_NOT_FOUND.
+        """
+        request = ppb.GetExternalAccountRequest(id=external_account_id)
+        return (await self._call(self._payouts.GetExternalAccount, request)).external_account
+
+    async def list_external_accounts(
+        self, *, fingerprint: str = "", page_size: int = 0, page_token: str = ""
+    ) -> ppb.ListExternalAccountsResponse:
+        """One page of the tenant's external accounts, newest first (only those with
+        `fingerprint`, when given: the duplicates of one bank account). At most
+        `page_size` (1 to 500; 0: 50); pass `next_page_token` back as `page_token`, with
+        the same filter, for the next page ("" on the last).
+
+        Raises:
+            InvalidRequest: a bad argument, or INVALID_PAGE_TOKEN.
+        """
+        request = ppb.ListExternalAccountsRequest(
+            fingerprint=fingerprint, page_size=page_size, page_token=page_token
+        )
+        return await self._call(self._payouts.ListExternalAccounts, request)
+
+    async def iter_external_accounts(
+        self, *, fingerprint: str = "", page_size: int = 0
+    ) -> AsyncIterator[payout_pb2.ExternalAccount]:
+        """Every external account `list_external_accounts` lists, page after page."""
+        token = ""
+        while True:
+            page = await self.list_external_accounts(
+                fingerprint=fingerprint, page_size=page_size, page_token=token
+            )
+            for external in page.external_accounts:
+                yield external
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def disable_external_account(
+        self, external_account_id: str, *, request_id: str = ""
+    ) -> payout_pb2.ExternalAccount:
+        """Allows no new payouts to the external account (those made go on); a disabled
+        one stays as it is.
+
+        Raises:
+            NotFound: EXTERNAL_ACCOUNT_NOT_FOUND.
+        """
+        request = ppb.DisableExternalAccountRequest(request_id=request_id, id=external_account_id)
+        return (await self._call(self._payouts.DisableExternalAccount, request)).external_account
+
+    async def create_payout(
+        self,
+        account_id: str,
+        external_account_id: str,
+        amount_minor: int,
+        currency_code: str,
+        method: str,
+        *,
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+        fee_minor: int = 0,
+        fee_account_id: str = "",
+        request_id: str = "",
+    ) -> payout_pb2.Payout:
+        """Pays money out of a CREDIT-normal account to an external account: a PENDING
+        payout whose amount (and `fee_minor`, captured into `fee_account_id` if it posts)
+        is held at once. `method` "STANDARD" (at the next submission; cancelable until
+        then) or "INSTANT" (handed to the rail at once). The server's payout worker moves
+        it on: follow it with `get_payout` or the PAYOUT_* events.
+
+        Raises:
+            InvalidRequest: a bad field.
+            NotFound: ACCOUNT_NOT_FOUND, EXTERNAL_ACCOUNT_NOT_FOUND.
+            InsufficientFunds: more than the account has available.
+            AccountInactive: ACCOUNT_FROZEN, ACCOUNT_CLOSED.
+            LimitExceeded: DEBIT_LIMIT_EXCEEDED.
+            FailedPrecondition: EXTERNAL_ACCOUNT_DISABLED, CURRENCY_MISMATCH,
+                FUNDS_NOT_YET_AVAILABLE (the money is there, not yet available).
+            RequestIdReused: `request_id` was used for another request.
+        """
+        request = ppb.CreatePayoutRequest(
+            request_id=request_id, account_id=account_id,
+            external_account_id=external_account_id, amount_minor=amount_minor,
+            currency_code=currency_code,
+            method=_enum(payout_pb2.PayoutMethod, "PAYOUT_METHOD_", method),
+            description=description, metadata=metadata or {}, fee_minor=fee_minor,
+            fee_account_id=fee_account_id,
+        )  # fmt: skip
+        return (await self._call(self._payouts.CreatePayout, request)).payout
+
+    async def get_payout(self, payout_id: str) -> payout_pb2.Payout:
+        """Reads one payout.
+
+        Raises:
+            NotFound: PAYOUT_NOT_FOUND.
+        """
+        request = ppb.GetPayoutRequest(id=payout_id)
+        return (await self._call(self._payouts.GetPayout, request)).payout
+
+    async def list_payouts(
+        self,
+        *,
+        account_id: str = "",
+        state: str = "",
+        external_account_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> ppb.ListPayoutsResponse:
+        """One page of the tenant's payouts, newest first, matching every filter given
+        (`state`: "PENDING", "PROCESSING", "POSTED", "FAILED", "CANCELED" or "RETURNED").
+        At most `page_size` (1 to 500; 0: 50); pass `next_page_token` back as
+        `page_token`, with the same filters, for the next page ("" on the last).
+
+        Raises:
+            InvalidRequest: a bad filter, or INVALID_PAGE_TOKEN.
+        """
+        request = ppb.ListPayoutsRequest(
+            account_id=account_id, state=_enum(payout_pb2.PayoutState, "PAYOUT_STATE_", state),
+            external_account_id=external_account_id, page_size=page_size,
+            page_token=page_token,
+        )  # fmt: skip
+        return await self._call(self._payouts.ListPayouts, request)
+
+    async def iter_payouts(
+        self,
+        *,
+        account_id: str = "",
+        state: str = "",
+        external_account_id: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[payout_pb2.Payout]:
+        """Every payout `list_payouts` lists with these filters, page after page."""
+        token = ""
+        while True:
+            page = await self.list_payouts(
+                account_id=account_id, state=state, external_account_id=external_account_id,
+                page_size=page_size, page_token=token,
+            )  # fmt: skip
+            for payout in page.payouts:
+                yield payout
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel_payout(self, payout_id: str, *, request_id: str = "") -> payout_pb2.Payout:
+        """Cancels a PENDING payout and releases its holds (a canceled one stays as it is).
+
+        Raises:
+            NotFound: PAYOUT_NOT_FOUND.
+            FailedPrecondition: PAYOUT_NOT_CANCELABLE: it has reached the rail
+                (`metadata["state"]` says where it is).
+        """
+        request = ppb.CancelPayoutRequest(request_id=request_id, id=payout_id)
+        return (await self._call(self._payouts.CancelPayout, request)).payout
+
+    async def get_inbound_transfer(self, inbound_transfer_id: str) -> payout_pb2.InboundTransfer:
+        """Reads one inbound transfer (money that came in over a rail).
+
+        Raises:
+            NotFound: INBOUND_TRANSFER_NOT_FOUND.
+        """
+        request = ppb.GetInboundTransferRequest(id=inbound_transfer_id)
+        return (await self._call(self._payouts.GetInboundTransfer, request)).inbound_transfer
+
+    async def list_inbound_transfers(
+        self, *, account_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> ppb.ListInboundTransfersResponse:
+        """One page of the tenant's inbound transfers (of `account_id`, when given),
+        newest first. At most `page_size` (1 to 500; 0: 50); pass `next_page_token` back
+        as `page_token`, with the same filter, for the next page ("" on the last).
+
+        Raises:
+            InvalidRequest: a bad argument, or INVALID_PAGE_TOKEN.
+        """
+        request = ppb.ListInboundTransfersRequest(
+            account_id=account_id, page_size=page_size, page_token=page_token
+        )
+        return await self._call(self._payouts.ListInboundTransfers, request)
+
+    async def iter_inbound_transfers(
+        self, *, account_id: str = "", page_size: int = 0
+    ) -> AsyncIterator[payout_pb2.InboundTransfer]:
+        """Every inbound transfer `list_inbound_transfers` lists, page after page."""
+        token = ""
+        while True:
+            page = await self.list_inbound_transfers(
+                account_id=account_id, page_size=page_size, page_token=token
+            )
+            for inbound in page.inbound_transfers:
+                yield inbound
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def reconcile(
+        self, rail: str, lines: Iterable[payout_pb2.SettlementLine] = ()
+    ) -> ppb.ReconcileResponse:
+        """Compares a rail's settlement report (`lines`, see `settlement_line`; none: the
+        server asks the rail for its own report now) with the ledger's payouts and inbound
+        transfers on that rail: the response's `matched` count and every break. Changes
+        nothing.
+
+        Raises:
+            InvalidRequest: a rail the server does not have, a bad line.
+        """
+        request = ppb.ReconcileRequest(rail=rail, lines=lines)
+        return await self._call(self._payouts.Reconcile, request)

@@ -5,6 +5,7 @@ nothing of the server (it ships alone in the moneymovement-client distribution).
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import importlib
 import inspect
@@ -12,6 +13,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,17 +53,20 @@ from moneymovement.client import (
     VersionMismatch,
     WrongTransferState,
     error_type,
+    settlement_line,
     transfer_item,
     wait_until_serving,
 )
+from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.service.retention import Retention
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.transport import errors as server_errors
-from moneymovement.v1 import account_pb2, error_reason_pb2, funds_pb2
+from moneymovement.v1 import account_pb2, error_reason_pb2, funds_pb2, payout_pb2
 from moneymovement.v1.account_pb2 import Account
 from moneymovement.v1.transfer_pb2 import Transfer, TransferEvent
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import Api, start_api, stop_api
+from tests.ledger_checks import assert_ledger_consistent
 
 BIG = 9_007_199_254_740_993  # 2**53 + 1: not exact as a float
 
@@ -96,7 +101,7 @@ def test_every_rpc_of_every_service_has_a_client_method() -> None:
     rpcs = _services()
     assert {service for service, *_ in rpcs} == {
         "AccountService", "BalanceService", "MoneyMovementService", "EventService",
-        "FundsService",
+        "FundsService", "PayoutService",
     }  # fmt: skip
     assert len(rpcs) >= 25
     for service, rpc, streaming, has_request_id in rpcs:
@@ -210,6 +215,13 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "MONITOR_NOT_FOUND": NotFound,
     "MONITOR_LIMIT_REACHED": FailedPrecondition,
     "AVAILABILITY_NOT_APPLICABLE": FailedPrecondition,
+    "EXTERNAL_ACCOUNT_NOT_FOUND": NotFound,
+    "EXTERNAL_ACCOUNT_DISABLED": FailedPrecondition,
+    "PAYOUT_NOT_FOUND": NotFound,
+    "PAYOUT_NOT_CANCELABLE": FailedPrecondition,
+    "FUNDS_NOT_YET_AVAILABLE": FailedPrecondition,
+    "TRANSFER_OWNED": FailedPrecondition,
+    "INBOUND_TRANSFER_NOT_FOUND": NotFound,
 }
 
 
@@ -508,6 +520,122 @@ async def test_events_are_listed_page_by_page_and_an_expired_cursor_is_typed(api
         assert expired.value.oldest_cursor == rest.next_cursor
         with pytest.raises(CursorExpired):
             await anext(mm.watch_events(after_cursor="1"))
+
+
+@pytest.fixture
+async def rail_api(dsn: str, tmp_path: Path) -> AsyncIterator[Api]:
+    """A server on a fresh simulated rail that settles in ~0.05 s, whose payout worker
+    looks every 0.05 s (as tests/e2e/test_payouts_api.py runs it)."""
+    running = await start_api(
+        dsn, MM_RAIL_DIR=str(tmp_path / "rail"), MM_RAIL_LATENCY_S="0.05",
+        MM_PAYOUT_POLL_S="0.05",
+    )  # fmt: skip
+    yield running
+    await stop_api(running)
+    await assert_ledger_consistent(dsn)
+
+
+async def test_payouts_external_accounts_inbound_transfers_and_reconciliation(
+    rail_api: Api, tmp_path: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with _client(rail_api) as mm:
+        funding = await mm.create_account(
+            currency_code="USD", normal_balance="DEBIT", overdraft_mode="UNLIMITED"
+        )
+        seller = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
+        fees = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
+        await mm.create_transfer(funding.id, seller.id, 10_000, "USD")
+
+        bank = await mm.create_external_account(
+            rail="simulated", currency_code="USD", routing_reference="110000000",
+            account_number="000123456789", holder_name="Ada Seller", metadata={"k": "v"},
+            request_id="dest-1",
+        )  # fmt: skip
+        assert (bank.last4, bank.state) == ("6789", payout_pb2.EXTERNAL_ACCOUNT_STATE_ACTIVE)
+        assert (await mm.get_external_account(bank.id)).fingerprint == bank.fingerprint
+        twin = await mm.create_external_account(
+            rail="simulated", currency_code="USD", routing_reference="110000000",
+            account_number="000123456789",
+        )  # fmt: skip
+        same = [x.id async for x in mm.iter_external_accounts(fingerprint=bank.fingerprint)]
+        assert same == [twin.id, bank.id]  # newest first
+        page = await mm.list_external_accounts(page_size=1)
+        assert ([x.id for x in page.external_accounts], bool(page.next_page_token)) == (
+            [twin.id], True,
+        )  # fmt: skip
+        disabled = await mm.disable_external_account(twin.id)
+        assert disabled.state == payout_pb2.EXTERNAL_ACCOUNT_STATE_DISABLED
+        with pytest.raises(FailedPrecondition) as closed_door:
+            await mm.create_payout(seller.id, twin.id, 1, "USD", "INSTANT")
+        assert closed_door.value.reason == "EXTERNAL_ACCOUNT_DISABLED"
+        with pytest.raises(NotFound) as no_destination:
+            await mm.get_external_account("xacct_" + "x" * 26)
+        assert no_destination.value.reason == "EXTERNAL_ACCOUNT_NOT_FOUND"
+        with pytest.raises(ValueError, match="unknown PayoutMethod"):
+            await mm.create_payout(seller.id, bank.id, 1, "USD", "CARRIER_PIGEON")
+
+        payout = await mm.create_payout(
+            seller.id, bank.id, 2_500, "USD", "instant", fee_minor=100,
+            fee_account_id=fees.id, description="weekly", request_id="po-1",
+        )  # fmt: skip
+        assert (payout.request_id, payout.method) == ("po-1", payout_pb2.PAYOUT_METHOD_INSTANT)
+        assert (await mm.get_balance(seller.id)).available_minor == 7_400  # held at once
+        deadline = loop.time() + 10
+        while (done := await mm.get_payout(payout.id)).state != payout_pb2.PAYOUT_STATE_POSTED:
+            assert done.state in (
+                payout_pb2.PAYOUT_STATE_PENDING,
+                payout_pb2.PAYOUT_STATE_PROCESSING,
+            )
+            assert loop.time() < deadline, "the payout did not post within 10 s"
+            await asyncio.sleep(0.05)
+        assert (await mm.get_balance(fees.id)).posted_minor == 100
+        with pytest.raises(FailedPrecondition) as too_late:
+            await mm.cancel_payout(payout.id, request_id="cancel-1")
+        assert too_late.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert too_late.value.reason == "PAYOUT_NOT_CANCELABLE"
+        assert too_late.value.metadata == {"payout_id": payout.id, "state": "POSTED"}
+        assert too_late.value.request_id == "cancel-1"
+        with pytest.raises(FailedPrecondition) as owned:
+            await mm.reverse_transfer(done.hold_transfer_id)
+        assert owned.value.reason == "TRANSFER_OWNED"
+        assert type(owned.value) is FailedPrecondition  # not WrongTransferState
+        with pytest.raises(NotFound) as no_payout:
+            await mm.get_payout("po_" + "x" * 26)
+        assert no_payout.value.reason == "PAYOUT_NOT_FOUND"
+        listed = await mm.list_payouts(account_id=seller.id, external_account_id=bank.id)
+        assert [p.id for p in listed.payouts] == [payout.id]
+        assert [p.id async for p in mm.iter_payouts(state="POSTED", page_size=1)] == [payout.id]
+        assert [p async for p in mm.iter_payouts(state="CANCELED")] == []
+
+        SimulatedBank(tmp_path / "rail").send_credit(
+            rail_api.tenant_a, seller.id, 700, "USD", "wire-1", "customer wire"
+        )
+        deadline = loop.time() + 10
+        while not (came := [i async for i in mm.iter_inbound_transfers(account_id=seller.id)]):
+            assert loop.time() < deadline, "the inbound transfer did not arrive within 10 s"
+            await asyncio.sleep(0.05)
+        [inbound] = came
+        got = await mm.get_inbound_transfer(inbound.id)
+        assert (got.rail_reference, got.amount_minor) == ("wire-1", 700)
+        assert got.state == payout_pb2.INBOUND_TRANSFER_STATE_RECEIVED
+        assert [i.id for i in (await mm.list_inbound_transfers()).inbound_transfers] == [got.id]
+        with pytest.raises(NotFound) as no_inbound:
+            await mm.get_inbound_transfer("inb_" + "x" * 26)
+        assert no_inbound.value.reason == "INBOUND_TRANSFER_NOT_FOUND"
+
+        clean = await mm.reconcile("simulated")  # the rail's own report
+        assert (clean.matched, list(clean.breaks)) == (2, [])
+        off = await mm.reconcile(
+            "simulated", [settlement_line("PAYOUT", payout.id, 2_501, "USD", "POSTED")]
+        )
+        assert off.matched == 0
+        assert {(b.kind, b.reference) for b in off.breaks} == {
+            (payout_pb2.RECONCILIATION_BREAK_KIND_AMOUNT_MISMATCH, payout.id),
+            (payout_pb2.RECONCILIATION_BREAK_KIND_MISSING_IN_REPORT, got.rail_reference),
+        }
+        with pytest.raises(ValueError, match="unknown SettlementLineKind"):
+            settlement_line("CHEQUE", "x", 1, "USD", "POSTED")
 
 
 # Transient failures: retried with the same request_id, then typed -----------------------
