@@ -63,7 +63,7 @@ run: $(SERVE_SET) $(GENERATED) ## Serve the API (embedded PostgreSQL unless DATA
 test: $(DEV_SET) $(GENERATED) ## Run all tests (unit, integration, e2e, a short chaos run), real PostgreSQL
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-chaos: $(DEV_SET) $(GENERATED) ## Bank chaos test: 8 clients and an event watcher, server kills, DB crashes (SEED=n DURATION=s)
+chaos: $(DEV_SET) $(GENERATED) ## Bank chaos test: 8 clients, an event watcher, payouts over a faulty rail; server kills, DB crashes (SEED=n DURATION=s)
 	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),180)
 
 fuzz: $(DEV_SET) $(GENERATED) ## Hostile-input fuzz of every RPC, long (EXAMPLES=n in all, default 20000; SEED=n)

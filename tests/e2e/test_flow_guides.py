@@ -109,3 +109,25 @@ async def test_the_seller_availability_guide_does_what_it_says(serve: ServeProce
     dsn = running_server_dsn(serve.data_dir / "pg")
     assert dsn is not None
     await assert_ledger_consistent(dsn)
+
+
+async def test_the_payouts_guide_does_what_it_says(serve: ServeProcess) -> None:
+    run, shown = await _run_guide(serve, "payouts.md")
+    assert run.returncode == 0, shown
+    [created] = _json_documents(run.stderr)
+    paid, failed, returned, balance, reconciled = _json_documents(run.stdout)
+    assert created["payout"]["state"] in ("PAYOUT_STATE_PENDING", "PAYOUT_STATE_PROCESSING")
+    assert created["payout"]["fee_transfer_id"], shown
+    assert (paid["payout"]["state"], paid["payout"]["amount_minor"]) == (
+        "PAYOUT_STATE_POSTED",
+        "20000",
+    ), shown
+    assert failed["payout"]["state"] == "PAYOUT_STATE_FAILED", shown
+    assert failed["payout"]["failure_reason"] == "account_closed", shown
+    assert returned["payout"]["state"] == "PAYOUT_STATE_RETURNED", shown
+    assert returned["payout"]["return_reason"] == "account_frozen", shown
+    assert returned["payout"]["return_transfer_id"], shown
+    assert balance["balance"]["posted_minor"] == "29900", shown
+    assert balance["balance"]["available_minor"] == "29900", shown
+    assert reconciled["matched"] == 3, shown
+    assert reconciled["breaks"] == [], shown
