@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,9 @@ class Api:
 
 
 async def start_api(dsn: str, **env: str) -> Api:
-    """A server on `dsn`; `env` overrides TEST_ENV (e.g. MM_HOLD_SWEEP_S)."""
+    """A server on `dsn`; `env` overrides TEST_ENV (e.g. MM_HOLD_SWEEP_S). Its simulated
+    rail is its own (a fresh directory) unless MM_RAIL_DIR says otherwise."""
+    env.setdefault("MM_RAIL_DIR", tempfile.mkdtemp(prefix="mm-rail-"))
     settings = load_settings({**TEST_ENV, **env})
     database = await Database.connect(dsn, max_size=20)
     server = build_server(settings, database, dsn=dsn)  # dsn: LISTEN for token changes
