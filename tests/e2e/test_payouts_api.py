@@ -438,3 +438,48 @@ async def run_cli(args: list[str], env: dict[str, str]) -> Ran:
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return Ran(process.returncode, out.decode(), err.decode())
+
+
+async def test_the_file_rail_pays_out_through_daily_files(dsn: str, tmp_path: Path) -> None:
+    """The same worker on a batch rail: a payout goes out as a line of today's outgoing
+    file; the bank's settlement file then posts it and brings a credit in."""
+    directory = tmp_path / "bank-files"
+    api = await start_api(dsn, MM_RAIL="file", MM_RAIL_DIR=str(directory), MM_PAYOUT_POLL_S="0.05")
+    try:
+        client = api.a
+        seller, _ = await client.fund("seller", 5_000)
+        response = await client.payouts.CreateExternalAccount(
+            payout_service_pb2.CreateExternalAccountRequest(
+                request_id="dest", rail="file", currency_code="USD",
+                routing_reference="110000000", account_number="000123456789",
+            ),
+            metadata=client.md,
+        )  # fmt: skip
+        payout = await pay_out(client, "po-file", seller, response.external_account.id, 1_500)
+        await in_state(client, payout.id, State.PAYOUT_STATE_PROCESSING)
+
+        async def sent() -> list[str] | None:
+            files = sorted((directory / "outgoing").glob("*.csv"))
+            lines = [ln for f in files for ln in f.read_text().splitlines()[1:]]
+            return lines or None
+
+        [line] = await eventually(sent)
+        assert line.startswith(f"{payout.id},{api.tenant_a},1500,USD,INSTANT,110000000,6789,")
+        assert "000123456789" not in line  # never the account number
+        incoming = directory / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        (incoming / "2026-12-03.csv").write_text(
+            "kind,tenant_id,reference,amount_minor,currency_code,state,account_id\n"
+            f"PAYOUT,{api.tenant_a},{payout.id},1500,USD,POSTED,\n"
+            f"INBOUND,{api.tenant_a},ach-9,800,USD,RECEIVED,{seller}\n"
+        )
+        await in_state(client, payout.id, State.PAYOUT_STATE_POSTED)
+        await eventually(lambda: _inbound_count(client, seller))
+        assert await posted(client, seller) == 5_000 - 1_500 + 800
+        clean = await client.payouts.Reconcile(
+            payout_service_pb2.ReconcileRequest(rail="file"), metadata=client.md
+        )
+        assert (clean.matched, list(clean.breaks)) == (2, [])
+    finally:
+        await stop_api(api)
+    await assert_ledger_consistent(dsn)
