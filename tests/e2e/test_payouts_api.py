@@ -230,6 +230,19 @@ async def test_cancel_only_before_processing(rail: Rail) -> None:
     assert (late.code, late.reason) == (Code.FAILED_PRECONDITION, "PAYOUT_NOT_CANCELABLE")
     assert late.metadata == {"payout_id": instant.id, "state": "POSTED"}
     assert rail.bank.received() == {instant.id: 1}  # the canceled one never reached it
+    # A rail that never answers (test destination 0006): the payout stays PROCESSING, its
+    # hold kept, and cannot be canceled any more.
+    down = await destination(client, "dest-down", "77770006")
+    stuck = await pay_out(client, "po-d", seller, down, 500)
+    await in_state(client, stuck.id, State.PAYOUT_STATE_PROCESSING)
+    busy = await failure(
+        client.payouts.CancelPayout(
+            payout_service_pb2.CancelPayoutRequest(request_id="c-4", id=stuck.id),
+            metadata=client.md,
+        )
+    )
+    assert (busy.reason, busy.metadata["state"]) == ("PAYOUT_NOT_CANCELABLE", "PROCESSING")
+    assert await available(client, seller) == 5_000 - 1_000 - 500
 
 
 async def test_refusals_have_stable_reasons_and_change_nothing(rail: Rail) -> None:
