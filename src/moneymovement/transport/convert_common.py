@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from moneymovement.domain import ids
 from moneymovement.domain.errors import FieldReason
 from moneymovement.domain.validation import Checker
 
@@ -72,3 +73,17 @@ def enum_value(check: Checker, field: str, names: Mapping[int, str], number: int
     if name is None:
         check.fail(field, FieldReason.OUT_OF_RANGE, f"unknown enum value {number}")
     return name
+
+
+def fee_of(check: Checker, fee_minor: int, fee_account_id: str, account_id: str) -> tuple[int, str]:
+    """An optional fee and the account it goes to (ReleaseFunds, CreatePayout): both or
+    neither, the fee account not the paying one."""
+    fee = check.non_negative("fee_minor", fee_minor)
+    fee_account = ""
+    if fee or fee_account_id:
+        fee_account = check.resource_id("fee_account_id", fee_account_id, ids.ACCOUNT)
+        if fee_account and fee_account == account_id:
+            check.fail("fee_account_id", FieldReason.MUST_DIFFER, "must differ from account_id")
+        if not fee:
+            check.fail("fee_minor", FieldReason.REQUIRED, "a fee account needs a fee")
+    return fee, fee_account

@@ -24,6 +24,7 @@ from moneymovement.transport.convert_common import (
     MAX_PAGE_SIZE,
     enum_names,
     enum_value,
+    fee_of,
     timestamp,
 )
 from moneymovement.v1 import funds_pb2
@@ -168,14 +169,7 @@ def release_request(request: pb.ReleaseFundsRequest) -> tuple[str, ReleaseFunds]
     amount = check.non_negative("amount_minor", request.amount_minor)
     if bool(funds_ids) == bool(amount):
         check.fail("amount_minor", FieldReason.REQUIRED, "give funds_ids or amount_minor, one")
-    fee = check.non_negative("fee_minor", request.fee_minor)
-    fee_account = ""
-    if fee or request.fee_account_id:
-        fee_account = check.resource_id("fee_account_id", request.fee_account_id, ids.ACCOUNT)
-        if fee_account and fee_account == account:
-            check.fail("fee_account_id", FieldReason.MUST_DIFFER, "must differ from account_id")
-        if not fee:
-            check.fail("fee_minor", FieldReason.REQUIRED, "a fee account needs a fee")
+    fee, fee_account = fee_of(check, request.fee_minor, request.fee_account_id, account)
     description = check.text("description", request.description, MAX_DESCRIPTION_LENGTH)
     metadata = check.metadata("metadata", request.metadata)
     check.raise_if_any()

@@ -25,6 +25,7 @@ from moneymovement.transport.convert_common import (
     MAX_PAGE_SIZE,
     enum_names,
     enum_value,
+    fee_of,
     timestamp,
 )
 from moneymovement.v1 import payout_pb2
@@ -158,14 +159,7 @@ def payout_request(request: pb.CreatePayoutRequest) -> tuple[str, CreatePayout]:
     method = enum_value(check, "method", _METHOD, request.method)
     if request.method == 0:
         check.fail("method", FieldReason.REQUIRED, "STANDARD or INSTANT")
-    fee = check.non_negative("fee_minor", request.fee_minor)
-    fee_account = ""
-    if fee or request.fee_account_id:
-        fee_account = check.resource_id("fee_account_id", request.fee_account_id, ids.ACCOUNT)
-        if fee_account and fee_account == account:
-            check.fail("fee_account_id", FieldReason.MUST_DIFFER, "must differ from account_id")
-        if not fee:
-            check.fail("fee_minor", FieldReason.REQUIRED, "a fee account needs a fee")
+    fee, fee_account = fee_of(check, request.fee_minor, request.fee_account_id, account)
     description = check.text("description", request.description, MAX_DESCRIPTION_LENGTH)
     metadata = check.metadata("metadata", request.metadata)
     check.raise_if_any()
