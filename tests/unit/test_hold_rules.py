@@ -332,21 +332,21 @@ def test_post_with_a_frozen_account_is_refused(side: str) -> None:
     assert_untouched(accounts, before)
 
 
-def test_post_refused_by_overflow_leaves_the_accounts_untouched() -> None:
-    # Bob's posted credits sit so close to the int64 ceiling that posting overflows,
-    # after the release of the hold could already have been applied.
+def test_a_hold_whose_capture_would_overflow_is_refused_at_once_and_changes_nothing() -> None:
+    # Bob's posted credits sit so close to the int64 ceiling that capturing the hold
+    # would overflow: the hold is refused now, never accepted to fail at its capture.
     top = 2**63 - 1
     accounts = book(
         make_account(ALICE),
         make_account(BOB, balances=Balances(posted_credits_minor=top - 100)),
     )
-    hold = open_hold(accounts, 2_500)
     before = dict(accounts)
 
     with pytest.raises(Rejected) as caught:
-        post_hold(accounts, hold, 0, LATER, "req-post")
+        open_hold(accounts, 2_500)
 
     assert caught.value.reason is Reason.BALANCE_OVERFLOW
+    assert caught.value.metadata["account_id"] == BOB
     assert_untouched(accounts, before)
 
 

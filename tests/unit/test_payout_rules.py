@@ -36,13 +36,14 @@ from moneymovement.domain.payouts import (
     PayoutState,
     can_move,
     fingerprint,
+    settlement_account_id,
 )
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import TransferState
 from tests.unit.ledger_builders import NOW, book, make_account
 
 SELLER = "acct_sellersssssssssssssssssss"
-SETTLEMENT = "acct_settlementsssssssssssssss"
+SETTLEMENT = settlement_account_id("simulated", "USD")
 FEES = "acct_feesfffffffffffffffffffff"
 _requests = itertools.count()
 
@@ -246,3 +247,46 @@ def test_an_inbound_credit_and_its_return() -> None:
     assert returned.state is InboundState.RETURNED
     assert balance(state, SELLER) == (10_000, 10_000)  # taken from the pending part
     assert state.apply(ReturnInbound(received.id, received.transfer_id, "R01"), issued()) is None
+
+
+def test_the_first_payout_opens_the_settlement_account_and_a_refused_one_nothing() -> None:
+    everything = accounts()
+    del everything[SETTLEMENT]
+    state = Ledger(NOW, everything, {}, set())
+    with pytest.raises(Rejected):
+        payout(state, amount=10_001, fee=0)
+    assert SETTLEMENT not in state.accounts
+    assert state.writes().new_accounts == []
+    made = payout(state, fee=0)
+    opened = state.accounts[SETTLEMENT]
+    assert (opened.normal_balance, opened.overdraft_mode) == (
+        NormalBalance.DEBIT, OverdraftMode.UNLIMITED,
+    )  # fmt: skip
+    assert opened.external_id == "rail:simulated:settlement:USD"
+    assert state.writes().new_accounts == [opened]
+    assert made.settlement_account_id == SETTLEMENT
+
+
+def test_a_payout_from_a_debit_normal_account_is_refused() -> None:
+    state = Ledger(NOW, accounts(), {}, set())
+    external = destination(state)
+    with pytest.raises(Rejected) as refused:
+        state.apply(
+            CreatePayout(SETTLEMENT, external.id, 1, "USD", PayoutMethod.INSTANT,
+                         settlement_account_id=SETTLEMENT, rail="simulated"),
+            issued(),
+        )  # fmt: skip
+    assert refused.value.reason is Reason.INVALID_PAYOUT_SOURCE
+    assert refused.value.metadata == {"account_id": SETTLEMENT, "normal_balance": "DEBIT"}
+
+
+def test_a_hold_whose_capture_could_not_be_posted_is_refused_at_once() -> None:
+    # Two holds of 2^62 on one account: each fits, but capturing both would take the
+    # settlement account's posted credits past int64. The second is refused now, not
+    # left for a capture that could never be booked.
+    rich = accounts(overdraft_mode=OverdraftMode.UNLIMITED)
+    state = Ledger(NOW, rich, {}, set())
+    payout(state, amount=2**62, fee=0)
+    with pytest.raises(Rejected) as refused:
+        payout(state, amount=2**62, fee=0)
+    assert refused.value.reason is Reason.BALANCE_OVERFLOW

@@ -146,7 +146,21 @@ class Balances:
             raise ValueError(f"{field} would become negative: a release larger than the hold")
         if not fits_int64(value):
             raise Rejected(Reason.BALANCE_OVERFLOW, f"{field} would exceed the int64 range")
-        return replace(self, **{field: value})
+        after = replace(self, **{field: value})
+        # What the side would post once every open hold is captured must fit too: a hold
+        # accepted now must never be a capture refused later (a payout the bank has paid).
+        if kind is not EntryKind.PENDING_RELEASED and not fits_int64(after.committed(direction)):
+            raise Rejected(
+                Reason.BALANCE_OVERFLOW,
+                "the posted total with its open holds captured would exceed the int64 range",
+            )
+        return after
+
+    def committed(self, direction: Direction) -> int:
+        """One side's posted total with every open hold on that side captured."""
+        if direction is Direction.DEBIT:
+            return self.posted_debits_minor + self.pending_debits_minor
+        return self.posted_credits_minor + self.pending_credits_minor
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from moneymovement.domain.payouts import (
     Payout,
     PayoutMethod,
     PayoutState,
+    settlement_external_id,
 )
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import Transfer, TransferSpec
@@ -370,7 +371,8 @@ class CreatePayout(Command[Payout]):
     amount_minor: int
     currency_code: str
     payout_method: PayoutMethod
-    settlement_account_id: str = ""
+    settlement_account_id: str = ""  # the service's: of the external account's rail
+    rail: str = ""  # the external account's, found by the service
     description: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     fee_minor: int = 0
@@ -380,6 +382,10 @@ class CreatePayout(Command[Payout]):
     def account_ids(self) -> tuple[str, ...]:
         named = (self.account_id, self.settlement_account_id, self.fee_account_id)
         return tuple(a for a in named if a)
+
+    def external_ids(self) -> tuple[str, ...]:
+        # The settlement account's, which this payout opens if it is the rail's first.
+        return (settlement_external_id(self.rail, self.currency_code),) if self.rail else ()
 
     def record_ids(self) -> tuple[str, ...]:
         return (self.external_account_id,)
@@ -456,6 +462,9 @@ class ReceiveInbound(Command[InboundTransfer]):
 
     def account_ids(self) -> tuple[str, ...]:
         return (self.account_id, self.settlement_account_id)
+
+    def external_ids(self) -> tuple[str, ...]:
+        return (settlement_external_id(self.rail, self.currency_code),)
 
 
 @dataclass(frozen=True)

@@ -358,6 +358,10 @@ class _Fork:
                 self.new_funds_ids.append(remainder.id)
         return ended_parts
 
+    def open_account(self, account_id: str, command: CreateAccount, issued: Issued) -> Account:
+        """Opens an account of a given id as CreateAccount would (ACCOUNT_CREATED too)."""
+        return _create_account(self, command, issued, account_id)
+
     def open_funds(self, account_id: str) -> list[ScheduledFunds]:
         """The unended parts read for `account_id` (all of them when a command asked
         for the account's, funds_account_ids)."""
@@ -447,7 +451,11 @@ class _Fork:
         return tuple(self.accounts[a] for a in sorted(ids))
 
 
-def _create_account(fork: _Fork, command: CreateAccount, issued: Issued) -> Account:
+def _create_account(
+    fork: _Fork, command: CreateAccount, issued: Issued, account_id: str | None = None
+) -> Account:
+    """A new account, with a new id unless `account_id` (a rail's settlement account,
+    domain/rail_ledger.py) gives it."""
     validate_policy(command.funds_policy, command.normal_balance)  # the edge did; again here
     if command.external_id is not None and command.external_id in fork.taken_external_ids:
         raise Rejected(
@@ -456,7 +464,7 @@ def _create_account(fork: _Fork, command: CreateAccount, issued: Issued) -> Acco
             {"external_id": command.external_id},
         )
     account = Account(
-        id=ids.new_id(ids.ACCOUNT),
+        id=account_id or ids.new_id(ids.ACCOUNT),
         external_id=command.external_id,
         name=command.name,
         currency_code=command.currency_code,

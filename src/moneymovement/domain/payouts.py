@@ -10,6 +10,7 @@ while it is PENDING.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from moneymovement.domain import ids
 from moneymovement.domain.errors import Reason, Rejected
 
 
@@ -152,6 +154,19 @@ def fingerprint(tenant_id: str, routing_reference: str, account_number: str) -> 
         tenant_id.encode(), f"{routing_reference}|{account_number}".encode(), hashlib.sha256
     )
     return digest.hexdigest()[:32]
+
+
+def settlement_account_id(rail: str, currency_code: str) -> str:
+    """The id of a rail's settlement account for a currency: the same in every tenant
+    and every process (a hash, in the shape of an account id), so that the first payout
+    or credit opens it in its own transaction and a concurrent one meets it on the key."""
+    digest = hashlib.sha256(f"settlement:{rail}:{currency_code}".encode()).digest()[:16]
+    body = base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+    return f"{ids.ACCOUNT}_{body}"
+
+
+def settlement_external_id(rail: str, currency_code: str) -> str:
+    return f"rail:{rail}:settlement:{currency_code}"
 
 
 def payout_not_found(payout_id: str) -> Rejected:

@@ -20,6 +20,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from moneymovement.domain import ids
+from moneymovement.domain.accounts import OverdraftMode
+from moneymovement.domain.balances import NormalBalance
+from moneymovement.domain.commands import CreateAccount
 from moneymovement.domain.errors import Reason, Rejected, account_not_found
 from moneymovement.domain.events import Event, EventType
 from moneymovement.domain.funds import EndKind
@@ -35,6 +38,8 @@ from moneymovement.domain.payouts import (
     external_account_not_found,
     inbound_not_found,
     payout_not_found,
+    settlement_account_id,
+    settlement_external_id,
 )
 from moneymovement.domain.reversals import ReversalRequest, reverse
 from moneymovement.domain.transfers import NewTransfer, Transfer, TransferSpec, TransferState
@@ -112,6 +117,14 @@ def create_payout(fork: _Fork, command: CreatePayout, issued: Issued) -> Payout:
     source = fork.accounts.get(command.account_id)
     if source is None:
         raise account_not_found(command.account_id)
+    if source.normal_balance is not NormalBalance.CREDIT:
+        raise Rejected(
+            Reason.INVALID_PAYOUT_SOURCE,
+            f"account {source.id} is DEBIT-normal: a payout pays out money someone owns",
+            {"account_id": source.id, "normal_balance": source.normal_balance.value},
+        )
+    _open_settlement(fork, external.rail, command.currency_code, command.settlement_account_id,
+                     issued)  # fmt: skip
     spend = command.amount_minor + command.fee_minor
     try:
         hold = _hold(fork, issued, payout_id, command.settlement_account_id, command.amount_minor,
@@ -221,6 +234,8 @@ def settle_payout(fork: _Fork, command: SettlePayout, issued: Issued) -> Payout 
 
 def receive_inbound(fork: _Fork, command: ReceiveInbound, issued: Issued) -> InboundTransfer:
     inbound_id = ids.new_id(ids.INBOUND)
+    _open_settlement(fork, command.rail, command.currency_code, command.settlement_account_id,
+                     issued)  # fmt: skip
     spec = TransferSpec(
         debit_account_id=command.settlement_account_id,
         credit_account_id=command.account_id,
@@ -302,6 +317,31 @@ def _reverse_owned(
     fork.tell(EventType.TRANSFER_CREATED, issued, reversal)
     fork.tell(EventType.TRANSFER_REVERSED, issued, updated)
     return reversal
+
+
+def _open_settlement(
+    fork: _Fork, rail: str, currency_code: str, named: str, issued: Issued
+) -> None:
+    """Opens the rail's settlement account for the currency if this is its first use:
+    in the transaction of the payout or credit that needs it, so a refused one opens
+    nothing. DEBIT-normal (the money the bank holds for us) with no overdraft limit (a
+    payout credits it below zero until the bank's statement is booked against it)."""
+    account_id = settlement_account_id(rail, currency_code)
+    if named != account_id:  # the service names it for the locks: it must be this one
+        raise ValueError(f"settlement account {named} is not {account_id}")
+    if account_id in fork.accounts:
+        return
+    fork.open_account(
+        account_id,
+        CreateAccount(
+            currency_code=currency_code,
+            normal_balance=NormalBalance.DEBIT,
+            overdraft_mode=OverdraftMode.UNLIMITED,
+            external_id=settlement_external_id(rail, currency_code),
+            name=f"{rail} rail settlement ({currency_code})",
+        ),
+        issued,
+    )
 
 
 def _external(fork: _Fork, external_account_id: str) -> ExternalAccount:

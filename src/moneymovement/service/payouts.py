@@ -11,11 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from moneymovement.domain.accounts import OverdraftMode
-from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.commands import (
     CancelPayout,
-    CreateAccount,
     CreateExternalAccount,
     CreatePayout,
     DisableExternalAccount,
@@ -24,7 +21,6 @@ from moneymovement.domain.commands import (
     SettlePayout,
     StartPayout,
 )
-from moneymovement.domain.errors import Reason, Rejected
 from moneymovement.domain.payouts import (
     ExternalAccount,
     InboundTransfer,
@@ -35,6 +31,7 @@ from moneymovement.domain.payouts import (
     fingerprint,
     inbound_not_found,
     payout_not_found,
+    settlement_account_id,
 )
 from moneymovement.rails.base import SettlementKind, SettlementLine
 from moneymovement.rails.reconcile import LedgerItem, Reconciliation, reconcile
@@ -60,7 +57,6 @@ class PayoutService:
         self._uow = uow
         self.rails = tuple(rails)
         self._standard_delay_s = standard_delay_s
-        self._settlement: dict[tuple[str, str, str], str] = {}
 
     async def _read(self, caller: Caller, work: Callable[[Session], Awaitable[T]]) -> T:
         """A read in a read transaction that declares the tenant (row-level security;
@@ -128,10 +124,17 @@ class PayoutService:
                 CURRENCY_MISMATCH, FUNDS_NOT_YET_AVAILABLE, and a hold's refusals
                 (ACCOUNT_NOT_FOUND, INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
         """
+        # The rail's settlement account is named for the locks; the payout opens it if it
+        # is the rail's first in the currency (domain/rail_ledger.py), so a refused payout
+        # opens nothing.
         external = await self.external_account(caller, command.external_account_id)
-        settlement = await self.settlement_account(caller, external.rail, command.currency_code)
         delay = self._standard_delay_s if command.payout_method is PayoutMethod.STANDARD else 0
-        command = replace(command, settlement_account_id=settlement, submit_delay_s=delay)
+        command = replace(
+            command,
+            rail=external.rail,
+            settlement_account_id=settlement_account_id(external.rail, command.currency_code),
+            submit_delay_s=delay,
+        )
         return await self._pipeline.submit(caller, request_id, command)
 
     async def cancel_payout(self, caller: Caller, request_id: str, payout_id: str) -> Payout:
@@ -198,7 +201,7 @@ class PayoutService:
         )
         if existing is not None:
             return existing
-        settlement = await self.settlement_account(caller, rail, currency_code)
+        settlement = settlement_account_id(rail, currency_code)
         command = ReceiveInbound(
             rail, reference, account_id, settlement, amount_minor, currency_code, description
         )
@@ -244,37 +247,6 @@ class PayoutService:
     ) -> Reconciliation:
         """Compares the rail's report with the ledger (reconcile_rail). Changes nothing."""
         return await reconcile_rail(self._uow, caller, rail, report)
-
-    async def settlement_account(self, caller: Caller, rail: str, currency_code: str) -> str:
-        """The rail's settlement account for the currency, opened on first use: DEBIT-
-        normal (the money the bank holds for us) with no overdraft limit (a payout
-        credits it below zero until the bank's statement is booked against it)."""
-        key = (caller.tenant_id, rail, currency_code)
-        if key in self._settlement:
-            return self._settlement[key]
-        external_id = f"rail:{rail}:settlement:{currency_code}"
-        found = await self._read(caller, lambda s: s.payouts.account_id_by_external_id(external_id))
-        if found is None:
-            command = CreateAccount(
-                currency_code=currency_code,
-                normal_balance=NormalBalance.DEBIT,
-                overdraft_mode=OverdraftMode.UNLIMITED,
-                external_id=external_id,
-                name=f"{rail} rail settlement ({currency_code})",
-            )
-            try:
-                # The same request id everywhere: two servers opening it at once make one.
-                created = await self._pipeline.submit(caller, f"open:{external_id}", command)
-                found = created.id
-            except Rejected as refusal:
-                if refusal.reason is not Reason.EXTERNAL_ID_TAKEN:
-                    raise
-                found = await self._read(
-                    caller, lambda s: s.payouts.account_id_by_external_id(external_id)
-                )
-                assert found is not None
-        self._settlement[key] = found
-        return found
 
 
 async def reconcile_rail(
