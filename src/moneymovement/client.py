@@ -205,8 +205,9 @@ class FailedPrecondition(Rejected):
     BALANCE_OVERFLOW, POST_EXCEEDS_HOLD, REVERSAL_EXCEEDS_ORIGINAL, the funds reasons
     (EARLY_RELEASE_NOT_ALLOWED, ...), and the payout ones: EXTERNAL_ACCOUNT_DISABLED,
     PAYOUT_NOT_CANCELABLE (`metadata["state"]`), FUNDS_NOT_YET_AVAILABLE (metadata as
-    INSUFFICIENT_FUNDS: wait for the pending funds) and TRANSFER_OWNED (a payout's or
-    inbound transfer's transfer moves only with it)."""
+    INSUFFICIENT_FUNDS: wait for the pending funds), INVALID_PAYOUT_SOURCE (a payout
+    from a DEBIT-normal account) and TRANSFER_OWNED (a payout's or inbound transfer's
+    transfer moves only with it)."""
 
 
 class InsufficientFunds(FailedPrecondition):

@@ -25,6 +25,7 @@ from moneymovement.v1 import (
     event_service_pb2,
     funds_service_pb2,
     money_movement_service_pb2,
+    payout_service_pb2,
 )
 from tests.conftest import PROJECT_ROOT
 
@@ -35,6 +36,7 @@ SERVICE_FILES = (
     money_movement_service_pb2,
     event_service_pb2,
     funds_service_pb2,
+    payout_service_pb2,
 )
 # How long a stream (WatchEvents) is read for its first response before it counts as
 # open and quiet: the answer is then OK without a response.
@@ -63,9 +65,9 @@ class Rpc:
 
 
 def all_rpcs() -> list[Rpc]:
-    """Every RPC of AccountService, BalanceService, MoneyMovementService, EventService and
-    FundsService, read from the generated descriptors so that a new RPC cannot be
-    forgotten by the hostile tests."""
+    """Every RPC of AccountService, BalanceService, MoneyMovementService, EventService,
+    FundsService and PayoutService, read from the generated descriptors so that a new RPC
+    cannot be forgotten by the hostile tests."""
     rpcs = []
     for module in SERVICE_FILES:
         for service in module.DESCRIPTOR.services_by_name.values():
@@ -254,9 +256,12 @@ def answer_problems(answer: Answer, request_text: str) -> list[str]:
 # --- the ledger --------------------------------------------------------------------------
 
 # What a refused request, a read or an exact replay must leave alone: every row of these
-# tables (the ledger's, and funds accessibility's: scheduled parts, balance monitors with
-# their triggered state, funds policy changes), by count and digest, in key order.
-# Request outcomes are left out on purpose: business rejections are recorded there.
+# tables (the ledger's; funds accessibility's: scheduled parts, balance monitors with
+# their triggered state, funds policy changes; the rails': external accounts with their
+# state, payouts with their state and holds, inbound transfers), by count and digest, in
+# key order. Request outcomes are left out on purpose: business rejections are recorded
+# there. The payout worker moves payouts on its own (PENDING -> PROCESSING -> POSTED):
+# a caller comparing fingerprints must keep it from doing so meanwhile.
 _FINGERPRINTED = (
     ("accounts", "tenant_id, account_id"),
     ("transfers", "tenant_id, transfer_id"),
@@ -264,6 +269,9 @@ _FINGERPRINTED = (
     ("scheduled_funds", "tenant_id, funds_id"),
     ("balance_monitors", "tenant_id, monitor_id"),
     ("account_policy_changes", "tenant_id, account_id, version"),
+    ("external_accounts", "tenant_id, external_account_id"),
+    ("payouts", "tenant_id, payout_id"),
+    ("inbound_transfers", "tenant_id, inbound_id"),
 )
 _COUNT = "(SELECT count(*) FROM {0}) AS {0}"
 _DIGEST = (
@@ -278,7 +286,7 @@ _LEDGER_SQL = "SELECT " + ", ".join(
 async def ledger_fingerprint(connection: asyncpg.Connection) -> dict[str, object]:
     """Counts and digests of every row of the fingerprinted tables (accounts with their
     totals, versions, state, policy and timestamps; transfers; entries; scheduled parts;
-    monitors; policy changes)."""
+    monitors; policy changes; external accounts, payouts and inbound transfers)."""
     row = await connection.fetchrow(_LEDGER_SQL)
     assert row is not None
     return dict(row)

@@ -221,6 +221,7 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "PAYOUT_NOT_CANCELABLE": FailedPrecondition,
     "FUNDS_NOT_YET_AVAILABLE": FailedPrecondition,
     "TRANSFER_OWNED": FailedPrecondition,
+    "INVALID_PAYOUT_SOURCE": FailedPrecondition,
     "INBOUND_TRANSFER_NOT_FOUND": NotFound,
 }
 

@@ -79,7 +79,11 @@ async def test_not_empty_insufficient_and_overflow_say_how_much_and_whose(api: A
         )
         for n in range(2)
     ]
-    await client.pay("d-fill", sources[0].id, shop, INT64_MAX)  # shop's posted credits: full
+    # The shop's credit side is full: what it has posted with the open hold of 300
+    # captured is the int64 maximum (a posting may not leave a hold uncapturable).
+    too_much = await failure(client.pay("d-too-much", sources[0].id, shop, INT64_MAX))
+    assert (too_much.reason, too_much.metadata) == ("BALANCE_OVERFLOW", {"account_id": shop})
+    await client.pay("d-fill", sources[0].id, shop, INT64_MAX - 300)
     overflow = await failure(client.pay("d-overflow", sources[1].id, shop, 1))
     assert (overflow.reason, overflow.metadata) == ("BALANCE_OVERFLOW", {"account_id": shop})
 

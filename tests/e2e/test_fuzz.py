@@ -2,19 +2,27 @@
 
 Every answer must be a documented one: never INTERNAL, UNKNOWN or UNIMPLEMENTED, no
 stack trace, SQL or Python internals in a message, an ErrorInfo reason from
-docs/errors.md with its documented code. A request that is refused, a read and an
-exact replay never change the ledger (accounts, transfers, entries, scheduled funds,
-balance monitors, funds policy changes; request outcomes are left out: business
-rejections are recorded there by design).
+docs/errors.md with its documented code; an external account's full account number is
+never echoed. A request that is refused, a read and an exact replay never change the
+ledger (accounts, transfers, entries, scheduled funds, balance monitors, funds policy
+changes, external accounts, payouts, inbound transfers; request outcomes are left out:
+business rejections are recorded there by design).
 
 How it runs: the server lives on the test's event loop; hypothesis runs in a worker
 thread (its @given does not drive coroutines) and hands each call to the loop with
 run_coroutine_threadsafe. Calls are sequential, so a ledger fingerprint taken before and
-after a call sees that call's effect alone (the sweeper, which expires holds and releases
-due funds, is turned down for this).
+after a call sees that call's effect alone. Two background workers would spoil that, and
+are kept still: the sweeper (which expires holds and releases due funds) runs hourly, and
+the payout worker never touches a STANDARD payout (MM_PAYOUT_STANDARD_DELAY_S is an hour:
+they stay PENDING, cancelable). It does move an INSTANT payout at once (PENDING ->
+PROCESSING -> POSTED or FAILED, over a fast simulated rail): after a request that
+created one, the fuzzer waits until the worker is done with it (POSTED or FAILED, where it
+stays: payouts only go to destinations the rail never returns and always answers), takes
+the fingerprint again, and only then replays the request or sends the next one. Inbound
+credits are seeded, booked and returned before the run.
 
-Knobs: MM_FUZZ_EXAMPLES (default 300: about 15 s here) and MM_FUZZ_SEED (unset: the
-same derandomized run every time, for CI). A longer run:
+Knobs: MM_FUZZ_EXAMPLES (default 420, about 12 per RPC: about 15 s here) and
+MM_FUZZ_SEED (unset: the same derandomized run every time, for CI). A longer run:
     MM_FUZZ_EXAMPLES=20000 MM_FUZZ_SEED=$RANDOM .venv/bin/python -m pytest \
         tests/e2e/test_fuzz.py -q
 The summary (requests sent, codes back per RPC) goes to the terminal and .data/fuzz-summary.txt.
@@ -30,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -47,13 +56,15 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from moneymovement.domain import ids
-from moneymovement.v1 import account_pb2, event_pb2, funds_pb2, transfer_pb2
+from moneymovement.rails.simulated import SimulatedBank
+from moneymovement.v1 import account_pb2, event_pb2, funds_pb2, payout_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
-from tests.e2e.conftest import Api, start_api, stop_api
+from moneymovement.v1 import payout_service_pb2 as ppb
+from tests.e2e.conftest import Api, Client, start_api, stop_api
 from tests.e2e.hostile import (
     Answer,
     Rpc,
@@ -65,7 +76,7 @@ from tests.e2e.hostile import (
 )
 from tests.ledger_checks import assert_ledger_consistent
 
-EXAMPLES = int(os.environ.get("MM_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("MM_FUZZ_EXAMPLES", "420"))
 SEED = os.environ.get("MM_FUZZ_SEED")
 pytestmark = [
     pytest.mark.timeout(max(120, EXAMPLES // 4)),
@@ -110,7 +121,39 @@ class World:
     foreign_funds: list[str] = field(default_factory=list)
     monitors: list[str] = field(default_factory=list)
     foreign_monitors: list[str] = field(default_factory=list)
+    # External accounts that payouts may go to: those the rail answers for good at once
+    # (not RESTLESS_LAST4). The first (USD) no plausible request disables.
+    destinations: list[str] = field(default_factory=list)
+    # Every other external account of A's, those RESTLESS_LAST4 included (named by gets,
+    # lists and disables only).
+    external_accounts: list[str] = field(default_factory=list)
+    foreign_external_accounts: list[str] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
+    foreign_fingerprints: list[str] = field(default_factory=list)
+    payouts: list[str] = field(default_factory=list)
+    foreign_payouts: list[str] = field(default_factory=list)
+    inbounds: list[str] = field(default_factory=list)
+    foreign_inbounds: list[str] = field(default_factory=list)
+    rail_references: list[str] = field(default_factory=list)  # of A's inbound credits
+    foreign_rail_references: list[str] = field(default_factory=list)
+    # Settlement lines as the ledger had them when last seen (a report that matches).
+    report_lines: list[payout_pb2.SettlementLine] = field(default_factory=list)
 
+
+# Destinations whose payouts the simulated rail does not settle for good at once
+# (rails/simulated_model.py): 0004 is returned a while after it posts, 0006 stays
+# PROCESSING (every submission refused). Payouts to them would move in the background.
+RESTLESS_LAST4 = frozenset({"0004", "0006"})
+STANDARD, INSTANT = payout_pb2.PAYOUT_METHOD_STANDARD, payout_pb2.PAYOUT_METHOD_INSTANT
+# Where the payout worker leaves a payout to a destination that is not restless.
+SETTLED = frozenset(
+    {
+        payout_pb2.PAYOUT_STATE_POSTED,
+        payout_pb2.PAYOUT_STATE_FAILED,
+        payout_pb2.PAYOUT_STATE_CANCELED,
+        payout_pb2.PAYOUT_STATE_RETURNED,
+    }
+)
 
 _serial = itertools.count()
 
@@ -252,6 +295,13 @@ POLICY_INT32: Strategy[int] = st.one_of(
 )
 
 
+# Every id prefix: a well-formed id of another kind.
+WRONG_TYPES = [
+    ids.ACCOUNT, ids.TRANSFER, ids.BATCH, ids.FUNDS, ids.MONITOR, ids.EXTERNAL_ACCOUNT,
+    ids.PAYOUT, ids.INBOUND,
+]  # fmt: skip
+
+
 def resource_ids(own: list[str], foreign: list[str], prefix: str) -> Strategy[str]:
     """Own ids, another tenant's, made-up well-formed ones, the wrong type, garbage."""
     return weighted(
@@ -262,7 +312,7 @@ def resource_ids(own: list[str], foreign: list[str], prefix: str) -> Strategy[st
             1,
             st.builds(
                 ids.new_id,
-                st.sampled_from([ids.ACCOUNT, ids.TRANSFER, ids.BATCH, ids.FUNDS, ids.MONITOR]),
+                st.sampled_from(WRONG_TYPES),
             ),
         ),
         (2, GARBAGE_TEXT),
@@ -282,10 +332,60 @@ def page_tokens(world: World) -> Strategy[str]:
     return st.one_of(st.just(""), pick(world.page_tokens), forged, GARBAGE_TEXT)
 
 
-def string_field(name: str, world: World) -> Strategy[str]:
-    """The hostile strategy of a string field, by its name; a new field must be added."""
+# An account number: 4 to 34 ASCII digits (the test destinations' last four included),
+# or not quite.
+ACCOUNT_NUMBER: Strategy[str] = st.one_of(
+    st.tuples(
+        st.from_regex(r"[0-9]{0,30}", fullmatch=True),
+        st.sampled_from(["1234", "0002", "0003", "0004", "0005", "0006", "9999"]),
+    ).map("".join),
+    st.from_regex(r"[0-9]{1,40}", fullmatch=True),
+    st.sampled_from(
+        [
+            "", "123", "0" * 34, "0" * 35, "1234-5678", "1234 5678", " 12345678", "12345678\n",
+            "+12345678", "-12345678", "0x12345678", "1e10",
+            # Digits, but not ASCII ones: fullwidth, Arabic-Indic.
+            "\uff11\uff12\uff13\uff14\uff15\uff16", "\u0661\u0662\u0663\u0664\u0665\u0666",
+        ]
+    ),
+)  # fmt: skip
+# A settlement line's state: the rail's states, others, garbage.
+LINE_STATE: Strategy[str] = st.one_of(
+    st.sampled_from(
+        [
+            "POSTED", "PROCESSING", "FAILED", "RETURNED", "RECEIVED", "PENDING", "CANCELED",
+            "", "posted", "s" * 32, "s" * 33,
+        ]
+    ),
+    GARBAGE_TEXT,
+)  # fmt: skip
+
+
+def record_id(owner: str, world: World) -> Strategy[str]:
+    """The `id` field of a PayoutService request, by the request it is in."""
+    if owner in ("GetExternalAccountRequest", "DisableExternalAccountRequest"):
+        return st.one_of(
+            resource_ids(world.external_accounts, world.foreign_external_accounts,
+                         ids.EXTERNAL_ACCOUNT),
+            pick(world.destinations),
+        )  # fmt: skip
+    if owner in ("GetPayoutRequest", "CancelPayoutRequest"):
+        return resource_ids(world.payouts, world.foreign_payouts, ids.PAYOUT)
+    if owner == "GetInboundTransferRequest":
+        return resource_ids(world.inbounds, world.foreign_inbounds, ids.INBOUND)
+    raise LookupError(f"no strategy for the id of {owner!r}: add one to test_fuzz.py")
+
+
+def string_field(name: str, world: World, owner: str = "") -> Strategy[str]:
+    """The hostile strategy of a string field, by its name (and, for `id`, the name of
+    the message it is in); a new field must be added."""
     accounts = resource_ids(world.accounts, world.foreign_accounts, ids.ACCOUNT)
     transfers = resource_ids(world.transfers, world.foreign_transfers, ids.TRANSFER)
+    destinations = resource_ids(
+        world.destinations, world.foreign_external_accounts, ids.EXTERNAL_ACCOUNT
+    )
+    if name == "id":
+        return _sized(record_id(owner, world))
     by_name: dict[str, Strategy[str]] = {
         "request_id": request_ids(world),
         "account_id": accounts,
@@ -314,10 +414,50 @@ def string_field(name: str, world: World) -> Strategy[str]:
             st.sampled_from(["", "0", "1", "3", "9" * 19, "9" * 20, "-1", "+1", "1e3", "٣"]),
             GARBAGE_TEXT,
         ),
+        # PayoutService's. Payouts go only to destinations; ListPayouts filters by any.
+        "external_account_id": (
+            st.one_of(destinations, pick(world.external_accounts))
+            if owner == "ListPayoutsRequest"
+            else destinations
+        ),
+        "fingerprint": st.one_of(
+            pick(world.fingerprints),
+            pick(world.foreign_fingerprints),
+            st.sampled_from(["0" * 32, "f" * 32, "F" * 32, "0" * 64, "0" * 31]),
+            GARBAGE_TEXT,
+        ),
+        "rail": st.one_of(
+            st.sampled_from(["simulated", "simulated", "file", "SIMULATED", "simulated ", ""]),
+            GARBAGE_TEXT,
+        ),
+        "routing_reference": st.one_of(
+            st.sampled_from(["110000000", "021000021", " ", " 110000000 ", "r" * 64, "r" * 65]),
+            REFERENCE,
+            GARBAGE_TEXT,
+        ),
+        "account_number": ACCOUNT_NUMBER,
+        "holder_name": st.one_of(
+            st.text(max_size=30), st.sampled_from([200, 201]).map(lambda n: "h" * n), GARBAGE_TEXT
+        ),
+        # A settlement line's: a payout id or an inbound credit's rail reference.
+        "reference": st.one_of(
+            pick(world.payouts),
+            pick(world.rail_references),
+            pick(world.foreign_payouts),
+            pick(world.foreign_rail_references),
+            st.just(200).map(lambda n: "p" * n),
+            REFERENCE,
+            GARBAGE_TEXT,
+        ),
+        "state": LINE_STATE,
     }
     if name not in by_name:
         raise LookupError(f"no strategy for string field {name!r}: add one to test_fuzz.py")
-    base = by_name[name]
+    return _sized(by_name[name])
+
+
+def _sized(base: Strategy[str]) -> Strategy[str]:
+    """`base`, or now and then a text beyond any limit (or beyond the message size)."""
     return st.integers(0, 199).flatmap(
         lambda i: HUGE_TEXT if i == 0 else LONG_TEXT if i < 4 else base
     )
@@ -358,6 +498,15 @@ def field_value(fd: FD, world: World, depth: int) -> Strategy[Any]:
                 (2, message_of(fd.message_type, world, depth + 1)),
                 (1, plausible_policy()),
             )
+        if name == "moneymovement.v1.SettlementLine" and repeated and depth == 0:
+            line = st.one_of(message_of(fd.message_type, world, depth + 1), plausible_line(world))
+            return st.one_of(
+                st.lists(line, max_size=6),
+                # At the limit of 10,000 lines, and one beyond.
+                st.sampled_from([10_000, 10_001]).flatmap(
+                    lambda n: plausible_line(world).map(lambda one: [one] * n)
+                ),
+            )
         if name in POLICY_PARTS and not repeated and depth == 1:
             return message_of(fd.message_type, world, depth + 1)
         if name == "moneymovement.v1.DebitLimit" and repeated and depth == 1:
@@ -374,7 +523,8 @@ def field_value(fd: FD, world: World, depth: int) -> Strategy[Any]:
             )
         raise LookupError(f"no strategy for message field {fd.full_name!r}")
     if fd.type == FD.TYPE_STRING:
-        single = string_field(fd.name, world)
+        owner = fd.containing_type.name if fd.containing_type is not None else ""
+        single = string_field(fd.name, world, owner)
         if not repeated:
             return single
         if fd.name == "funds_ids":  # 1 to 100 distinct ids of the account's rows
@@ -450,6 +600,34 @@ def plausible_items(world: World, count: int) -> Strategy[list[mpb.CreateTransfe
     if count > 10:  # the same item many times: cheap to draw, still a full batch
         return item.map(lambda one: [one] * count)
     return st.lists(item, min_size=count, max_size=count)
+
+
+def plausible_line(world: World) -> Strategy[payout_pb2.SettlementLine]:
+    """A settlement line: one the ledger would match, or one about a known reference
+    with a plausible amount, currency and state."""
+    kind = payout_pb2.SettlementLineKind
+    known = st.integers(0, 2**32).map(
+        lambda i: (
+            _copy(world.report_lines[i % len(world.report_lines)])
+            if world.report_lines
+            else payout_pb2.SettlementLine()
+        )
+    )
+    made = st.builds(
+        payout_pb2.SettlementLine,
+        kind=st.sampled_from([kind.SETTLEMENT_LINE_KIND_PAYOUT, kind.SETTLEMENT_LINE_KIND_INBOUND]),
+        reference=st.one_of(pick(world.payouts), pick(world.rail_references), REFERENCE),
+        amount_minor=st.integers(1, 500),
+        currency_code=st.sampled_from(["USD", "USD", "EUR"]),
+        state=st.sampled_from(["POSTED", "PROCESSING", "FAILED", "RETURNED", "RECEIVED"]),
+    )
+    return weighted((2, known), (1, made))
+
+
+def _copy(line: payout_pb2.SettlementLine) -> payout_pb2.SettlementLine:
+    copied = payout_pb2.SettlementLine()
+    copied.CopyFrom(line)
+    return copied
 
 
 def plausible_limit() -> Strategy[funds_pb2.DebitLimit]:
@@ -567,6 +745,28 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
     release = st.tuples(
         st.fixed_dictionaries({"request_id": fresh, "account_id": seller}), release_what, fee
     ).map(lambda parts: parts[0] | parts[1] | parts[2])
+    # Payouts: mostly STANDARD (they stay PENDING), from the stable wallets or any own
+    # account, mostly to the stable destination, mostly in USD; sometimes with a fee.
+    source = st.one_of(pick(world.stable[1:]), own)
+    destination = weighted((3, pick(world.destinations[:1])), (2, pick(world.destinations)))
+    payout = st.tuples(
+        st.fixed_dictionaries(
+            {
+                "request_id": fresh,
+                "account_id": source,
+                "external_account_id": destination,
+                "amount_minor": st.integers(1, 500),
+                # JPY: no destination, source or settlement account has it.
+                "currency_code": st.sampled_from(["USD", "USD", "USD", "EUR", "JPY"]),
+                "method": weighted((3, st.just(STANDARD)), (1, st.just(INSTANT))),
+            },
+            optional={
+                "description": st.sampled_from(["", "weekly payout"]),
+                "metadata": st.sampled_from([{}, {"batch": "w1"}]),
+            },
+        ),
+        fee,
+    ).map(lambda parts: parts[0] | parts[1])
 
     return {
         "CreateAccount": fdo(
@@ -667,6 +867,47 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
         "ListBalanceMonitors": fd(account_id=monitored),
         "DeleteBalanceMonitor": fd(request_id=fresh, monitor_id=pick(world.monitors)),
         "ListPolicyChanges": fd(account_id=monitored, page_size=size, page_token=token),
+        "CreateExternalAccount": fdo(
+            {
+                "request_id": fresh,
+                "rail": st.just("simulated"),
+                "currency_code": st.sampled_from(["USD", "USD", "EUR"]),
+                "routing_reference": st.sampled_from(["110000000", "021000021"]),
+                "account_number": st.tuples(
+                    st.from_regex(r"[0-9]{0,12}", fullmatch=True),
+                    st.sampled_from(["1234", "5678", "0002", "0003", "0004", "0005", "0006"]),
+                ).map("".join),
+            },
+            holder_name=st.sampled_from(["", "Ada Seller"]),
+            metadata=st.sampled_from([{}, {"kind": "checking"}]),
+        ),
+        "GetExternalAccount": fd(
+            id=st.one_of(pick(world.destinations), pick(world.external_accounts))
+        ),
+        "ListExternalAccounts": fd(
+            fingerprint=st.one_of(st.just(""), pick(world.fingerprints)),
+            page_size=size,
+            page_token=token,
+        ),
+        "DisableExternalAccount": fd(request_id=fresh, id=pick(world.external_accounts)),
+        "CreatePayout": lambda: payout,
+        "GetPayout": fd(id=pick(world.payouts)),
+        "ListPayouts": fd(
+            account_id=st.one_of(st.just(""), source),
+            state=st.integers(0, 6),
+            external_account_id=st.one_of(st.just(""), destination),
+            page_size=size,
+            page_token=token,
+        ),
+        "CancelPayout": fd(request_id=fresh, id=pick(world.payouts)),
+        "GetInboundTransfer": fd(id=pick(world.inbounds)),
+        "ListInboundTransfers": fd(
+            account_id=st.one_of(st.just(""), source), page_size=size, page_token=token
+        ),
+        "Reconcile": fd(
+            rail=st.just("simulated"),
+            lines=st.one_of(st.just([]), st.lists(plausible_line(world), min_size=1, max_size=5)),
+        ),
     }
 
 
@@ -799,6 +1040,10 @@ class Fuzzer:
     per_rpc: Counter[tuple[str, str]] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
     problems: dict[tuple[str, str], str] = field(default_factory=dict)
+    # INSTANT payouts seen PENDING or PROCESSING: the payout worker is moving them.
+    moving: set[str] = field(default_factory=set)
+    lines_seen: set[bytes] = field(default_factory=set)
+    stopped: bool = False  # a payout never settled: what follows would not be checkable
 
     def remember(self, pool: str, value: str) -> None:
         """Adds a value to one of the world's pools, once."""
@@ -844,6 +1089,86 @@ class Fuzzer:
                 self.world.open_funds.remove(reply.id)
         elif isinstance(reply, funds_pb2.BalanceMonitor):
             self.remember("monitors", reply.id)
+        elif isinstance(reply, payout_pb2.ExternalAccount):
+            if reply.last4 not in RESTLESS_LAST4:
+                self.remember("destinations", reply.id)
+            if reply.id not in self.world.destinations[:1]:
+                self.remember("external_accounts", reply.id)
+            self.remember("fingerprints", reply.fingerprint)
+        elif isinstance(reply, payout_pb2.Payout):
+            self.remember("payouts", reply.id)
+            self.remember("traces", reply.trace_id)
+            # The worker moves an INSTANT payout to a destination at once. (Only the seeds
+            # pay restless destinations, and wait for their payouts' final states: a
+            # payout the rail refuses for good stays PROCESSING, and is never written.)
+            if (
+                reply.method == INSTANT
+                and reply.state not in SETTLED
+                and reply.external_account_id in self.world.destinations
+            ):
+                self.moving.add(reply.id)
+            state = payout_pb2.PayoutState.Name(reply.state).removeprefix("PAYOUT_STATE_")
+            self.remember_line(payout_pb2.SETTLEMENT_LINE_KIND_PAYOUT, reply, reply.id, state)
+        elif isinstance(reply, payout_pb2.InboundTransfer):
+            self.remember("inbounds", reply.id)
+            self.remember("rail_references", reply.rail_reference)
+            state = payout_pb2.InboundTransferState.Name(reply.state)
+            state = state.removeprefix("INBOUND_TRANSFER_STATE_")
+            kind = payout_pb2.SETTLEMENT_LINE_KIND_INBOUND
+            self.remember_line(kind, reply, reply.rail_reference, state)
+
+    def remember_line(
+        self,
+        kind: int,
+        reply: payout_pb2.Payout | payout_pb2.InboundTransfer,
+        reference: str,
+        state: str,
+    ) -> None:
+        """A settlement line that matches what the ledger says of a payout or credit."""
+        line = payout_pb2.SettlementLine(
+            kind=kind,  # type: ignore[arg-type]
+            reference=reference,
+            amount_minor=reply.amount_minor,
+            currency_code=reply.currency_code,
+            state=state,
+        )
+        key = line.SerializeToString(deterministic=True)
+        if key not in self.lines_seen:
+            self.lines_seen.add(key)
+            self.world.report_lines.append(line)
+
+    async def settle_payouts(self, rpc: Rpc, request: message.Message | bytes) -> bool:
+        """Waits until the payout worker is done with the INSTANT payouts seen moving (it
+        leaves them POSTED or FAILED, and touches them no more); whether there were any.
+        One that does not settle within 30 s is a problem, and its moves from then on
+        could be blamed on the requests that follow: the run stops (the examples left
+        send nothing)."""
+        if not self.moving:
+            return False
+        md = self.api.a.md
+        deadline = time.monotonic() + 30
+        while self.moving:
+            for payout_id in sorted(self.moving):
+                got = await self.api.a.payouts.GetPayout(
+                    ppb.GetPayoutRequest(id=payout_id), metadata=md
+                )
+                if got.payout.state in SETTLED:
+                    self.moving.discard(payout_id)
+            if not self.moving:
+                break
+            if time.monotonic() > deadline:
+                stuck = ", ".join(sorted(self.moving))
+                self.note(
+                    rpc,
+                    f"INSTANT payouts never settled: {stuck}",
+                    request,
+                    Answer(grpc.StatusCode.OK),
+                )
+                self.stopped = True
+                self.moving.clear()
+                break
+            await asyncio.sleep(0.02)
+        return True
 
     async def refresh_open_funds(self) -> None:
         """Lists the first seller's SCHEDULED rows again, outside any request's check:
@@ -894,6 +1219,8 @@ class Fuzzer:
         replay: bool,
     ) -> None:
         """One generated request (and perhaps its exact replay), checked."""
+        if self.stopped:
+            return
         kind = "raw" if isinstance(request, bytes) else "message"
         self.kinds[kind] += 1
         request_id = "" if isinstance(request, bytes) else getattr(request, "request_id", "")
@@ -922,7 +1249,12 @@ class Fuzzer:
             self.note(rpc, f"{answer.code.name} answer changed the ledger", request, answer)
         if answer.code == grpc.StatusCode.OK and answer.response is not None:
             self.harvest(answer.response)
-        if replay and rpc.mutating:
+        if isinstance(request, ppb.CreateExternalAccountRequest):
+            self.check_account_number(rpc, request, answer)
+        if await self.settle_payouts(rpc, request):
+            # What the worker did with the payouts this request created is not the replay's.
+            after = await ledger_fingerprint(self.connection)
+        if replay and rpc.mutating and not self.stopped:
             self.kinds["replay"] += 1
             again = await self._ask(rpc, request, metadata)
             final = await ledger_fingerprint(self.connection)
@@ -937,6 +1269,27 @@ class Fuzzer:
                     request,
                     again,
                 )
+
+    def check_account_number(
+        self, rpc: Rpc, request: ppb.CreateExternalAccountRequest, answer: Answer
+    ) -> None:
+        """The full account number is never returned, nor named in a refusal. (Numbers of
+        at least 8 characters, not in the request's other fields: shorter ones turn up
+        by chance; the fingerprint, hex, and the timestamps are not read.)"""
+        number = request.account_number
+        sent = [request.request_id, request.rail, request.currency_code]
+        sent += [request.routing_reference, request.holder_name]
+        sent += [*request.metadata.keys(), *request.metadata.values()]
+        if len(number) < 8 or any(number in text for text in sent):
+            return
+        texts = [answer.message, *answer.info_metadata.values()]
+        texts += [f"{f} {d}" for f, _, d in answer.violations]
+        if isinstance(answer.response, ppb.CreateExternalAccountResponse):
+            shown = answer.response.external_account
+            texts += [shown.id, shown.rail, shown.currency_code, shown.routing_reference]
+            texts += [shown.last4, shown.holder_name, *shown.metadata.values()]
+        if any(number in text for text in texts):
+            self.note(rpc, "the account number is echoed", request, answer)
 
     async def _ask(
         self, rpc: Rpc, request: message.Message | bytes, metadata: list[tuple[str, str]]
@@ -959,17 +1312,17 @@ class Fuzzer:
             f"{'code':<20}{'count':>8}",
             *(f"{code:<20}{self.codes[code]:>8}" for code in codes),
             "",
-            f"{'rpc':<22}" + "".join(f"{code[:9]:>10}" for code in codes),
+            f"{'rpc':<24}" + "".join(f"{code[:9]:>10}" for code in codes),
         ]
         for rpc in all_rpcs():
             row = "".join(f"{self.per_rpc[(rpc.name, code)]:>10}" for code in codes)
-            lines.append(f"{rpc.name:<22}{row}")
+            lines.append(f"{rpc.name:<24}{row}")
         lines += ["", f"problems: {len(self.problems)}"]
         lines += list(self.problems.values())
         return "\n".join(lines) + "\n"
 
 
-async def seed_world(api: Api, fuzzer: Fuzzer) -> None:
+async def seed_world(api: Api, fuzzer: Fuzzer, bank: SimulatedBank) -> None:
     """A few of everything for tenant A, and some ids of tenant B's to be refused."""
     md = api.a.md
     accounts, moves = api.a.accounts, api.a.movements
@@ -1029,6 +1382,7 @@ async def seed_world(api: Api, fuzzer: Fuzzer) -> None:
         apb.CloseAccountRequest(request_id="seed-close", account_id=closed.id), metadata=md
     )
     fuzzer.remember("accounts", closed.id)
+    await seed_payouts(api, fuzzer, bank, wallets, closed.id)
     fuzzer.harvest(await accounts.ListAccounts(apb.ListAccountsRequest(page_size=1), metadata=md))
     fuzzer.harvest(await moves.ListTransfers(mpb.ListTransfersRequest(page_size=1), metadata=md))
     entries = bpb.ListEntriesRequest(account_id=wallets[0], page_size=1)
@@ -1039,6 +1393,7 @@ async def seed_world(api: Api, fuzzer: Fuzzer) -> None:
     paid = await api.b.pay("b-pay", foreign, _, 10)
     fuzzer.world.foreign_transfers.append(paid.transfer.id)
     await seed_foreign_funds(api, fuzzer, _)
+    await seed_foreign_payouts(api, fuzzer, bank, foreign)
 
 
 SELLER_POLICY = funds_pb2.FundsPolicy(
@@ -1153,16 +1508,149 @@ async def seed_foreign_funds(api: Api, fuzzer: Fuzzer, funding: str) -> None:
     fuzzer.world.foreign_monitors.append(created.monitor.id)
 
 
+async def seed_payouts(
+    api: Api, fuzzer: Fuzzer, bank: SimulatedBank, wallets: list[str], closed: str
+) -> None:
+    """Tenant A's destinations (the stable one first; one the rail fails, one whose first
+    answer is lost, one in EUR, one disabled; and two restless ones) and a payout in each
+    state: PENDING (STANDARD, one with a fee), CANCELED, POSTED, FAILED, RETURNED and
+    PROCESSING (at a destination the rail always refuses); USD and EUR settlement accounts
+    opened. Inbound credits: one RECEIVED, one RETURNED, one refused (to a closed account:
+    known only to the rail's report)."""
+    md, payouts = api.a.md, api.a.payouts
+    destinations = {}
+    for name, currency, number in (
+        ("stable", "USD", "000123456789"), ("fails", "USD", "99990002"),
+        ("lost", "USD", "44440005"), ("eur", "EUR", "12345678"), ("off", "USD", "77771234"),
+        ("returns", "USD", "55550004"), ("stuck", "USD", "66660006"),
+    ):  # fmt: skip
+        register = ppb.CreateExternalAccountRequest(
+            request_id=f"seed-xacct-{name}", rail="simulated", currency_code=currency,
+            routing_reference="110000000", account_number=number, holder_name="Seed Seller",
+            metadata={"seed": name},
+        )  # fmt: skip
+        created = await payouts.CreateExternalAccount(register, metadata=md)
+        fuzzer.harvest(created)
+        destinations[name] = created.external_account.id
+    assert fuzzer.world.destinations[0] == destinations["stable"]
+    disable = ppb.DisableExternalAccountRequest(request_id="seed-disable", id=destinations["off"])
+    fuzzer.harvest(await payouts.DisableExternalAccount(disable, metadata=md))
+    wanted = {
+        # name: (source, destination, amount, currency, method, end state)
+        "pending": (wallets[0], "stable", 100, "USD", STANDARD, payout_pb2.PAYOUT_STATE_PENDING),
+        "canceled": (wallets[0], "stable", 70, "USD", STANDARD, payout_pb2.PAYOUT_STATE_CANCELED),
+        "eur": (wallets[2], "eur", 100, "EUR", STANDARD, payout_pb2.PAYOUT_STATE_PENDING),
+        "posted": (wallets[0], "stable", 200, "USD", INSTANT, payout_pb2.PAYOUT_STATE_POSTED),
+        "failed": (wallets[0], "fails", 30, "USD", INSTANT, payout_pb2.PAYOUT_STATE_FAILED),
+        "lost": (wallets[0], "lost", 40, "USD", INSTANT, payout_pb2.PAYOUT_STATE_POSTED),
+        "returned": (wallets[0], "returns", 60, "USD", INSTANT, payout_pb2.PAYOUT_STATE_RETURNED),
+        "stuck": (wallets[0], "stuck", 20, "USD", INSTANT, payout_pb2.PAYOUT_STATE_PROCESSING),
+    }
+    for name, (source, to, amount, currency, method, state) in wanted.items():
+        create = ppb.CreatePayoutRequest(
+            request_id=f"seed-payout-{name}", account_id=source,
+            external_account_id=destinations[to], amount_minor=amount, currency_code=currency,
+            method=method, description=f"seed {name}",
+        )  # fmt: skip
+        if name == "pending":
+            create.fee_minor, create.fee_account_id = 5, wallets[1]
+        payout = (await payouts.CreatePayout(create, metadata=md)).payout
+        if name == "canceled":
+            cancel = ppb.CancelPayoutRequest(request_id="seed-cancel", id=payout.id)
+            await payouts.CancelPayout(cancel, metadata=md)
+        fuzzer.harvest(await _payout_in(api.a, payout.id, state))
+    assert not fuzzer.moving, fuzzer.moving  # each is where it stays now
+    # Inbound credits, in the order the worker books them: the refused one is settled by
+    # the time the return after it is.
+    bank.send_credit(api.tenant_a, closed, 100, "USD", "seed-wire-refused", "to a closed account")
+    bank.send_credit(api.tenant_a, wallets[1], 700, "USD", "seed-wire-1", "seed wire")
+    bank.send_credit(api.tenant_a, wallets[1], 300, "USD", "seed-wire-2", "seed wire, returned")
+    bank.return_credit("seed-wire-2", "R10")
+    fuzzer.remember("rail_references", "seed-wire-refused")
+    listing = ppb.ListInboundTransfersRequest(account_id=wallets[1])
+    returned = payout_pb2.INBOUND_TRANSFER_STATE_RETURNED
+    inbound = await _eventually(
+        lambda: payouts.ListInboundTransfers(listing, metadata=md),
+        lambda found: (
+            sorted(i.state for i in found.inbound_transfers)
+            == sorted([payout_pb2.INBOUND_TRANSFER_STATE_RECEIVED, returned])
+        ),
+    )
+    fuzzer.harvest(inbound)
+    fuzzer.harvest(await payouts.ListPayouts(ppb.ListPayoutsRequest(page_size=1), metadata=md))
+    listed = ppb.ListExternalAccountsRequest(page_size=1)
+    fuzzer.harvest(await payouts.ListExternalAccounts(listed, metadata=md))
+
+
+async def seed_foreign_payouts(api: Api, fuzzer: Fuzzer, bank: SimulatedBank, account: str) -> None:
+    """Tenant B's destination, PENDING payout and inbound credit: ids, a fingerprint and a
+    rail reference that A's requests name, to be refused (or listed nowhere)."""
+    md, payouts, world = api.b.md, api.b.payouts, fuzzer.world
+    register = ppb.CreateExternalAccountRequest(
+        request_id="b-xacct", rail="simulated", currency_code="USD",
+        routing_reference="110000000", account_number="000123456789",  # A's stable one's
+    )  # fmt: skip
+    external = (await payouts.CreateExternalAccount(register, metadata=md)).external_account
+    world.foreign_external_accounts.append(external.id)
+    world.foreign_fingerprints.append(external.fingerprint)
+    create = ppb.CreatePayoutRequest(
+        request_id="b-payout", account_id=account, external_account_id=external.id,
+        amount_minor=100, currency_code="USD", method=STANDARD,
+    )  # fmt: skip
+    world.foreign_payouts.append((await payouts.CreatePayout(create, metadata=md)).payout.id)
+    bank.send_credit(api.tenant_b, account, 50, "USD", "b-wire-1", "b's wire")
+    listing = ppb.ListInboundTransfersRequest(account_id=account)
+    listed = await _eventually(
+        lambda: payouts.ListInboundTransfers(listing, metadata=md),
+        lambda found: len(found.inbound_transfers) == 1,
+    )
+    world.foreign_inbounds.append(listed.inbound_transfers[0].id)
+    world.foreign_rail_references.append("b-wire-1")
+
+
+async def _payout_in(client: Client, payout_id: str, state: int) -> ppb.GetPayoutResponse:
+    """The payout once the worker has brought it to `state`."""
+    request = ppb.GetPayoutRequest(id=payout_id)
+    return await _eventually(
+        lambda: client.payouts.GetPayout(request, metadata=client.md),
+        lambda got: got.payout.state == state,
+    )
+
+
+async def _eventually(
+    ask_: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = 30
+) -> Any:
+    """`ask_()`'s answer once `done` says so (the payout worker works in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = await ask_()
+        if done(answer):
+            return answer
+        assert time.monotonic() < deadline, f"timed out waiting: {answer}"
+        await asyncio.sleep(0.05)
+
+
 async def test_generated_requests_get_documented_answers_and_refusals_move_nothing(
-    dsn: str, capsys: pytest.CaptureFixture[str]
+    dsn: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Holds are created with any timeout, 1 ns included; a sweeper releasing one while
-    # another request is being checked would look like that request's effect.
-    api = await start_api(dsn, MM_HOLD_SWEEP_S="3600")
+    # another request is being checked would look like that request's effect. STANDARD
+    # payouts wait an hour (the worker never moves them during the run); INSTANT ones
+    # settle within a few rounds of a fast rail, which Fuzzer.settle_payouts waits for.
+    rail = tmp_path / "rail"
+    api = await start_api(
+        dsn,
+        MM_HOLD_SWEEP_S="3600",
+        MM_RAIL_DIR=str(rail),
+        MM_RAIL_LATENCY_S="0.05",
+        MM_RAIL_RETURN_AFTER_S="0.1",
+        MM_PAYOUT_POLL_S="0.05",
+        MM_PAYOUT_STANDARD_DELAY_S="3600",
+    )
     connection = await asyncpg.connect(dsn)
     fuzzer = Fuzzer(api, connection, World())
     try:
-        await seed_world(api, fuzzer)
+        await seed_world(api, fuzzer, SimulatedBank(rail))
         rpcs = all_rpcs()
         unplanned = {rpc.name for rpc in rpcs} - set(plausible(fuzzer.world))
         assert not unplanned, f"RPCs without a plausible-request strategy: {unplanned}"

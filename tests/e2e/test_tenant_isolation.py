@@ -1,22 +1,27 @@
 """Tenant A sends every RPC naming tenant B's account, transfer, batch, trace, request,
-scheduled funds and monitor ids. Nothing of B's is read or changed, and every answer is
-the answer for a made-up id of the same format: same code, same ErrorInfo reason, same
-message and ErrorInfo metadata once the id is replaced by a placeholder, same trailer
-keys.
+scheduled funds, monitor, external account, payout, inbound transfer and fingerprint ids.
+Nothing of B's is read or changed, and every answer is the answer for a made-up id of the
+same format: same code, same ErrorInfo reason, same message and ErrorInfo metadata once
+the id is replaced by a placeholder, same trailer keys.
 
-The body is `check_tenant_isolation(channel, attacker, victim, dsn)`, so that it can run against
-any server. The test below runs it against the normal one; the second variant (the
-application-level tenant filter disabled in a test build, row-level security alone
-holding) calls the same function with that server's clients.
+The body is `check_tenant_isolation(channel, attacker, victim, dsn, bank, victim_tenant)`,
+so that it can run against any server with a simulated rail (`bank` is its bank side,
+which sends B an inbound credit). Both tests start their server with STANDARD payouts
+waiting an hour, so that B's payout stays PENDING (cancelable) and the payout worker
+changes nothing of B's while A probes. The first runs it against the normal server; the
+second variant (the application-level tenant filter disabled in a test build, row-level
+security alone holding) calls the same function with that server's clients.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -25,19 +30,26 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from moneymovement.domain import ids
+from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.storage import queries
-from moneymovement.v1 import account_pb2, funds_pb2
+from moneymovement.v1 import account_pb2, funds_pb2, payout_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
-from tests.e2e.conftest import Api, Client, start_api, stop_api
+from moneymovement.v1 import payout_service_pb2 as ppb
+from tests.e2e.conftest import Client, start_api, stop_api
 from tests.e2e.hostile import Answer, Code, all_rpcs, ask, tenant_id_of, tenant_rows
 from tests.ledger_checks import assert_ledger_consistent
 
 RPCS = {rpc.name: rpc for rpc in all_rpcs()}
 _serial = itertools.count()
+# B's payout and inbound credit, and the bank routing both tenants' destinations use.
+B_PAYOUT_MINOR, B_INBOUND_MINOR, ROUTING = 250, 400, "021000021"
+STANDARD = payout_pb2.PAYOUT_METHOD_STANDARD
+# The servers' MM_PAYOUT_STANDARD_DELAY_S: B's STANDARD payout stays PENDING throughout.
+STANDARD_DELAY_S = "3600"
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,15 @@ class Names:
     hold_request_id: str
     funds: str  # a scheduled part of a credit to `account`, not available yet
     monitor: str  # a balance monitor on `account`
+    external_account: str  # ACTIVE, USD
+    external_request_id: str  # the request that created `external_account`
+    bank_account_number: str  # what `external_account` was registered with
+    fingerprint: str  # of `external_account`
+    payout: str  # STANDARD, PENDING (cancelable), from `account` to `external_account`
+    payout_hold: str  # the hold `payout` owns
+    payout_request_id: str  # the request that created `payout`
+    inbound: str  # RECEIVED, credited to `account`
+    inbound_reference: str  # the rail's reference of `inbound`
 
     def values(self) -> list[str]:
         """Every identifier, longest first (so that one never hides inside another)."""
@@ -84,6 +105,15 @@ def made_up(real: Names) -> Names:
         hold_request_id=f"b-hold-{tag}",
         funds=ids.new_id(ids.FUNDS),
         monitor=ids.new_id(ids.MONITOR),
+        external_account=ids.new_id(ids.EXTERNAL_ACCOUNT),
+        external_request_id=f"b-xacct-{tag}",
+        bank_account_number="".join(secrets.choice("0123456789") for _ in real.bank_account_number),
+        fingerprint=secrets.token_hex(len(real.fingerprint) // 2),
+        payout=ids.new_id(ids.PAYOUT),
+        payout_hold=ids.new_id(ids.TRANSFER),
+        payout_request_id=f"b-payout-{tag}",
+        inbound=ids.new_id(ids.INBOUND),
+        inbound_reference=f"b-wire-{tag}",
     )
 
 
@@ -91,8 +121,9 @@ def made_up(real: Names) -> Names:
 class Mine:
     """The attacker's own accounts, named in probes next to the victim's ids."""
 
-    wallet: str
+    wallet: str  # holds money
     funding: str
+    external: str  # an ACTIVE USD external account
 
 
 def fresh(label: str) -> str:
@@ -201,12 +232,96 @@ def probes() -> list[Probe]:
          fpb.DeleteBalanceMonitorRequest(request_id=fresh("unmonitor"), monitor_id=n.monitor)),
         ("B's policy changes", "ListPolicyChanges",
          lambda n, m: fpb.ListPolicyChangesRequest(account_id=n.account)),
+        # PayoutService. A registers B's destination (B's routing reference and account
+        # number) as its own first: a new external account either way (the responses are
+        # not compared), whose fingerprint is not B's (keyed by tenant), so that the
+        # listing by B's fingerprint below finds nothing either way.
+        ("register B's destination", "CreateExternalAccount", lambda n, m:
+         ppb.CreateExternalAccountRequest(
+             request_id=fresh("xacct"), rail="simulated", currency_code="USD",
+             routing_reference=ROUTING, account_number=n.bank_account_number,
+             holder_name="B Holder")),
+        ("B's external account", "GetExternalAccount",
+         lambda n, m: ppb.GetExternalAccountRequest(id=n.external_account)),
+        ("B's fingerprint", "ListExternalAccounts",
+         lambda n, m: ppb.ListExternalAccountsRequest(fingerprint=n.fingerprint)),
+        ("all external accounts", "ListExternalAccounts",
+         lambda n, m: ppb.ListExternalAccountsRequest(page_size=500)),
+        ("disable B's external account", "DisableExternalAccount", lambda n, m:
+         ppb.DisableExternalAccountRequest(request_id=fresh("disable"), id=n.external_account)),
+        ("disable, B's request id", "DisableExternalAccount", lambda n, m:
+         ppb.DisableExternalAccountRequest(
+             request_id=n.external_request_id, id=n.external_account)),
+        ("pay out from B to A's destination", "CreatePayout", lambda n, m:
+         ppb.CreatePayoutRequest(
+             request_id=fresh("payout"), account_id=n.account, external_account_id=m.external,
+             amount_minor=1, currency_code="USD", method=STANDARD)),
+        ("pay out from A to B's destination", "CreatePayout", lambda n, m:
+         ppb.CreatePayoutRequest(
+             request_id=fresh("payout"), account_id=m.wallet,
+             external_account_id=n.external_account, amount_minor=1, currency_code="USD",
+             method=STANDARD)),
+        ("pay out with a fee to B", "CreatePayout", lambda n, m: ppb.CreatePayoutRequest(
+            request_id=fresh("payout"), account_id=m.wallet, external_account_id=m.external,
+            amount_minor=1, currency_code="USD", method=STANDARD, fee_minor=1,
+            fee_account_id=n.account)),
+        ("pay out, B's request id and body", "CreatePayout", lambda n, m:
+         ppb.CreatePayoutRequest(
+             request_id=n.payout_request_id, account_id=n.account,
+             external_account_id=n.external_account, amount_minor=B_PAYOUT_MINOR,
+             currency_code="USD", method=STANDARD, metadata={"owner": n.metadata_value})),
+        ("B's payout", "GetPayout", lambda n, m: ppb.GetPayoutRequest(id=n.payout)),
+        ("payouts of B's account", "ListPayouts",
+         lambda n, m: ppb.ListPayoutsRequest(account_id=n.account)),
+        ("payouts to B's destination", "ListPayouts",
+         lambda n, m: ppb.ListPayoutsRequest(external_account_id=n.external_account)),
+        ("pending payouts", "ListPayouts", lambda n, m: ppb.ListPayoutsRequest(
+            state=payout_pb2.PAYOUT_STATE_PENDING, page_size=500)),
+        ("cancel B's payout", "CancelPayout",
+         lambda n, m: ppb.CancelPayoutRequest(request_id=fresh("cancel"), id=n.payout)),
+        ("cancel B's payout, B's request id", "CancelPayout",
+         lambda n, m: ppb.CancelPayoutRequest(request_id=n.payout_request_id, id=n.payout)),
+        ("get B's payout hold", "GetTransfer",
+         lambda n, m: mpb.GetTransferRequest(transfer_id=n.payout_hold)),
+        ("void B's payout hold", "VoidTransfer", lambda n, m: mpb.VoidTransferRequest(
+            request_id=fresh("void"), transfer_id=n.payout_hold)),
+        ("post B's payout hold", "PostTransfer", lambda n, m: mpb.PostTransferRequest(
+            request_id=fresh("post"), transfer_id=n.payout_hold)),
+        ("B's inbound transfer", "GetInboundTransfer",
+         lambda n, m: ppb.GetInboundTransferRequest(id=n.inbound)),
+        ("inbound transfers of B's account", "ListInboundTransfers",
+         lambda n, m: ppb.ListInboundTransfersRequest(account_id=n.account)),
+        ("all inbound transfers", "ListInboundTransfers",
+         lambda n, m: ppb.ListInboundTransfersRequest(page_size=500)),
+        ("reconcile B's payout and credit", "Reconcile",
+         lambda n, m: ppb.ReconcileRequest(rail="simulated", lines=report_naming(n))),
+        ("reconcile the rail's own report", "Reconcile",
+         lambda n, m: ppb.ReconcileRequest(rail="simulated")),
         # Last, so that the lists above do not find it. OK both ways (external ids are
         # unique per tenant); the new accounts differ.
         ("create with B's external id", "CreateAccount", lambda n, m: apb.CreateAccountRequest(
             request_id=fresh("create"), external_id=n.external_id, holder_id=n.holder,
             currency_code="USD", normal_balance=account_pb2.NORMAL_BALANCE_CREDIT)),
     ]  # fmt: skip
+
+
+def report_naming(names: Names) -> list[payout_pb2.SettlementLine]:
+    """A settlement report listing B's payout (as paid) and B's inbound credit."""
+    kind = payout_pb2.SettlementLineKind
+    return [
+        payout_pb2.SettlementLine(
+            kind=kind.SETTLEMENT_LINE_KIND_PAYOUT, reference=names.payout,
+            amount_minor=B_PAYOUT_MINOR, currency_code="USD", state="POSTED",
+        ),
+        payout_pb2.SettlementLine(
+            kind=kind.SETTLEMENT_LINE_KIND_INBOUND, reference=names.inbound_reference,
+            amount_minor=B_INBOUND_MINOR, currency_code="USD", state="RECEIVED",
+        ),
+    ]  # fmt: skip
+
+
+# Requests that create something new either way: their responses differ by design.
+_NEW_EACH_TIME = (apb.CreateAccountRequest, ppb.CreateExternalAccountRequest)
 
 
 def normalized(answer: Answer, names: Names, sent: Message) -> tuple[object, ...]:
@@ -222,7 +337,7 @@ def normalized(answer: Answer, names: Names, sent: Message) -> tuple[object, ...
         return text
 
     response = None
-    if answer.response is not None and not isinstance(sent, apb.CreateAccountRequest):
+    if answer.response is not None and not isinstance(sent, _NEW_EACH_TIME):
         response = anonymous(str(answer.response))  # a new account differs from any other
     return (
         answer.code,
@@ -236,9 +351,12 @@ def normalized(answer: Answer, names: Names, sent: Message) -> tuple[object, ...
     )
 
 
-async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, list[Message]]:
-    """B's accounts, transfers, holds, batch and reversal; A's two accounts. Returns B's
-    names, A's accounts, and B's mutations (which B replays at the end)."""
+async def victim_ledger(
+    victim: Client, attacker: Client, bank: SimulatedBank, victim_tenant: str
+) -> tuple[Names, Mine, list[Message]]:
+    """B's accounts, transfers, holds, batch, reversal, external account, PENDING payout
+    and inbound credit; A's two accounts, external account and PENDING payout. Returns
+    B's names, A's accounts, and B's mutations (which B replays at the end)."""
     md = victim.md
     opened = [
         apb.CreateAccountRequest(
@@ -302,12 +420,29 @@ async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, 
         request_id="b-reverse", transfer_id=paid.id, amount_minor=7
     )
     await victim.movements.ReverseTransfer(reversal, metadata=md)
+    register = ppb.CreateExternalAccountRequest(
+        request_id="b-xacct", rail="simulated", currency_code="USD", routing_reference=ROUTING,
+        account_number="000123456789", holder_name="B Holder", metadata={"owner": "b-secret"},
+    )  # fmt: skip
+    external = (await victim.payouts.CreateExternalAccount(register, metadata=md)).external_account
+    pay_out = ppb.CreatePayoutRequest(
+        request_id="b-payout", account_id=wallet, external_account_id=external.id,
+        amount_minor=B_PAYOUT_MINOR, currency_code="USD", method=STANDARD,
+        metadata={"owner": "b-secret"},
+    )  # fmt: skip
+    payout = (await victim.payouts.CreatePayout(pay_out, metadata=md)).payout
+    assert payout.state == payout_pb2.PAYOUT_STATE_PENDING, payout
+    bank.send_credit(victim_tenant, wallet, B_INBOUND_MINOR, "USD", "b-wire-1", "b's wire")
+    inbound = await _booked(victim, wallet)
     names = Names(
         account=wallet, empty_account=empty, transfer=paid.id, hold=hold.id,
         hold_to_void=hold_2.id, batch=batched[0].batch_id, trace=paid.trace_id or "0" * 32,
         external_id="b-wallet", holder="b-holder", metadata_value="b-secret",
         account_request_id="b-open-empty", transfer_request_id="b-pay", hold_request_id="b-hold",
-        funds=part.id, monitor=monitor.id,
+        funds=part.id, monitor=monitor.id, external_account=external.id,
+        external_request_id="b-xacct", bank_account_number=register.account_number,
+        fingerprint=external.fingerprint, payout=payout.id, payout_hold=payout.hold_transfer_id,
+        payout_request_id="b-payout", inbound=inbound.id, inbound_reference="b-wire-1",
     )  # fmt: skip
     a_wallet = await attacker.open("a-wallet")
     a_funding = await attacker.open(
@@ -315,21 +450,56 @@ async def victim_ledger(victim: Client, attacker: Client) -> tuple[Names, Mine, 
         normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
         overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
     )
-    return names, Mine(a_wallet.id, a_funding.id), [*opened, *moves, batch, reversal, watch]
+    await attacker.pay("a-fund-wallet", a_funding.id, a_wallet.id, 1_000)
+    a_register = ppb.CreateExternalAccountRequest(
+        request_id="a-xacct", rail="simulated", currency_code="USD", routing_reference=ROUTING,
+        account_number="555566667777",
+    )  # fmt: skip
+    a_external = await attacker.payouts.CreateExternalAccount(a_register, metadata=attacker.md)
+    a_payout = ppb.CreatePayoutRequest(
+        request_id="a-payout", account_id=a_wallet.id,
+        external_account_id=a_external.external_account.id, amount_minor=100,
+        currency_code="USD", method=STANDARD,
+    )  # fmt: skip
+    await attacker.payouts.CreatePayout(a_payout, metadata=attacker.md)
+    mine = Mine(a_wallet.id, a_funding.id, a_external.external_account.id)
+    return names, mine, [*opened, *moves, batch, reversal, watch, register, pay_out]
+
+
+async def _booked(victim: Client, account: str) -> payout_pb2.InboundTransfer:
+    """The inbound transfer the payout worker books for the bank's credit to `account`."""
+    listing = ppb.ListInboundTransfersRequest(account_id=account)
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        listed = await victim.payouts.ListInboundTransfers(listing, metadata=victim.md)
+        if listed.inbound_transfers:
+            [inbound] = listed.inbound_transfers
+            return inbound
+        assert asyncio.get_running_loop().time() < deadline, "the inbound credit was not booked"
+        await asyncio.sleep(0.05)
 
 
 async def check_tenant_isolation(
-    channel: grpc.aio.Channel, attacker: Client, victim: Client, dsn: str
+    channel: grpc.aio.Channel,
+    attacker: Client,
+    victim: Client,
+    dsn: str,
+    bank: SimulatedBank,
+    victim_tenant: str,
 ) -> None:
     """The whole check, for any server: `attacker` and `victim` are two tenants' clients
-    on `channel` to it, and `dsn` its database (read with a role that sees every tenant)."""
-    names, mine, victim_requests = await victim_ledger(victim, attacker)
+    on `channel` to it, `dsn` its database (read with a role that sees every tenant),
+    `bank` the bank side of its simulated rail and `victim_tenant` the victim's tenant id.
+    The server must keep STANDARD payouts PENDING while this runs (a long
+    MM_PAYOUT_STANDARD_DELAY_S), or its worker would change B's payout meanwhile."""
+    names, mine, victim_requests = await victim_ledger(victim, attacker, bank, victim_tenant)
     connection = await asyncpg.connect(dsn)
     try:
-        victim_tenant = await tenant_id_of(connection, names.account)
+        assert await tenant_id_of(connection, names.account) == victim_tenant
         before = await tenant_rows(connection, victim_tenant)
         covered = set()
         differences = []
+        answers: dict[str, Answer] = {}
         decoy = made_up(names)  # one set for all probes: a reused id must behave alike
         for label, rpc_name, build in probes():
             rpc = RPCS[rpc_name]
@@ -337,15 +507,24 @@ async def check_tenant_isolation(
             real_request, decoy_request = build(names, mine), build(decoy, mine)
             real = await ask(rpc, channel, real_request, attacker.md)
             fake = await ask(rpc, channel, decoy_request, attacker.md)
+            answers[label] = real
             seen = normalized(real, names, real_request)
             expected = normalized(fake, decoy, decoy_request)
             if seen != expected:
                 differences.append(
                     f"{label} ({rpc_name}):\n  B's ids: {seen}\n  made up: {expected}"
                 )
-            leaked = _victim_data_in(real, names, before)
+            leaked = _victim_data_in(real, names, before, real_request)
             if leaked:
                 differences.append(f"{label} ({rpc_name}): the answer shows B's {leaked}")
+        # For A, B's payout and credit are unknown to its ledger, never matched.
+        reconciled = answers["reconcile B's payout and credit"].response
+        assert isinstance(reconciled, ppb.ReconcileResponse), answers
+        missing_in_ledger = payout_pb2.RECONCILIATION_BREAK_KIND_MISSING_IN_LEDGER
+        assert reconciled.matched == 0, reconciled
+        assert sorted((b.kind, b.reference) for b in reconciled.breaks) == sorted(
+            [(missing_in_ledger, names.payout), (missing_in_ledger, names.inbound_reference)]
+        ), reconciled
         # A reuses B's request ids for requests of its own: fresh requests for A, not a
         # replay of B's outcome and not REQUEST_ID_REUSED. (Only b-open-funding: the probes
         # above used b-open-empty for A's own recorded rejections, and b-wallet, the
@@ -373,6 +552,19 @@ async def check_tenant_isolation(
     assert not differences, "\n".join(differences)
     for table in before:
         assert after[table] == before[table], f"A changed B's {table}"
+    # B still sees its payout PENDING (not canceled by A), its destination ACTIVE (not
+    # disabled by A) and its credit RECEIVED.
+    md = victim.md
+    got = await victim.payouts.GetPayout(ppb.GetPayoutRequest(id=names.payout), metadata=md)
+    assert got.payout.state == payout_pb2.PAYOUT_STATE_PENDING, got
+    external = await victim.payouts.GetExternalAccount(
+        ppb.GetExternalAccountRequest(id=names.external_account), metadata=md
+    )
+    assert external.external_account.state == payout_pb2.EXTERNAL_ACCOUNT_STATE_ACTIVE, external
+    inbound = await victim.payouts.GetInboundTransfer(
+        ppb.GetInboundTransferRequest(id=names.inbound), metadata=md
+    )
+    assert inbound.inbound_transfer.state == payout_pb2.INBOUND_TRANSFER_STATE_RECEIVED, inbound
     # B's own requests still replay B's outcomes, untouched by A's use of the same ids.
     for request in victim_requests:
         rpc = RPCS[request.DESCRIPTOR.name.removesuffix("Request")]
@@ -380,28 +572,40 @@ async def check_tenant_isolation(
         assert answer.code == Code.OK, (request, answer)
 
 
-def _victim_data_in(answer: Answer, names: Names, rows: dict[str, list[str]]) -> str:
-    """Which of B's identifiers an answer shows, other than those the attacker sent."""
+def _victim_data_in(answer: Answer, names: Names, rows: dict[str, list[str]], sent: Message) -> str:
+    """Which of B's identifiers an answer shows, other than those the attacker sent (a
+    reconciliation break names the reference of the report's line it is about)."""
     if answer.response is None:
         return ""
-    text = str(answer.response)
+    text, echoed = str(answer.response), str(sent)
     for value in (
         names.account, names.empty_account, names.transfer, names.hold, names.batch,
-        names.funds, names.monitor,
+        names.funds, names.monitor, names.external_account, names.fingerprint, names.payout,
+        names.payout_hold, names.inbound, names.inbound_reference,
     ):  # fmt: skip
-        if value in text:
+        if value in text and value not in echoed:
             return value
-    for row in rows["accounts"] + rows["transfers"]:
+    tables = ("accounts", "transfers", "external_accounts", "payouts", "inbound_transfers")
+    for row in (row for table in tables for row in rows[table]):
         row_id = row.split(",")[1]
-        if row_id in text:
+        if row_id in text and row_id not in echoed:
             return row_id
     return ""
 
 
-async def test_a_tenant_cannot_tell_another_tenants_ids_from_made_up_ones(api: Api) -> None:
+async def test_a_tenant_cannot_tell_another_tenants_ids_from_made_up_ones(
+    dsn: str, tmp_path: Path
+) -> None:
     # test_row_level_security_alone_keeps_tenants_apart runs this same body against a
     # server whose application-level tenant filter is disabled.
-    await check_tenant_isolation(api.channel, api.a, api.b, api.dsn)
+    rail = tmp_path / "rail"
+    api = await start_api(dsn, MM_RAIL_DIR=str(rail), MM_PAYOUT_STANDARD_DELAY_S=STANDARD_DELAY_S)
+    try:
+        bank = SimulatedBank(rail)
+        await check_tenant_isolation(api.channel, api.a, api.b, api.dsn, bank, api.tenant_b)
+    finally:
+        await stop_api(api)
+    await assert_ledger_consistent(dsn)
 
 
 # Every `tenant_id = $1` predicate of the ledger's queries, as written in storage/sql.
@@ -415,7 +619,7 @@ def without_tenant_filter(sql: str) -> str:
 
 
 async def test_row_level_security_alone_keeps_tenants_apart(
-    dsn: str, monkeypatch: pytest.MonkeyPatch
+    dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # The test build: every query loses its tenant filter, so only the database's
     # row-level security stands between tenant A and tenant B's money.
@@ -424,9 +628,11 @@ async def test_row_level_security_alone_keeps_tenants_apart(
     assert len(changed) >= 12, f"the filter was not removed: only {changed}"
     assert {"lock_batch", "write_batch", "get_account", "get_transfer"} <= set(changed)
     monkeypatch.setattr(queries, "all_queries", lambda: stripped)
-    api = await start_api(dsn)
+    rail = tmp_path / "rail"
+    api = await start_api(dsn, MM_RAIL_DIR=str(rail), MM_PAYOUT_STANDARD_DELAY_S=STANDARD_DELAY_S)
     try:
-        await check_tenant_isolation(api.channel, api.a, api.b, api.dsn)
+        bank = SimulatedBank(rail)
+        await check_tenant_isolation(api.channel, api.a, api.b, api.dsn, bank, api.tenant_b)
     finally:
         await stop_api(api)
     await assert_ledger_consistent(dsn)

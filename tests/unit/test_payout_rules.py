@@ -43,7 +43,7 @@ from moneymovement.domain.transfers import TransferState
 from tests.unit.ledger_builders import NOW, book, make_account
 
 SELLER = "acct_sellersssssssssssssssssss"
-SETTLEMENT = settlement_account_id("simulated", "USD")
+SETTLEMENT = settlement_account_id("ten_test", "simulated", "USD")
 FEES = "acct_feesfffffffffffffffffffff"
 _requests = itertools.count()
 

@@ -156,11 +156,13 @@ def fingerprint(tenant_id: str, routing_reference: str, account_number: str) -> 
     return digest.hexdigest()[:32]
 
 
-def settlement_account_id(rail: str, currency_code: str) -> str:
-    """The id of a rail's settlement account for a currency: the same in every tenant
-    and every process (a hash, in the shape of an account id), so that the first payout
-    or credit opens it in its own transaction and a concurrent one meets it on the key."""
-    digest = hashlib.sha256(f"settlement:{rail}:{currency_code}".encode()).digest()[:16]
+def settlement_account_id(tenant_id: str, rail: str, currency_code: str) -> str:
+    """The id of a tenant's settlement account of a rail and currency: the same in every
+    process (a hash, in the shape of an account id), so that the first payout or credit
+    opens it in its own transaction and a concurrent one meets it on the key. The tenant
+    is in the hash: no two tenants' accounts share an id."""
+    text = f"settlement:{tenant_id}:{rail}:{currency_code}"
+    digest = hashlib.sha256(text.encode()).digest()[:16]
     body = base64.b32encode(digest).decode("ascii").rstrip("=").lower()
     return f"{ids.ACCOUNT}_{body}"
 

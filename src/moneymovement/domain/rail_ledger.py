@@ -38,7 +38,6 @@ from moneymovement.domain.payouts import (
     external_account_not_found,
     inbound_not_found,
     payout_not_found,
-    settlement_account_id,
     settlement_external_id,
 )
 from moneymovement.domain.reversals import ReversalRequest, reverse
@@ -322,17 +321,16 @@ def _reverse_owned(
 def _open_settlement(
     fork: _Fork, rail: str, currency_code: str, named: str, issued: Issued
 ) -> None:
-    """Opens the rail's settlement account for the currency if this is its first use:
+    """Opens the rail's settlement account for the currency if this is its first use
+    (`named`: its id, payouts.settlement_account_id, which the service computes for the
+    locks):
     in the transaction of the payout or credit that needs it, so a refused one opens
     nothing. DEBIT-normal (the money the bank holds for us) with no overdraft limit (a
     payout credits it below zero until the bank's statement is booked against it)."""
-    account_id = settlement_account_id(rail, currency_code)
-    if named != account_id:  # the service names it for the locks: it must be this one
-        raise ValueError(f"settlement account {named} is not {account_id}")
-    if account_id in fork.accounts:
+    if named in fork.accounts:
         return
     fork.open_account(
-        account_id,
+        named,
         CreateAccount(
             currency_code=currency_code,
             normal_balance=NormalBalance.DEBIT,

@@ -132,7 +132,9 @@ class PayoutService:
         command = replace(
             command,
             rail=external.rail,
-            settlement_account_id=settlement_account_id(external.rail, command.currency_code),
+            settlement_account_id=settlement_account_id(
+                caller.tenant_id, external.rail, command.currency_code
+            ),
             submit_delay_s=delay,
         )
         return await self._pipeline.submit(caller, request_id, command)
@@ -201,7 +203,7 @@ class PayoutService:
         )
         if existing is not None:
             return existing
-        settlement = settlement_account_id(rail, currency_code)
+        settlement = settlement_account_id(caller.tenant_id, rail, currency_code)
         command = ReceiveInbound(
             rail, reference, account_id, settlement, amount_minor, currency_code, description
         )
