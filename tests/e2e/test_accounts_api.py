@@ -31,9 +31,11 @@ async def test_create_get_and_replay_an_account(api: Api) -> None:
 
 
 async def test_external_id_is_unique_per_tenant(api: Api) -> None:
-    await api.a.open("x1", external_id="ext-1")
+    first = await api.a.open("x1", external_id="ext-1")
     taken = await failure(api.a.open("x2", external_id="ext-1"))
     assert (taken.code, taken.reason) == (Code.ALREADY_EXISTS, "EXTERNAL_ID_TAKEN")
+    # It names the account that has it: no second call needed.
+    assert taken.metadata == {"external_id": "ext-1", "account_id": first.id}
     assert (await api.b.open("x1", external_id="ext-1")).external_id == "ext-1"
 
 

@@ -45,7 +45,7 @@ async def test_a_later_transaction_cannot_show_its_events_before_an_earlier_one_
     async def first() -> None:
         async with database.session(tenant, write=True) as session:
             snapshot = await session.ledger.lock({funding.id, a.id}, set(), set())
-            state = DomainLedger(snapshot.now, snapshot.accounts, snapshot.transfers, set())
+            state = DomainLedger(snapshot.now, snapshot.accounts, snapshot.transfers, {})
             spec = TransferSpec(funding.id, a.id, 100, "USD")
             state.apply(CreateTransfer(spec), Issued("t1"))
             await session.ledger.write(state.writes(), [], state.now)

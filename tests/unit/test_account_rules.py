@@ -14,7 +14,9 @@ from moneymovement.domain.accounts import (
     OverdraftMode,
 )
 from moneymovement.domain.balances import Balances, NormalBalance
+from moneymovement.domain.commands import CreateAccount
 from moneymovement.domain.errors import FieldReason, InvalidInput, Reason, Rejected
+from moneymovement.domain.ledger import Issued, Ledger
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -304,3 +306,18 @@ def test_update_renames() -> None:
     updated = accounts.update(make_account(), AccountChanges(name="Savings"), metadata_limit=50)
 
     assert (updated.name, updated.version) == ("Savings", 8)
+
+
+def test_an_external_id_taken_names_the_account_that_has_it() -> None:
+    # One read from the database, one opened earlier in the same batch.
+    state = Ledger(NOW, {}, {}, {"cust:1": "acct_" + "a" * 26})
+    opened = state.apply(
+        CreateAccount("USD", NormalBalance.CREDIT, external_id="cust:2"), Issued("r-1")
+    )
+    for external_id, holder in (("cust:1", "acct_" + "a" * 26), ("cust:2", opened.id)):
+        with pytest.raises(Rejected) as taken:
+            state.apply(
+                CreateAccount("USD", NormalBalance.CREDIT, external_id=external_id), Issued("r-2")
+            )
+        assert taken.value.reason is Reason.EXTERNAL_ID_TAKEN
+        assert taken.value.metadata == {"external_id": external_id, "account_id": holder}

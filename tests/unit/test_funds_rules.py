@@ -121,7 +121,7 @@ def ledger(
     given = book(*accounts)
     for default in (funding(), fees(), make_account(ALICE), make_account(BOB)):
         given.setdefault(default.id, default)
-    return Ledger(now, given, {}, set(), usage=usage)
+    return Ledger(now, given, {}, {}, usage=usage)
 
 
 def later(state: Ledger, now: datetime, usage: dict[str, DebitUsage] | None = None) -> Ledger:
@@ -131,7 +131,7 @@ def later(state: Ledger, now: datetime, usage: dict[str, DebitUsage] | None = No
         now,
         state.accounts,
         state.transfers,
-        set(),
+        {},
         funds=list(state.funds.values()),
         monitors=list(state.monitors.values()),
         usage=usage,

@@ -22,7 +22,7 @@ from tests.unit.ledger_builders import ALICE, BOB, NOW, book, make_account
 
 
 def ledger() -> Ledger:
-    return Ledger(NOW, book(make_account(ALICE), make_account(BOB)), {}, set())
+    return Ledger(NOW, book(make_account(ALICE), make_account(BOB)), {}, {})
 
 
 def spec(amount: int, **changes: object) -> TransferSpec:
@@ -68,7 +68,7 @@ def test_a_batch_tells_each_item_then_the_batch_with_every_account_after_all() -
 def test_a_void_of_a_hold_already_past_its_expiry_is_told_as_its_expiry() -> None:
     state = ledger()
     held = state.apply(CreateTransfer(spec(50, pending=True, hold_timeout_s=60)), Issued("h"))
-    later = Ledger(NOW + timedelta(minutes=5), state.accounts, {held.id: held}, set())
+    later = Ledger(NOW + timedelta(minutes=5), state.accounts, {held.id: held}, {})
     voided = later.apply(VoidTransfer(held.id), Issued("v"))
     assert voided.state is TransferState.EXPIRED
     (event,) = later.writes().events

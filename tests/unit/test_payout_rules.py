@@ -66,7 +66,7 @@ def accounts(**seller: object) -> dict[str, Account]:
 def next_transaction(state: Ledger, later: timedelta = timedelta(seconds=1)) -> Ledger:
     """The next transaction, seeing what `state` left, as storage would read it back."""
     return Ledger(
-        state.now + later, state.accounts, state.transfers, set(),
+        state.now + later, state.accounts, state.transfers, {},
         funds=list(state.funds.values()), records=list(state.records.values()),
     )  # fmt: skip
 
@@ -112,7 +112,7 @@ def test_the_states_go_only_forward() -> None:
 
 
 def test_a_payout_holds_its_amount_and_fee_at_once_and_posts_both() -> None:
-    state = Ledger(NOW, accounts(), {}, set())
+    state = Ledger(NOW, accounts(), {}, {})
     made = payout(state)
     assert made.state is PayoutState.PENDING
     assert balance(state, SELLER) == (10_000, 5_900)
@@ -141,7 +141,7 @@ def test_a_payout_holds_its_amount_and_fee_at_once_and_posts_both() -> None:
 
 
 def test_a_failed_payout_releases_both_holds_and_charges_nothing() -> None:
-    state = Ledger(NOW, accounts(), {}, set())
+    state = Ledger(NOW, accounts(), {}, {})
     made = payout(state)
     started = state.apply(StartPayout(made.id, made.transfer_ids), issued())
     assert started is not None
@@ -154,7 +154,7 @@ def test_a_failed_payout_releases_both_holds_and_charges_nothing() -> None:
 
 
 def test_a_return_reported_before_the_posting_posts_then_returns() -> None:
-    state = Ledger(NOW, accounts(), {}, set())
+    state = Ledger(NOW, accounts(), {}, {})
     made = payout(state)
     started = state.apply(StartPayout(made.id, made.transfer_ids), issued())
     assert started is not None
@@ -173,7 +173,7 @@ def test_a_return_reported_before_the_posting_posts_then_returns() -> None:
 
 
 def test_cancel_only_while_pending_and_only_once() -> None:
-    state = Ledger(NOW, accounts(), {}, set())
+    state = Ledger(NOW, accounts(), {}, {})
     made = payout(state, fee=0)
     canceled = state.apply(CancelPayout(made.id, made.transfer_ids), issued())
     assert canceled.state is PayoutState.CANCELED
@@ -189,13 +189,13 @@ def test_cancel_only_while_pending_and_only_once() -> None:
 
 
 def test_refusals() -> None:
-    state = Ledger(NOW, accounts(), {}, set())
+    state = Ledger(NOW, accounts(), {}, {})
     with pytest.raises(Rejected) as above:
         payout(state, amount=10_001, fee=0)
     assert above.value.reason is Reason.INSUFFICIENT_FUNDS
     pending = Balances(posted_credits_minor=10_000, pending_availability_minor=6_000)
     policy = FundsPolicy(availability=AvailabilityPolicy(delay_days=2))
-    waiting = Ledger(NOW, accounts(balances=pending, funds_policy=policy), {}, set())
+    waiting = Ledger(NOW, accounts(balances=pending, funds_policy=policy), {}, {})
     with pytest.raises(Rejected) as not_yet:
         payout(waiting, amount=5_000, fee=0)
     assert not_yet.value.reason is Reason.FUNDS_NOT_YET_AVAILABLE
@@ -226,7 +226,7 @@ def test_refusals() -> None:
     ],
 )
 def test_the_transfer_rpcs_never_move_a_payouts_holds(command: object) -> None:
-    state = Ledger(NOW, accounts(), {}, set())
+    state = Ledger(NOW, accounts(), {}, {})
     made = payout(state, fee=0)
     with pytest.raises(Rejected) as owned:
         state.apply(command(made.hold_transfer_id), issued())  # type: ignore[operator]
@@ -236,7 +236,7 @@ def test_the_transfer_rpcs_never_move_a_payouts_holds(command: object) -> None:
 
 def test_an_inbound_credit_and_its_return() -> None:
     policy = FundsPolicy(availability=AvailabilityPolicy(delay_days=2))
-    state = Ledger(NOW, accounts(funds_policy=policy), {}, set())
+    state = Ledger(NOW, accounts(funds_policy=policy), {}, {})
     received = state.apply(
         ReceiveInbound("simulated", "wire-1", SELLER, SETTLEMENT, 3_000, "USD"), issued()
     )
@@ -252,7 +252,7 @@ def test_an_inbound_credit_and_its_return() -> None:
 def test_the_first_payout_opens_the_settlement_account_and_a_refused_one_nothing() -> None:
     everything = accounts()
     del everything[SETTLEMENT]
-    state = Ledger(NOW, everything, {}, set())
+    state = Ledger(NOW, everything, {}, {})
     with pytest.raises(Rejected):
         payout(state, amount=10_001, fee=0)
     assert SETTLEMENT not in state.accounts
@@ -268,7 +268,7 @@ def test_the_first_payout_opens_the_settlement_account_and_a_refused_one_nothing
 
 
 def test_a_payout_from_a_debit_normal_account_is_refused() -> None:
-    state = Ledger(NOW, accounts(), {}, set())
+    state = Ledger(NOW, accounts(), {}, {})
     external = destination(state)
     with pytest.raises(Rejected) as refused:
         state.apply(
@@ -285,7 +285,7 @@ def test_a_hold_whose_capture_could_not_be_posted_is_refused_at_once() -> None:
     # settlement account's posted credits past int64. The second is refused now, not
     # left for a capture that could never be booked.
     rich = accounts(overdraft_mode=OverdraftMode.UNLIMITED)
-    state = Ledger(NOW, rich, {}, set())
+    state = Ledger(NOW, rich, {}, {})
     payout(state, amount=2**62, fee=0)
     with pytest.raises(Rejected) as refused:
         payout(state, amount=2**62, fee=0)

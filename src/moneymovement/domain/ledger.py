@@ -160,7 +160,7 @@ class Ledger:
         now: datetime,
         accounts: Mapping[str, Account],
         transfers: Mapping[str, Transfer],
-        taken_external_ids: set[str],
+        taken_external_ids: Mapping[str, str],
         funds: Sequence[ScheduledFunds] = (),
         monitors: Sequence[BalanceMonitor] = (),
         usage: Mapping[str, DebitUsage] | None = None,
@@ -174,7 +174,8 @@ class Ledger:
         self.now = now
         self.accounts: ChainMap[str, Account] = ChainMap({}, dict(accounts))
         self.transfers: ChainMap[str, Transfer] = ChainMap({}, dict(transfers))
-        self.taken_external_ids = ChainMap[str, bool]({}, dict.fromkeys(taken_external_ids, True))
+        # External id -> the account that has it (read, or opened by this batch).
+        self.taken_external_ids = ChainMap[str, str]({}, dict(taken_external_ids))
         self.funds: ChainMap[str, ScheduledFunds] = ChainMap({}, {f.id: f for f in funds})
         self.monitors: ChainMap[str, BalanceMonitor] = ChainMap({}, {m.id: m for m in monitors})
         self.usage: ChainMap[str, DebitUsage] = ChainMap({}, dict(usage or {}))
@@ -458,10 +459,11 @@ def _create_account(
     domain/rail_ledger.py) gives it."""
     validate_policy(command.funds_policy, command.normal_balance)  # the edge did; again here
     if command.external_id is not None and command.external_id in fork.taken_external_ids:
+        holder = fork.taken_external_ids[command.external_id]
         raise Rejected(
             Reason.EXTERNAL_ID_TAKEN,
-            "another account has this external_id",
-            {"external_id": command.external_id},
+            f"account {holder} has this external_id",
+            {"external_id": command.external_id, "account_id": holder},
         )
     account = Account(
         id=account_id or ids.new_id(ids.ACCOUNT),
@@ -489,7 +491,7 @@ def _create_account(
         )  # fmt: skip
     fork.new_account_ids.append(account.id)
     if command.external_id is not None:
-        fork.taken_external_ids[command.external_id] = True
+        fork.taken_external_ids[command.external_id] = account.id
     fork.events.append(
         Event(EventType.ACCOUNT_CREATED, issued.request_id, issued.trace_id, (), (account,))
     )

@@ -62,7 +62,7 @@ class Snapshot:
     now: datetime
     accounts: dict[str, Account]
     transfers: dict[str, Transfer]
-    taken_external_ids: set[str]
+    taken_external_ids: dict[str, str]  # external id -> the account that has it
     funds: list[ScheduledFunds]
     monitors: list[BalanceMonitor]
     debit_usage: dict[str, DebitUsage]
@@ -118,7 +118,7 @@ class LedgerStore:
             now=row["db_now"],
             accounts={a["account_id"]: account_from_row(a) for a in row["accounts"]},
             transfers={t.id: t for t in transfers},
-            taken_external_ids=set(row["taken_external_ids"]),
+            taken_external_ids={ext: account for ext, account in row["taken_external_ids"]},
             funds=[funds_from_row(f) for f in row["funds"]],
             monitors=[monitor_from_row(m) for m in row["monitors"]],
             debit_usage={

@@ -41,7 +41,8 @@ SELECT now() AS db_now,
        -- not decodable by the driver).
        ARRAY(SELECT transfer_reversals(t.tenant_id, t.transfer_id)
              FROM locked_transfers AS t ORDER BY t.transfer_id) AS reversals,
-       ARRAY(SELECT a.external_id
+       -- Each as (external id, the account that has it): a refusal names the account.
+       ARRAY(SELECT ARRAY[a.external_id, a.account_id]
              FROM accounts AS a
              WHERE a.tenant_id = $1 AND a.external_id = ANY($4::text[])) AS taken_external_ids,
        -- Three index lookups (not one OR, which would scan the table for the IN), and
