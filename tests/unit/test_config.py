@@ -154,3 +154,39 @@ def test_workers_default_to_one_and_never_share_the_port_by_default() -> None:
 def test_workers_must_be_a_whole_number_of_at_least_one(value: str) -> None:
     with pytest.raises(ConfigError, match="MM_WORKERS"):
         load_settings({"MM_WORKERS": value})
+
+
+def test_the_rail_settings() -> None:
+    default = load_settings({"MM_DATA_DIR": "/var/lib/mm"})
+    assert default.rail.kind == "simulated"
+    assert default.rail.directory == Path("/var/lib/mm/rail")
+    assert (default.rail.poll_s, default.rail.standard_delay_s) == (0.5, 30)
+    rail = load_settings(
+        {
+            "MM_RAIL": "file", "MM_RAIL_DIR": "/srv/bank", "MM_RAIL_SEED": "7",
+            "MM_RAIL_LATENCY_S": "2", "MM_RAIL_FAILURE_RATE": "0.1",
+            "MM_RAIL_RETURN_RATE": "0.2", "MM_RAIL_RETURN_AFTER_S": "9",
+            "MM_RAIL_TIMEOUT_RATE": "0.3", "MM_RAIL_UNAVAILABLE_RATE": "0.4",
+            "MM_RAIL_DUPLICATE_RATE": "1", "MM_RAIL_REORDER": "true",
+            "MM_PAYOUT_POLL_S": "0.1", "MM_PAYOUT_STANDARD_DELAY_S": "0",
+        }
+    ).rail  # fmt: skip
+    assert (rail.kind, rail.directory, rail.seed, rail.latency_s) == (
+        "file",
+        Path("/srv/bank"),
+        7,
+        2,
+    )
+    assert (rail.failure_rate, rail.return_rate, rail.return_after_s) == (0.1, 0.2, 9)
+    assert (rail.timeout_rate, rail.unavailable_rate, rail.duplicate_rate) == (0.3, 0.4, 1)
+    assert (rail.reorder, rail.poll_s, rail.standard_delay_s) == (True, 0.1, 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MM_RAIL", "swift"), ("MM_RAIL_FAILURE_RATE", "1.5"), ("MM_RAIL_REORDER", "maybe"),
+     ("MM_PAYOUT_POLL_S", "0")],
+)  # fmt: skip
+def test_unusable_rail_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
