@@ -20,6 +20,7 @@ import structlog
 from moneymovement.bootstrap import build_server
 from moneymovement.config import Settings
 from moneymovement.observability import metrics
+from moneymovement.observability.logging import quiet_connection_resets
 from moneymovement.observability.metrics import configure_metrics
 from moneymovement.observability.tracing import configure_tracing
 from moneymovement.storage.database import switch_to_service_role
@@ -146,6 +147,7 @@ async def serve(
     server = build_server(settings, database, dsn=dsn)  # dsn: to LISTEN for token changes
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(quiet_connection_resets)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     try:

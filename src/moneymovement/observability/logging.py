@@ -157,3 +157,23 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
 
 
 atexit.register(flush_lines)
+
+
+_RESET_IN_TRANSACTION = "Resetting connection with an active transaction"
+
+
+def quiet_connection_resets(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """The event loop's exception handler: asyncpg's error-level "Resetting connection
+    with an active transaction" is what a handler cancelled inside a read transaction
+    (its caller's deadline passed, the caller went away) leaves when its connection goes
+    back to the pool, which rolls it back. Nothing failed: it becomes one warning line
+    with the RPC and request id bound to the cancelled request (the release runs in its
+    task). Everything else goes to the default handler."""
+    message = str(context.get("message", ""))
+    if message.startswith(_RESET_IN_TRANSACTION):
+        structlog.get_logger("moneymovement.storage").warning(
+            "connection_rolled_back_after_cancel",
+            detail="a cancelled request left a transaction open; the pool rolled it back",
+        )
+        return
+    loop.default_exception_handler(context)
