@@ -225,8 +225,9 @@ class InsufficientFunds(FailedPrecondition):
 
 
 class VersionMismatch(FailedPrecondition):
-    """VERSION_MISMATCH: `expected_version` is not the account's version. Read the account
-    again and decide again."""
+    """VERSION_MISMATCH: `expected_version` is not the account's version, or
+    `expected_attributes_version` its attributes version. Read the account again and
+    decide again."""
 
     @property
     def current_version(self) -> int | None:
@@ -762,13 +763,16 @@ class MoneyMovementClient:
         overdraft_limit_minor: int | None = None,
         funds_policy: funds_pb2.FundsPolicy | None = None,
         expected_version: int = 0,
+        expected_attributes_version: int = 0,
         request_id: str = "",
     ) -> account_pb2.Account:
         """Changes what is given and leaves the rest: `name` ("" clears it), `metadata`
         (merged; a key with an empty value is removed), `overdraft_mode` ("NONE",
         "LIMITED", "UNLIMITED"), `overdraft_limit_minor`, `funds_policy` (replaced whole;
         an empty FundsPolicy clears it; it applies to later credits). With
-        `expected_version` (not 0), only if the account is at that version.
+        `expected_attributes_version` (not 0), only if the account's attributes are at
+        that version (`Account.attributes_version`: money moving does not raise it); with
+        `expected_version` (not 0), only if nothing at all changed since.
 
         Raises:
             NotFound: ACCOUNT_NOT_FOUND.
@@ -780,6 +784,7 @@ class MoneyMovementClient:
             request_id=request_id, account_id=account_id, metadata=metadata or {},
             overdraft_mode=_enum(account_pb2.OverdraftMode, "OVERDRAFT_MODE_", overdraft_mode),
             expected_version=expected_version,
+            expected_attributes_version=expected_attributes_version,
         )  # fmt: skip
         if name is not None:
             request.name = name
@@ -796,6 +801,7 @@ class MoneyMovementClient:
         scope: str = "",
         reason: str = "",
         expected_version: int = 0,
+        expected_attributes_version: int = 0,
         request_id: str = "",
     ) -> account_pb2.Account:
         """Freezes an account: no transfers in or out until unfrozen (`scope` "ALL", the
@@ -810,6 +816,7 @@ class MoneyMovementClient:
         """
         request = apb.FreezeAccountRequest(
             request_id=request_id, account_id=account_id, expected_version=expected_version,
+            expected_attributes_version=expected_attributes_version,
             scope=_enum(account_pb2.FreezeScope, "FREEZE_SCOPE_", scope), reason=reason,
         )  # fmt: skip
         return (await self._call(self._accounts.FreezeAccount, request)).account

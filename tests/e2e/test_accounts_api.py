@@ -173,3 +173,52 @@ async def test_list_filters_and_paginates_without_gaps_or_repeats(api: Api) -> N
         Code.INVALID_ARGUMENT,
         [("page_token", "INVALID_PAGE_TOKEN")],
     )
+
+
+async def test_the_attributes_version_ignores_money_moving(api: Api) -> None:
+    client = api.a
+    customer, funding = await client.fund("av", 1_000)
+    read = (
+        await client.accounts.GetAccount(
+            pb.GetAccountRequest(account_id=customer), metadata=client.md
+        )
+    ).account
+    assert read.attributes_version == 1
+    await client.pay("av-in", funding, customer, 50)  # money moves after the read
+    update = pb.UpdateAccountRequest(
+        request_id="av-rename", account_id=customer, name="Renamed",
+        expected_attributes_version=read.attributes_version,
+    )  # fmt: skip
+    renamed = (await client.accounts.UpdateAccount(update, metadata=client.md)).account
+    assert (renamed.name, renamed.attributes_version) == ("Renamed", 2)
+    assert renamed.version == read.version + 2  # the credit, then the rename
+    # The version the read saw is stale: the money moved.
+    stale = await failure(
+        client.accounts.UpdateAccount(
+            pb.UpdateAccountRequest(
+                request_id="av-stale", account_id=customer, name="X", expected_version=read.version
+            ),
+            metadata=client.md,
+        )
+    )
+    assert (stale.code, stale.reason) == (Code.FAILED_PRECONDITION, "VERSION_MISMATCH")
+    assert stale.metadata == {
+        "account_id": customer, "current_version": str(renamed.version),
+        "current_attributes_version": "2",
+    }  # fmt: skip
+    # A second writer who read attributes_version 1 loses, whatever moved.
+    late = await failure(
+        client.accounts.FreezeAccount(
+            pb.FreezeAccountRequest(
+                request_id="av-freeze", account_id=customer, expected_attributes_version=1
+            ),
+            metadata=client.md,
+        )
+    )
+    assert late.reason == "VERSION_MISMATCH"
+    frozen = await client.accounts.FreezeAccount(
+        pb.FreezeAccountRequest(request_id="av-freeze-2", account_id=customer,
+                                expected_attributes_version=2),
+        metadata=client.md,
+    )  # fmt: skip
+    assert frozen.account.attributes_version == 3

@@ -26,7 +26,7 @@ EXPECTED_TABLES = {
         "pending_credits_minor", "version", "created_at", "updated_at",
         # Funds accessibility (migration 0007).
         "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
-        "freeze_reason",
+        "freeze_reason", "attributes_version",
     ],
     "transfers": [
         "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id",

@@ -62,6 +62,9 @@ class Account:
     funds_policy: FundsPolicy = NO_POLICY
     freeze_scope: FreezeScope | None = None  # set exactly when FROZEN
     freeze_reason: str = ""
+    # Rises with a change of the attributes or state only (not of the balances): what
+    # expected_attributes_version is compared with.
+    attributes_version: int = 1
 
     def floor_minor(self) -> int | None:
         """The lowest available balance the overdraft policy allows; None when unbounded."""
@@ -173,14 +176,33 @@ def require_within_policy(account: Account, before: Balances, after: Balances) -
     )
 
 
-def require_version(account: Account, expected_version: int | None) -> None:
-    """Optimistic concurrency: refuses when the caller saw another version."""
-    if expected_version is not None and expected_version != account.version:
+def require_version(
+    account: Account, expected_version: int | None, expected_attributes_version: int | None = None
+) -> None:
+    """Optimistic concurrency: refuses when the caller saw another version (any change,
+    balances included) or another attributes version (a change of the attributes)."""
+    mismatch = (expected_version is not None and expected_version != account.version) or (
+        expected_attributes_version is not None
+        and expected_attributes_version != account.attributes_version
+    )
+    if mismatch:
         raise Rejected(
             Reason.VERSION_MISMATCH,
-            f"account {account.id} is at version {account.version}, not {expected_version}",
-            {"account_id": account.id, "current_version": str(account.version)},
+            f"account {account.id} is at version {account.version}, attributes version "
+            f"{account.attributes_version}",
+            {
+                "account_id": account.id,
+                "current_version": str(account.version),
+                "current_attributes_version": str(account.attributes_version),
+            },
         )
+
+
+def _changed(before: Account, after: Account) -> Account:
+    """`after`, a change of `before`'s attributes or state: both versions rise."""
+    return replace(
+        after, version=before.version + 1, attributes_version=before.attributes_version + 1
+    )
 
 
 def _closed(account: Account) -> Rejected:
@@ -201,7 +223,7 @@ def freeze(account: Account, scope: FreezeScope = FreezeScope.ALL, reason: str =
     ):
         return account
     frozen = replace(account, state=AccountState.FROZEN, freeze_scope=scope, freeze_reason=reason)
-    return replace(frozen, version=account.version + 1)
+    return _changed(account, frozen)
 
 
 def unfreeze(account: Account) -> Account:
@@ -210,12 +232,9 @@ def unfreeze(account: Account) -> Account:
         raise _closed(account)
     if account.state is AccountState.ACTIVE:
         return account
-    return replace(
+    return _changed(
         account,
-        state=AccountState.ACTIVE,
-        freeze_scope=None,
-        freeze_reason="",
-        version=account.version + 1,
+        replace(account, state=AccountState.ACTIVE, freeze_scope=None, freeze_reason=""),
     )
 
 
@@ -241,7 +260,7 @@ def close(account: Account) -> Account:
             f"account {account.id} has a balance or pending holds",
             {"account_id": account.id, **_left(account)},
         )
-    return replace(account, state=AccountState.CLOSED, version=account.version + 1)
+    return _changed(account, replace(account, state=AccountState.CLOSED))
 
 
 @dataclass(frozen=True)
@@ -311,4 +330,4 @@ def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Ac
         )
     if updated == account:
         return account
-    return replace(updated, version=account.version + 1)
+    return _changed(account, updated)

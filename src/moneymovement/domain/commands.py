@@ -105,12 +105,20 @@ class CreateAccount(Command[Account]):
 class _AccountChange(Command[Account]):
     account_id: str
     expected_version: int | None = None
+    expected_attributes_version: int | None = None
 
     def account_ids(self) -> tuple[str, ...]:
         return (self.account_id,)
 
+    def versions(self) -> tuple[object, ...]:
+        """What the fingerprint covers of the expected versions: the attributes version
+        only when asked, so requests without it keep the digest they had before it."""
+        if self.expected_attributes_version is None:
+            return (self.expected_version,)
+        return (self.expected_version, self.expected_attributes_version)
+
     def fingerprint_payload(self) -> object:
-        return (self.account_id, self.expected_version)
+        return (self.account_id, *self.versions())
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ class UpdateAccount(_AccountChange):
     changes: AccountChanges = field(default_factory=AccountChanges)
 
     def fingerprint_payload(self) -> object:
-        return (self.account_id, self.changes, self.expected_version)
+        return (self.account_id, self.changes, *self.versions())
 
 
 @dataclass(frozen=True)

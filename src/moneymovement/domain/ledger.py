@@ -508,7 +508,9 @@ def _account_change(
         account = fork.accounts.get(command.account_id)
         if account is None:
             raise account_not_found(command.account_id)
-        rules.require_version(account, command.expected_version)
+        rules.require_version(
+            account, command.expected_version, command.expected_attributes_version
+        )
         changed = change(account, command)
         if changed is account:
             return account

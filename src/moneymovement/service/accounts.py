@@ -72,9 +72,15 @@ class AccountService:
         account_id: str,
         changes: AccountChanges,
         expected_version: int | None,
+        expected_attributes_version: int | None = None,
     ) -> Account:
         """Changes name, metadata or overdraft policy."""
-        command = UpdateAccount(account_id, expected_version, changes)
+        command = UpdateAccount(
+            account_id=account_id,
+            expected_version=expected_version,
+            expected_attributes_version=expected_attributes_version,
+            changes=changes,
+        )
         return await self._pipeline.submit(caller, request_id, command)
 
     async def freeze(self, caller: Caller, request_id: str, command: FreezeAccount) -> Account:
@@ -82,15 +88,25 @@ class AccountService:
         return await self._pipeline.submit(caller, request_id, command)
 
     async def unfreeze(
-        self, caller: Caller, request_id: str, account_id: str, expected_version: int | None
+        self,
+        caller: Caller,
+        request_id: str,
+        account_id: str,
+        expected_version: int | None,
+        expected_attributes_version: int | None = None,
     ) -> Account:
         """Unfreezes an account."""
-        command = UnfreezeAccount(account_id, expected_version)
+        command = UnfreezeAccount(account_id, expected_version, expected_attributes_version)
         return await self._pipeline.submit(caller, request_id, command)
 
     async def close(
-        self, caller: Caller, request_id: str, account_id: str, expected_version: int | None
+        self,
+        caller: Caller,
+        request_id: str,
+        account_id: str,
+        expected_version: int | None,
+        expected_attributes_version: int | None = None,
     ) -> Account:
         """Closes an empty account."""
-        command = CloseAccount(account_id, expected_version)
+        command = CloseAccount(account_id, expected_version, expected_attributes_version)
         return await self._pipeline.submit(caller, request_id, command)

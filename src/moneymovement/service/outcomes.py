@@ -142,6 +142,7 @@ def account_to_json(account: Account) -> dict[str, Any]:
         "funds_policy": policy_to_json(account.funds_policy),
         "freeze_scope": None if account.freeze_scope is None else account.freeze_scope.value,
         "freeze_reason": account.freeze_reason,
+        "attributes_version": account.attributes_version,
     }
 
 
@@ -165,6 +166,7 @@ def account_from_json(data: dict[str, Any]) -> Account:
         funds_policy=policy_from_json(data.get("funds_policy") or {}),
         freeze_scope=FreezeScope(data["freeze_scope"]) if data.get("freeze_scope") else None,
         freeze_reason=data.get("freeze_reason", ""),
+        attributes_version=data.get("attributes_version", 1),
     )
 
 

@@ -60,6 +60,7 @@ def account_from_row(row: Row) -> Account:
         funds_policy=policy_from_json(row.get("funds_policy") or {}),
         freeze_scope=FreezeScope(row["freeze_scope"]) if row.get("freeze_scope") else None,
         freeze_reason=row.get("freeze_reason", ""),
+        attributes_version=row.get("attributes_version") or 1,
     )
 
 
@@ -198,7 +199,7 @@ ACCOUNT_COLUMNS = (
     "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
     "pending_credits_minor", "version", "created_at", "updated_at",
     "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
-    "freeze_reason",
+    "freeze_reason", "attributes_version",
 )  # fmt: skip
 TRANSFER_COLUMNS = (
     "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id", "debit_account_id",
@@ -266,6 +267,7 @@ def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
             "funds_policy": policy_to_json(account.funds_policy),
             "freeze_scope": None if account.freeze_scope is None else account.freeze_scope.value,
             "freeze_reason": account.freeze_reason,
+            "attributes_version": account.attributes_version,
         },
     )
 

@@ -40,6 +40,7 @@ class _AccountChange(Protocol):
     request_id: str
     account_id: str
     expected_version: int
+    expected_attributes_version: int
 
 
 def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str, CreateAccount]:
@@ -88,32 +89,46 @@ def account_id(request: _AccountRead) -> str:
     return value
 
 
-def account_change(request: _AccountChange) -> tuple[str, str, int | None]:
-    """request_id, account_id and expected_version of Freeze/Unfreeze/Close."""
+def account_change(request: _AccountChange) -> tuple[str, str, int | None, int | None]:
+    """request_id, account_id, expected_version and expected_attributes_version of
+    Freeze/Unfreeze/Close (0: not asked)."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
     account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
-    version = check.non_negative("expected_version", request.expected_version)
+    version, attributes = _expected_versions(check, request)
     check.raise_if_any()
-    return request_id, account, version or None
+    return request_id, account, version, attributes
+
+
+def _expected_versions(check: Checker, request: _AccountChange) -> tuple[int | None, int | None]:
+    version = check.non_negative("expected_version", request.expected_version)
+    attributes = check.non_negative(
+        "expected_attributes_version", request.expected_attributes_version
+    )
+    return version or None, attributes or None
 
 
 def freeze_request(request: account_service_pb2.FreezeAccountRequest) -> tuple[str, FreezeAccount]:
     """FreezeAccount's request id and command (scope UNSPECIFIED: ALL)."""
     check = Checker()
-    request_id, account, version = account_change(request)
+    request_id, account, version, attributes = account_change(request)
     scope = enum_value(check, "scope", _FREEZE_SCOPE, request.scope)
     reason = check.text("reason", request.reason, MAX_FREEZE_REASON)
     check.raise_if_any()
     return request_id, FreezeAccount(
-        account, version, FreezeScope(scope) if scope else FreezeScope.ALL, reason
+        account_id=account,
+        expected_version=version,
+        expected_attributes_version=attributes,
+        scope=FreezeScope(scope) if scope else FreezeScope.ALL,
+        reason=reason,
     )
 
 
 def account_update(
     request: account_service_pb2.UpdateAccountRequest,
-) -> tuple[str, str, AccountChanges, int | None]:
-    """UpdateAccount's request id, account id, changes and expected version."""
+) -> tuple[str, str, AccountChanges, int | None, int | None]:
+    """UpdateAccount's request id, account id, changes and expected versions (any change;
+    attributes)."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
     account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
@@ -123,7 +138,7 @@ def account_update(
     limit = None
     if request.HasField("overdraft_limit_minor"):
         limit = check.non_negative("overdraft_limit_minor", request.overdraft_limit_minor)
-    version = check.non_negative("expected_version", request.expected_version)
+    version, attributes = _expected_versions(check, request)
     policy = funds_policy(check, request.funds_policy) if request.HasField("funds_policy") else None
     check.raise_if_any()
     if policy is not None:  # its ranges here; whether the account can have one, with it
@@ -135,7 +150,7 @@ def account_update(
         overdraft_limit_minor=limit,
         funds_policy=policy,
     )
-    return request_id, account, changes, version or None
+    return request_id, account, changes, version, attributes
 
 
 def account_query(request: account_service_pb2.ListAccountsRequest) -> tuple[AccountQuery, int]:
@@ -178,6 +193,7 @@ def account_message(account: Account) -> account_pb2.Account:
         metadata=account.metadata,
         state=account_pb2.Account.State.Value("STATE_" + account.state.value),
         version=account.version,
+        attributes_version=account.attributes_version,
         create_time=timestamp(account.created_at),
         update_time=timestamp(account.updated_at),
         funds_policy=policy_message(account.funds_policy),

@@ -70,9 +70,9 @@ class AccountServicer(agrpc.AccountServiceServicer):
     async def UpdateAccount(
         self, request: apb.UpdateAccountRequest, context: Context
     ) -> apb.UpdateAccountResponse:
-        request_id, account_id, changes, version = accounts_in.account_update(request)
+        request_id, account_id, changes, *versions = accounts_in.account_update(request)
         account = await self._accounts.update(
-            current_caller(), request_id, account_id, changes, version
+            current_caller(), request_id, account_id, changes, *versions
         )
         return apb.UpdateAccountResponse(account=_account(account))
 

@@ -166,6 +166,7 @@ moved AS (
         funds_policy = c.funds_policy,
         freeze_scope = c.freeze_scope,
         freeze_reason = c.freeze_reason,
+        attributes_version = c.attributes_version,
         updated_at = now()
     FROM unnest($3::accounts[]) AS c
     WHERE a.tenant_id = $1 AND a.account_id = c.account_id
