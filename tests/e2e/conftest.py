@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -28,7 +29,22 @@ from moneymovement.v1 import (
     money_movement_service_pb2_grpc,
     payout_service_pb2_grpc,
 )
+from tests.conftest import PROJECT_ROOT
 from tests.ledger_checks import assert_ledger_consistent
+
+
+def _documented_keys() -> dict[str, frozenset[str]]:
+    """docs/errors.md's "Metadata keys" table: the keys every ErrorInfo of a reason
+    carries. `failure` checks each refusal a test sees against it."""
+    text = (PROJECT_ROOT / "docs" / "errors.md").read_text()
+    section = text.split("## Metadata keys", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for reason, keys in re.findall(r"^\| `([A-Z_]+)` \| (.*) \|$", section, re.M):
+        table[reason] = frozenset(re.findall(r"`([a-z_]+)`", keys))
+    return table
+
+
+DOCUMENTED_KEYS = _documented_keys()
 
 TEST_ENV = {
     "MM_LISTEN_ADDRESS": "127.0.0.1:0",
@@ -162,6 +178,8 @@ async def failure(call: Awaitable[object]) -> Failure:
             detail.Unpack(bad)
             violations = [(v.field, v.reason) for v in bad.field_violations]
     assert info.domain == "moneymovement"
+    missing = DOCUMENTED_KEYS.get(info.reason, frozenset()) - set(info.metadata)
+    assert not missing, f"{info.reason} lacks its documented metadata keys {sorted(missing)}"
     return Failure(
         error.code(), error.details() or "", info.reason, dict(info.metadata), violations
     )

@@ -171,3 +171,17 @@ def test_docs_errors_mentions_every_reason() -> None:
     missing = [reason.value for reason in ALL_REASONS if reason.value not in words]
 
     assert missing == [], f"{path} does not mention: {', '.join(missing)}"
+
+
+def test_docs_errors_lists_the_metadata_keys_of_every_reason() -> None:
+    from tests.e2e.conftest import DOCUMENTED_KEYS
+
+    sent = {r.value for r in Reason} | {r.value for r in EdgeReason}
+    assert set(DOCUMENTED_KEYS) == sent
+    # The table is read, not empty: the reasons that name an account say so.
+    assert DOCUMENTED_KEYS["ACCOUNT_NOT_FOUND"] == {"account_id"}
+    assert DOCUMENTED_KEYS["INSUFFICIENT_FUNDS"] >= {
+        "asked_minor",
+        "available_minor",
+        "floor_minor",
+    }

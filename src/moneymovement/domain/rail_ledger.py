@@ -110,7 +110,7 @@ def create_payout(fork: _Fork, command: CreatePayout, issued: Issued) -> Payout:
         raise Rejected(
             Reason.CURRENCY_MISMATCH,
             f"external account {external.id} is in {external.currency_code}",
-            {"external_account_id": external.id, "currency_code": external.currency_code},
+            {"external_account_id": external.id, "account_currency_code": external.currency_code},
         )
     payout_id = ids.new_id(ids.PAYOUT)
     source = fork.accounts.get(command.account_id)
