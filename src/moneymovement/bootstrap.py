@@ -54,7 +54,7 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
     transfers = TransferService(pipeline, reads)
     funds = FundsService(pipeline, reads)
     rail = build_rail(settings.rail)
-    payouts = PayoutService(pipeline, reads, [rail.name], settings.rail.standard_delay_s)
+    payouts = PayoutService(pipeline, reads, settings.rail.standard_delay_s)
     interceptor = RequestInterceptor(
         directory,
         max_deadline_s=settings.max_deadline_s,

@@ -23,9 +23,7 @@ from tests.integration.conftest import Ledger
 async def payouts_ledger(ledger: Ledger) -> dict[str, str]:
     """A seller with a payout in each state and two inbound credits (one returned);
     returns their ids."""
-    service = PayoutService(
-        WritePipeline(ledger.database), UnitOfWork(ledger.database), ["simulated"], 0
-    )
+    service = PayoutService(WritePipeline(ledger.database), UnitOfWork(ledger.database), 0)
     caller = ledger.caller
     funding = await ledger.open(OverdraftMode.UNLIMITED, normal_balance=NormalBalance.DEBIT)
     seller = await ledger.open()

@@ -48,6 +48,10 @@ _PER_STEP_S = 10.0
 _RESUBMIT_AFTER_S = 5.0
 # How long after posting a payout is still asked about (a rail may return it).
 RETURNS_WITHIN_S = 600.0
+# POSTED payouts are asked about only every this many rounds: a return is rare and its
+# callback usually comes; asking is the backstop for a lost one, and asking about every
+# recently POSTED payout every round would be a read per payout per round per replica.
+_POSTED_EVERY = 20
 
 
 class PayoutWorker:
@@ -60,6 +64,7 @@ class PayoutWorker:
         self._payouts = payouts
         self._rail = rail
         self._interval_s = interval_s
+        self._rounds = 0
         self._tenants: dict[str, str] = {}  # payout id -> tenant, of payouts seen here
 
     async def run(self) -> None:
@@ -82,7 +87,11 @@ class PayoutWorker:
         hinted = {s.key for s in await self._rail.callbacks() if s.key in self._tenants}
         for payout_id in sorted(hinted):
             await self._step(self._tenants[payout_id], self._follow, payout_id)
-        in_flight = await self._database.payouts_due(_BATCH, returns_within_s=RETURNS_WITHIN_S)
+        self._rounds += 1
+        posted_too = self._rounds % _POSTED_EVERY == 1
+        in_flight = await self._database.payouts_due(
+            _BATCH, returns_within_s=RETURNS_WITHIN_S if posted_too else 0.0
+        )
         for tenant, payout_id in in_flight:
             if payout_id not in hinted:
                 await self._step(tenant, self._follow, payout_id)

@@ -50,12 +50,10 @@ class PayoutService:
         self,
         pipeline: WritePipeline,
         uow: UnitOfWork,
-        rails: Sequence[str],
         standard_delay_s: float,
     ) -> None:
         self._pipeline = pipeline
         self._uow = uow
-        self.rails = tuple(rails)
         self._standard_delay_s = standard_delay_s
 
     async def _read(self, caller: Caller, work: Callable[[Session], Awaitable[T]]) -> T:
