@@ -402,9 +402,6 @@ async def _inbound_count(client: Client, account: str) -> int | None:
     return len(listed.inbound_transfers) or None
 
 
-_ = account_pb2
-
-
 async def test_the_reconcile_command_reports_breaks_and_exits_1(rail: Rail, tmp_path: Path) -> None:
     client = rail.api.a
     seller, _ = await client.fund("seller", 5_000)
@@ -496,3 +493,45 @@ async def test_the_file_rail_pays_out_through_daily_files(dsn: str, tmp_path: Pa
     finally:
         await stop_api(api)
     await assert_ledger_consistent(dsn)
+
+
+async def test_a_return_of_spent_money_waits_and_moves_nothing_until_it_can(rail: Rail) -> None:
+    """The rail takes back a credit the account has already paid on: nothing is taken
+    from money that is not there (no overdraft, no money created or lost), the inbound
+    transfer stays RECEIVED and reconciliation shows the break; once the account has the
+    money again, the waiting return is made, once."""
+    client = rail.api.a
+    seller = (await client.open("seller")).id
+    rail.bank.send_credit(rail.api.tenant_a, seller, 2_000, "USD", "wire-s")
+    await eventually(lambda: _inbound_count(client, seller))
+    funding = await client.open(
+        "spend-sink", normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
+        overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
+    )  # fmt: skip
+    await client.pay("spend", seller, funding.id, 1_500)  # spent: 500 left
+    rail.bank.return_credit("wire-s", "R10")
+    await asyncio.sleep(1.0)  # several worker rounds try it
+    assert await posted(client, seller) == 500
+    [inbound] = (
+        await client.payouts.ListInboundTransfers(
+            payout_service_pb2.ListInboundTransfersRequest(account_id=seller), metadata=client.md
+        )
+    ).inbound_transfers
+    assert inbound.state == payout_pb2.INBOUND_TRANSFER_STATE_RECEIVED
+    found = await client.payouts.Reconcile(
+        payout_service_pb2.ReconcileRequest(rail="simulated"), metadata=client.md
+    )
+    assert [
+        (payout_pb2.ReconciliationBreakKind.Name(b.kind), b.reference) for b in found.breaks
+    ] == [("RECONCILIATION_BREAK_KIND_STATE_MISMATCH", "wire-s")]
+    await client.pay("top-up", funding.id, seller, 1_500)
+
+    async def returned() -> bool | None:
+        got = await client.payouts.GetInboundTransfer(
+            payout_service_pb2.GetInboundTransferRequest(id=inbound.id), metadata=client.md
+        )
+        return got.inbound_transfer.state == payout_pb2.INBOUND_TRANSFER_STATE_RETURNED or None
+
+    await eventually(returned)
+    await asyncio.sleep(0.3)
+    assert await posted(client, seller) == 0  # 2,000 in, 1,500 out, 1,500 in, 2,000 back
