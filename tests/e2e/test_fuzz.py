@@ -487,6 +487,8 @@ def field_value(fd: FD, world: World, depth: int) -> Strategy[Any]:
                     lambda n: [mpb.CreateTransfersRequest.Item() for _ in range(n)]
                 ),
             )
+        if name == "moneymovement.v1.CreateTransfersRequest.Operation" and repeated:
+            return st.lists(plausible_operation(world), max_size=4)
         if name == "moneymovement.v1.EventFilter" and depth == 0:
             return message_of(fd.message_type, world, depth + 1)
         if name == "moneymovement.v1.FundsPolicy" and depth == 0:
@@ -600,6 +602,26 @@ def plausible_items(world: World, count: int) -> Strategy[list[mpb.CreateTransfe
     if count > 10:  # the same item many times: cheap to draw, still a full batch
         return item.map(lambda one: [one] * count)
     return st.lists(item, min_size=count, max_size=count)
+
+
+def plausible_operation(world: World) -> Strategy[mpb.CreateTransfersRequest.Operation]:
+    """A batch operation: a new transfer, a capture or void of a known or garbage hold
+    id, or none at all."""
+    batch = mpb.CreateTransfersRequest
+    hold = st.one_of(pick(world.transfers), string_field("transfer_id", world))
+    return st.one_of(
+        plausible_items(world, 1).map(lambda xs: batch.Operation(transfer=xs[0])),
+        st.builds(
+            lambda t, a, f: batch.Operation(
+                capture_hold=batch.CaptureHold(transfer_id=t, amount_minor=a, final_capture=f)
+            ),
+            hold,
+            st.integers(-1, 200),
+            st.booleans(),
+        ),
+        hold.map(lambda t: batch.Operation(void_hold=batch.VoidHold(transfer_id=t))),
+        st.just(batch.Operation()),
+    )
 
 
 def plausible_line(world: World) -> Strategy[payout_pb2.SettlementLine]:
@@ -820,10 +842,24 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
             ).map(lambda kw: kw | {"hold_timeout": hold} if kw.get("pending") else kw),
             availability(),
         ).map(lambda pair: pair[0] | pair[1]),
-        "PostTransfer": fd(
-            request_id=fresh, transfer_id=pick(world.transfers), amount_minor=st.integers(0, 100)
+        "PostTransfer": fdo(
+            {
+                "request_id": fresh,
+                "transfer_id": pick(world.transfers),
+                "amount_minor": st.integers(0, 100),
+            },
+            final_capture=st.booleans(),
         ),
         "VoidTransfer": fd(request_id=fresh, transfer_id=pick(world.transfers)),
+        "IncrementHold": fd(
+            request_id=fresh, transfer_id=pick(world.transfers), amount_minor=st.integers(0, 100)
+        ),
+        "ExtendHold": fdo(
+            {"request_id": fresh, "transfer_id": pick(world.transfers)},
+            extend_by=st.builds(
+                duration_pb2.Duration, seconds=st.sampled_from([-1, 0, 60, 3600, 86_400 * 40])
+            ),
+        ),
         "ReverseTransfer": fd(
             request_id=fresh, transfer_id=pick(world.transfers), amount_minor=st.integers(0, 100)
         ),

@@ -191,6 +191,18 @@ def probes() -> list[Probe]:
             request_id=n.hold_request_id, transfer_id=n.hold, amount_minor=1)),
         ("void B's hold", "VoidTransfer", lambda n, m: mpb.VoidTransferRequest(
             request_id=fresh("void"), transfer_id=n.hold_to_void)),
+        ("capture part of B's hold", "PostTransfer", lambda n, m: mpb.PostTransferRequest(
+            request_id=fresh("post"), transfer_id=n.hold, amount_minor=1, final_capture=False)),
+        ("increment B's hold", "IncrementHold", lambda n, m: mpb.IncrementHoldRequest(
+            request_id=fresh("increment"), transfer_id=n.hold, amount_minor=1)),
+        ("extend B's hold", "ExtendHold", lambda n, m: mpb.ExtendHoldRequest(
+            request_id=fresh("extend"), transfer_id=n.hold, extend_by=hour)),
+        ("capture B's hold in a batch", "CreateTransfers", lambda n, m: mpb.CreateTransfersRequest(
+            request_id=fresh("batch"), operations=[mpb.CreateTransfersRequest.Operation(
+                capture_hold=mpb.CreateTransfersRequest.CaptureHold(transfer_id=n.hold))])),
+        ("void B's hold in a batch", "CreateTransfers", lambda n, m: mpb.CreateTransfersRequest(
+            request_id=fresh("batch"), operations=[mpb.CreateTransfersRequest.Operation(
+                void_hold=mpb.CreateTransfersRequest.VoidHold(transfer_id=n.hold_to_void))])),
         ("reverse B's transfer", "ReverseTransfer", lambda n, m: mpb.ReverseTransferRequest(
             request_id=fresh("reverse"), transfer_id=n.transfer)),
         ("reverse B's transfer partly", "ReverseTransfer", lambda n, m: mpb.ReverseTransferRequest(

@@ -34,6 +34,7 @@ EXPECTED_TABLES = {
         "posted_amount_minor", "reversed_amount_minor", "reversal_of_id", "description",
         "metadata", "expires_at", "finalized_at", "finalized_request_id", "trace_id",
         "created_at", "updated_at", "available_at", "availability_delay", "owner_id",
+        "over_capture_bps", "hold_steps",
     ],
     "entries": [
         "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",

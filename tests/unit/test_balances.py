@@ -41,6 +41,9 @@ def test_debit_normal_derived_amounts() -> None:
         (Direction.CREDIT, EntryKind.PENDING, Balances(1_250, 10_000, 300, 4_025)),
         (Direction.DEBIT, EntryKind.PENDING_RELEASED, Balances(1_250, 10_000, 275, 4_000)),
         (Direction.CREDIT, EntryKind.PENDING_RELEASED, Balances(1_250, 10_000, 300, 3_975)),
+        # A capture moves held money to posted in one step, on its own side only.
+        (Direction.DEBIT, EntryKind.CAPTURED, Balances(1_275, 10_000, 275, 4_000)),
+        (Direction.CREDIT, EntryKind.CAPTURED, Balances(1_250, 10_025, 300, 3_975)),
     ],
 )
 def test_after_changes_only_the_matching_total(
@@ -92,6 +95,8 @@ def test_release_larger_than_the_hold_raises(direction: Direction) -> None:
     assert released.pending_debits_minor + released.pending_credits_minor == 100
     with pytest.raises(ValueError, match="negative"):
         held.after(direction, EntryKind.PENDING_RELEASED, 101)
+    with pytest.raises(ValueError, match="negative"):
+        held.after(direction, EntryKind.CAPTURED, 101)
 
 
 @pytest.mark.parametrize(

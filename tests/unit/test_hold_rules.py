@@ -199,22 +199,34 @@ def test_post_captures_and_releases_the_rest(asked: int, captured: int) -> None:
     assert posted.posted_amount_minor == captured
     assert posted.amount_minor == 2_500
     assert posted.updated_at == LATER
+    # One CAPTURED pair moves the captured amount from pending to posted; the rest, if
+    # any, is released after it: no entry shows the hold released before it posted.
+    released = 2_500 - captured
     assert summary(entries) == [
-        (ALICE, Direction.DEBIT, EntryKind.PENDING_RELEASED, 2_500),
-        (BOB, Direction.CREDIT, EntryKind.PENDING_RELEASED, 2_500),
-        (ALICE, Direction.DEBIT, EntryKind.POSTED, captured),
-        (BOB, Direction.CREDIT, EntryKind.POSTED, captured),
-    ]
+        (ALICE, Direction.DEBIT, EntryKind.CAPTURED, captured),
+        (BOB, Direction.CREDIT, EntryKind.CAPTURED, captured),
+    ] + (
+        [
+            (ALICE, Direction.DEBIT, EntryKind.PENDING_RELEASED, released),
+            (BOB, Direction.CREDIT, EntryKind.PENDING_RELEASED, released),
+        ]
+        if released
+        else []
+    )
     assert {e.transfer_id for e in entries} == {HOLD_ID}
     assert_balanced_per_kind(entries)
     # Pending back to before the hold; posted moved by the captured amount only.
     assert accounts[ALICE].balances == replace(START, posted_debits_minor=captured)
     assert accounts[BOB].balances == replace(START, posted_credits_minor=10_000 + captured)
     assert accounts[ALICE].balances.available(NormalBalance.CREDIT) == 10_000 - captured
+    # The capture's entry already shows the available balance the hold left: the capture
+    # changes no available balance of the debit side, only the release does.
+    assert entries[0].balances_after.available(NormalBalance.CREDIT) == 10_000 - 2_500
+    steps = 2 if released else 1
     for key, account in accounts.items():
-        assert account.version == held[key] + 2
+        assert account.version == held[key] + steps
     # Each entry carries its account's totals and version right after it.
-    assert [e.account_version for e in entries] == [3, 3, 4, 4]
+    assert [e.account_version for e in entries] == [3, 3, 4, 4][: 2 * steps]
     assert entries[-2].balances_after == accounts[ALICE].balances
     assert entries[-1].balances_after == accounts[BOB].balances
 
@@ -240,7 +252,11 @@ def test_post_more_than_held_is_refused() -> None:
         post_hold(accounts, hold, 2_501, LATER, "req-post")
 
     assert caught.value.reason is Reason.POST_EXCEEDS_HOLD
-    assert caught.value.metadata == {"transfer_id": HOLD_ID, "held_minor": "2500"}
+    assert caught.value.metadata == {
+        "transfer_id": HOLD_ID,
+        "held_minor": "2500",
+        "capturable_minor": "2500",
+    }
     assert_untouched(accounts, before)
 
 

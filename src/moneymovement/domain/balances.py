@@ -39,6 +39,10 @@ class EntryKind(enum.Enum):
     POSTED = "POSTED"
     PENDING = "PENDING"
     PENDING_RELEASED = "PENDING_RELEASED"
+    # A capture of held money: the pending total drops and the posted total rises by the
+    # amount, in one entry, so a statement never shows the hold released before the money
+    # posts (an available balance nobody could ever have read).
+    CAPTURED = "CAPTURED"
 
 
 @dataclass(frozen=True)
@@ -131,22 +135,24 @@ class Balances:
         Raises:
             Rejected: BALANCE_OVERFLOW when a total would leave the int64 range.
         """
-        if kind is EntryKind.POSTED:
-            field = (
-                "posted_debits_minor" if direction is Direction.DEBIT else "posted_credits_minor"
-            )
-            delta = amount_minor
-        else:
-            field = (
-                "pending_debits_minor" if direction is Direction.DEBIT else "pending_credits_minor"
-            )
-            delta = amount_minor if kind is EntryKind.PENDING else -amount_minor
-        value = getattr(self, field) + delta
-        if value < 0:
-            raise ValueError(f"{field} would become negative: a release larger than the hold")
-        if not fits_int64(value):
-            raise Rejected(Reason.BALANCE_OVERFLOW, f"{field} would exceed the int64 range")
-        after = replace(self, **{field: value})
+        debit = direction is Direction.DEBIT
+        posted = "posted_debits_minor" if debit else "posted_credits_minor"
+        pending = "pending_debits_minor" if debit else "pending_credits_minor"
+        deltas = {
+            EntryKind.POSTED: {posted: amount_minor},
+            EntryKind.PENDING: {pending: amount_minor},
+            EntryKind.PENDING_RELEASED: {pending: -amount_minor},
+            EntryKind.CAPTURED: {pending: -amount_minor, posted: amount_minor},
+        }[kind]
+        values = {}
+        for field, delta in deltas.items():
+            value = getattr(self, field) + delta
+            if value < 0:
+                raise ValueError(f"{field} would become negative: more released than held")
+            if not fits_int64(value):
+                raise Rejected(Reason.BALANCE_OVERFLOW, f"{field} would exceed the int64 range")
+            values[field] = value
+        after = replace(self, **values)
         # What the side would post once every open hold is captured must fit too: a hold
         # accepted now must never be a capture refused later (a payout the bank has paid).
         if kind is not EntryKind.PENDING_RELEASED and not fits_int64(after.committed(direction)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import ClassVar, Generic, TypeVar
 
 from moneymovement.domain.accounts import Account, AccountChanges, FreezeScope, OverdraftMode
@@ -180,18 +181,54 @@ class CreateTransfer(Command[Transfer]):
 
 
 @dataclass(frozen=True)
+class CaptureHold:
+    """A batch's capture of an existing hold (as PostTransfer)."""
+
+    transfer_id: str
+    amount_minor: int = 0
+    final: bool = True
+
+
+@dataclass(frozen=True)
+class VoidHold:
+    """A batch's void of an existing hold (as VoidTransfer)."""
+
+    transfer_id: str
+
+
+BatchItem = TransferSpec | CaptureHold | VoidHold
+
+
+@dataclass(frozen=True)
 class CreateTransfers(Command[list[Transfer]]):
-    """An atomic batch: every item, in order, or none."""
+    """An atomic batch: every item, in order, or none. An item is a new transfer or hold,
+    or a capture or void of an existing hold. `operations`: the items came as
+    CreateTransfersRequest.operations (errors name them so), not as transfers."""
 
     method: ClassVar[str] = "CreateTransfers"
 
-    specs: Sequence[TransferSpec]
+    specs: Sequence[BatchItem]
+    operations: bool = False
 
     def account_ids(self) -> tuple[str, ...]:
-        return tuple({a for s in self.specs for a in (s.debit_account_id, s.credit_account_id)})
+        return tuple(
+            {
+                a
+                for s in self.specs
+                if isinstance(s, TransferSpec)
+                for a in (s.debit_account_id, s.credit_account_id)
+            }
+        )
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return tuple({s.transfer_id for s in self.specs if not isinstance(s, TransferSpec)})
 
     def fingerprint_payload(self) -> object:
-        return list(self.specs)
+        # A batch of new transfers only keeps the digest it had before batches could
+        # change holds; a capture and a void of the same hold must differ.
+        if not self.operations:
+            return list(self.specs)
+        return [(type(s).__name__, s) for s in self.specs]
 
     def items(self) -> int:
         return max(1, len(self.specs))
@@ -199,18 +236,22 @@ class CreateTransfers(Command[list[Transfer]]):
 
 @dataclass(frozen=True)
 class PostTransfer(Command[Transfer]):
-    """Capture a hold, fully (amount 0) or partly."""
+    """Capture a hold, fully (amount 0) or partly; a capture that is not `final` leaves
+    the rest held for later captures."""
 
     method: ClassVar[str] = "PostTransfer"
 
     transfer_id: str
     amount_minor: int = 0
+    final: bool = True
 
     def transfer_ids(self) -> tuple[str, ...]:
         return (self.transfer_id,)
 
     def fingerprint_payload(self) -> object:
-        return (self.transfer_id, self.amount_minor)
+        if self.final:  # the digest it had before captures could leave a rest held
+            return (self.transfer_id, self.amount_minor)
+        return (self.transfer_id, self.amount_minor, self.final)
 
 
 @dataclass(frozen=True)
@@ -226,6 +267,33 @@ class VoidTransfer(Command[Transfer]):
 
     def fingerprint_payload(self) -> object:
         return self.transfer_id
+
+
+@dataclass(frozen=True)
+class IncrementHold(Command[Transfer]):
+    """Raise a hold's amount (incremental authorisation)."""
+
+    method: ClassVar[str] = "IncrementHold"
+
+    transfer_id: str
+    amount_minor: int
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return (self.transfer_id,)
+
+
+@dataclass(frozen=True)
+class ExtendHold(Command[Transfer]):
+    """Move a hold's expiry later: to `expires_at`, or by `extend_by` past the current."""
+
+    method: ClassVar[str] = "ExtendHold"
+
+    transfer_id: str
+    expires_at: datetime | None = None
+    extend_by: timedelta | None = None
+
+    def transfer_ids(self) -> tuple[str, ...]:
+        return (self.transfer_id,)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,11 @@ class EventType(StrEnum):
     TRANSFER_POSTED = "TRANSFER_POSTED"
     TRANSFER_VOIDED = "TRANSFER_VOIDED"
     TRANSFER_EXPIRED = "TRANSFER_EXPIRED"
+    # A hold changed and stays open: captured in part (the rest still held), increased,
+    # or given a later expiry.
+    TRANSFER_CAPTURED = "TRANSFER_CAPTURED"
+    TRANSFER_INCREMENTED = "TRANSFER_INCREMENTED"
+    TRANSFER_EXTENDED = "TRANSFER_EXTENDED"
     # A transfer was (partly) reversed: its reversed amount rose; the reversal itself is
     # the TRANSFER_CREATED just before.
     TRANSFER_REVERSED = "TRANSFER_REVERSED"

@@ -400,21 +400,32 @@ NO_USAGE = DebitUsage({})
 
 
 def require_within_debit_limits(
-    account_id: str, policy: FundsPolicy, usage: DebitUsage, amount_minor: int
+    account_id: str,
+    policy: FundsPolicy,
+    usage: DebitUsage,
+    amount_minor: int,
+    *,
+    count: int = 1,
+    made_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Refuses a debit of `amount_minor` that would take a window past its limit.
+    """Refuses a debit of `amount_minor` that would take a window past its limit. A debit
+    made earlier and grown now (a hold's increment or over-capture) gives its `made_at`:
+    it counts only in the windows it was made in, and as `count` more debits (0).
 
     Raises:
         Rejected: DEBIT_LIMIT_EXCEEDED, naming the window, the measure, the limit, what
             is used and what is left.
     """
     for limit in policy.debit_limits:
+        if made_at is not None and now is not None and made_at <= now - limit.window.length:
+            continue
         used_amount, used_count = usage.used.get(limit.window, (0, 0))
         for measure, maximum, used, asked in (
             ("amount", limit.max_amount_minor, used_amount, amount_minor),
-            ("count", limit.max_count, used_count, 1),
+            ("count", limit.max_count, used_count, count),
         ):
-            if maximum and used + asked > maximum:
+            if maximum and asked and used + asked > maximum:
                 raise Rejected(
                     Reason.DEBIT_LIMIT_EXCEEDED,
                     f"account {account_id}: the {limit.window.value} debit {measure} limit "

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from moneymovement.domain import accounts as rules
@@ -22,6 +22,7 @@ from moneymovement.domain import ids, rail_ledger
 from moneymovement.domain.accounts import Account, AccountState
 from moneymovement.domain.commands import (
     CancelPayout,
+    CaptureHold,
     CloseAccount,
     Command,
     CreateAccount,
@@ -33,8 +34,10 @@ from moneymovement.domain.commands import (
     DeleteBalanceMonitor,
     DisableExternalAccount,
     ExpireHold,
+    ExtendHold,
     FreezeAccount,
     FundsRelease,
+    IncrementHold,
     PostTransfer,
     ReceiveInbound,
     ReleaseDueFunds,
@@ -45,6 +48,7 @@ from moneymovement.domain.commands import (
     StartPayout,
     UnfreezeAccount,
     UpdateAccount,
+    VoidHold,
     VoidTransfer,
 )
 from moneymovement.domain.errors import (
@@ -68,17 +72,25 @@ from moneymovement.domain.funds import (
     ScheduledFunds,
     end,
     oldest_first,
+    require_within_debit_limits,
     schedule_of,
     take,
     taken_back,
     validate_policy,
 )
-from moneymovement.domain.holds import expire_hold, post_hold, void_hold
+from moneymovement.domain.holds import (
+    expire_hold,
+    extend_hold,
+    increment_hold,
+    post_hold,
+    void_hold,
+)
 from moneymovement.domain.monitors import MAX_MONITORS_PER_ACCOUNT, BalanceMonitor
 from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
 from moneymovement.domain.reversals import reverse
 from moneymovement.domain.transfers import (
     Entry,
+    EventKind,
     NewTransfer,
     Transfer,
     TransferSpec,
@@ -304,15 +316,27 @@ class _Fork:
     def debit_usage(self, account_id: str) -> DebitUsage:
         return self.usage.get(account_id, NO_USAGE)
 
-    def uncount(self, hold: Transfer, amount_minor: int, count: int) -> None:
-        """Gives back to the hold's debit account's limits what the hold no longer takes
-        (as the database counts it for the next transaction: at its amount while
-        PENDING, its posted amount once POSTED, nothing once voided or expired)."""
-        account = self.accounts.get(hold.debit_account_id)
+    def recount(self, before: Transfer, after: Transfer) -> None:
+        """Keeps the debit account's limits counting a hold as the database will count it
+        for the next transaction (at its amount while PENDING, its posted amount once
+        POSTED, not at all once voided or expired, in the windows it was made in). What a
+        change adds (an increment, an over-capture) must fit the limits too.
+
+        Raises:
+            Rejected: DEBIT_LIMIT_EXCEEDED.
+        """
+        account = self.accounts.get(before.debit_account_id)
         if account is None or not account.funds_policy.debit_limits:
             return
+        amount = _counted(after) - _counted(before)
+        count = (_counted(after) > 0) - (_counted(before) > 0)
         usage = self.debit_usage(account.id)
-        self.usage[account.id] = usage.changed(-amount_minor, -count, hold.created_at, self.now)
+        if amount > 0:
+            require_within_debit_limits(
+                account.id, account.funds_policy, usage, amount, count=count,
+                made_at=before.created_at, now=self.now,
+            )  # fmt: skip
+        self.usage[account.id] = usage.changed(amount, count, before.created_at, self.now)
 
     def open_transfer(
         self, spec: TransferSpec, new: NewTransfer
@@ -540,47 +564,93 @@ def _create_transfer(fork: _Fork, command: CreateTransfer, issued: Issued) -> Tr
 
 def _create_transfers(fork: _Fork, command: CreateTransfers, issued: Issued) -> list[Transfer]:
     batch_id = ids.new_id(ids.BATCH)
-    created = []
-    for index, spec in enumerate(command.specs):
-        new = NewTransfer(
-            ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id, batch_id
-        )
+    done = []
+    for index, item in enumerate(command.specs):
         try:
-            transfer, entries, parts = fork.open_transfer(spec, new)
+            if isinstance(item, CaptureHold):
+                transfer = _capture(fork, item.transfer_id, item.amount_minor, item.final, issued)
+            elif isinstance(item, VoidHold):
+                transfer = _void(fork, VoidTransfer(item.transfer_id), issued)
+            else:
+                new = NewTransfer(
+                    ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id,
+                    batch_id,
+                )  # fmt: skip
+                transfer, entries, parts = fork.open_transfer(item, new)
+                fork.add_transfer(transfer, entries)
+                fork.schedule(transfer, parts)
+                fork.tell(EventType.TRANSFER_CREATED, issued, transfer)
         except (Rejected, InvalidInput) as error:
-            raise _for_item(error, index) from None
-        fork.add_transfer(transfer, entries)
-        fork.schedule(transfer, parts)
-        fork.tell(EventType.TRANSFER_CREATED, issued, transfer)
-        created.append(transfer)
-    fork.tell_batch(issued, created)
-    return created
+            raise _for_item(error, index, _item_path(command, index)) from None
+        done.append(transfer)
+    fork.tell_batch(issued, done)
+    return done
+
+
+def _item_path(command: CreateTransfers, index: int) -> str:
+    """Where a batch item's fields are in the request, as errors name them."""
+    if not command.operations:
+        return f"transfers[{index}]."
+    item = command.specs[index]
+    field = {CaptureHold: "capture_hold", VoidHold: "void_hold"}.get(type(item), "transfer")
+    return f"operations[{index}].{field}."
 
 
 def _post(fork: _Fork, command: PostTransfer, issued: Issued) -> Transfer:
-    hold = fork.locked_transfer(command.transfer_id)
+    return _capture(fork, command.transfer_id, command.amount_minor, command.final, issued)
+
+
+def _capture(
+    fork: _Fork, transfer_id: str, amount_minor: int, final: bool, issued: Issued
+) -> Transfer:
+    hold = fork.locked_transfer(transfer_id)
     posted, entries, parts = post_hold(
-        fork.accounts, hold, command.amount_minor, fork.now, issued.request_id
+        fork.accounts, hold, amount_minor, fork.now, issued.request_id, final=final
     )
+    fork.recount(hold, posted)
     fork.change_transfer(posted, entries)
     fork.schedule(posted, parts)
-    fork.uncount(hold, hold.amount_minor - posted.posted_amount_minor, 0)
-    fork.tell(EventType.TRANSFER_POSTED, issued, posted)
+    if posted.state is TransferState.PENDING:
+        fork.tell(EventType.TRANSFER_CAPTURED, issued, posted)
+    else:
+        fork.tell(EventType.TRANSFER_POSTED, issued, posted)
     return posted
 
 
 def _void(fork: _Fork, command: VoidTransfer, issued: Issued) -> Transfer:
     hold = fork.locked_transfer(command.transfer_id)
     voided, entries = void_hold(fork.accounts, hold, fork.now, issued.request_id)
+    fork.recount(hold, voided)
     fork.change_transfer(voided, entries)
-    fork.uncount(hold, hold.amount_minor, 1)
-    if voided.state is TransferState.EXPIRED:
+    if voided.history[-1].kind is EventKind.EXPIRED:
         # It expired before the void came (the sweeper had not reached it yet): told as
         # the expiry it is, with no request of its own, as the sweeper would have.
         fork.tell(EventType.TRANSFER_EXPIRED, replace(issued, request_id=""), voided)
     else:
         fork.tell(EventType.TRANSFER_VOIDED, issued, voided)
     return voided
+
+
+def _increment(fork: _Fork, command: IncrementHold, issued: Issued) -> Transfer:
+    hold = fork.locked_transfer(command.transfer_id)
+    raised, entries = increment_hold(
+        fork.accounts, hold, command.amount_minor, fork.now, issued.request_id
+    )
+    fork.recount(hold, raised)
+    fork.change_transfer(raised, entries)
+    fork.tell(EventType.TRANSFER_INCREMENTED, issued, raised)
+    return raised
+
+
+def _extend(fork: _Fork, command: ExtendHold, issued: Issued) -> Transfer:
+    hold = fork.locked_transfer(command.transfer_id)
+    expires_at = command.expires_at
+    if expires_at is None:  # by a duration, from the current expiry
+        expires_at = (hold.expires_at or fork.now) + (command.extend_by or timedelta(0))
+    extended = extend_hold(hold, expires_at, fork.now, issued.request_id)
+    fork.change_transfer(extended, [])
+    fork.tell(EventType.TRANSFER_EXTENDED, issued, extended)
+    return extended
 
 
 def _expire(fork: _Fork, command: ExpireHold, issued: Issued) -> Transfer | None:
@@ -591,8 +661,8 @@ def _expire(fork: _Fork, command: ExpireHold, issued: Issued) -> Transfer | None
     if ended is None:
         return None
     expired, entries = ended
+    fork.recount(hold, expired)
     fork.change_transfer(expired, entries)
-    fork.uncount(hold, hold.amount_minor, 1)
     fork.tell(EventType.TRANSFER_EXPIRED, issued, expired)
     return expired
 
@@ -747,20 +817,26 @@ def _delete_monitor(fork: _Fork, command: DeleteBalanceMonitor, issued: Issued) 
     return deleted
 
 
-def _for_item(error: Rejected | InvalidInput, index: int) -> Rejected | InvalidInput:
-    """The error of batch item `index`, naming it."""
+def _for_item(error: Rejected | InvalidInput, index: int, path: str) -> Rejected | InvalidInput:
+    """The error of batch item `index` (whose fields are at `path`), naming it."""
     if isinstance(error, InvalidInput):
         return InvalidInput(
-            [
-                FieldViolation(f"transfers[{index}].{v.field}", v.reason, v.description)
-                for v in error.violations
-            ]
+            [FieldViolation(f"{path}{v.field}", v.reason, v.description) for v in error.violations]
         )
     return Rejected(
         error.reason,
-        f"transfers[{index}]: {error.message}",
+        f"{path.rstrip('.')}: {error.message}",
         {**error.metadata, "item_index": str(index)},
     )
+
+
+def _counted(transfer: Transfer) -> int:
+    """What a transfer counts toward its debit account's limits (as lock_batch reads it)."""
+    if transfer.state is TransferState.PENDING:
+        return transfer.amount_minor
+    if transfer.state is TransferState.POSTED:
+        return transfer.posted_amount_minor
+    return 0
 
 
 _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
@@ -779,6 +855,8 @@ _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     CreateTransfers: _create_transfers,
     PostTransfer: _post,
     VoidTransfer: _void,
+    IncrementHold: _increment,
+    ExtendHold: _extend,
     ReverseTransfer: _reverse,
     ExpireHold: _expire,
     ReleaseFunds: _release_funds,

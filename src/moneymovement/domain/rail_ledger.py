@@ -423,8 +423,8 @@ def _void_holds(fork: _Fork, payout: Payout, issued: Issued) -> None:
         if hold.state is not TransferState.PENDING:
             continue
         voided, entries = void_hold(fork.accounts, hold, fork.now, issued.request_id)
+        fork.recount(hold, voided)
         fork.change_transfer(voided, entries)
-        fork.uncount(hold, hold.amount_minor, 1)
         fork.tell(EventType.TRANSFER_VOIDED, issued, voided)
 
 

@@ -35,7 +35,11 @@ from moneymovement.domain.funds import (
 
 
 class TransferState(enum.Enum):
-    """PENDING (a hold) -> POSTED | VOIDED | EXPIRED; an immediate transfer starts POSTED."""
+    """PENDING (a hold) -> POSTED | VOIDED | EXPIRED; an immediate transfer starts POSTED.
+
+    A hold captured in part and still PENDING has posted money already; when it ends,
+    by a final capture, a void or expiry of what is left, it ends POSTED: money moved.
+    VOIDED and EXPIRED mean nothing moved."""
 
     PENDING = "PENDING"
     POSTED = "POSTED"
@@ -47,10 +51,17 @@ class EventKind(enum.Enum):
     """The steps of a transfer's history."""
 
     CREATED = "CREATED"
-    POSTED = "POSTED"
-    VOIDED = "VOIDED"
-    EXPIRED = "EXPIRED"
+    POSTED = "POSTED"  # the final capture (by its own amount)
+    VOIDED = "VOIDED"  # what was still held, released by a void
+    EXPIRED = "EXPIRED"  # what was still held, released by expiry
     REVERSED = "REVERSED"
+    CAPTURED = "CAPTURED"  # a capture that leaves the rest held
+    INCREMENTED = "INCREMENTED"  # the hold grew by the amount
+    EXTENDED = "EXTENDED"  # the hold's expiry moved to `expires_at`
+
+
+# The steps that end a hold.
+FINAL_KINDS = (EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class TransferEvent:
     at: datetime
     request_id: str = ""
     related_transfer_id: str = ""
+    expires_at: datetime | None = None  # EXTENDED: the new expiry
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,9 @@ class TransferSpec:
     # The payout or inbound transfer that owns the new transfer (domain/rail_ledger.py):
     # only it moves the transfer, and such a hold never expires.
     owner_id: str | None = None
+    # For a hold: how far its final capture may go past the amount held, in basis points
+    # of it (domain/holds.py).
+    over_capture_bps: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,16 @@ class Transfer:
     history: tuple[TransferEvent, ...] = ()
     availability: Availability = AT_ONCE  # as asked, for its credit
     owner_id: str | None = None  # the payout or inbound transfer that moves it
+    over_capture_bps: int = 0  # a hold's capture tolerance (domain/holds.py)
+
+    @property
+    def held_minor(self) -> int:
+        """What a PENDING hold still holds: its amount less what was captured of it."""
+        return self.amount_minor - self.posted_amount_minor if self.is_open_hold else 0
+
+    @property
+    def is_open_hold(self) -> bool:
+        return self.state is TransferState.PENDING
 
 
 @dataclass(frozen=True)
@@ -313,5 +338,6 @@ def open_transfer(
         history=(TransferEvent(EventKind.CREATED, spec.amount_minor, new.now, new.request_id),),
         availability=spec.availability,
         owner_id=spec.owner_id,
+        over_capture_bps=spec.over_capture_bps if spec.pending else 0,
     )
     return transfer, entries, parts

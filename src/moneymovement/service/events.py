@@ -16,14 +16,15 @@ from typing import Any
 
 import structlog
 
-from moneymovement.domain.transfers import Transfer, TransferState
+from moneymovement.domain.transfers import EventKind, Transfer, TransferState
 from moneymovement.observability import metrics
 
 log = structlog.get_logger("moneymovement.events")
 
 
-def count(created: list[Transfer], ended_holds: list[Transfer]) -> None:
-    """Counts a committed batch's new transfers and ended holds in the metrics."""
+def count(created: list[Transfer], changed_holds: list[Transfer]) -> None:
+    """Counts a committed batch's new transfers and the steps of holds it changed (by
+    each hold's newest step: a capture's amount, an expiry) in the metrics."""
     moved: Counter[tuple[str, str]] = Counter()
     amounts: Counter[tuple[str, str]] = Counter()
     for transfer in created:
@@ -31,11 +32,12 @@ def count(created: list[Transfer], ended_holds: list[Transfer]) -> None:
         moved[key] += 1
         amounts[key] += transfer.amount_minor
     expired: Counter[str] = Counter()
-    for hold in ended_holds:
-        if hold.state is TransferState.POSTED:
+    for hold in changed_holds:
+        step = hold.history[-1]
+        if step.kind in (EventKind.POSTED, EventKind.CAPTURED):
             moved[(hold.currency_code, "capture")] += 1
-            amounts[(hold.currency_code, "capture")] += hold.posted_amount_minor
-        elif hold.state is TransferState.EXPIRED:
+            amounts[(hold.currency_code, "capture")] += step.amount_minor
+        elif step.kind is EventKind.EXPIRED:
             expired[hold.currency_code] += 1
     for (currency, kind), n in moved.items():
         labels = {"currency": currency, "kind": kind}
@@ -64,16 +66,19 @@ def transfers_created(transfers: list[Transfer], *, own_line: bool = False) -> N
     _tell("transfer_created", fields, own_line)
 
 
-def hold_ended(transfer: Transfer, *, own_line: bool = False) -> None:
-    """A hold was posted, voided or expired."""
+def hold_changed(transfer: Transfer, *, own_line: bool = False) -> None:
+    """A hold was captured (in part or for good), increased, extended, voided or
+    expired: told by its newest step (hold_posted, hold_captured, hold_voided, ...)."""
+    step = transfer.history[-1]
     fields = {
         "transfer_id": transfer.id,
         "hold_state": transfer.state.value,
+        "step_amount_minor": step.amount_minor,
         "amount_minor": transfer.amount_minor,
         "posted_amount_minor": transfer.posted_amount_minor,
         "currency_code": transfer.currency_code,
     }
-    _tell(f"hold_{transfer.state.value.lower()}", fields, own_line)
+    _tell(f"hold_{step.kind.value.lower()}", fields, own_line)
 
 
 def _kind(transfer: Transfer) -> str:

@@ -198,9 +198,11 @@ def transfer_to_json(transfer: Transfer) -> dict[str, Any]:
                 "at": _time(event.at),
                 "request_id": event.request_id,
                 "related_transfer_id": event.related_transfer_id,
+                **({} if event.expires_at is None else {"expires_at": _time(event.expires_at)}),
             }
             for event in transfer.history
         ],
+        **({"over_capture_bps": transfer.over_capture_bps} if transfer.over_capture_bps else {}),
         "available_at": _time(transfer.availability.at),
         "availability_delay_s": None
         if transfer.availability.delay is None
@@ -236,10 +238,12 @@ def transfer_from_json(data: dict[str, Any]) -> Transfer:
                 at=_required_time(event["at"]),
                 request_id=event["request_id"],
                 related_transfer_id=event["related_transfer_id"],
+                expires_at=_parse_time(event.get("expires_at")),
             )
             for event in data["history"]
         ),
         availability=_availability_from_json(data),
+        over_capture_bps=data.get("over_capture_bps", 0),
     )
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from moneymovement.domain.commands import (
+    BatchItem,
     CreateTransfer,
     CreateTransfers,
     ExpireHold,
+    ExtendHold,
+    IncrementHold,
     PostTransfer,
     ReverseTransfer,
     VoidTransfer,
@@ -44,28 +47,65 @@ class TransferService:
         return await self._pipeline.submit(caller, request_id, CreateTransfer(spec))
 
     async def create_batch(
-        self, caller: Caller, request_id: str, specs: Sequence[TransferSpec]
+        self,
+        caller: Caller,
+        request_id: str,
+        items: Sequence[BatchItem],
+        *,
+        operations: bool = False,
     ) -> list[Transfer]:
-        """Creates all of `specs` atomically, in order, or none of them.
+        """Applies all of `items` (new transfers, captures and voids of holds) atomically,
+        in order, or none of them; `operations`: they came as the request's operations.
 
         Raises:
             Rejected: the first failing item's rejection, with metadata item_index.
-            InvalidInput: an item's hold expiry out of range, named transfers[i].field.
+            InvalidInput: an item's hold expiry out of range, named by its field path.
         """
-        return await self._pipeline.submit(caller, request_id, CreateTransfers(list(specs)))
+        command = CreateTransfers(list(items), operations)
+        return await self._pipeline.submit(caller, request_id, command)
 
     async def post(
-        self, caller: Caller, request_id: str, transfer_id: str, amount_minor: int
+        self,
+        caller: Caller,
+        request_id: str,
+        transfer_id: str,
+        amount_minor: int,
+        *,
+        final: bool = True,
     ) -> Transfer:
-        """Captures a hold fully (amount 0) or partly; the rest is released.
+        """Captures a hold fully (amount 0) or partly; a final capture releases the rest,
+        one that is not leaves it held.
 
         Raises:
             Rejected: TRANSFER_NOT_FOUND, TRANSFER_NOT_PENDING, HOLD_EXPIRED,
-                POST_EXCEEDS_HOLD, ACCOUNT_FROZEN.
+                POST_EXCEEDS_HOLD, ACCOUNT_FROZEN, and for an over-capture's excess
+                INSUFFICIENT_FUNDS, DEBIT_LIMIT_EXCEEDED.
         """
         return await self._pipeline.submit(
-            caller, request_id, PostTransfer(transfer_id, amount_minor)
+            caller, request_id, PostTransfer(transfer_id, amount_minor, final)
         )
+
+    async def increment(
+        self, caller: Caller, request_id: str, transfer_id: str, amount_minor: int
+    ) -> Transfer:
+        """Raises a hold by `amount_minor`.
+
+        Raises:
+            Rejected: TRANSFER_NOT_FOUND, TRANSFER_NOT_PENDING, HOLD_EXPIRED,
+                INSUFFICIENT_FUNDS, DEBIT_LIMIT_EXCEEDED, ACCOUNT_FROZEN, ACCOUNT_CLOSED.
+        """
+        return await self._pipeline.submit(
+            caller, request_id, IncrementHold(transfer_id, amount_minor)
+        )
+
+    async def extend(self, caller: Caller, request_id: str, command: ExtendHold) -> Transfer:
+        """Moves a hold's expiry later.
+
+        Raises:
+            Rejected: TRANSFER_NOT_FOUND, TRANSFER_NOT_PENDING, HOLD_EXPIRED,
+                HOLD_EXTENSION_OUT_OF_RANGE.
+        """
+        return await self._pipeline.submit(caller, request_id, command)
 
     async def void(self, caller: Caller, request_id: str, transfer_id: str) -> Transfer:
         """Releases a hold.

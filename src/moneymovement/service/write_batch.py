@@ -190,22 +190,28 @@ def transfers_in(result: Any) -> list[Transfer]:
 
 
 def effects_of(command: Command[Any], result: Any) -> tuple[list[Transfer], list[Transfer]]:
-    """What a fresh effect did to money: (transfers it created, holds it ended)."""
+    """What a fresh effect did to money: (transfers it created, holds it changed)."""
     if result is None:
         return [], []
     if command.method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
+        return [], [result]
+    if command.method in ("IncrementHold", "ExtendHold"):
         return [], [result]
     if command.method == "ReverseTransfer":
         return [result[0]], []
     if command.method == "ReleaseFunds":
         return ([] if result.fee_transfer is None else [result.fee_transfer]), []
-    return transfers_in(result), []
+    transfers = transfers_in(result)
+    # A batch's items: new transfers have only their creation in their history; the
+    # others are holds its operations captured or voided.
+    created = [t for t in transfers if len(t.history) == 1]
+    return created, [t for t in transfers if len(t.history) > 1]
 
 
 def emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
     """Tells what a fresh effect did (never for a replay); counting is per batch."""
-    created, ended = effects_of(command, result)
+    created, changed = effects_of(command, result)
     if created:
         events.transfers_created(created, own_line=own_line)
-    for hold in ended:
-        events.hold_ended(hold, own_line=own_line)
+    for hold in changed:
+        events.hold_changed(hold, own_line=own_line)

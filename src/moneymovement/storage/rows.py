@@ -21,7 +21,14 @@ from moneymovement.domain.funds import (
 from moneymovement.domain.ledger import PolicyChange
 from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.payouts import InboundTransfer, Payout
-from moneymovement.domain.transfers import Entry, EventKind, Transfer, TransferEvent, TransferState
+from moneymovement.domain.transfers import (
+    FINAL_KINDS,
+    Entry,
+    EventKind,
+    Transfer,
+    TransferEvent,
+    TransferState,
+)
 from moneymovement.storage.rail_rows import record_document, record_from_row
 
 Row = Mapping[str, Any]
@@ -73,7 +80,11 @@ def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -
     history = [
         TransferEvent(EventKind.CREATED, row["amount_minor"], row["created_at"], row["request_id"])
     ]
-    if row["finalized_at"] is not None:
+    steps = row.get("hold_steps")
+    if steps:
+        history += [_step_from_document(step) for step in steps]
+    elif row["finalized_at"] is not None:
+        # A hold that ended before holds kept their steps: its one step, from its state.
         posted = state is TransferState.POSTED
         history.append(
             TransferEvent(
@@ -93,7 +104,7 @@ def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -
         )
         for r in reversals
     ]
-    history.sort(key=lambda event: event.at)
+    history.sort(key=lambda event: event.at)  # stable: steps of one time keep their order
     return Transfer(
         id=row["transfer_id"],
         request_id=row["request_id"],
@@ -116,7 +127,31 @@ def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -
         history=tuple(history),
         availability=_availability(row.get("available_at"), row.get("availability_delay")),
         owner_id=row.get("owner_id"),
+        over_capture_bps=row.get("over_capture_bps") or 0,
     )
+
+
+def _step_from_document(step: dict[str, Any]) -> TransferEvent:
+    expires_at = step.get("expires_at")
+    return TransferEvent(
+        EventKind(step["kind"]),
+        step["amount_minor"],
+        datetime.fromisoformat(step["at"]),
+        step["request_id"],
+        expires_at=None if expires_at is None else datetime.fromisoformat(expires_at),
+    )
+
+
+def _step_document(step: TransferEvent) -> dict[str, Any]:
+    document = {
+        "kind": step.kind.value,
+        "amount_minor": step.amount_minor,
+        "at": step.at.isoformat(),
+        "request_id": step.request_id,
+    }
+    if step.expires_at is not None:
+        document["expires_at"] = step.expires_at.isoformat()
+    return document
 
 
 def _availability(at: datetime | None, delay: timedelta | float | None) -> Availability:
@@ -206,7 +241,7 @@ TRANSFER_COLUMNS = (
     "credit_account_id", "currency_code", "amount_minor", "state", "posted_amount_minor",
     "reversed_amount_minor", "reversal_of_id", "description", "metadata", "expires_at",
     "finalized_at", "finalized_request_id", "trace_id", "created_at", "updated_at",
-    "available_at", "availability_delay", "owner_id",
+    "available_at", "availability_delay", "owner_id", "over_capture_bps", "hold_steps",
 )  # fmt: skip
 ENTRY_COLUMNS = (
     "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
@@ -231,7 +266,9 @@ EVENT_COLUMNS = (
     "tenant_id", "position", "type", "occurred_at", "request_id", "trace_id", "account_ids",
     "holder_ids", "transfer_ids", "payload",
 )  # fmt: skip
-_FINAL_EVENTS = (EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED)
+# A hold's steps after its creation, as kept in transfers.hold_steps (reversals are
+# transfers of their own and are read from them).
+_NOT_HOLD_STEPS = (EventKind.CREATED, EventKind.REVERSED)
 
 
 def _in_order(columns: tuple[str, ...], values: dict[str, Any]) -> tuple[Any, ...]:
@@ -275,7 +312,8 @@ def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
 def transfer_row(tenant_id: str, transfer: Transfer, batch_index: int = 0) -> tuple[Any, ...]:
     """A Transfer as a `transfers` row; its finalisation (capture, void or expiry) is the
     last such step of its history."""
-    final = next((e for e in reversed(transfer.history) if e.kind in _FINAL_EVENTS), None)
+    final = next((e for e in reversed(transfer.history) if e.kind in FINAL_KINDS), None)
+    steps = [_step_document(e) for e in transfer.history if e.kind not in _NOT_HOLD_STEPS]
     return _in_order(
         TRANSFER_COLUMNS,
         {
@@ -303,6 +341,8 @@ def transfer_row(tenant_id: str, transfer: Transfer, batch_index: int = 0) -> tu
             "available_at": transfer.availability.at,
             "availability_delay": transfer.availability.delay,
             "owner_id": transfer.owner_id,
+            "over_capture_bps": transfer.over_capture_bps,
+            "hold_steps": steps or None,
         },
     )
 

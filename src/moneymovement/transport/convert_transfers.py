@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from moneymovement.domain import ids
+from moneymovement.domain.commands import BatchItem, CaptureHold, ExtendHold, VoidHold
 from moneymovement.domain.errors import FieldReason
 from moneymovement.domain.funds import AT_ONCE, MAX_AVAILABILITY_DELAY, Availability
+from moneymovement.domain.holds import MAX_OVER_CAPTURE_BPS
 from moneymovement.domain.queries import TransferQuery
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import MAX_HOLD, Transfer, TransferSpec
@@ -57,7 +59,15 @@ def _spec(
         check.fail(
             "hold_expire_time", FieldReason.MUST_DIFFER, "give hold_timeout or this, not both"
         )
-    if not item.pending and (timeout_s is not None or expires_at is not None):
+    over_capture = item.over_capture_tolerance_bps
+    if not 0 <= over_capture <= MAX_OVER_CAPTURE_BPS:
+        check.fail(
+            "over_capture_tolerance_bps",
+            FieldReason.OUT_OF_RANGE,
+            f"0 to {MAX_OVER_CAPTURE_BPS} basis points",
+        )
+        over_capture = 0
+    if not item.pending and (timeout_s is not None or expires_at is not None or over_capture):
         check.fail("pending", FieldReason.REQUIRED, "hold options need pending: true")
     availability = asked_availability(check, item)
     return TransferSpec(
@@ -71,6 +81,7 @@ def _spec(
         hold_timeout_s=timeout_s,
         hold_expires_at=expires_at,
         availability=availability,
+        over_capture_bps=over_capture,
     )
 
 
@@ -108,21 +119,48 @@ def transfer_spec(request: pb.CreateTransferRequest) -> tuple[str, TransferSpec]
     return request_id, spec
 
 
-def batch_specs(request: pb.CreateTransfersRequest) -> tuple[str, list[TransferSpec]]:
-    """CreateTransfers' request id and items; a bad item is named transfers[i].field."""
+def batch_specs(request: pb.CreateTransfersRequest) -> tuple[str, list[BatchItem], bool]:
+    """CreateTransfers' request id and items, and whether they came as `operations`; a
+    bad item is named transfers[i].field or operations[i].<operation>.field."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
-    if not request.transfers:
-        check.fail("transfers", FieldReason.REQUIRED, "at least one transfer")
-    if len(request.transfers) > MAX_BATCH_TRANSFERS:
-        check.fail("transfers", FieldReason.TOO_MANY, f"at most {MAX_BATCH_TRANSFERS}")
+    operations = bool(request.operations)
+    field = "operations" if operations else "transfers"
+    items = request.operations if operations else request.transfers
+    if request.transfers and request.operations:
+        check.fail("operations", FieldReason.MUST_DIFFER, "give transfers or operations, not both")
+    if not items:
+        check.fail("transfers", FieldReason.REQUIRED, "at least one transfer or operation")
+    if len(items) > MAX_BATCH_TRANSFERS:
+        check.fail(field, FieldReason.TOO_MANY, f"at most {MAX_BATCH_TRANSFERS}")
         check.raise_if_any()
-    specs = [
-        _spec(check.nested(f"transfers[{index}]."), item)
-        for index, item in enumerate(request.transfers)
-    ]
+    specs: list[BatchItem] = []
+    for index, item in enumerate(request.transfers):
+        specs.append(_spec(check.nested(f"transfers[{index}]."), item))
+    for index, operation in enumerate(request.operations):
+        specs.append(_operation(check.nested(f"operations[{index}]."), operation))
     check.raise_if_any()
-    return request_id, specs
+    return request_id, specs, operations
+
+
+def _operation(check: Checker, operation: pb.CreateTransfersRequest.Operation) -> BatchItem:
+    """One operation of a batch: a new transfer, a capture or a void of a hold."""
+    kind = operation.WhichOneof("operation")
+    if kind == "capture_hold":
+        capture = operation.capture_hold
+        nested = check.nested("capture_hold.")
+        hold = nested.resource_id("transfer_id", capture.transfer_id, ids.TRANSFER)
+        amount = nested.amount("amount_minor", capture.amount_minor, allow_zero=True)
+        final = not capture.HasField("final_capture") or capture.final_capture
+        return CaptureHold(hold, amount, final)
+    if kind == "void_hold":
+        nested = check.nested("void_hold.")
+        return VoidHold(
+            nested.resource_id("transfer_id", operation.void_hold.transfer_id, ids.TRANSFER)
+        )
+    if kind is None:
+        check.fail("operation", FieldReason.REQUIRED, "one of transfer, capture_hold, void_hold")
+    return _spec(check.nested("transfer."), operation.transfer)
 
 
 def transfer_id(request: _TransferRead) -> str:
@@ -133,14 +171,44 @@ def transfer_id(request: _TransferRead) -> str:
     return value
 
 
-def post_request(request: pb.PostTransferRequest) -> tuple[str, str, int]:
-    """PostTransfer's request id, hold id and amount (0: all)."""
+def post_request(request: pb.PostTransferRequest) -> tuple[str, str, int, bool]:
+    """PostTransfer's request id, hold id, amount (0: all that is held) and whether the
+    capture is final (unset: it is)."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
     hold = check.resource_id("transfer_id", request.transfer_id, ids.TRANSFER)
     amount = check.amount("amount_minor", request.amount_minor, allow_zero=True)
     check.raise_if_any()
+    final = not request.HasField("final_capture") or request.final_capture
+    return request_id, hold, amount, final
+
+
+def increment_request(request: pb.IncrementHoldRequest) -> tuple[str, str, int]:
+    """IncrementHold's request id, hold id and amount."""
+    check = Checker()
+    request_id = check.request_id("request_id", request.request_id)
+    hold = check.resource_id("transfer_id", request.transfer_id, ids.TRANSFER)
+    amount = check.amount("amount_minor", request.amount_minor)
+    check.raise_if_any()
     return request_id, hold, amount
+
+
+def extend_request(request: pb.ExtendHoldRequest) -> tuple[str, ExtendHold]:
+    """ExtendHold's request id and command: a new expiry time or a duration (> 0, at
+    most 30 days) to add to the current one."""
+    check = Checker()
+    request_id = check.request_id("request_id", request.request_id)
+    hold = check.resource_id("transfer_id", request.transfer_id, ids.TRANSFER)
+    expires_at = optional_time(check, request, "expire_time")
+    extend_by = duration(check, request, "extend_by")
+    if extend_by is not None and not timedelta(0) < extend_by <= MAX_HOLD:
+        check.fail("extend_by", FieldReason.OUT_OF_RANGE, "more than 0 s, at most 30 days")
+    if expires_at is not None and extend_by is not None:
+        check.fail("extend_by", FieldReason.MUST_DIFFER, "give expire_time or this, not both")
+    if expires_at is None and extend_by is None and not check.violations:
+        check.fail("expire_time", FieldReason.REQUIRED, "give expire_time or extend_by")
+    check.raise_if_any()
+    return request_id, ExtendHold(hold, expires_at, extend_by)
 
 
 def void_request(request: pb.VoidTransferRequest) -> tuple[str, str]:
@@ -223,9 +291,11 @@ def transfer_message(transfer: Transfer) -> transfer_pb2.Transfer:
                 related_transfer_id=event.related_transfer_id,
                 request_id=event.request_id,
                 time=timestamp(event.at),
+                expire_time=None if event.expires_at is None else timestamp(event.expires_at),
             )
             for event in transfer.history
         ],
+        over_capture_tolerance_bps=transfer.over_capture_bps,
     )
     if transfer.expires_at is not None:
         message.expire_time.CopyFrom(timestamp(transfer.expires_at))

@@ -160,8 +160,10 @@ class MoneyMovementServicer(mgrpc.MoneyMovementServiceServicer):
     async def PostTransfer(
         self, request: mpb.PostTransferRequest, context: Context
     ) -> mpb.PostTransferResponse:
-        request_id, hold, amount = transfers_in.post_request(request)
-        transfer = await self._transfers.post(current_caller(), request_id, hold, amount)
+        request_id, hold, amount, final = transfers_in.post_request(request)
+        transfer = await self._transfers.post(
+            current_caller(), request_id, hold, amount, final=final
+        )
         return mpb.PostTransferResponse(transfer=_transfer(transfer))
 
     async def VoidTransfer(
@@ -170,6 +172,20 @@ class MoneyMovementServicer(mgrpc.MoneyMovementServiceServicer):
         request_id, hold = transfers_in.void_request(request)
         transfer = await self._transfers.void(current_caller(), request_id, hold)
         return mpb.VoidTransferResponse(transfer=_transfer(transfer))
+
+    async def IncrementHold(
+        self, request: mpb.IncrementHoldRequest, context: Context
+    ) -> mpb.IncrementHoldResponse:
+        request_id, hold, amount = transfers_in.increment_request(request)
+        transfer = await self._transfers.increment(current_caller(), request_id, hold, amount)
+        return mpb.IncrementHoldResponse(transfer=_transfer(transfer))
+
+    async def ExtendHold(
+        self, request: mpb.ExtendHoldRequest, context: Context
+    ) -> mpb.ExtendHoldResponse:
+        request_id, command = transfers_in.extend_request(request)
+        transfer = await self._transfers.extend(current_caller(), request_id, command)
+        return mpb.ExtendHoldResponse(transfer=_transfer(transfer))
 
     async def ReverseTransfer(
         self, request: mpb.ReverseTransferRequest, context: Context
@@ -181,8 +197,10 @@ class MoneyMovementServicer(mgrpc.MoneyMovementServiceServicer):
     async def CreateTransfers(
         self, request: mpb.CreateTransfersRequest, context: Context
     ) -> mpb.CreateTransfersResponse:
-        request_id, specs = transfers_in.batch_specs(request)
-        transfers = await self._transfers.create_batch(current_caller(), request_id, specs)
+        request_id, items, operations = transfers_in.batch_specs(request)
+        transfers = await self._transfers.create_batch(
+            current_caller(), request_id, items, operations=operations
+        )
         return mpb.CreateTransfersResponse(transfers=[_transfer(t) for t in transfers])
 
     async def GetTransfer(

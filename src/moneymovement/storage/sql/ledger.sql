@@ -127,9 +127,9 @@ LATERAL (
 -- name: write_batch
 -- Writes what a batch decided, in one statement: accounts opened ($2) and changed ($3:
 -- new totals, attributes, state and version, as the domain computed them under the locks
--- of lock_batch), transfers created ($4) and changed ($5: state, amounts, finalisation),
--- entries ($6), the requests' outcomes ($7), the events ($8: the outbox, in the order
--- the changes happened), scheduled parts of credits created ($9) and ended ($10),
+-- of lock_batch), transfers created ($4) and changed ($5: state, amounts, expiry, a
+-- hold's steps), entries ($6), the requests' outcomes ($7), the events ($8: the outbox,
+-- in the order the changes happened), scheduled parts of credits created ($9) and ended ($10),
 -- balance monitors created or changed ($11), funds policy changes ($12), and external
 -- accounts, payouts and inbound transfers created or changed ($13, $14, $15: docs/
 -- payouts.md). Each parameter is an array of the table's own row type: the
@@ -180,10 +180,13 @@ created AS (
 changed AS (
     UPDATE transfers AS t
     SET state = u.state,
+        amount_minor = u.amount_minor,
+        expires_at = u.expires_at,
         posted_amount_minor = u.posted_amount_minor,
         reversed_amount_minor = u.reversed_amount_minor,
         finalized_at = u.finalized_at,
         finalized_request_id = u.finalized_request_id,
+        hold_steps = u.hold_steps,
         updated_at = now()
     FROM unnest($5::transfers[]) AS u
     WHERE t.tenant_id = $1 AND t.transfer_id = u.transfer_id

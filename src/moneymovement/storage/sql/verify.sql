@@ -63,15 +63,19 @@ FROM (
     WINDOW w AS (PARTITION BY tenant_id, account_id ORDER BY account_version)
 ) AS s
 WHERE (posted_debits_minor, posted_credits_minor, pending_debits_minor, pending_credits_minor)
-   <> (prev_pd + CASE WHEN kind = 'POSTED' AND direction = 'DEBIT' THEN amount_minor ELSE 0 END,
-       prev_pc + CASE WHEN kind = 'POSTED' AND direction = 'CREDIT' THEN amount_minor ELSE 0 END,
+   <> (prev_pd + CASE WHEN kind IN ('POSTED', 'CAPTURED') AND direction = 'DEBIT'
+                      THEN amount_minor ELSE 0 END,
+       prev_pc + CASE WHEN kind IN ('POSTED', 'CAPTURED') AND direction = 'CREDIT'
+                      THEN amount_minor ELSE 0 END,
        prev_qd + CASE WHEN direction = 'DEBIT' THEN
                      CASE kind WHEN 'PENDING' THEN amount_minor
-                               WHEN 'PENDING_RELEASED' THEN -amount_minor ELSE 0 END
+                               WHEN 'PENDING_RELEASED' THEN -amount_minor
+                               WHEN 'CAPTURED' THEN -amount_minor ELSE 0 END
                  ELSE 0 END,
        prev_qc + CASE WHEN direction = 'CREDIT' THEN
                      CASE kind WHEN 'PENDING' THEN amount_minor
-                               WHEN 'PENDING_RELEASED' THEN -amount_minor ELSE 0 END
+                               WHEN 'PENDING_RELEASED' THEN -amount_minor
+                               WHEN 'CAPTURED' THEN -amount_minor ELSE 0 END
                  ELSE 0 END)
 LIMIT $1;
 
@@ -94,16 +98,19 @@ WHERE (a.posted_debits_minor, a.posted_credits_minor, a.pending_debits_minor,
 LIMIT $1;
 
 -- name: verify_pending_totals
--- Pending totals equal the open holds.
+-- Pending totals equal what the open holds still hold (their amounts less what was
+-- captured of them).
 SELECT a.tenant_id, a.account_id, a.pending_debits_minor, a.pending_credits_minor,
        coalesce(out.held, 0) AS held_out_minor, coalesce(inc.held, 0) AS held_in_minor
 FROM accounts AS a
 LEFT JOIN (
-    SELECT tenant_id, debit_account_id AS account_id, sum(amount_minor) AS held
+    SELECT tenant_id, debit_account_id AS account_id,
+           sum(amount_minor - posted_amount_minor) AS held
     FROM transfers WHERE state = 'PENDING' GROUP BY 1, 2
 ) AS out USING (tenant_id, account_id)
 LEFT JOIN (
-    SELECT tenant_id, credit_account_id AS account_id, sum(amount_minor) AS held
+    SELECT tenant_id, credit_account_id AS account_id,
+           sum(amount_minor - posted_amount_minor) AS held
     FROM transfers WHERE state = 'PENDING' GROUP BY 1, 2
 ) AS inc USING (tenant_id, account_id)
 WHERE (a.pending_debits_minor, a.pending_credits_minor)
@@ -111,28 +118,50 @@ WHERE (a.pending_debits_minor, a.pending_credits_minor)
 LIMIT $1;
 
 -- name: verify_holds_end_once
--- Invariant 5: a hold is released at most once (exactly once when ended), posts only
--- when POSTED, and never more than it held; immediate transfers have no pending entries.
+-- Invariant 5: a hold is released at most once (exactly once when ended): what it held
+-- (its PENDING entries: the hold, its increments, an over-capture's excess) is released
+-- (PENDING_RELEASED) or captured (CAPTURED), all of it once it ended and none of it
+-- twice; what it posted is its captures, never past its amount plus its over-capture
+-- tolerance; and each capture and increment in its steps has its one entry pair (a hold
+-- that ended before holds kept steps captured in a POSTED pair). Immediate transfers
+-- hold nothing.
 SELECT t.tenant_id, t.transfer_id, t.state
 FROM transfers AS t
 LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE kind = 'PENDING') AS held,
-           count(*) FILTER (WHERE kind = 'PENDING_RELEASED') AS released,
-           coalesce(sum(amount_minor) FILTER (WHERE kind = 'POSTED' AND direction = 'DEBIT'), 0)
-               AS posted
+    SELECT coalesce(sum(amount_minor) FILTER (WHERE kind = 'PENDING'), 0) AS held,
+           coalesce(sum(amount_minor) FILTER (WHERE kind IN ('PENDING_RELEASED', 'CAPTURED')),
+                    0) AS ended,
+           coalesce(sum(amount_minor) FILTER (WHERE kind IN ('POSTED', 'CAPTURED')), 0)
+               AS posted,
+           count(*) FILTER (WHERE kind = 'PENDING') AS holds,
+           count(*) FILTER (WHERE kind = 'PENDING_RELEASED') AS releases,
+           count(*) FILTER (WHERE kind = 'CAPTURED') AS captures
     FROM entries AS e
     WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.transfer_id
+      AND e.direction = 'DEBIT'
 ) AS e ON true
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE s ->> 'kind' IN ('CAPTURED', 'POSTED')) AS captures,
+           count(*) FILTER (WHERE s ->> 'kind' = 'INCREMENTED') AS increments
+    FROM jsonb_array_elements(coalesce(t.hold_steps, '[]')) AS s
+) AS steps
 WHERE CASE
         -- Immediate: no expiry, and not one of a payout's holds (which never expire).
         WHEN t.expires_at IS NULL
              AND NOT coalesce(t.owner_id LIKE 'po\_%' AND t.reversal_of_id IS NULL, false)
-            THEN e.held <> 0 OR e.released <> 0
-        WHEN t.state = 'PENDING' THEN e.held <> 2 OR e.released <> 0 OR e.posted <> 0
-        ELSE e.held <> 2 OR e.released <> 2
+            THEN e.held <> 0 OR e.ended <> 0 OR e.posted <> t.posted_amount_minor
+        WHEN t.state = 'PENDING' THEN e.held <> t.amount_minor OR e.releases <> 0
+                                      OR e.ended <> t.posted_amount_minor
+        ELSE e.held <> greatest(t.amount_minor, t.posted_amount_minor) OR e.ended <> e.held
+             OR e.releases > 1
       END
    OR e.posted <> t.posted_amount_minor
-   OR t.posted_amount_minor > t.amount_minor
+   OR t.posted_amount_minor::numeric
+      > t.amount_minor + floor(t.amount_minor::numeric * t.over_capture_bps / 10000)
+   OR (t.hold_steps IS NOT NULL
+       AND (e.captures <> steps.captures
+            OR e.holds <> 1 + steps.increments
+                          + (t.posted_amount_minor > t.amount_minor)::int))
 LIMIT $1;
 
 -- name: verify_reversals_within_original
@@ -267,7 +296,8 @@ LIMIT $1;
 
 -- name: verify_transfer_events
 -- Each transfer has exactly one TRANSFER_CREATED event, each ended hold one event of its
--- end, each reversal one TRANSFER_REVERSED of its original from the same request; and
+-- end, each step that left a hold open (a partial capture, an increment, an extension)
+-- one event of its kind, each reversal one TRANSFER_REVERSED of its original from the same request; and
 -- each such event names a transfer that exists.
 WITH told AS (
     SELECT e.tenant_id, e.type, t.transfer_id, e.request_id
@@ -278,9 +308,17 @@ due AS (
     SELECT t.tenant_id, 'TRANSFER_CREATED' AS type, t.transfer_id, t.request_id, t.created_at AS at
     FROM transfers AS t
     UNION ALL
-    SELECT t.tenant_id, 'TRANSFER_' || t.state, t.transfer_id, coalesce(t.finalized_request_id, ''),
-           t.finalized_at
+    -- The step that ended a hold: its last step, or (ended before holds kept steps) its
+    -- state.
+    SELECT t.tenant_id, 'TRANSFER_' || coalesce(t.hold_steps -> -1 ->> 'kind', t.state),
+           t.transfer_id, coalesce(t.finalized_request_id, ''), t.finalized_at
     FROM transfers AS t WHERE t.finalized_at IS NOT NULL
+    UNION ALL
+    -- The steps of a hold that left it open: partial captures, increments, extensions.
+    SELECT t.tenant_id, 'TRANSFER_' || (s ->> 'kind'), t.transfer_id, s ->> 'request_id',
+           (s ->> 'at')::timestamptz
+    FROM transfers AS t, jsonb_array_elements(t.hold_steps) AS s
+    WHERE t.hold_steps IS NOT NULL AND s ->> 'kind' IN ('CAPTURED', 'INCREMENTED', 'EXTENDED')
     UNION ALL
     SELECT r.tenant_id, 'TRANSFER_REVERSED', r.reversal_of_id, r.request_id, r.created_at
     FROM transfers AS r WHERE r.reversal_of_id IS NOT NULL
