@@ -66,6 +66,11 @@ OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 OVERLOAD_RETRY_S = 0.1
 # Codes that mean the server failed (OpenTelemetry's gRPC conventions); business
 # rejections (NOT_FOUND, FAILED_PRECONDITION, ...) leave the span status unset.
+# A client whose deadline passes cancels the call: the cancellation reaches us a little
+# before our copy of the deadline (ours started when the request arrived, the network
+# time later), a few milliseconds on one host. A cancel that close to the deadline is
+# the deadline (a person cancelling by hand is never that precise).
+_DEADLINE_SLACK_S = 0.1
 SERVER_FAULTS = {
     grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -203,8 +208,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                         request, context, behavior, metadata, span
                     )
                 except asyncio.CancelledError:
-                    # The caller cancelled or its deadline passed: still one line, one count.
-                    response, code, error = None, grpc.StatusCode.CANCELLED, None
+                    # The caller cancelled or its deadline passed: still one line, one count,
+                    # with the code the caller saw (grpc cancels the handler in both cases).
+                    response, code, error = None, _cancelled_code(context), None
                     cancelled = True
                 else:
                     cancelled = False
@@ -437,6 +443,18 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
             return Undecodable(len(data))
 
     return deserialize
+
+
+def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """Why grpc cancelled a handler: its caller's deadline passed (the caller got
+    DEADLINE_EXCEEDED), or the caller cancelled the call (CANCELLED). A handler whose own
+    timer at that deadline ran first ends DEADLINE_EXCEEDED the ordinary way; grpc's
+    cancellation may also come first, or interrupt what that timer started (a rollback),
+    and the line must say the same either way."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= _DEADLINE_SLACK_S:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
 
 
 def _code(code: grpc.StatusCode) -> tuple[str, int]:
