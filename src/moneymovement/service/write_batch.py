@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from opentelemetry import trace
 
 from moneymovement.domain.commands import Command
@@ -59,6 +60,7 @@ class Pending:
     keys: frozenset[tuple[str, str]]
     future: asyncio.Future[Answer]
     abandoned: bool = False  # the caller stopped waiting (deadline, cancellation)
+    log_fields: dict[str, Any] = field(default_factory=dict)  # the request's, once abandoned
     span: trace.SpanContext | None = None  # the request's, when spans are made
 
     def gone(self, now: float) -> bool:
@@ -69,7 +71,11 @@ class Pending:
     def answer(self, answer: Answer) -> None:
         if self.future.done():  # cancelled: the caller gave up; nobody else will tell
             if answer.fresh:
-                emit_events(self.command, answer.result, own_line=True)
+                # Committed after the caller left (another member's deadline kept the
+                # batch going): a line of its own, with the request's method and request
+                # id, so the log says the money moved though the caller got an error.
+                with structlog.contextvars.bound_contextvars(**self.log_fields, caller_gone=True):
+                    emit_events(self.command, answer.result, own_line=True)
             return
         self.future.set_result(answer)
 
