@@ -165,10 +165,14 @@ _RESET_IN_TRANSACTION = "Resetting connection with an active transaction"
 def quiet_connection_resets(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
     """The event loop's exception handler: asyncpg's error-level "Resetting connection
     with an active transaction" is what a handler cancelled inside a read transaction
-    (its caller's deadline passed, the caller went away) leaves when its connection goes
-    back to the pool, which rolls it back. Nothing failed: it becomes one warning line
-    with the RPC and request id bound to the cancelled request (the release runs in its
-    task). Everything else goes to the default handler."""
+    leaves when its connection goes back to the pool, which rolls it back. Seen end to
+    end (tests/e2e/test_cancelled_requests.py): the caller's deadline passes, the read's
+    own timer cancels the statement and starts ROLLBACK, and grpc's cancellation of the
+    handler, at the same deadline, interrupts that ROLLBACK. Nothing failed: it becomes
+    one warning line with the RPC, tenant and trace id bound to the cancelled request
+    (the release runs in its task). Write transactions run in the pipeline's batch task,
+    which grpc never cancels: their rollbacks finish. Everything else goes to the
+    default handler."""
     message = str(context.get("message", ""))
     if message.startswith(_RESET_IN_TRANSACTION):
         structlog.get_logger("moneymovement.storage").warning(
