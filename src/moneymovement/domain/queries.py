@@ -16,6 +16,7 @@ class AccountQuery:
     holder_id: str | None = None
     external_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    metadata_keys: tuple[str, ...] = ()  # keys that must be present, sorted, once each
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,4 @@ class TransferQuery:
     metadata: Mapping[str, str] | None = None
     batch_id: str | None = None
     trace_id: str | None = None
+    metadata_keys: tuple[str, ...] = ()  # keys that must be present, sorted, once each

@@ -148,6 +148,11 @@ class Entry:
     account_version: int
     created_at: datetime | None = None
     trace_id: str | None = None  # the transfer's, when read back
+    # When read back for a statement: the transfer's description and metadata, and its
+    # other account (the credit account for a debit entry, the debit account for a credit).
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    counterparty_account_id: str | None = None
 
 
 def require_transferable(

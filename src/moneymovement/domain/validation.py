@@ -7,7 +7,7 @@ request is refused, whole and with every offending field named, before any datab
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from moneymovement.domain import ids
 from moneymovement.domain.errors import FieldReason, FieldViolation, InvalidInput
@@ -118,6 +118,17 @@ class Checker:
             if not value and not allow_empty:
                 self.fail(f"{field}[{key[:40]}]", FieldReason.REQUIRED, "empty value")
         return dict(values)
+
+    def metadata_keys(self, field: str, keys: Sequence[str]) -> tuple[str, ...]:
+        """A filter's metadata keys: at most 50, each a metadata key. Returned sorted and
+        without repeats, so that the same set of keys is the same filter (and page token
+        scope) however the caller orders it."""
+        if len(keys) > MAX_METADATA_KEYS:
+            self.fail(field, FieldReason.TOO_MANY, f"at most {MAX_METADATA_KEYS} keys")
+        for index, key in enumerate(keys):
+            if not _METADATA_KEY.fullmatch(key):
+                self.fail(f"{field}[{index}]", FieldReason.INVALID_FORMAT, "bad key")
+        return tuple(sorted(set(keys)))
 
     def page_size(self, field: str, value: int, *, default: int, maximum: int) -> int:
         """0 means the default; otherwise 1 to `maximum`."""

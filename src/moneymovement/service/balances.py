@@ -22,47 +22,37 @@ class BalanceService:
         self._uow = uow
         self._current = BalanceReads(uow)
 
-    async def get_many(self, caller: Caller, account_ids: Sequence[str]) -> list[BalanceSnapshot]:
-        """The current balances of each account, in the order asked, from one snapshot
-        (read together with other callers' concurrent reads: service/balance_reads.py).
+    async def get_many(
+        self, caller: Caller, account_ids: Sequence[str], as_of: datetime | None = None
+    ) -> list[BalanceSnapshot]:
+        """The balances of each account, in the order asked, from one snapshot: now (read
+        together with other callers' concurrent reads: service/balance_reads.py), or as
+        of `as_of` (after every entry written at or before it; zero before any).
 
         Raises:
             Rejected: ACCOUNT_NOT_FOUND naming the first missing account (`account_id`)
                 and every one (`missing_account_ids`, comma-separated, in the order asked).
         """
-
-        found = await self._current.balances(caller, account_ids)
+        if as_of is None:
+            found = await self._current.balances(caller, account_ids)
+        else:
+            found = await self._as_of(caller, account_ids, as_of)
         missing = list(dict.fromkeys(a for a in account_ids if a not in found))
         if missing:
-            refusal = account_not_found(missing[0])
-            if len(missing) > 1:
-                # The ids go in the metadata only: repeated in the message too, a full
-                # batch of them would pass the 8 KiB of trailers clients accept.
-                refusal = Rejected(
-                    Reason.ACCOUNT_NOT_FOUND,
-                    f"{len(missing)} accounts not found, the first {missing[0]}: see "
-                    "missing_account_ids",
-                    {"account_id": missing[0], "missing_account_ids": ",".join(missing)},
-                )
-            else:
-                refusal.metadata["missing_account_ids"] = missing[0]
-            raise refusal
+            raise _not_found(missing)
         return [found[account_id] for account_id in account_ids]
 
-    async def get_as_of(self, caller: Caller, account_id: str, as_of: datetime) -> BalanceSnapshot:
-        """The balances after every entry written at or before `as_of`.
+    async def _as_of(
+        self, caller: Caller, account_ids: Sequence[str], as_of: datetime
+    ) -> dict[str, BalanceSnapshot]:
+        """The existing accounts' balances as of `as_of`, in one statement: past balances
+        are not coalesced with current reads (service/balance_reads.py), which they
+        would not share a statement with."""
 
-        Raises:
-            Rejected: ACCOUNT_NOT_FOUND.
-        """
+        async def work(session: Session) -> dict[str, BalanceSnapshot]:
+            return await session.accounts.balances_as_of(account_ids, as_of)
 
-        async def work(session: Session) -> BalanceSnapshot | None:
-            return await session.accounts.balance_as_of(account_id, as_of)
-
-        snapshot = await self._uow.read(caller, work)
-        if snapshot is None:
-            raise account_not_found(account_id)
-        return snapshot
+        return await self._uow.read(caller, work)
 
     async def statement(
         self,
@@ -104,3 +94,19 @@ class BalanceService:
         if account is None:
             raise account_not_found(account_id)
         return account, paginate(rows, size, lambda e: [e.account_version], scope)
+
+
+def _not_found(missing: list[str]) -> Rejected:
+    """ACCOUNT_NOT_FOUND for the ids `missing` (at least one, in the order asked)."""
+    refusal = account_not_found(missing[0])
+    if len(missing) > 1:
+        # The ids go in the metadata only: repeated in the message too, a full batch of
+        # them would pass the 8 KiB of trailers clients accept.
+        refusal = Rejected(
+            Reason.ACCOUNT_NOT_FOUND,
+            f"{len(missing)} accounts not found, the first {missing[0]}: see missing_account_ids",
+            {"account_id": missing[0], "missing_account_ids": ",".join(missing)},
+        )
+    else:
+        refusal.metadata["missing_account_ids"] = missing[0]
+    return refusal

@@ -44,6 +44,7 @@ class Accounts:
             after[0] if after else None,
             after[1] if after else None,
             limit,
+            list(where.metadata_keys),
         )
         return [account_from_row(row) for row in rows]
 
@@ -52,10 +53,15 @@ class Accounts:
         rows = await self._db.fetch(query("get_balances"), self._tenant, list(set(account_ids)))
         return {row["account_id"]: _snapshot(row) for row in rows}
 
-    async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceSnapshot | None:
-        """The balances after the newest entry written at or before `as_of`."""
-        row = await self._db.fetchrow(query("get_balance_as_of"), self._tenant, account_id, as_of)
-        return None if row is None else _snapshot(row)
+    async def balances_as_of(
+        self, account_ids: Sequence[str], as_of: datetime
+    ) -> dict[str, BalanceSnapshot]:
+        """The balances of the existing accounts among `account_ids` after each one's
+        newest entry written at or before `as_of`, in one snapshot."""
+        rows = await self._db.fetch(
+            query("get_balances_as_of"), self._tenant, list(set(account_ids)), as_of
+        )
+        return {row["account_id"]: _snapshot(row) for row in rows}
 
 
 def _snapshot(row: Any) -> BalanceSnapshot:

@@ -222,6 +222,9 @@ def entry_from_row(row: Row) -> Entry:
         account_version=row["account_version"],
         created_at=row["created_at"],
         trace_id=row["trace_id"],
+        description=row["description"],
+        metadata=row["metadata"],
+        counterparty_account_id=row["counterparty_account_id"],
     )
 
 

@@ -42,6 +42,7 @@ class Transfers:
             after[0] if after else None,
             after[1] if after else None,
             limit,
+            list(where.metadata_keys),
         )
         return [transfer_from_row(row) for row in rows]
 

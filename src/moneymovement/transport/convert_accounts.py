@@ -164,6 +164,7 @@ def account_query(request: account_service_pb2.ListAccountsRequest) -> tuple[Acc
     holder = check.reference("holder_id", request.holder_id)
     external = check.reference("external_id", request.external_id)
     metadata = check.metadata("metadata", request.metadata)
+    keys = check.metadata_keys("metadata_keys", request.metadata_keys)
     check.raise_if_any()
     where = AccountQuery(
         currency_code=currency or None,
@@ -171,6 +172,7 @@ def account_query(request: account_service_pb2.ListAccountsRequest) -> tuple[Acc
         holder_id=holder or None,
         external_id=external or None,
         metadata=metadata,
+        metadata_keys=keys,
     )
     return where, size
 

@@ -26,8 +26,10 @@ _CLOCK_SKEW = timedelta(seconds=5)
 _SORT_ORDER = enum_names(balance_service_pb2.SortOrder, "SORT_ORDER_")
 
 
-def balance_ids(request: balance_service_pb2.BatchGetBalancesRequest) -> list[str]:
-    """BatchGetBalances' account ids."""
+def balance_ids(
+    request: balance_service_pb2.BatchGetBalancesRequest,
+) -> tuple[list[str], datetime | None]:
+    """BatchGetBalances' account ids and optional as-of time (as GetBalance's)."""
     check = Checker()
     if not request.account_ids:
         check.fail("account_ids", FieldReason.REQUIRED, "at least one account id")
@@ -35,19 +37,29 @@ def balance_ids(request: balance_service_pb2.BatchGetBalancesRequest) -> list[st
         check.fail("account_ids", FieldReason.TOO_MANY, f"at most {MAX_BATCH_GET}")
     for index, value in enumerate(request.account_ids):
         check.resource_id(f"account_ids[{index}]", value, ids.ACCOUNT)
+    as_of = _as_of(check, request)
     check.raise_if_any()
-    return list(request.account_ids)
+    return list(request.account_ids), as_of
 
 
 def balance_request(request: balance_service_pb2.GetBalanceRequest) -> tuple[str, datetime | None]:
     """GetBalance's account id and optional as-of time (not in the future)."""
     check = Checker()
     account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
+    as_of = _as_of(check, request)
+    check.raise_if_any()
+    return account, as_of
+
+
+def _as_of(
+    check: Checker,
+    request: balance_service_pb2.GetBalanceRequest | balance_service_pb2.BatchGetBalancesRequest,
+) -> datetime | None:
+    """The request's optional as_of_time, which must not be in the future."""
     as_of = optional_time(check, request, "as_of_time")
     if as_of is not None and as_of > datetime.now(UTC) + _CLOCK_SKEW:
         check.fail("as_of_time", FieldReason.OUT_OF_RANGE, "must not be in the future")
-    check.raise_if_any()
-    return account, as_of
+    return as_of
 
 
 def statement_request(
@@ -113,4 +125,7 @@ def entry_message(account: Account, entry: Entry) -> balance_pb2.Entry:
         balance_after=balance_message(after),
         create_time=timestamp(entry.created_at),
         trace_id=entry.trace_id or "",
+        description=entry.description,
+        metadata=dict(entry.metadata),
+        counterparty_account_id=entry.counterparty_account_id or "",
     )

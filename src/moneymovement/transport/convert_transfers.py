@@ -243,6 +243,7 @@ def transfer_query(request: pb.ListTransfersRequest) -> tuple[TransferQuery, int
         account = check.resource_id("account_id", request.account_id, ids.ACCOUNT)
     state = enum_value(check, "state", _TRANSFER_STATE, request.state)
     metadata = check.metadata("metadata", request.metadata)
+    keys = check.metadata_keys("metadata_keys", request.metadata_keys)
     batch = check.resource_id("batch_id", request.batch_id, ids.BATCH) if request.batch_id else None
     trace = request.trace_id or None
     if trace is not None and (len(trace) != 32 or trace.strip("0123456789abcdef")):
@@ -260,6 +261,7 @@ def transfer_query(request: pb.ListTransfersRequest) -> tuple[TransferQuery, int
         metadata=metadata,
         batch_id=batch,
         trace_id=trace,
+        metadata_keys=keys,
     )
     return where, size
 

@@ -108,19 +108,14 @@ class BalanceServicer(bgrpc.BalanceServiceServicer):
         self, request: bpb.GetBalanceRequest, context: Context
     ) -> bpb.GetBalanceResponse:
         account_id, as_of = balances_in.balance_request(request)
-        caller = current_caller()
-        if as_of is None:
-            [snapshot] = await self._balances.get_many(caller, [account_id])
-        else:
-            snapshot = await self._balances.get_as_of(caller, account_id, as_of)
+        [snapshot] = await self._balances.get_many(current_caller(), [account_id], as_of)
         return bpb.GetBalanceResponse(balance=balances_in.balance_message(snapshot))
 
     async def BatchGetBalances(
         self, request: bpb.BatchGetBalancesRequest, context: Context
     ) -> bpb.BatchGetBalancesResponse:
-        snapshots = await self._balances.get_many(
-            current_caller(), balances_in.balance_ids(request)
-        )
+        account_ids, as_of = balances_in.balance_ids(request)
+        snapshots = await self._balances.get_many(current_caller(), account_ids, as_of)
         return bpb.BatchGetBalancesResponse(
             balances=[balances_in.balance_message(s) for s in snapshots]
         )

@@ -10,7 +10,8 @@ LATERAL (
 
 -- name: list_accounts
 -- Newest first; the page cursor is the (created_at, account_id) of the last row returned.
--- A one-statement read, as get_account.
+-- Metadata filters: $6 pairs that must all be present, $10 keys that must all be present
+-- with any value (?& of no keys is true). A one-statement read, as get_account.
 SELECT r.*
 FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
 LATERAL (
@@ -21,6 +22,7 @@ LATERAL (
       AND ($4::text IS NULL OR holder_id = $4)
       AND ($5::text IS NULL OR external_id = $5)
       AND metadata @> $6::jsonb
+      AND metadata ?& $10::text[]
       AND ($7::timestamptz IS NULL OR (created_at, account_id) < ($7, $8::text))
     ORDER BY created_at DESC, account_id DESC
     LIMIT $9

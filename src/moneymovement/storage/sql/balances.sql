@@ -20,16 +20,18 @@ LATERAL (
            ELSE '{}'::jsonb[] END AS schedule,
            a.version, now() AS as_of
     FROM accounts AS a
-    WHERE a.tenant_id = $1 AND a.account_id = ANY($2::text[]) AND declared.tenant IS NOT NULL
+    WHERE a.tenant_id = $1 AND a.account_id = ANY($2::text[])
+      AND declared.tenant IS NOT NULL
     OFFSET 0
 ) AS r;
 
--- name: get_balance_as_of
--- The running balances of the newest entry written at or before $3 (zero before any).
--- The availability parts are those of the scheduled parts alive at $3 (created at or
--- before it, not ended by then; write_batch stamps both with the entries' time), summed
--- by time and kind as get_balances does, and the minimum reserve that of the policy in
--- force then. A one-statement read, as get_account.
+-- name: get_balances_as_of
+-- For each account asked ($2, any number: GetBalance asks one, BatchGetBalances up to
+-- 100), the running balances of its newest entry written at or before $3 (zero before
+-- any). The availability parts are those of the scheduled parts alive at $3 (created at
+-- or before it, not ended by then; write_batch stamps both with the entries' time),
+-- summed by time and kind as get_balances does, and the minimum reserve that of the
+-- policy in force then. A one-statement read, as get_account: one snapshot for all.
 SELECT r.*
 FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
 LATERAL (
@@ -68,6 +70,7 @@ LATERAL (
             GROUP BY f.available_at, f.kind
         ) AS g
     ) AS s
-    WHERE a.tenant_id = $1 AND a.account_id = $2 AND declared.tenant IS NOT NULL
+    WHERE a.tenant_id = $1 AND a.account_id = ANY($2::text[])
+      AND declared.tenant IS NOT NULL
     OFFSET 0
 ) AS r;

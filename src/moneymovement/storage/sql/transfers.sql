@@ -12,6 +12,7 @@ LATERAL (
 
 -- name: list_transfers
 -- Newest first; the page cursor is the (created_at, transfer_id) of the last row returned.
+-- Metadata filters as list_accounts': $6 pairs, $12 keys that must all be present.
 -- A one-statement read, as get_account (accounts.sql).
 SELECT r.*
 FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
@@ -25,6 +26,7 @@ LATERAL (
       AND ($4::timestamptz IS NULL OR t.created_at >= $4)
       AND ($5::timestamptz IS NULL OR t.created_at < $5)
       AND t.metadata @> $6::jsonb
+      AND t.metadata ?& $12::text[]
       AND ($7::text IS NULL OR t.batch_id = $7)
       AND ($8::text IS NULL OR t.trace_id = $8)
       AND ($9::timestamptz IS NULL OR (t.created_at, t.transfer_id) < ($9, $10::text))
