@@ -711,13 +711,15 @@ class MoneyMovementClient:
         holder_id: str = "",
         external_id: str = "",
         metadata: Mapping[str, str] | None = None,
+        metadata_keys: Iterable[str] = (),
         page_size: int = 0,
         page_token: str = "",
     ) -> apb.ListAccountsResponse:
         """One page of the tenant's accounts, newest first, matching every filter given
         (`state`: "ACTIVE", "FROZEN" or "CLOSED"; `metadata`: pairs the account's metadata
-        contains). At most `page_size` (1 to 500; 0: 50); pass `next_page_token` back as
-        `page_token`, with the same filters, for the next page ("" on the last).
+        contains; `metadata_keys`: keys it has, with any value). At most `page_size` (1 to
+        500; 0: 50); pass `next_page_token` back as `page_token`, with the same filters,
+        for the next page ("" on the last).
 
         Raises:
             InvalidRequest: a bad filter, or INVALID_PAGE_TOKEN.
@@ -725,7 +727,7 @@ class MoneyMovementClient:
         request = apb.ListAccountsRequest(
             page_size=page_size, page_token=page_token, currency_code=currency_code,
             state=_enum(account_pb2.Account.State, "STATE_", state), holder_id=holder_id,
-            external_id=external_id, metadata=metadata or {},
+            external_id=external_id, metadata=metadata or {}, metadata_keys=metadata_keys,
         )  # fmt: skip
         return await self._call(self._accounts.ListAccounts, request)
 
@@ -737,15 +739,17 @@ class MoneyMovementClient:
         holder_id: str = "",
         external_id: str = "",
         metadata: Mapping[str, str] | None = None,
+        metadata_keys: Iterable[str] = (),
         page_size: int = 0,
     ) -> AsyncIterator[account_pb2.Account]:
         """Every account `list_accounts` lists with these filters, page after page."""
+        keys = list(metadata_keys)  # the same keys for every page, even from a generator
         token = ""
         while True:
             page = await self.list_accounts(
                 currency_code=currency_code, state=state, holder_id=holder_id,
-                external_id=external_id, metadata=metadata, page_size=page_size,
-                page_token=token,
+                external_id=external_id, metadata=metadata, metadata_keys=keys,
+                page_size=page_size, page_token=token,
             )  # fmt: skip
             for account in page.accounts:
                 yield account
@@ -868,18 +872,27 @@ class MoneyMovementClient:
             request.as_of_time.CopyFrom(_timestamp(as_of_time))
         return (await self._call(self._balances.GetBalance, request)).balance
 
-    async def batch_get_balances(self, account_ids: Iterable[str]) -> list[balance_pb2.Balance]:
-        """Up to 100 accounts' balances from one snapshot, in the order asked.
+    async def batch_get_balances(
+        self, account_ids: Iterable[str], *, as_of_time: datetime | None = None
+    ) -> list[balance_pb2.Balance]:
+        """Up to 100 accounts' balances from one snapshot, in the order asked: now, or as
+        they were at `as_of_time` (not in the future).
 
         Raises:
-            NotFound: ACCOUNT_NOT_FOUND, naming the first missing account; none returned.
+            NotFound: ACCOUNT_NOT_FOUND, naming the first missing account (every one in
+                the error's metadata["missing_account_ids"]); none returned.
+            InvalidRequest: `as_of_time` in the future.
         """
         request = bpb.BatchGetBalancesRequest(account_ids=account_ids)
+        if as_of_time is not None:
+            request.as_of_time.CopyFrom(_timestamp(as_of_time))
         return list((await self._call(self._balances.BatchGetBalances, request)).balances)
 
-    async def get_balances(self, *account_ids: str) -> list[balance_pb2.Balance]:
+    async def get_balances(
+        self, *account_ids: str, as_of_time: datetime | None = None
+    ) -> list[balance_pb2.Balance]:
         """`batch_get_balances` with the ids as arguments."""
-        return await self.batch_get_balances(account_ids)
+        return await self.batch_get_balances(account_ids, as_of_time=as_of_time)
 
     async def list_entries(
         self,
@@ -892,9 +905,11 @@ class MoneyMovementClient:
         page_token: str = "",
     ) -> bpb.ListEntriesResponse:
         """One page of an account's statement: its entries, each with the balances after
-        it, written in [`start_time`, `end_time`), newest first unless `order` is
-        "OLDEST_FIRST". At most `page_size` (1 to 1000; 0: 100); pass `next_page_token`
-        back as `page_token`, with the same arguments, for the next page ("" on the last).
+        it and its transfer's description, metadata and other account
+        (`counterparty_account_id`), written in [`start_time`, `end_time`), newest first
+        unless `order` is "OLDEST_FIRST". At most `page_size` (1 to 1000; 0: 100); pass
+        `next_page_token` back as `page_token`, with the same arguments, for the next page
+        ("" on the last).
 
         Raises:
             NotFound: ACCOUNT_NOT_FOUND.
@@ -1057,13 +1072,15 @@ class MoneyMovementClient:
         metadata: Mapping[str, str] | None = None,
         batch_id: str = "",
         trace_id: str = "",
+        metadata_keys: Iterable[str] = (),
         page_size: int = 0,
         page_token: str = "",
     ) -> mpb.ListTransfersResponse:
         """One page of the tenant's transfers, newest first, matching every filter given
         (`account_id` on either side; `state`: "PENDING", "POSTED", "VOIDED" or "EXPIRED";
         created in [`start_time`, `end_time`); `metadata` pairs; `batch_id`; `trace_id`,
-        the W3C trace id of the creating request). At most `page_size` (1 to 500; 0: 50);
+        the W3C trace id of the creating request; `metadata_keys`, keys the metadata has
+        with any value). At most `page_size` (1 to 500; 0: 50);
         pass `next_page_token` back as `page_token`, with the same filters, for the next
         page ("" on the last).
 
@@ -1074,6 +1091,7 @@ class MoneyMovementClient:
             page_size=page_size, page_token=page_token, account_id=account_id,
             state=_enum(transfer_pb2.Transfer.State, "STATE_", state),
             metadata=metadata or {}, batch_id=batch_id, trace_id=trace_id,
+            metadata_keys=metadata_keys,
         )  # fmt: skip
         if start_time is not None:
             request.start_time.CopyFrom(_timestamp(start_time))
@@ -1091,15 +1109,17 @@ class MoneyMovementClient:
         metadata: Mapping[str, str] | None = None,
         batch_id: str = "",
         trace_id: str = "",
+        metadata_keys: Iterable[str] = (),
         page_size: int = 0,
     ) -> AsyncIterator[transfer_pb2.Transfer]:
         """Every transfer `list_transfers` lists with these filters, page after page."""
+        keys = list(metadata_keys)  # the same keys for every page, even from a generator
         token = ""
         while True:
             page = await self.list_transfers(
                 account_id=account_id, state=state, start_time=start_time,
                 end_time=end_time, metadata=metadata, batch_id=batch_id, trace_id=trace_id,
-                page_size=page_size, page_token=token,
+                metadata_keys=keys, page_size=page_size, page_token=token,
             )  # fmt: skip
             for transfer in page.transfers:
                 yield transfer
