@@ -183,6 +183,36 @@ def test_metadata_empty_value_only_with_allow_empty() -> None:
     assert patch.violations == []
 
 
+def test_metadata_keys_are_one_sorted_set() -> None:
+    checker = Checker()
+
+    keys = checker.metadata_keys("metadata_keys", ["tier", "a.b-c_1", "tier", "x" * 40])
+
+    assert keys == ("a.b-c_1", "tier", "x" * 40)
+    assert checker.violations == []
+    assert Checker().metadata_keys("metadata_keys", []) == ()
+
+
+def test_metadata_keys_name_each_bad_key_by_its_index() -> None:
+    checker = Checker()
+
+    checker.metadata_keys("metadata_keys", ["ok", "", "bad key", "x" * 41])
+
+    assert reasons(checker) == [
+        ("metadata_keys[1]", FieldReason.INVALID_FORMAT),
+        ("metadata_keys[2]", FieldReason.INVALID_FORMAT),
+        ("metadata_keys[3]", FieldReason.INVALID_FORMAT),
+    ]
+
+
+def test_metadata_keys_at_most_fifty() -> None:
+    checker = Checker()
+
+    checker.metadata_keys("metadata_keys", [f"k{i}" for i in range(51)])
+
+    assert reasons(checker) == [("metadata_keys", FieldReason.TOO_MANY)]
+
+
 # --- page size -------------------------------------------------------------------------
 
 
