@@ -450,6 +450,8 @@ def string_field(name: str, world: World, owner: str = "") -> Strategy[str]:
             GARBAGE_TEXT,
         ),
         "state": LINE_STATE,
+        # ListAccounts' and ListTransfers' filter on keys present: the seeds' keys or any.
+        "metadata_keys": st.one_of(st.sampled_from(["tier", "fee", "seed"]), METADATA_KEY),
     }
     if name not in by_name:
         raise LookupError(f"no strategy for string field {name!r}: add one to test_fuzz.py")
@@ -805,7 +807,10 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
         ),
         "GetAccount": fd(account_id=own),
         "ListAccounts": fd(
-            page_size=size, page_token=token, currency_code=st.sampled_from(["", "USD"])
+            page_size=size,
+            page_token=token,
+            currency_code=st.sampled_from(["", "USD"]),
+            metadata_keys=st.sampled_from([[], ["tier"]]),
         ),
         "UpdateAccount": fdo(
             {
@@ -873,6 +878,7 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
             page_token=token,
             account_id=st.one_of(st.just(""), own, seller),
             batch_id=st.one_of(st.just(""), pick(world.batches)),
+            metadata_keys=st.sampled_from([[], ["fee"]]),
         ),
         "ListEvents": fd(
             after_cursor=cursor,
