@@ -11,6 +11,7 @@ from moneymovement.rails.base import Rail
 from moneymovement.rails.settlement_file import FileRail
 from moneymovement.rails.simulated import SimulatedRail
 from moneymovement.service.accounts import AccountService
+from moneymovement.service.assets import AssetService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.event_stream import EventStream
 from moneymovement.service.funds import FundsService
@@ -23,6 +24,7 @@ from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.transfers import TransferService
 from moneymovement.service.unit_of_work import RetryPolicy, UnitOfWork
 from moneymovement.storage.session import Database
+from moneymovement.transport.asset_servicer import AssetServicer
 from moneymovement.transport.interceptor import RequestInterceptor
 from moneymovement.transport.payout_servicer import PayoutServicer
 from moneymovement.transport.server import ApiServer
@@ -76,6 +78,7 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
             EventServicer(events),
             FundsServicer(funds),
             PayoutServicer(payouts, {rail.name: rail}),
+            AssetServicer(AssetService(pipeline, reads)),
         ),
         directory=directory,
         pipeline=pipeline,

@@ -22,6 +22,7 @@ from moneymovement.v1 import (
     account_pb2,
     account_service_pb2,
     account_service_pb2_grpc,
+    asset_service_pb2_grpc,
     balance_service_pb2_grpc,
     event_service_pb2_grpc,
     funds_service_pb2_grpc,
@@ -55,7 +56,7 @@ TEST_ENV = {
 
 
 class Client:
-    """The six stubs, sending one tenant's token with every call."""
+    """The stubs of every service, sending one tenant's token with every call."""
 
     def __init__(self, channel: grpc.aio.Channel, token: str | None) -> None:
         self.accounts = account_service_pb2_grpc.AccountServiceStub(channel)
@@ -64,6 +65,7 @@ class Client:
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
         self.funds = funds_service_pb2_grpc.FundsServiceStub(channel)
         self.payouts = payout_service_pb2_grpc.PayoutServiceStub(channel)
+        self.assets = asset_service_pb2_grpc.AssetServiceStub(channel)
         self.md: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Generic, TypeVar
 
 from moneymovement.domain.accounts import Account, AccountChanges, FreezeScope, OverdraftMode
+from moneymovement.domain.assets import Asset
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.funds import NO_POLICY, FundsPolicy, Part, ScheduledFunds
+from moneymovement.domain.money import is_known_currency
 from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.payouts import (
     ExternalAccount,
@@ -42,6 +44,8 @@ class Command(Generic[R]):
     # Whether a repeat of the request id is answered from the recorded outcome; only the
     # sweeper's expiries, which carry no request id, are not recorded.
     recorded: ClassVar[bool] = True
+    # Whether deciding it needs how many assets the tenant has (read only then).
+    counts_assets: ClassVar[bool] = False
 
     def account_ids(self) -> tuple[str, ...]:
         """The accounts the command touches, when known before reading anything."""
@@ -72,6 +76,11 @@ class Command(Generic[R]):
         (their prefixes tell them apart, domain/ids.py)."""
         return ()
 
+    def asset_codes(self) -> tuple[str, ...]:
+        """The currency codes outside the ISO 4217 table the command names: the tenant's
+        assets of these codes are read with the locks (domain/assets.py)."""
+        return ()
+
     def fingerprint_payload(self) -> object:
         """What the request fingerprint covers (stable across releases: a changed
         payload would make retries across a deploy look like reused request ids)."""
@@ -100,6 +109,9 @@ class CreateAccount(Command[Account]):
 
     def external_ids(self) -> tuple[str, ...]:
         return () if self.external_id is None else (self.external_id,)
+
+    def asset_codes(self) -> tuple[str, ...]:
+        return _not_iso(self.currency_code)
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,9 @@ class CreateTransfer(Command[Transfer]):
     def account_ids(self) -> tuple[str, ...]:
         return (self.spec.debit_account_id, self.spec.credit_account_id)
 
+    def asset_codes(self) -> tuple[str, ...]:
+        return _not_iso(self.spec.currency_code)
+
     def fingerprint_payload(self) -> object:
         return self.spec
 
@@ -222,6 +237,9 @@ class CreateTransfers(Command[list[Transfer]]):
 
     def transfer_ids(self) -> tuple[str, ...]:
         return tuple({s.transfer_id for s in self.specs if not isinstance(s, TransferSpec)})
+
+    def asset_codes(self) -> tuple[str, ...]:
+        return _not_iso(*(s.currency_code for s in self.specs))
 
     def fingerprint_payload(self) -> object:
         # A batch of new transfers only keeps the digest it had before batches could
@@ -560,3 +578,24 @@ class ReturnInbound(Command["InboundTransfer | None"]):
 
     def record_ids(self) -> tuple[str, ...]:
         return (self.inbound_id,)
+
+
+@dataclass(frozen=True)
+class RegisterAsset(Command[Asset]):
+    """Register a tenant asset code with its exponent (domain/assets.py)."""
+
+    method: ClassVar[str] = "RegisterAsset"
+    counts_assets: ClassVar[bool] = True
+
+    code: str
+    exponent: int
+    name: str
+    description: str = ""
+
+    def asset_codes(self) -> tuple[str, ...]:
+        return (self.code,)
+
+
+def _not_iso(*codes: str) -> tuple[str, ...]:
+    """The codes not in the ISO 4217 table, each once."""
+    return tuple(dict.fromkeys(c for c in codes if not is_known_currency(c)))

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from moneymovement.domain import accounts as rules
 from moneymovement.domain import ids, rail_ledger
 from moneymovement.domain.accounts import Account, AccountState
+from moneymovement.domain.assets import Asset, register, require_known
 from moneymovement.domain.commands import (
     CancelPayout,
     CaptureHold,
@@ -40,6 +41,7 @@ from moneymovement.domain.commands import (
     IncrementHold,
     PostTransfer,
     ReceiveInbound,
+    RegisterAsset,
     ReleaseDueFunds,
     ReleaseFunds,
     ReturnInbound,
@@ -145,6 +147,7 @@ class Writes:
     external_accounts: list[ExternalAccount] = field(default_factory=list)
     payouts: list[Payout] = field(default_factory=list)
     inbound: list[InboundTransfer] = field(default_factory=list)
+    assets: list[Asset] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -161,6 +164,7 @@ class Writes:
             or self.external_accounts
             or self.payouts
             or self.inbound
+            or self.assets
         )
 
 
@@ -177,12 +181,16 @@ class Ledger:
         monitors: Sequence[BalanceMonitor] = (),
         usage: Mapping[str, DebitUsage] | None = None,
         records: Sequence[Record] = (),
+        assets: Sequence[Asset] = (),
+        asset_count: int = 0,
     ) -> None:
         """`funds`: the unended scheduled parts read (those of the accounts releases
         name and of the locked transfers); `monitors`: the live monitors of the locked
         accounts and those named by id; `usage`: what the locked accounts with debit
         limits have used of each window; `records`: the external accounts, payouts and
-        inbound transfers named by id."""
+        inbound transfers named by id; `assets`: the tenant's assets of the codes the
+        commands name (never changed once registered, so not locked); `asset_count`: how
+        many assets the tenant has, when a command registers one."""
         self.now = now
         self.accounts: ChainMap[str, Account] = ChainMap({}, dict(accounts))
         self.transfers: ChainMap[str, Transfer] = ChainMap({}, dict(transfers))
@@ -192,6 +200,8 @@ class Ledger:
         self.monitors: ChainMap[str, BalanceMonitor] = ChainMap({}, {m.id: m for m in monitors})
         self.usage: ChainMap[str, DebitUsage] = ChainMap({}, dict(usage or {}))
         self.records: ChainMap[str, Record] = ChainMap({}, {r.id: r for r in records})
+        self.assets: ChainMap[str, Asset] = ChainMap({}, {a.code: a for a in assets})
+        self.asset_count = asset_count
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -248,6 +258,7 @@ class Ledger:
             external_accounts=[r for r in records if isinstance(r, ExternalAccount)],
             payouts=[r for r in records if isinstance(r, Payout)],
             inbound=[r for r in records if isinstance(r, InboundTransfer)],
+            assets=[a for _, a in sorted(self.assets.maps[0].items())],
         )
 
 
@@ -264,6 +275,7 @@ class _Fork:
         self.monitors = ledger.monitors.new_child()
         self.usage = ledger.usage.new_child()
         self.records = ledger.records.new_child()
+        self.assets = ledger.assets.new_child()
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -280,6 +292,8 @@ class _Fork:
         ledger.monitors.maps[0].update(self.monitors.maps[0])
         ledger.usage.maps[0].update(self.usage.maps[0])
         ledger.records.maps[0].update(self.records.maps[0])
+        ledger.assets.maps[0].update(self.assets.maps[0])
+        ledger.asset_count += len(self.assets.maps[0])
         ledger.new_account_ids += self.new_account_ids
         ledger.new_transfer_ids += self.new_transfer_ids
         ledger.new_funds_ids += self.new_funds_ids
@@ -343,6 +357,7 @@ class _Fork:
     ) -> tuple[Transfer, list[Entry], list[Part]]:
         """A new transfer (domain/transfers.py) with its debit counted against the
         debit account's limits."""
+        require_known(spec.currency_code, self.assets)  # as the edge answers a bad code
         usage = self.debit_usage(spec.debit_account_id)
         transfer, entries, parts = open_transfer(self.accounts, spec, new, usage)
         self.count_debit(transfer.debit_account_id, transfer.amount_minor)
@@ -482,6 +497,9 @@ def _create_account(
     """A new account, with a new id unless `account_id` (a rail's settlement account,
     domain/rail_ledger.py) gives it."""
     validate_policy(command.funds_policy, command.normal_balance)  # the edge did; again here
+    # The edge let any code of an asset's shape through: only now is it known whether
+    # this tenant registered it.
+    require_known(command.currency_code, fork.assets)
     if command.external_id is not None and command.external_id in fork.taken_external_ids:
         holder = fork.taken_external_ids[command.external_id]
         raise Rejected(
@@ -817,6 +835,22 @@ def _delete_monitor(fork: _Fork, command: DeleteBalanceMonitor, issued: Issued) 
     return deleted
 
 
+def _register_asset(fork: _Fork, command: RegisterAsset, issued: Issued) -> Asset:
+    wanted = Asset(
+        code=command.code,
+        exponent=command.exponent,
+        name=command.name,
+        description=command.description,
+        request_id=issued.request_id,
+        created_at=fork.now,
+    )
+    existing = fork.assets.get(command.code)
+    asset = register(existing, fork.ledger.asset_count, wanted)
+    if asset is wanted:
+        fork.assets[asset.code] = asset
+    return asset
+
+
 def _for_item(error: Rejected | InvalidInput, index: int, path: str) -> Rejected | InvalidInput:
     """The error of batch item `index` (whose fields are at `path`), naming it."""
     if isinstance(error, InvalidInput):
@@ -871,6 +905,7 @@ _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     SettlePayout: rail_ledger.settle_payout,
     ReceiveInbound: rail_ledger.receive_inbound,
     ReturnInbound: rail_ledger.return_inbound,
+    RegisterAsset: _register_asset,
 }
 
 

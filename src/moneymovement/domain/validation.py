@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from moneymovement.domain import ids
+from moneymovement.domain.assets import MAX_EXPONENT, UNKNOWN_CURRENCY_TEXT, is_asset_code
 from moneymovement.domain.errors import FieldReason, FieldViolation, InvalidInput
 from moneymovement.domain.money import INT64_MAX, is_known_currency
 
@@ -80,13 +81,35 @@ class Checker:
             self.fail(field, FieldReason.INVALID_FORMAT, "must not contain NUL characters")
         return value
 
-    def currency(self, field: str, value: str, *, required: bool = True) -> str:
-        """An ISO 4217 code from the server's table."""
+    def currency(
+        self, field: str, value: str, *, required: bool = True, assets: bool = False
+    ) -> str:
+        """An ISO 4217 code from the server's table; with `assets`, also any code of a
+        tenant asset's shape, which the write transaction then checks against the
+        tenant's registered assets (domain/assets.py, require_known): only the database
+        knows them, and an unregistered one gets this same answer there."""
         if not value:
             if required:
                 self.fail(field, FieldReason.REQUIRED, "is required")
-        elif not is_known_currency(value):
-            self.fail(field, FieldReason.UNKNOWN_CURRENCY, "not an ISO 4217 code we know")
+        elif not (is_known_currency(value) or (assets and is_asset_code(value))):
+            self.fail(field, FieldReason.UNKNOWN_CURRENCY, UNKNOWN_CURRENCY_TEXT)
+        return value
+
+    def asset_code(self, field: str, value: str) -> str:
+        """A code to register: 3 to 12 of [A-Z0-9], a letter first (ISO 4217 codes of
+        the table have this shape too; the ledger refuses them, ASSET_CODE_RESERVED)."""
+        if not value:
+            self.fail(field, FieldReason.REQUIRED, "is required")
+        elif not is_asset_code(value):
+            self.fail(
+                field, FieldReason.INVALID_FORMAT, "3 to 12 of [A-Z0-9], starting with a letter"
+            )
+        return value
+
+    def exponent(self, field: str, value: int) -> int:
+        """Minor units per major unit as a power of ten: 0 to MAX_EXPONENT."""
+        if not 0 <= value <= MAX_EXPONENT:
+            self.fail(field, FieldReason.OUT_OF_RANGE, f"must be 0 to {MAX_EXPONENT}")
         return value
 
     def amount(self, field: str, value: int, *, allow_zero: bool = False) -> int:

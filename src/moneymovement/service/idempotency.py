@@ -44,6 +44,7 @@ from moneymovement.domain.commands import (
     IncrementHold,
     PostTransfer,
     ReceiveInbound,
+    RegisterAsset,
     ReleaseFunds,
     ReverseTransfer,
     UnfreezeAccount,
@@ -63,6 +64,7 @@ from moneymovement.service.outcomes import (
     transfer_from_json,
     transfer_to_json,
 )
+from moneymovement.storage.asset_rows import asset_document, asset_from_row
 from moneymovement.storage.ledger import NewOutcome, StoredOutcome
 from moneymovement.storage.rail_rows import record_document, record_from_row
 from moneymovement.storage.rows import monitor_document, monitor_from_document
@@ -115,6 +117,7 @@ CODECS: dict[type[Command[Any]], Codec] = {
     CreatePayout: _record(Payout),
     CancelPayout: _record(Payout),
     ReceiveInbound: _record(InboundTransfer),
+    RegisterAsset: Codec(asset_document, asset_from_row),
 }
 
 

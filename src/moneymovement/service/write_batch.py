@@ -102,6 +102,8 @@ class BatchTransaction:
                     {f for p in items for f in p.command.named_funds_ids()},
                     {m for p in items for m in p.command.monitor_ids()},
                     {r for p in items for r in p.command.record_ids()},
+                    {c for p in items for c in p.command.asset_codes()},
+                    any(p.command.counts_assets for p in items),
                 )
                 ledger = Ledger(
                     snapshot.now,
@@ -112,6 +114,8 @@ class BatchTransaction:
                     snapshot.monitors,
                     snapshot.debit_usage,
                     snapshot.records,
+                    snapshot.assets,
+                    snapshot.asset_count,
                 )
                 dedup = Deduplicator(await recorded)
                 answers, told = await self._decide_and_write(items, session, ledger, dedup)

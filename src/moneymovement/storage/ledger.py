@@ -15,11 +15,13 @@ from typing import Any
 import asyncpg
 
 from moneymovement.domain.accounts import Account
+from moneymovement.domain.assets import Asset
 from moneymovement.domain.funds import DebitUsage, LimitWindow, ScheduledFunds
 from moneymovement.domain.ledger import Writes
 from moneymovement.domain.monitors import BalanceMonitor
 from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
 from moneymovement.domain.transfers import Transfer
+from moneymovement.storage.asset_rows import asset_from_row, asset_row
 from moneymovement.storage.queries import query
 from moneymovement.storage.rail_rows import record_from_row, record_row
 from moneymovement.storage.rows import (
@@ -67,6 +69,8 @@ class Snapshot:
     monitors: list[BalanceMonitor]
     debit_usage: dict[str, DebitUsage]
     records: list[ExternalAccount | Payout | InboundTransfer]
+    assets: list[Asset]
+    asset_count: int  # how many assets the tenant has (0 unless asked)
 
 
 class LedgerStore:
@@ -93,10 +97,13 @@ class LedgerStore:
         funds_ids: Collection[str] = (),
         monitor_ids: Collection[str] = (),
         record_ids: Collection[str] = (),
+        asset_codes: Collection[str] = (),
+        count_assets: bool = False,
     ) -> Snapshot:
         """Locks the transfers, then the accounts (those named and those of the
         transfers), and reads which of `external_ids` are taken, the scheduled funds and
-        monitors the commands need, and the locked accounts' debit usage
+        monitors the commands need, the locked accounts' debit usage, the tenant's
+        assets of `asset_codes` and, with `count_assets`, how many assets it has
         (sql/ledger.sql, lock_batch). Ids that do not exist are simply absent."""
         row = await self._db.fetchrow(
             query("lock_batch"),
@@ -108,6 +115,8 @@ class LedgerStore:
             list(funds_ids),
             list(monitor_ids),
             list(record_ids),
+            sorted(asset_codes),
+            count_assets,
         )
         assert row is not None
         transfers = [
@@ -130,6 +139,8 @@ class LedgerStore:
                 *(record_from_row(Payout, p) for p in row["payouts"]),
                 *(record_from_row(InboundTransfer, i) for i in row["inbound"]),
             ],
+            assets=[asset_from_row(a) for a in row["assets"]],
+            asset_count=row["asset_count"],
         )
 
     async def write(self, writes: Writes, outcomes: Sequence[NewOutcome], now: datetime) -> None:
@@ -157,6 +168,7 @@ class LedgerStore:
             [record_row(tenant, x) for x in writes.external_accounts],
             [record_row(tenant, p) for p in writes.payouts],
             [record_row(tenant, i) for i in writes.inbound],
+            [asset_row(tenant, a) for a in writes.assets],
         )
         assert row is not None
         written = tuple(row.values())
@@ -176,6 +188,7 @@ class LedgerStore:
             len(writes.external_accounts),
             len(writes.payouts),
             len(writes.inbound),
+            len(writes.assets),
         )
         if written != expected:
             raise RuntimeError(f"write_batch wrote {dict(row)}; the domain decided {expected}")

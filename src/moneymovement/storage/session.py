@@ -12,6 +12,7 @@ import asyncpg
 
 from moneymovement.domain import ids
 from moneymovement.storage.accounts import Accounts
+from moneymovement.storage.assets import AssetReads
 from moneymovement.storage.database import (
     create_pool,
     switch_to_service_role,
@@ -37,6 +38,7 @@ class Session:
     events: EventStore
     funds: FundsReads
     payouts: PayoutReads
+    assets: AssetReads
 
 
 def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
@@ -47,6 +49,7 @@ def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
         events=EventStore(connection, tenant_id),
         funds=FundsReads(connection, tenant_id),
         payouts=PayoutReads(connection, tenant_id),
+        assets=AssetReads(connection, tenant_id),
     )
 
 

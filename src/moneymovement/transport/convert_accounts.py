@@ -47,7 +47,7 @@ def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str,
     """CreateAccount's request id and command."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
-    currency = check.currency("currency_code", request.currency_code)
+    currency = check.currency("currency_code", request.currency_code, assets=True)
     normal = enum_value(check, "normal_balance", NORMAL_BALANCE, request.normal_balance)
     if request.normal_balance == 0:
         check.fail("normal_balance", FieldReason.REQUIRED, "CREDIT or DEBIT is required")
@@ -159,7 +159,7 @@ def account_query(request: account_service_pb2.ListAccountsRequest) -> tuple[Acc
     size = check.page_size(
         "page_size", request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE
     )
-    currency = check.currency("currency_code", request.currency_code, required=False)
+    currency = check.currency("currency_code", request.currency_code, required=False, assets=True)
     state = enum_value(check, "state", _ACCOUNT_STATE, request.state)
     holder = check.reference("holder_id", request.holder_id)
     external = check.reference("external_id", request.external_id)

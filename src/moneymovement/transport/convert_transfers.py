@@ -44,7 +44,7 @@ def _spec(
             "credit_account_id", FieldReason.MUST_DIFFER, "must differ from the debit account"
         )
     amount = check.amount("amount_minor", item.amount_minor)
-    currency = check.currency("currency_code", item.currency_code)
+    currency = check.currency("currency_code", item.currency_code, assets=True)
     description = check.text("description", item.description, MAX_DESCRIPTION_LENGTH)
     metadata = check.metadata("metadata", item.metadata)
     timeout_s = None

@@ -1,4 +1,4 @@
-"""The gRPC server: our four services, health, reflection, optional (mutual) TLS, the
+"""The gRPC server: our services, health, reflection, optional (mutual) TLS, the
 limits on messages and metadata, and a graceful stop."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
+from moneymovement.transport.asset_servicer import AssetServicer
 from moneymovement.transport.interceptor import RequestInterceptor
 from moneymovement.transport.payout_servicer import PayoutServicer
 from moneymovement.transport.servicers import (
@@ -32,6 +33,8 @@ from moneymovement.transport.servicers import (
 from moneymovement.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
+    asset_service_pb2,
+    asset_service_pb2_grpc,
     balance_service_pb2,
     balance_service_pb2_grpc,
     event_service_pb2,
@@ -53,6 +56,7 @@ SERVICE_NAMES = (
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     funds_service_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name,
     payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
+    asset_service_pb2.DESCRIPTOR.services_by_name["AssetService"].full_name,
 )
 _HEALTH_PROBE_INTERVAL_S = 2.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -78,6 +82,7 @@ class ApiServer:
             EventServicer,
             FundsServicer,
             PayoutServicer,
+            AssetServicer,
         ],
         directory: TenantDirectory,
         pipeline: WritePipeline,
@@ -112,7 +117,7 @@ class ApiServer:
                 ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
-        accounts, balances, movements, event_servicer, funds, payouts = servicers
+        accounts, balances, movements, event_servicer, funds, payouts, assets = servicers
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, self._server)
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(balances, self._server)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
@@ -121,6 +126,7 @@ class ApiServer:
         event_service_pb2_grpc.add_EventServiceServicer_to_server(event_servicer, self._server)
         funds_service_pb2_grpc.add_FundsServiceServicer_to_server(funds, self._server)
         payout_service_pb2_grpc.add_PayoutServiceServicer_to_server(payouts, self._server)
+        asset_service_pb2_grpc.add_AssetServiceServicer_to_server(assets, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

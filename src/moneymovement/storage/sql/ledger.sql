@@ -105,7 +105,17 @@ SELECT now() AS db_now,
        ARRAY(SELECT p::payouts FROM payouts AS p
              WHERE p.tenant_id = $1 AND p.payout_id = ANY($8::text[])) AS payouts,
        ARRAY(SELECT i::inbound_transfers FROM inbound_transfers AS i
-             WHERE i.tenant_id = $1 AND i.inbound_id = ANY($8::text[])) AS inbound;
+             WHERE i.tenant_id = $1 AND i.inbound_id = ANY($8::text[])) AS inbound,
+       -- The tenant's assets of the codes the commands name ($9: currency codes outside
+       -- the ISO 4217 table, and codes to register; docs/assets.md), and, when a command
+       -- registers one ($10), how many the tenant has. Not locked: an asset is never
+       -- changed or deleted, and a concurrent registration of the same code meets this
+       -- one on the primary key (or as a serialization failure) and is retried.
+       ARRAY(SELECT s::assets FROM assets AS s
+             WHERE s.tenant_id = $1 AND s.code = ANY($9::text[])) AS assets,
+       CASE WHEN $10::boolean
+            THEN (SELECT count(*) FROM assets AS s WHERE s.tenant_id = $1) ELSE 0 END
+           AS asset_count;
 
 -- name: find_outcomes
 -- The recorded outcomes of a batch's request ids, read just BEFORE its transaction, in
@@ -132,7 +142,7 @@ LATERAL (
 -- in the order the changes happened), scheduled parts of credits created ($9) and ended ($10),
 -- balance monitors created or changed ($11), funds policy changes ($12), and external
 -- accounts, payouts and inbound transfers created or changed ($13, $14, $15: docs/
--- payouts.md). Each parameter is an array of the table's own row type: the
+-- payouts.md), and tenant assets registered ($16: docs/assets.md). Each parameter is an array of the table's own row type: the
 -- columns are the table's, declared once, in its migration.
 -- Events take their positions from the tenant's sequence while this transaction holds
 -- the tenant's event lock (an advisory lock, kept to the commit), so positions become
@@ -274,6 +284,11 @@ received AS (
         returned_at = excluded.returned_at
     RETURNING 1
 ),
+registered_assets AS (
+    INSERT INTO assets
+    SELECT * FROM unnest($16::assets[])
+    RETURNING 1
+),
 recorded AS (
     INSERT INTO request_outcomes
     SELECT * FROM unnest($7::request_outcomes[])
@@ -308,4 +323,5 @@ SELECT (SELECT count(*) FROM opened) AS accounts_opened,
        (SELECT count(*) FROM audited) AS policy_changes,
        (SELECT count(*) FROM registered) AS external_accounts_written,
        (SELECT count(*) FROM paid_out) AS payouts_written,
-       (SELECT count(*) FROM received) AS inbound_written;
+       (SELECT count(*) FROM received) AS inbound_written,
+       (SELECT count(*) FROM registered_assets) AS assets_registered;
