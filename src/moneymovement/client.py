@@ -78,6 +78,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from moneymovement.v1 import (
     account_pb2,
+    asset_pb2,
     balance_pb2,
     event_pb2,
     funds_pb2,
@@ -86,6 +87,8 @@ from moneymovement.v1 import (
 )
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import account_service_pb2_grpc as agrpc
+from moneymovement.v1 import asset_service_pb2 as aspb
+from moneymovement.v1 import asset_service_pb2_grpc as asgrpc
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import balance_service_pb2_grpc as bgrpc
 from moneymovement.v1 import event_service_pb2 as epb
@@ -602,7 +605,7 @@ def _pause_s(policy: RetryPolicy, attempt: int, delay_s: float | None) -> float:
 
 @dataclass
 class MoneyMovementClient:
-    """The six services behind one channel, for one tenant's token.
+    """The services behind one channel, for one tenant's token.
 
     Every method raises the MoneyMovementError subclasses of the module's docstring; the
     "Raises" of each method lists the ones its RPC is known for. Any call may also raise
@@ -626,6 +629,7 @@ class MoneyMovementClient:
         self._events = egrpc.EventServiceStub(self._channel)
         self._funds = fgrpc.FundsServiceStub(self._channel)
         self._payouts = pgrpc.PayoutServiceStub(self._channel)
+        self._assets = asgrpc.AssetServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {self.token}"),)
         self.attempts = 0  # calls sent by the last operation, retries included
 
@@ -1653,3 +1657,55 @@ class MoneyMovementClient:
         """
         request = ppb.ReconcileRequest(rail=rail, lines=lines)
         return await self._call(self._payouts.Reconcile, request)
+
+    # AssetService (docs/assets.md)
+
+    async def register_asset(
+        self,
+        currency_code: str,
+        exponent: int,
+        name: str,
+        *,
+        description: str = "",
+        request_id: str = "",
+    ) -> asset_pb2.Currency:
+        """Registers a tenant asset: `currency_code` of 3 to 12 of [A-Z0-9] starting
+        with a letter, not an ISO 4217 code; `exponent` 0 to 18; `name` 1 to 200
+        characters. The same registration again returns the asset as it is.
+
+        Raises:
+            InvalidRequest: a malformed code, an exponent out of range, no name.
+            AlreadyExists: ASSET_CODE_RESERVED (an ISO 4217 code), ASSET_CODE_TAKEN
+                (registered with another exponent, name or description), or
+                REQUEST_ID_REUSED (RequestIdReused).
+            FailedPrecondition: ASSET_LIMIT_REACHED.
+        """
+        request = aspb.RegisterAssetRequest(
+            request_id=request_id, currency_code=currency_code, exponent=exponent, name=name,
+            description=description,
+        )  # fmt: skip
+        return (await self._call(self._assets.RegisterAsset, request)).currency
+
+    async def list_currencies(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> aspb.ListCurrenciesResponse:
+        """One page of the currency codes the server accepts for the tenant, by code: the
+        ISO 4217 table and the tenant's assets. At most `page_size` (1 to 1000; 0: 500);
+        pass `next_page_token` back as `page_token` for the next page ("" on the last).
+
+        Raises:
+            InvalidRequest: a bad page size, or INVALID_PAGE_TOKEN.
+        """
+        request = aspb.ListCurrenciesRequest(page_size=page_size, page_token=page_token)
+        return await self._call(self._assets.ListCurrencies, request)
+
+    async def iter_currencies(self, *, page_size: int = 0) -> AsyncIterator[asset_pb2.Currency]:
+        """Every currency `list_currencies` lists, page after page."""
+        token = ""
+        while True:
+            page = await self.list_currencies(page_size=page_size, page_token=token)
+            for currency in page.currencies:
+                yield currency
+            token = page.next_page_token
+            if not token:
+                return

@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 
 from moneymovement.v1 import (
     account_service_pb2,
+    asset_service_pb2,
     balance_service_pb2,
     error_reason_pb2,
     event_service_pb2,
@@ -37,6 +38,7 @@ SERVICE_FILES = (
     event_service_pb2,
     funds_service_pb2,
     payout_service_pb2,
+    asset_service_pb2,
 )
 # How long a stream (WatchEvents) is read for its first response before it counts as
 # open and quiet: the answer is then OK without a response.
@@ -66,7 +68,7 @@ class Rpc:
 
 def all_rpcs() -> list[Rpc]:
     """Every RPC of AccountService, BalanceService, MoneyMovementService, EventService,
-    FundsService and PayoutService, read from the generated descriptors so that a new RPC
+    FundsService, PayoutService and AssetService, read from the generated descriptors so that a new RPC
     cannot be forgotten by the hostile tests."""
     rpcs = []
     for module in SERVICE_FILES:
@@ -258,9 +260,9 @@ def answer_problems(answer: Answer, request_text: str) -> list[str]:
 # What a refused request, a read or an exact replay must leave alone: every row of these
 # tables (the ledger's; funds accessibility's: scheduled parts, balance monitors with
 # their triggered state, funds policy changes; the rails': external accounts with their
-# state, payouts with their state and holds, inbound transfers), by count and digest, in
-# key order. Request outcomes are left out on purpose: business rejections are recorded
-# there. The payout worker moves payouts on its own (PENDING -> PROCESSING -> POSTED):
+# state, payouts with their state and holds, inbound transfers; tenant assets), by count
+# and digest, in key order. Request outcomes are left out on purpose: business
+# rejections are recorded there. The payout worker moves payouts on its own (PENDING -> PROCESSING -> POSTED):
 # a caller comparing fingerprints must keep it from doing so meanwhile.
 _FINGERPRINTED = (
     ("accounts", "tenant_id, account_id"),
@@ -272,6 +274,7 @@ _FINGERPRINTED = (
     ("external_accounts", "tenant_id, external_account_id"),
     ("payouts", "tenant_id, payout_id"),
     ("inbound_transfers", "tenant_id, inbound_id"),
+    ("assets", "tenant_id, code"),
 )
 _COUNT = "(SELECT count(*) FROM {0}) AS {0}"
 _DIGEST = (

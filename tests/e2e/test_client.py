@@ -61,7 +61,7 @@ from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.service.retention import Retention
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.transport import errors as server_errors
-from moneymovement.v1 import account_pb2, error_reason_pb2, funds_pb2, payout_pb2
+from moneymovement.v1 import account_pb2, asset_pb2, error_reason_pb2, funds_pb2, payout_pb2
 from moneymovement.v1.account_pb2 import Account
 from moneymovement.v1.transfer_pb2 import Transfer, TransferEvent
 from tests.conftest import PROJECT_ROOT
@@ -101,7 +101,7 @@ def test_every_rpc_of_every_service_has_a_client_method() -> None:
     rpcs = _services()
     assert {service for service, *_ in rpcs} == {
         "AccountService", "BalanceService", "MoneyMovementService", "EventService",
-        "FundsService", "PayoutService",
+        "FundsService", "PayoutService", "AssetService",
     }  # fmt: skip
     assert len(rpcs) >= 25
     for service, rpc, streaming, has_request_id in rpcs:
@@ -222,6 +222,9 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "FUNDS_NOT_YET_AVAILABLE": FailedPrecondition,
     "TRANSFER_OWNED": FailedPrecondition,
     "INVALID_PAYOUT_SOURCE": FailedPrecondition,
+    "ASSET_CODE_TAKEN": AlreadyExists,
+    "ASSET_CODE_RESERVED": AlreadyExists,
+    "ASSET_LIMIT_REACHED": FailedPrecondition,
     "INBOUND_TRANSFER_NOT_FOUND": NotFound,
 }
 
@@ -640,6 +643,30 @@ async def test_payouts_external_accounts_inbound_transfers_and_reconciliation(
 
 
 # Transient failures: retried with the same request_id, then typed -----------------------
+
+
+async def test_assets_are_registered_listed_and_refused_typed(api: Api) -> None:
+    async with _client(api) as mm:
+        coin = await mm.register_asset("USDC", 6, "USD Coin", request_id="coin")
+        assert (coin.currency_code, coin.exponent, coin.kind) == (
+            "USDC", 6, asset_pb2.CURRENCY_KIND_TENANT_ASSET,
+        )  # fmt: skip
+        listed = [c async for c in mm.iter_currencies(page_size=40)]
+        assert coin in listed
+        assert {c.currency_code for c in listed} >= {"USD", "EUR", "JPY", "USDC"}
+        page = await mm.list_currencies(page_size=1)
+        assert (len(page.currencies), bool(page.next_page_token)) == (1, True)
+        with pytest.raises(AlreadyExists) as taken:
+            await mm.register_asset("USDC", 2, "USD Coin")
+        assert (taken.value.reason, taken.value.metadata["exponent"]) == ("ASSET_CODE_TAKEN", "6")
+        with pytest.raises(AlreadyExists) as reserved:
+            await mm.register_asset("USD", 2, "Dollar")
+        assert reserved.value.reason == "ASSET_CODE_RESERVED"
+        with pytest.raises(InvalidRequest) as bad:
+            await mm.register_asset("usdc", 19, "")
+        assert {f for f, _ in bad.value.field_violations} == {"currency_code", "exponent", "name"}
+        wallet = await mm.create_account(currency_code="USDC", normal_balance="CREDIT")
+        assert wallet.currency_code == "USDC"
 
 
 async def test_funds_availability_releases_monitors_limits_and_freezes(api: Api) -> None:

@@ -5,8 +5,8 @@ stack trace, SQL or Python internals in a message, an ErrorInfo reason from
 docs/errors.md with its documented code; an external account's full account number is
 never echoed. A request that is refused, a read and an exact replay never change the
 ledger (accounts, transfers, entries, scheduled funds, balance monitors, funds policy
-changes, external accounts, payouts, inbound transfers; request outcomes are left out:
-business rejections are recorded there by design).
+changes, external accounts, payouts, inbound transfers, tenant assets; request outcomes
+are left out: business rejections are recorded there by design).
 
 How it runs: the server lives on the test's event loop; hypothesis runs in a worker
 thread (its @given does not drive coroutines) and hands each call to the loop with
@@ -206,6 +206,8 @@ CURRENCIES = ["USD", "EUR", "JPY", "BHD"]
 CURRENCY: Strategy[str] = st.one_of(
     st.sampled_from(CURRENCIES),
     st.sampled_from(["usd", "XXX", "US", "USDD", "", "ZZZ", "US\x00", "€"]),
+    # Tenant asset codes (AssetService): registrable, or one character too many.
+    st.sampled_from(["USDC", "POINTS", "XAU", "A1B2C3D4E5F6", "A1B2C3D4E5F6G"]),
     GARBAGE_TEXT,
 )
 NOW_S = int(time.time())

@@ -1,5 +1,6 @@
 """Tenant A sends every RPC naming tenant B's account, transfer, batch, trace, request,
-scheduled funds, monitor, external account, payout, inbound transfer and fingerprint ids.
+scheduled funds, monitor, external account, payout, inbound transfer and fingerprint ids,
+and B's asset code.
 Nothing of B's is read or changed, and every answer is the answer for a made-up id of the
 same format: same code, same ErrorInfo reason, same message and ErrorInfo metadata once
 the id is replaced by a placeholder, same trailer keys.
@@ -34,6 +35,7 @@ from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.storage import queries
 from moneymovement.v1 import account_pb2, funds_pb2, payout_pb2
 from moneymovement.v1 import account_service_pb2 as apb
+from moneymovement.v1 import asset_service_pb2 as aspb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import funds_service_pb2 as fpb
@@ -80,6 +82,8 @@ class Names:
     payout_request_id: str  # the request that created `payout`
     inbound: str  # RECEIVED, credited to `account`
     inbound_reference: str  # the rail's reference of `inbound`
+    asset: str  # a tenant asset code, with an account in it
+    asset_request_id: str  # the request that registered `asset`
 
     def values(self) -> list[str]:
         """Every identifier, longest first (so that one never hides inside another)."""
@@ -114,6 +118,8 @@ def made_up(real: Names) -> Names:
         payout_request_id=f"b-payout-{tag}",
         inbound=ids.new_id(ids.INBOUND),
         inbound_reference=f"b-wire-{tag}",
+        asset="Z" + secrets.token_hex(4).upper()[: len(real.asset) - 1],
+        asset_request_id=f"b-asset-{tag}",
     )
 
 
@@ -309,6 +315,21 @@ def probes() -> list[Probe]:
          lambda n, m: ppb.ReconcileRequest(rail="simulated", lines=report_naming(n))),
         ("reconcile the rail's own report", "Reconcile",
          lambda n, m: ppb.ReconcileRequest(rail="simulated")),
+        # AssetService, and B's asset code wherever a currency goes: the answer for a code
+        # nobody registered.
+        ("currencies", "ListCurrencies", lambda n, m: aspb.ListCurrenciesRequest(page_size=1000)),
+        ("open in B's asset", "CreateAccount", lambda n, m: apb.CreateAccountRequest(
+            request_id=fresh("create"), currency_code=n.asset,
+            normal_balance=account_pb2.NORMAL_BALANCE_CREDIT)),
+        ("pay in B's asset", "CreateTransfer", lambda n, m: mpb.CreateTransferRequest(
+            request_id=fresh("pay"), debit_account_id=m.funding, credit_account_id=m.wallet,
+            amount_minor=1, currency_code=n.asset)),
+        ("accounts in B's asset", "ListAccounts",
+         lambda n, m: apb.ListAccountsRequest(currency_code=n.asset)),
+        # After the probes above: A registers B's code (with another exponent) under B's
+        # request id, an asset of its own either way.
+        ("register B's asset code", "RegisterAsset", lambda n, m: aspb.RegisterAssetRequest(
+            request_id=n.asset_request_id, currency_code=n.asset, exponent=3, name="A's")),
         # Last, so that the lists above do not find it. OK both ways (external ids are
         # unique per tenant); the new accounts differ.
         ("create with B's external id", "CreateAccount", lambda n, m: apb.CreateAccountRequest(
@@ -350,7 +371,11 @@ def normalized(answer: Answer, names: Names, sent: Message) -> tuple[object, ...
 
     response = None
     if answer.response is not None and not isinstance(sent, _NEW_EACH_TIME):
-        response = anonymous(str(answer.response))  # a new account differs from any other
+        shown = answer.response
+        if isinstance(shown, aspb.RegisterAssetResponse):  # registered now: its time differs
+            shown = aspb.RegisterAssetResponse(currency=shown.currency)
+            shown.currency.ClearField("create_time")
+        response = anonymous(str(shown))  # a new account differs from any other
     return (
         answer.code,
         answer.reason,
@@ -446,6 +471,15 @@ async def victim_ledger(
     assert payout.state == payout_pb2.PAYOUT_STATE_PENDING, payout
     bank.send_credit(victim_tenant, wallet, B_INBOUND_MINOR, "USD", "b-wire-1", "b's wire")
     inbound = await _booked(victim, wallet)
+    asset = aspb.RegisterAssetRequest(
+        request_id="b-asset", currency_code="BPOINTS1", exponent=2, name="B's points"
+    )
+    await victim.assets.RegisterAsset(asset, metadata=md)
+    in_asset = apb.CreateAccountRequest(
+        request_id="b-open-points", currency_code="BPOINTS1",
+        normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
+    )  # fmt: skip
+    await victim.accounts.CreateAccount(in_asset, metadata=md)
     names = Names(
         account=wallet, empty_account=empty, transfer=paid.id, hold=hold.id,
         hold_to_void=hold_2.id, batch=batched[0].batch_id, trace=paid.trace_id or "0" * 32,
@@ -455,6 +489,7 @@ async def victim_ledger(
         external_request_id="b-xacct", bank_account_number=register.account_number,
         fingerprint=external.fingerprint, payout=payout.id, payout_hold=payout.hold_transfer_id,
         payout_request_id="b-payout", inbound=inbound.id, inbound_reference="b-wire-1",
+        asset="BPOINTS1", asset_request_id="b-asset",
     )  # fmt: skip
     a_wallet = await attacker.open("a-wallet")
     a_funding = await attacker.open(
@@ -475,7 +510,8 @@ async def victim_ledger(
     )  # fmt: skip
     await attacker.payouts.CreatePayout(a_payout, metadata=attacker.md)
     mine = Mine(a_wallet.id, a_funding.id, a_external.external_account.id)
-    return names, mine, [*opened, *moves, batch, reversal, watch, register, pay_out]
+    mutations = [*opened, *moves, batch, reversal, watch, register, pay_out, asset, in_asset]
+    return names, mine, mutations
 
 
 async def _booked(victim: Client, account: str) -> payout_pb2.InboundTransfer:
@@ -593,7 +629,7 @@ def _victim_data_in(answer: Answer, names: Names, rows: dict[str, list[str]], se
     for value in (
         names.account, names.empty_account, names.transfer, names.hold, names.batch,
         names.funds, names.monitor, names.external_account, names.fingerprint, names.payout,
-        names.payout_hold, names.inbound, names.inbound_reference,
+        names.payout_hold, names.inbound, names.inbound_reference, names.asset,
     ):  # fmt: skip
         if value in text and value not in echoed:
             return value

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 
 from moneymovement.storage.migrate import available_migrations, migrate
+from moneymovement.storage.asset_rows import ASSET_COLUMNS
 from moneymovement.storage.rail_rows import (
     EXTERNAL_ACCOUNT_COLUMNS,
     INBOUND_COLUMNS,
@@ -67,6 +68,8 @@ EXPECTED_TABLES = {
     "external_accounts": list(EXTERNAL_ACCOUNT_COLUMNS),
     "payouts": list(PAYOUT_COLUMNS),
     "inbound_transfers": list(INBOUND_COLUMNS),
+    # Migration 0011: tenant assets, written by write_batch in this column order.
+    "assets": list(ASSET_COLUMNS),
 }  # fmt: skip
 
 # Keys lead with the tenant id: every lookup is tenant-scoped by its index.
@@ -82,6 +85,7 @@ EXPECTED_PRIMARY_KEYS = {
     "external_accounts": ["tenant_id", "external_account_id"],
     "payouts": ["tenant_id", "payout_id"],
     "inbound_transfers": ["tenant_id", "inbound_id"],
+    "assets": ["tenant_id", "code"],
 }
 
 
@@ -140,6 +144,7 @@ async def test_migrations_from_empty_give_the_expected_schema(server_dsn: str) -
             "accounts_limit_needs_limited_mode",
             "transfers_amount_minor_check",
             "transfers_check",
+            "accounts_currency_code_shape",
         } <= checks
     finally:
         await connection.close()
