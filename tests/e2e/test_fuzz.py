@@ -952,6 +952,15 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
             rail=st.just("simulated"),
             lines=st.one_of(st.just([]), st.lists(plausible_line(world), min_size=1, max_size=5)),
         ),
+        # AssetService's: codes registered again (alike, or with another exponent), an
+        # ISO code, exponents at and past their bounds.
+        "RegisterAsset": fd(
+            request_id=fresh,
+            currency_code=st.sampled_from(["USDC", "POINTS", "XAU", "GOLD", "EUR"]),
+            exponent=st.sampled_from([0, 2, 6, 18, 19]),
+            name=st.sampled_from(["Coin", "Points"]),
+        ),
+        "ListCurrencies": fd(page_size=st.integers(0, 200), page_token=token),
     }
 
 
