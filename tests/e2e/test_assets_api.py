@@ -45,16 +45,20 @@ async def currencies(client: Client, page_size: int = 0) -> list[asset_pb2.Curre
 
 
 async def test_register_then_list_with_the_iso_table(api: Api) -> None:
-    coin = await register(
-        api.a, "r1", "USDC", 6, "USD Coin", description="a dollar stable coin"
-    )
+    coin = await register(api.a, "r1", "USDC", 6, "USD Coin", description="a dollar stable coin")
     assert (coin.currency_code, coin.exponent, coin.kind) == ("USDC", 6, OWN)
     assert (coin.name, coin.description) == ("USD Coin", "a dollar stable coin")
     assert coin.create_time.seconds > 0
     # The same request again answers from its recorded outcome; the same registration
     # under another request id answers the asset as it is.
-    assert await register(api.a, "r1", "USDC", 6, "USD Coin", description="a dollar stable coin") == coin
-    assert await register(api.a, "r2", "USDC", 6, "USD Coin", description="a dollar stable coin") == coin
+    assert (
+        await register(api.a, "r1", "USDC", 6, "USD Coin", description="a dollar stable coin")
+        == coin
+    )
+    assert (
+        await register(api.a, "r2", "USDC", 6, "USD Coin", description="a dollar stable coin")
+        == coin
+    )
     await register(api.a, "r3", "XAU", 4, "Gold, troy ounces")  # a metal ISO leaves out
 
     listed = await currencies(api.a)
@@ -183,7 +187,9 @@ async def test_an_unregistered_code_is_answered_as_before(api: Api) -> None:
         request_id="batch",
         transfers=[
             mpb.CreateTransfersRequest.Item(
-                debit_account_id=customer, credit_account_id=other, amount_minor=1,
+                debit_account_id=customer,
+                credit_account_id=other,
+                amount_minor=1,
                 currency_code=code,
             )  # fmt: skip
             for code in ("USD", "QQQ")

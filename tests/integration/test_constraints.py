@@ -110,3 +110,35 @@ async def test_a_request_id_creates_one_transfer_forever(db: asyncpg.Connection)
     await db.execute(insert, ids.new_id(ids.TRANSFER), a, b)
     with pytest.raises(asyncpg.UniqueViolationError):
         await db.execute(insert, ids.new_id(ids.TRANSFER), a, b)
+
+
+async def _asset(db: asyncpg.Connection, tenant: str, code: str, exponent: int = 2) -> None:
+    await db.execute(
+        "INSERT INTO assets (tenant_id, code, exponent, name, request_id, created_at)"
+        " VALUES ($1, $2, $3, 'an asset', 'req', now())",
+        tenant, code, exponent,
+    )  # fmt: skip
+
+
+async def test_an_account_in_an_asset_needs_its_tenants_registration(
+    db: asyncpg.Connection,
+) -> None:
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await _account(db, currency="POINTS")
+    await _asset(db, "ten_b", "POINTS")  # another tenant's registration does not count
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await _account(db, currency="POINTS")
+    await _asset(db, "ten_a", "POINTS")
+    await _account(db, currency="POINTS")
+    for malformed in ("usd", "1COIN", "US", "ABCDEFGHIJKLM"):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await _account(db, currency=malformed)
+
+
+async def test_assets_keep_their_shape_and_exponent_bounds(db: asyncpg.Connection) -> None:
+    for code, exponent in (("EU", 2), ("coin", 2), ("COIN", 19), ("COIN", -1)):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await _asset(db, "ten_a", code, exponent)
+    await _asset(db, "ten_a", "COIN", 18)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await _asset(db, "ten_a", "COIN", 2)

@@ -34,8 +34,9 @@ ALTER TABLE accounts VALIDATE CONSTRAINT accounts_currency_code_shape;
 -- The database's own guard that an account's code longer than three characters, or
 -- with a digit, is one of its tenant's assets (a three-letter code may be ISO 4217,
 -- whose table only the code has: the write pipeline checks those, domain/assets.py).
--- Fires only for such codes, so an ISO account costs nothing; runs as the inserting
--- role, whose row-level security shows it its own tenant's assets only.
+-- Fires only for such codes, so an ISO account costs nothing; after the row's checks,
+-- so a malformed code is the shape check's to refuse; runs as the inserting role, whose
+-- row-level security shows it its own tenant's assets only.
 CREATE FUNCTION accounts_asset_registered() RETURNS trigger
 LANGUAGE plpgsql SET search_path = public, pg_temp
 AS $$
@@ -49,7 +50,7 @@ BEGIN
 END
 $$;
 CREATE TRIGGER accounts_asset_registered
-    BEFORE INSERT ON accounts FOR EACH ROW
+    AFTER INSERT ON accounts FOR EACH ROW
     WHEN (NEW.currency_code !~ '^[A-Z]{3}$')
     EXECUTE FUNCTION accounts_asset_registered();
 
