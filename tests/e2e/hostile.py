@@ -68,8 +68,8 @@ class Rpc:
 
 def all_rpcs() -> list[Rpc]:
     """Every RPC of AccountService, BalanceService, MoneyMovementService, EventService,
-    FundsService, PayoutService and AssetService, read from the generated descriptors so that a new RPC
-    cannot be forgotten by the hostile tests."""
+    FundsService, PayoutService and AssetService, read from the generated descriptors so
+    that a new RPC cannot be forgotten by the hostile tests."""
     rpcs = []
     for module in SERVICE_FILES:
         for service in module.DESCRIPTOR.services_by_name.values():
@@ -262,8 +262,9 @@ def answer_problems(answer: Answer, request_text: str) -> list[str]:
 # their triggered state, funds policy changes; the rails': external accounts with their
 # state, payouts with their state and holds, inbound transfers; tenant assets), by count
 # and digest, in key order. Request outcomes are left out on purpose: business
-# rejections are recorded there. The payout worker moves payouts on its own (PENDING -> PROCESSING -> POSTED):
-# a caller comparing fingerprints must keep it from doing so meanwhile.
+# rejections are recorded there. The payout worker moves payouts on its own (PENDING ->
+# PROCESSING -> POSTED): a caller comparing fingerprints must keep it from doing so
+# meanwhile.
 _FINGERPRINTED = (
     ("accounts", "tenant_id, account_id"),
     ("transfers", "tenant_id, transfer_id"),

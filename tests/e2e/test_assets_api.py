@@ -191,7 +191,7 @@ async def test_an_unregistered_code_is_answered_as_before(api: Api) -> None:
                 credit_account_id=other,
                 amount_minor=1,
                 currency_code=code,
-            )  # fmt: skip
+            )
             for code in ("USD", "QQQ")
         ],
     )

@@ -6,8 +6,8 @@ import asyncio
 
 import asyncpg
 
-from moneymovement.storage.migrate import available_migrations, migrate
 from moneymovement.storage.asset_rows import ASSET_COLUMNS
+from moneymovement.storage.migrate import available_migrations, migrate
 from moneymovement.storage.rail_rows import (
     EXTERNAL_ACCOUNT_COLUMNS,
     INBOUND_COLUMNS,
