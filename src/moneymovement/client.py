@@ -540,16 +540,50 @@ def transfer_item(
     hold_expire_time: datetime | None = None,
     available_time: datetime | None = None,
     availability_delay_s: float | None = None,
+    over_capture_tolerance_bps: int = 0,
 ) -> mpb.CreateTransfersRequest.Item:
     """One item of `create_transfers`, with the arguments of `create_transfer`."""
     item = mpb.CreateTransfersRequest.Item(
         debit_account_id=debit_account_id, credit_account_id=credit_account_id,
         amount_minor=amount_minor, currency_code=currency_code, description=description,
         metadata=metadata or {}, pending=pending,
+        over_capture_tolerance_bps=over_capture_tolerance_bps,
     )  # fmt: skip
     _set_hold(item, hold_timeout_s, hold_expire_time)
     _set_availability(item, available_time, availability_delay_s)
     return item
+
+
+BatchOperation = mpb.CreateTransfersRequest.Operation
+
+
+def transfer_operation(
+    debit_account_id: str,
+    credit_account_id: str,
+    amount_minor: int,
+    currency_code: str,
+    **options: Any,
+) -> BatchOperation:
+    """An operation of `create_transfers` that makes a new transfer or hold (the
+    arguments of `transfer_item`)."""
+    item = transfer_item(debit_account_id, credit_account_id, amount_minor, currency_code,
+                         **options)  # fmt: skip
+    return BatchOperation(transfer=item)
+
+
+def capture_operation(
+    transfer_id: str, amount_minor: int = 0, *, final: bool = True
+) -> BatchOperation:
+    """An operation of `create_transfers` that captures a hold, as `post_transfer`."""
+    capture = mpb.CreateTransfersRequest.CaptureHold(
+        transfer_id=transfer_id, amount_minor=amount_minor, final_capture=final
+    )
+    return BatchOperation(capture_hold=capture)
+
+
+def void_operation(transfer_id: str) -> BatchOperation:
+    """An operation of `create_transfers` that voids a hold, as `void_transfer`."""
+    return BatchOperation(void_hold=mpb.CreateTransfersRequest.VoidHold(transfer_id=transfer_id))
 
 
 def settlement_line(
@@ -967,10 +1001,12 @@ class MoneyMovementClient:
         hold_expire_time: datetime | None = None,
         available_time: datetime | None = None,
         availability_delay_s: float | None = None,
+        over_capture_tolerance_bps: int = 0,
         request_id: str = "",
     ) -> transfer_pb2.Transfer:
         """Moves money at once (POSTED), or places a hold (PENDING) when `pending`, which
-        expires after `hold_timeout_s` or at `hold_expire_time` (default 7 days). The
+        expires after `hold_timeout_s` or at `hold_expire_time` (default 7 days), and
+        whose final capture may go `over_capture_tolerance_bps` past its amount. The
         credit is available on the credit account at `available_time` or
         `availability_delay_s` after its posting, instead of by the account's policy.
 
@@ -986,27 +1022,76 @@ class MoneyMovementClient:
             request_id=request_id, debit_account_id=debit_account_id,
             credit_account_id=credit_account_id, amount_minor=amount_minor,
             currency_code=currency_code, description=description, metadata=metadata or {},
-            pending=pending,
+            pending=pending, over_capture_tolerance_bps=over_capture_tolerance_bps,
         )  # fmt: skip
         _set_hold(request, hold_timeout_s, hold_expire_time)
         _set_availability(request, available_time, availability_delay_s)
         return (await self._call(self._movements.CreateTransfer, request)).transfer
 
     async def post_transfer(
-        self, transfer_id: str, amount_minor: int = 0, *, request_id: str = ""
+        self,
+        transfer_id: str,
+        amount_minor: int = 0,
+        *,
+        final: bool = True,
+        request_id: str = "",
     ) -> transfer_pb2.Transfer:
-        """Captures a hold (amount 0: all of it); what is not captured is released.
+        """Captures a hold (amount 0: all that is still held). A final capture releases
+        what it does not take (and may go past the hold within its over-capture
+        tolerance); with `final=False` the rest stays held for later captures.
 
         Raises:
             NotFound: TRANSFER_NOT_FOUND.
             WrongTransferState: TRANSFER_NOT_PENDING, HOLD_EXPIRED.
-            FailedPrecondition: POST_EXCEEDS_HOLD.
+            FailedPrecondition: POST_EXCEEDS_HOLD (capturable_minor).
             AccountInactive: ACCOUNT_FROZEN.
+            InsufficientFunds: an over-capture's excess the debit account cannot pay.
         """
         request = mpb.PostTransferRequest(
+            request_id=request_id, transfer_id=transfer_id, amount_minor=amount_minor,
+            final_capture=final,
+        )  # fmt: skip
+        return (await self._call(self._movements.PostTransfer, request)).transfer
+
+    async def increment_hold(
+        self, transfer_id: str, amount_minor: int, *, request_id: str = ""
+    ) -> transfer_pb2.Transfer:
+        """Holds `amount_minor` more (incremental authorisation).
+
+        Raises:
+            NotFound: TRANSFER_NOT_FOUND.
+            WrongTransferState: TRANSFER_NOT_PENDING, HOLD_EXPIRED.
+            InsufficientFunds: the debit account cannot hold it.
+            LimitExceeded: DEBIT_LIMIT_EXCEEDED.
+            AccountInactive: ACCOUNT_FROZEN, ACCOUNT_CLOSED.
+        """
+        request = mpb.IncrementHoldRequest(
             request_id=request_id, transfer_id=transfer_id, amount_minor=amount_minor
         )
-        return (await self._call(self._movements.PostTransfer, request)).transfer
+        return (await self._call(self._movements.IncrementHold, request)).transfer
+
+    async def extend_hold(
+        self,
+        transfer_id: str,
+        *,
+        expire_time: datetime | None = None,
+        extend_by_s: float | None = None,
+        request_id: str = "",
+    ) -> transfer_pb2.Transfer:
+        """Moves a hold's expiry later: to `expire_time`, or `extend_by_s` past the
+        current one; at most 30 days after the hold's creation.
+
+        Raises:
+            NotFound: TRANSFER_NOT_FOUND.
+            WrongTransferState: TRANSFER_NOT_PENDING, HOLD_EXPIRED.
+            FailedPrecondition: HOLD_EXTENSION_OUT_OF_RANGE (max_expire_time).
+        """
+        request = mpb.ExtendHoldRequest(request_id=request_id, transfer_id=transfer_id)
+        if expire_time is not None:
+            request.expire_time.CopyFrom(_timestamp(expire_time))
+        if extend_by_s is not None:
+            request.extend_by.FromNanoseconds(round(extend_by_s * 1e9))
+        return (await self._call(self._movements.ExtendHold, request)).transfer
 
     async def void_transfer(
         self, transfer_id: str, *, request_id: str = ""
@@ -1046,15 +1131,31 @@ class MoneyMovementClient:
         return await self._call(self._movements.ReverseTransfer, request)
 
     async def create_transfers(
-        self, items: Iterable[mpb.CreateTransfersRequest.Item], *, request_id: str = ""
+        self,
+        items: Iterable[mpb.CreateTransfersRequest.Item | BatchOperation],
+        *,
+        request_id: str = "",
     ) -> list[transfer_pb2.Transfer]:
-        """Creates all `items` (see `transfer_item`; up to 1,000) atomically, or none.
+        """Applies all `items` (up to 1,000) atomically, in order, or none: new transfers
+        (`transfer_item`), or operations (`transfer_operation`, `capture_operation`,
+        `void_operation`) that may also capture and void existing holds. Answers one
+        transfer per item, as the item left it.
 
         Raises:
-            The errors of create_transfer, for the first failing item: its index is the
-            error's `item_index` (and in the field paths of InvalidRequest).
+            The errors of create_transfer, post_transfer and void_transfer, for the first
+            failing item: its index is the error's `item_index` (and in the field paths
+            of InvalidRequest).
         """
-        request = mpb.CreateTransfersRequest(request_id=request_id, transfers=items)
+        listed = list(items)
+        plain = [item for item in listed if not isinstance(item, BatchOperation)]
+        if len(plain) == len(listed):
+            request = mpb.CreateTransfersRequest(request_id=request_id, transfers=plain)
+        else:
+            operations = [
+                item if isinstance(item, BatchOperation) else BatchOperation(transfer=item)
+                for item in listed
+            ]
+            request = mpb.CreateTransfersRequest(request_id=request_id, operations=operations)
         return list((await self._call(self._movements.CreateTransfers, request)).transfers)
 
     async def get_transfer(self, transfer_id: str) -> transfer_pb2.Transfer:

@@ -52,9 +52,12 @@ from moneymovement.client import (
     Unavailable,
     VersionMismatch,
     WrongTransferState,
+    capture_operation,
     error_type,
     settlement_line,
     transfer_item,
+    transfer_operation,
+    void_operation,
     wait_until_serving,
 )
 from moneymovement.rails.simulated import SimulatedBank
@@ -223,6 +226,7 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "TRANSFER_OWNED": FailedPrecondition,
     "INVALID_PAYOUT_SOURCE": FailedPrecondition,
     "ASSET_CODE_TAKEN": AlreadyExists,
+    "HOLD_EXTENSION_OUT_OF_RANGE": FailedPrecondition,
     "ASSET_CODE_RESERVED": AlreadyExists,
     "ASSET_LIMIT_REACHED": FailedPrecondition,
     "INBOUND_TRANSFER_NOT_FOUND": NotFound,
@@ -397,6 +401,49 @@ async def test_balances_now_and_then_and_the_statement_page_by_page(api: Api) ->
         assert [e async for e in mm.iter_entries(wallet.id, end_time=first_time)] == []
         with pytest.raises(NotFound):
             await mm.list_entries("acct_" + "x" * 26)
+
+
+async def test_hold_steps_captures_increments_extensions_and_batch_operations(api: Api) -> None:
+    async with _client(api) as mm:
+        funding = await mm.create_account(
+            currency_code="USD", normal_balance="DEBIT", overdraft_mode="UNLIMITED"
+        )
+        wallet = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
+        shop = await mm.create_account(currency_code="USD", normal_balance="CREDIT")
+        await mm.create_transfer(funding.id, wallet.id, 2_000, "USD")
+        order = await mm.create_transfer(
+            wallet.id, shop.id, 1_000, "USD", pending=True, over_capture_tolerance_bps=1_000
+        )
+        assert order.over_capture_tolerance_bps == 1_000
+
+        part = await mm.post_transfer(order.id, 400, final=False)
+        assert (part.state, part.posted_amount_minor) == (Transfer.STATE_PENDING, 400)
+        raised = await mm.increment_hold(order.id, 500)
+        assert raised.amount_minor == 1_500
+        with pytest.raises(InsufficientFunds):
+            await mm.increment_hold(order.id, 1_001)
+        later = await mm.extend_hold(order.id, extend_by_s=3_600)
+        assert later.expire_time.ToDatetime(UTC) - raised.expire_time.ToDatetime(UTC) == (
+            timedelta(hours=1)
+        )
+        with pytest.raises(FailedPrecondition) as too_far:
+            await mm.extend_hold(order.id, expire_time=datetime.now(UTC) + timedelta(days=31))
+        assert too_far.value.reason == "HOLD_EXTENSION_OUT_OF_RANGE"
+
+        extra = await mm.create_transfer(wallet.id, shop.id, 100, "USD", pending=True)
+        done = await mm.create_transfers(
+            [
+                capture_operation(order.id, 1_250),  # 400 + 1,250 = 1,650: 1,500 + 10 %
+                void_operation(extra.id),
+                transfer_operation(shop.id, wallet.id, 50, "USD"),
+            ]
+        )
+        assert [(t.state, t.posted_amount_minor) for t in done] == [
+            (Transfer.STATE_POSTED, 1_650),
+            (Transfer.STATE_VOIDED, 0),
+            (Transfer.STATE_POSTED, 50),
+        ]
+        assert (await mm.get_balance(wallet.id)).available_minor == 2_000 - 1_650 + 50
 
 
 async def test_holds_reversals_batches_and_transfer_listings(api: Api) -> None:
