@@ -239,7 +239,7 @@ class CreateTransfers(Command[list[Transfer]]):
         return tuple({s.transfer_id for s in self.specs if not isinstance(s, TransferSpec)})
 
     def asset_codes(self) -> tuple[str, ...]:
-        return _not_iso(*(s.currency_code for s in self.specs))
+        return _not_iso(*(s.currency_code for s in self.specs if isinstance(s, TransferSpec)))
 
     def fingerprint_payload(self) -> object:
         # A batch of new transfers only keeps the digest it had before batches could
