@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from moneymovement.domain.errors import FieldReason, InvalidInput
+from moneymovement.domain.queries import AccountQuery, TransferQuery
 from moneymovement.service import pages
 
 WHEN = datetime(2026, 11, 22, 10, 30, 15, 123456, tzinfo=UTC)
@@ -69,3 +70,19 @@ def test_paginate_without_more_rows_has_no_next_token() -> None:
     page = pages.paginate([1, 2, 3], 3, lambda n: [n], SCOPE)
     assert page.items == [1, 2, 3]
     assert page.next_token == ""
+
+
+def test_a_filter_added_later_keeps_the_scope_of_tokens_issued_before_it() -> None:
+    # Tokens issued before ListTransfers had metadata_keys were scoped by the query's
+    # repr without it: a query that does not use the new filter keeps that scope.
+    query = TransferQuery(account_id="acct_x", metadata={"order": "o-1"})
+    before = (
+        "TransferQuery(account_id='acct_x', state=None, start_time=None, end_time=None, "
+        "metadata={'order': 'o-1'}, batch_id=None, trace_id=None)"
+    )
+    assert pages.scope_of("transfers", query) == pages.scope_of("transfers", before)
+    keyed = TransferQuery(account_id="acct_x", metadata_keys=("order",))
+    assert pages.scope_of("transfers", keyed) != pages.scope_of("transfers", query)
+    assert pages.scope_of("accounts", AccountQuery(metadata_keys=("a",))) != pages.scope_of(
+        "accounts", AccountQuery(metadata_keys=("b",))
+    )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+# A filter added after page tokens were first issued: left out of a token's scope while
+# unused (service/pages.py scope_of), so tokens issued before it keep working.
+ADDED_LATER = {"added_later": True}
 
 
 @dataclass(frozen=True)
@@ -16,7 +20,8 @@ class AccountQuery:
     holder_id: str | None = None
     external_id: str | None = None
     metadata: Mapping[str, str] | None = None
-    metadata_keys: tuple[str, ...] = ()  # keys that must be present, sorted, once each
+    # Keys that must be present, sorted, once each.
+    metadata_keys: tuple[str, ...] = field(default=(), metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
@@ -30,4 +35,5 @@ class TransferQuery:
     metadata: Mapping[str, str] | None = None
     batch_id: str | None = None
     trace_id: str | None = None
-    metadata_keys: tuple[str, ...] = ()  # keys that must be present, sorted, once each
+    # Keys that must be present, sorted, once each.
+    metadata_keys: tuple[str, ...] = field(default=(), metadata=ADDED_LATER)

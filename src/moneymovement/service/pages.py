@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -35,8 +36,22 @@ class Page(Generic[T]):
 
 def scope_of(*filters: object) -> str:
     """A short digest of a listing's filters."""
-    text = json.dumps(filters, sort_keys=True, default=str)
+    text = json.dumps(filters, sort_keys=True, default=_text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _text(value: object) -> str:
+    """A filter as text: its repr, without the fields added later that it does not use
+    (domain/queries.py ADDED_LATER), so the digest of a token issued before a field
+    existed is unchanged."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return str(value)
+    shown = [
+        f"{f.name}={getattr(value, f.name)!r}"
+        for f in dataclasses.fields(value)
+        if f.repr and not (f.metadata.get("added_later") and getattr(value, f.name) == f.default)
+    ]
+    return f"{type(value).__qualname__}({', '.join(shown)})"
 
 
 def encode_token(position: Position, scope: str) -> str:
