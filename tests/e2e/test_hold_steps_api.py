@@ -404,3 +404,24 @@ async def test_another_tenant_cannot_capture_increment_or_extend_a_hold(api: Api
         refused = await failure(call)
         assert (refused.code, refused.reason) == (Code.NOT_FOUND, "TRANSFER_NOT_FOUND")
     assert (await get(api.a, mine.id)) == mine
+
+
+async def test_each_capture_of_a_delayed_hold_schedules_its_own_credit(api: Api) -> None:
+    # The hold is left open with a capture posted: verify (after the test) must accept
+    # scheduled funds of a credit whose hold is still PENDING.
+    wallet, _ = await api.a.fund("dh", 5_000)
+    seller = (await api.a.open("dh-seller")).id
+    request = mpb.CreateTransferRequest(
+        request_id="dh-auth", debit_account_id=wallet, credit_account_id=seller,
+        amount_minor=3_000, currency_code="USD", pending=True,
+        availability_delay=duration_pb2.Duration(seconds=3600),
+    )  # fmt: skip
+    order = (await api.a.movements.CreateTransfer(request, metadata=api.a.md)).transfer
+
+    await capture(api.a, "dh-ship-1", order.id, 1_000, final=False)
+    await capture(api.a, "dh-ship-2", order.id, 500, final=False)
+
+    b = (await balance(api.a, seller)).balance
+    assert (b.posted_minor, b.pending_availability_minor, b.available_minor) == (1_500, 1_500, 0)
+    assert [p.amount_minor for p in b.availability_schedule] == [1_000, 500]
+    assert (await get(api.a, order.id)).state == State.STATE_PENDING

@@ -317,19 +317,20 @@ class WritePipeline:
         if len(self._accounts_of) > _REMEMBERED_HOLDS:
             self._accounts_of.clear()  # a bound, not a cache policy: misses only cost a retry
         created: list[Transfer] = []
-        ended: list[Transfer] = []
+        changed: list[Transfer] = []
         for pending, answer in zip(items, answers, strict=True):
             if answer.fresh:
-                new, done = effects_of(pending.command, answer.result)
+                new, steps = effects_of(pending.command, answer.result)
                 created += new
-                ended += done
+                changed += steps
         for transfer in created:
             if transfer.state is TransferState.PENDING:
                 key = (tenant_id, transfer.id)
                 self._accounts_of[key] = (transfer.debit_account_id, transfer.credit_account_id)
-        for hold in ended:
-            self._accounts_of.pop((tenant_id, hold.id), None)
-        events.count(created, ended)
+        for hold in changed:
+            if hold.state is not TransferState.PENDING:  # a partial capture leaves it open
+                self._accounts_of.pop((tenant_id, hold.id), None)
+        events.count(created, changed)
 
 
 def _still_waited_for(items: list[Pending], now: float) -> list[Pending]:

@@ -257,7 +257,9 @@ parts AS (
                THEN 'open or ended whole, with a remainder'
              WHEN f.remainder_of_id IS NOT NULL AND p.remainder_id IS DISTINCT FROM f.funds_id
                THEN 'a remainder its parent does not name'
-             WHEN t.transfer_id IS NULL OR t.state <> 'POSTED' OR t.reversal_of_id IS NOT NULL
+             -- (A hold still open has posted its captures so far.)
+             WHEN t.transfer_id IS NULL OR t.posted_amount_minor = 0
+                  OR t.state NOT IN ('POSTED', 'PENDING') OR t.reversal_of_id IS NOT NULL
                THEN 'not of a posted credit'
              WHEN f.account_id <> t.credit_account_id
                THEN 'not on its credit''s account'
