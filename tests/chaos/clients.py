@@ -1,6 +1,7 @@
 """A chaos client: one process sending random operations through the real server.
 
-Besides transfers, holds, captures, voids, reversals and batches, a modest share of the
+Besides transfers, holds, captures (final, and partial ones that leave the rest held),
+hold increments, voids, reversals and batches, a modest share of the
 operations exercise funds accessibility: credits to the accounts with a funds policy
 (`funds_accounts`) that stay unavailable for 1 to 5 s (`availability_delay`, on immediate
 transfers and on some holds, counted from their capture), and early releases of such funds
@@ -45,8 +46,11 @@ ATTEMPT_TIMEOUT_S = 5.0
 RETRY_BUDGET_S = 40.0
 # The operations and their shares (in %); delayed credits and early releases only when
 # the plan names accounts with a funds policy.
-OPS = ("transfer", "hold", "capture", "void", "reverse", "batch", "read", "delayed", "release")
-WEIGHTS = (28, 14, 10, 6, 8, 8, 21, 6, 4)
+OPS = (
+    "transfer", "hold", "capture", "partial", "increment", "void", "reverse", "batch", "read",
+    "delayed", "release",
+)  # fmt: skip
+WEIGHTS = (26, 14, 8, 6, 4, 6, 8, 8, 16, 6, 4)
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,31 @@ class _Client:
         )
         if reply is not None:
             self.posted.append(hold)
+
+    async def _partial(self) -> None:
+        """A capture that leaves the rest of the hold held (or ends it if it takes all)."""
+        if not self.holds:
+            return
+        hold = self.rng.choice(self.holds)
+        amount = self.rng.randint(1, 120)
+        request = mpb.PostTransferRequest(
+            transfer_id=hold, amount_minor=amount, final_capture=False
+        )
+        reply = await self._call(
+            "partial", self.moves.PostTransfer, request, {"hold": hold, "amount": amount}
+        )
+        if reply is not None:
+            self.posted.append(hold)
+
+    async def _increment(self) -> None:
+        if not self.holds:
+            return
+        hold = self.rng.choice(self.holds)
+        amount = self.rng.randint(1, 100)
+        request = mpb.IncrementHoldRequest(transfer_id=hold, amount_minor=amount)
+        await self._call(
+            "increment", self.moves.IncrementHold, request, {"hold": hold, "amount": amount}
+        )
 
     async def _void(self) -> None:
         if not self.holds:
@@ -270,9 +299,12 @@ def _reason(error: grpc.aio.AioRpcError) -> str:
 
 
 def _result(op: str, reply: Any) -> dict[str, Any]:
-    if op in ("transfer", "hold", "capture", "void", "delayed"):
+    if op in ("transfer", "hold", "capture", "partial", "increment", "void", "delayed"):
         t = reply.transfer
-        return {"id": t.id, "state": t.state, "posted": t.posted_amount_minor}
+        return {
+            "id": t.id, "state": t.state, "posted": t.posted_amount_minor,
+            "amount": t.amount_minor, "step": t.history[-1].kind,
+        }  # fmt: skip
     if op == "reverse":
         return {"id": reply.reversal.id, "amount": reply.reversal.amount_minor}
     if op == "batch":

@@ -74,8 +74,13 @@ async def funds_checks(
         r["transfer_id"]: r
         for r in await connection.fetch(
             "SELECT transfer_id, state, posted_amount_minor, reversed_amount_minor, "
-            "availability_delay, CASE WHEN expires_at IS NULL THEN created_at "
-            "ELSE finalized_at END AS posted_at FROM transfers WHERE tenant_id = $1",
+            "availability_delay, CASE WHEN expires_at IS NULL THEN ARRAY[created_at] "
+            # A hold posts at each capture (its steps); one ended before it kept its steps
+            # at its finalisation.
+            "WHEN hold_steps IS NULL THEN ARRAY[finalized_at] "
+            "ELSE ARRAY(SELECT (s ->> 'at')::timestamptz FROM jsonb_array_elements(hold_steps) "
+            "AS s WHERE s ->> 'kind' IN ('CAPTURED', 'POSTED')) END AS posted_at "
+            "FROM transfers WHERE tenant_id = $1",
             tenant_id,
         )
     }
@@ -167,18 +172,23 @@ async def funds_checks(
         if transfer is None or transfer["availability_delay"] is None:
             problem("parts of a transfer that asked for no delay", transfer_id)
             continue
-        if scheduled != transfer["posted_amount_minor"] or len(roots) != 1:
+        posted_at = sorted(transfer["posted_at"])  # each posting (a hold's captures)
+        if scheduled != transfer["posted_amount_minor"] or len(roots) != len(posted_at):
             problem(
-                "a delayed credit not scheduled whole, once",
+                "a delayed credit not scheduled whole, once per posting",
                 f"{transfer_id}: {len(roots)} parts of {scheduled}, posted "
-                f"{transfer['posted_amount_minor']}",
+                f"{transfer['posted_amount_minor']} in {len(posted_at)}",
             )
-        elif roots[0]["available_at"] - transfer["posted_at"] != transfer["availability_delay"]:
-            # (Its created_at is the write's statement time, a few ms after the posting.)
+        elif sorted(r["available_at"] for r in roots) != [
+            at + transfer["availability_delay"] for at in posted_at
+        ]:
+            # (A part's created_at is the write's statement time, a few ms after the
+            # posting: the posting's time is the transaction's.)
             problem(
                 "a delayed credit due at another time than its delay after posting",
-                f"{transfer_id}: posted {transfer['posted_at']}, due "
-                f"{roots[0]['available_at']}, delay {transfer['availability_delay']}",
+                f"{transfer_id}: posted {posted_at}, due "
+                f"{sorted(r['available_at'] for r in roots)}, delay "
+                f"{transfer['availability_delay']}",
             )
         if ended["REVERSED"] > transfer["reversed_amount_minor"]:
             problem(

@@ -621,7 +621,10 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
         return await release_effects(connection, record)
     if op in ("transfer", "hold", "reverse", "batch", "delayed"):
         rows = await connection.fetch(
-            "SELECT transfer_id, amount_minor, debit_account_id, credit_account_id, "
+            # A hold's amount as created: its increments since are steps of their own.
+            "SELECT transfer_id, amount_minor - coalesce((SELECT sum((s ->> 'amount_minor')"
+            "::bigint) FROM jsonb_array_elements(hold_steps) AS s WHERE s ->> 'kind' = "
+            "'INCREMENTED'), 0) AS amount_minor, debit_account_id, credit_account_id, "
             "reversal_of_id, extract(epoch FROM availability_delay) AS delay_s "
             "FROM transfers WHERE request_id = $1 ORDER BY batch_index",
             request_id,
@@ -643,13 +646,19 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
         if op == "reverse" and rows[0]["reversal_of_id"] != record["original"]:
             return -1
         return 1
-    # capture / void: the hold records which request ended it.
+    # capture / partial / increment / void: the hold records each step's request (and,
+    # for a hold that ended before it kept its steps, which request ended it).
     row = await connection.fetchrow(
-        "SELECT state, finalized_request_id FROM transfers WHERE transfer_id = $1",
+        "SELECT state, finalized_request_id, (SELECT count(*) FROM jsonb_array_elements("
+        "coalesce(hold_steps, '[]')) AS s WHERE s ->> 'request_id' = $2) AS steps "
+        "FROM transfers WHERE transfer_id = $1",
         record["hold"],
+        request_id,
     )
     if row is None:
         return -1
+    if row["steps"]:
+        return int(row["steps"])  # more than 1: the step was taken twice
     if row["finalized_request_id"] == request_id:
         return 1
     # A void that found the hold already past its expiry ends it EXPIRED, with no request.

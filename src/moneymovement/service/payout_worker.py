@@ -5,8 +5,9 @@ Each round:
 1. PENDING payouts past their submission time: each is marked PROCESSING in its own
    transaction first, and only then handed to the rail under its own id as the key.
 2. The rail's callbacks (hints that repeat, come out of order or are lost).
-3. Every PROCESSING payout (and every one POSTED recently, which a rail may still
-   return) is asked about: `status(key)` is the truth. A payout the rail says it never
+3. Every PROCESSING payout (and, every 20th round, a page of those POSTED recently,
+   which a rail may still return: each page older than the last, so all of them in
+   turn) is asked about: `status(key)` is the truth. A payout the rail says it never
    received is handed to it again under the same key (the marking committed, the
    submission did not happen: a crash between them); never under a new key.
 4. Inbound notices: credited once per rail reference, acknowledged only once applied.
@@ -38,7 +39,7 @@ from moneymovement.rails.base import (
 from moneymovement.service.payouts import PayoutService
 from moneymovement.service.unit_of_work import Caller
 from moneymovement.storage.errors import StorageError
-from moneymovement.storage.session import Database
+from moneymovement.storage.session import Database, PostedCursor
 
 log = structlog.get_logger("moneymovement.payouts")
 _BATCH = 100
@@ -65,6 +66,7 @@ class PayoutWorker:
         self._rail = rail
         self._interval_s = interval_s
         self._rounds = 0
+        self._posted_from: PostedCursor | None = None  # where the next POSTED page starts
         self._tenants: dict[str, str] = {}  # payout id -> tenant, of payouts seen here
 
     async def run(self) -> None:
@@ -89,9 +91,12 @@ class PayoutWorker:
             await self._step(self._tenants[payout_id], self._follow, payout_id)
         self._rounds += 1
         posted_too = self._rounds % _POSTED_EVERY == 1
-        in_flight = await self._database.payouts_due(
-            _BATCH, returns_within_s=RETURNS_WITHIN_S if posted_too else 0.0
+        in_flight, after = await self._database.payouts_in_flight(
+            _BATCH, RETURNS_WITHIN_S if posted_too else 0.0, self._posted_from
         )
+        if posted_too:
+            # The next POSTED page is older than this one; after the oldest, the newest.
+            self._posted_from = after
         for tenant, payout_id in in_flight:
             if payout_id not in hinted:
                 await self._step(tenant, self._follow, payout_id)

@@ -27,6 +27,9 @@ from moneymovement.storage.spans import connection_class
 from moneymovement.storage.tenants import Tenants
 from moneymovement.storage.transfers import Transfers
 
+# Where a page of recently POSTED payouts ends: its last (settled_at, payout_id).
+PostedCursor = tuple[datetime, str]
+
 
 @dataclass(frozen=True)
 class Session:
@@ -146,20 +149,29 @@ class Database:
             rows = await connection.fetch(query("find_accounts_with_due_funds"), limit)
         return [(row["tenant_id"], row["account_id"]) for row in rows]
 
-    async def payouts_due(
-        self, limit: int, *, returns_within_s: float | None = None
-    ) -> list[tuple[str, str]]:
-        """(tenant id, payout id) of payouts the worker has to move, across tenants:
-        PENDING past their submission time; or, given `returns_within_s`, PROCESSING and
-        POSTED that long ago or less (up to `limit` of each)."""
+    async def payouts_due(self, limit: int) -> list[tuple[str, str]]:
+        """(tenant id, payout id) of up to `limit` PENDING payouts past their submission
+        time, across tenants."""
         async with translated_errors(), self._pool.acquire() as connection:
-            if returns_within_s is None:
-                rows = await connection.fetch(query("find_payouts_to_submit"), limit)
-            else:
-                rows = await connection.fetch(
-                    query("find_payouts_in_flight"), limit, returns_within_s
-                )
+            rows = await connection.fetch(query("find_payouts_to_submit"), limit)
         return [(row["tenant_id"], row["payout_id"]) for row in rows]
+
+    async def payouts_in_flight(
+        self, limit: int, returns_within_s: float, posted_before: PostedCursor | None
+    ) -> tuple[list[tuple[str, str]], PostedCursor | None]:
+        """(tenant id, payout id) of up to `limit` PROCESSING payouts and of a page of up
+        to `limit` POSTED within `returns_within_s`, older than `posted_before` when given;
+        and where the next page starts (None: this page was the last)."""
+        before_at, before_id = posted_before or (None, None)
+        async with translated_errors(), self._pool.acquire() as connection:
+            rows = await connection.fetch(
+                query("find_payouts_in_flight"), limit, returns_within_s, before_at, before_id
+            )
+        posted = [row for row in rows if row["settled_at"] is not None]
+        after = None
+        if len(posted) == limit:
+            after = (posted[-1]["settled_at"], posted[-1]["payout_id"])
+        return [(row["tenant_id"], row["payout_id"]) for row in rows], after
 
     async def prune(self, statement: str, older_than: datetime, step: int) -> int:
         """One step of retention across tenants (`statement`: prune_events or
