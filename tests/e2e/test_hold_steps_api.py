@@ -336,16 +336,15 @@ async def test_a_batch_creates_captures_and_voids_holds_atomically(api: Api) -> 
     )
     assert malformed.field_violations == [("operations[0].void_hold.transfer_id", "REQUIRED")]
 
-    reply = await api.a.movements.CreateTransfers(
-        Batch(request_id="bh-settle", operations=[
-            Op(capture_hold=Batch.CaptureHold(transfer_id=order.id, amount_minor=3_000,
-                                              final_capture=False)),
-            Op(void_hold=Batch.VoidHold(transfer_id=extra.id)),
-            item(shop, fee, 300),
-            item(wallet, shop, 2_000, pending=True),
-            Op(capture_hold=Batch.CaptureHold(transfer_id=order.id)),
-        ]), metadata=api.a.md,
-    )  # fmt: skip
+    settle = Batch(request_id="bh-settle", operations=[
+        Op(capture_hold=Batch.CaptureHold(transfer_id=order.id, amount_minor=3_000,
+                                          final_capture=False)),
+        Op(void_hold=Batch.VoidHold(transfer_id=extra.id)),
+        item(shop, fee, 300),
+        item(wallet, shop, 2_000, pending=True),
+        Op(capture_hold=Batch.CaptureHold(transfer_id=order.id)),
+    ])  # fmt: skip
+    reply = await api.a.movements.CreateTransfers(settle, metadata=api.a.md)
 
     got = list(reply.transfers)
     assert [(t.state, t.posted_amount_minor) for t in got] == [
@@ -362,17 +361,7 @@ async def test_a_batch_creates_captures_and_voids_holds_atomically(api: Api) -> 
     assert await figures(api.a, wallet) == (6_000, 2_000, 0, 4_000)
     assert await figures(api.a, shop) == (3_700, 0, 2_000, 3_700)
     assert await figures(api.a, fee) == (300, 0, 0, 300)
-    replay = await api.a.movements.CreateTransfers(
-        Batch(request_id="bh-settle", operations=[
-            Op(capture_hold=Batch.CaptureHold(transfer_id=order.id, amount_minor=3_000,
-                                              final_capture=False)),
-            Op(void_hold=Batch.VoidHold(transfer_id=extra.id)),
-            item(shop, fee, 300),
-            item(wallet, shop, 2_000, pending=True),
-            Op(capture_hold=Batch.CaptureHold(transfer_id=order.id)),
-        ]), metadata=api.a.md,
-    )  # fmt: skip
-    assert replay == reply
+    assert await api.a.movements.CreateTransfers(settle, metadata=api.a.md) == reply  # replay
     types = [t for t, _ in await events_of(api.a, order.id)]
     assert types == [
         event_pb2.EVENT_TYPE_TRANSFER_CREATED,
