@@ -142,8 +142,9 @@ LATERAL (
 -- in the order the changes happened), scheduled parts of credits created ($9) and ended ($10),
 -- balance monitors created or changed ($11), funds policy changes ($12), and external
 -- accounts, payouts and inbound transfers created or changed ($13, $14, $15: docs/
--- payouts.md), and tenant assets registered ($16: docs/assets.md). Each parameter is an array of the table's own row type: the
--- columns are the table's, declared once, in its migration.
+-- payouts.md), and tenant assets registered ($16: docs/assets.md). Each parameter is an
+-- array of the table's own row type: the columns are the table's, declared once, in its
+-- migration.
 -- Events take their positions from the tenant's sequence while this transaction holds
 -- the tenant's event lock (an advisory lock, kept to the commit), so positions become
 -- visible in the order they were drawn (docs/events.md); the lock is taken only when
