@@ -450,3 +450,53 @@ async def test_the_canonical_log_line_has_every_field_and_no_token(
     token = dict(api.a.md)["authorization"].split()[1]
     assert token not in text
     assert "authorization" not in text.lower()
+
+
+async def test_hold_steps_are_told_on_their_request_lines(
+    api: Api, captured_logs: io.StringIO
+) -> None:
+    wallet, _ = await api.a.fund("hlog", 1_000)
+    shop = (await api.a.open("hlog-shop")).id
+    hold = await api.a.movements.CreateTransfer(
+        mpb.CreateTransferRequest(
+            request_id="hlog-auth", debit_account_id=wallet, credit_account_id=shop,
+            amount_minor=500, currency_code="USD", pending=True,
+        ),
+        metadata=api.a.md,
+    )  # fmt: skip
+    order = hold.transfer.id
+    await api.a.movements.PostTransfer(
+        mpb.PostTransferRequest(
+            request_id="hlog-part", transfer_id=order, amount_minor=200, final_capture=False
+        ),
+        metadata=api.a.md,
+    )
+    other = await api.a.movements.CreateTransfer(
+        mpb.CreateTransferRequest(
+            request_id="hlog-auth-2", debit_account_id=wallet, credit_account_id=shop,
+            amount_minor=100, currency_code="USD", pending=True,
+        ),
+        metadata=api.a.md,
+    )  # fmt: skip
+    batch = mpb.CreateTransfersRequest
+    await api.a.movements.CreateTransfers(
+        batch(request_id="hlog-batch", operations=[
+            batch.Operation(capture_hold=batch.CaptureHold(transfer_id=order)),
+            batch.Operation(void_hold=batch.VoidHold(transfer_id=other.transfer.id)),
+        ]),
+        metadata=api.a.md,
+    )  # fmt: skip
+
+    lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    by_request = {
+        x["request_id"]: x for x in lines if x.get("event") == "rpc_finished" and "request_id" in x
+    }
+    part = by_request["hlog-part"]
+    assert (part["domain_event"], part["transfer_id"], part["hold_state"]) == (
+        "hold_captured", order, "PENDING",
+    )  # fmt: skip
+    assert (part["step_amount_minor"], part["posted_amount_minor"]) == (200, 200)
+    both = by_request["hlog-batch"]
+    assert both["domain_event"] == "batch_operations"
+    assert both["hold_steps"] == [f"{order}:POSTED", f"{other.transfer.id}:VOIDED"]
+    assert both["transfers"] == 0

@@ -81,6 +81,24 @@ def hold_changed(transfer: Transfer, *, own_line: bool = False) -> None:
     _tell(f"hold_{step.kind.value.lower()}", fields, own_line)
 
 
+def batch_operations(
+    created: list[Transfer], changed: list[Transfer], *, own_line: bool = False
+) -> None:
+    """A batch given as operations that changed holds too (and maybe made transfers):
+    one domain event for all of it, each hold step named, rather than the last step's
+    fields over the first's."""
+    first = created[0] if created else None
+    fields: dict[str, Any] = {
+        "transfers": len(created),
+        "amount_minor": sum(t.amount_minor for t in created),
+        "hold_steps": [f"{h.id}:{h.history[-1].kind.value}" for h in changed],
+        "currency_code": (first or changed[0]).currency_code,
+    }
+    if first is not None and first.batch_id:
+        fields["batch_id"] = first.batch_id
+    _tell("batch_operations", fields, own_line)
+
+
 def _kind(transfer: Transfer) -> str:
     if transfer.reversal_of_id:
         return "reversal"

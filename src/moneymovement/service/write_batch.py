@@ -221,6 +221,9 @@ def effects_of(command: Command[Any], result: Any) -> tuple[list[Transfer], list
 def emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:
     """Tells what a fresh effect did (never for a replay); counting is per batch."""
     created, changed = effects_of(command, result)
+    if command.method == "CreateTransfers" and changed:
+        events.batch_operations(created, changed, own_line=own_line)
+        return
     if created:
         events.transfers_created(created, own_line=own_line)
     for hold in changed:
