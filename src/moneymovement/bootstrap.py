@@ -24,6 +24,8 @@ from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.transfers import TransferService
 from moneymovement.service.unit_of_work import RetryPolicy, UnitOfWork
 from moneymovement.storage.session import Database
+from moneymovement.transport.admin_auth import AdminGate
+from moneymovement.transport.admin_servicer import AdminServicer
 from moneymovement.transport.asset_servicer import AssetServicer
 from moneymovement.transport.interceptor import RequestInterceptor
 from moneymovement.transport.payout_servicer import PayoutServicer
@@ -65,6 +67,7 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
         tenant_rate_per_s=settings.tenant_rate_per_s,
         tenant_burst=settings.tenant_burst,
         max_streams=settings.max_event_streams,
+        admin=AdminGate(settings.admin_token_sha256),
     )
     events = EventStream(reads, dsn=dsn, heartbeat_s=settings.event_heartbeat_s)
     return ApiServer(
@@ -79,6 +82,7 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
             FundsServicer(funds),
             PayoutServicer(payouts, {rail.name: rail}),
             AssetServicer(AssetService(pipeline, reads)),
+            AdminServicer(directory),
         ),
         directory=directory,
         pipeline=pipeline,

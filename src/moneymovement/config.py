@@ -31,6 +31,8 @@
 |                        |                    | replica (0: no limit)                            |
 | MM_TENANT_BURST        | 4000               | calls a tenant may make at once above the rate   |
 | MM_OPEN_HEALTH_AND_REFLECTION | true        | health and reflection served without a token     |
+| MM_ADMIN_TOKEN_SHA256  | (empty: off)       | hex SHA-256 of the admin bearer token; set:      |
+|                        |                    | AdminService on (docs/operations.md)             |
 | MM_TLS_CERT_FILE       | (empty: plaintext) | PEM server certificate chain; with the key: TLS  |
 | MM_TLS_KEY_FILE        | (empty)            | PEM private key of the server certificate        |
 | MM_TLS_CLIENT_CA_FILE  | (empty)            | PEM CA bundle; set: client certificates required |
@@ -115,6 +117,8 @@ class Settings:
     tenant_rate_per_s: float
     tenant_burst: float
     open_health_and_reflection: bool
+    # The SHA-256 digest of the admin token (AdminService), never the token; None: off.
+    admin_token_sha256: bytes | None
     tls_cert_file: Path | None
     tls_key_file: Path | None
     tls_client_ca_file: Path | None
@@ -249,6 +253,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tenant_rate_per_s=rate,
         tenant_burst=burst,
         open_health_and_reflection=open_probes == "true",
+        admin_token_sha256=_admin_digest(env.get("MM_ADMIN_TOKEN_SHA256", "")),
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         tls_client_ca_file=tls_ca,
@@ -317,6 +322,31 @@ def _listen_address(value: str) -> str:
         "0.0.0.0:50051 (every interface, as in a container) or [::1]:50051; port 0 takes "
         "any free port"
     )
+
+
+def _admin_digest(value: str) -> bytes | None:
+    """MM_ADMIN_TOKEN_SHA256: 64 hex digits, the SHA-256 of the admin token; empty: off.
+
+    Only the digest is configured, so the token itself is in no environment, manifest
+    or process listing of the server; whoever holds it is the admin. The message never
+    repeats the value (a token pasted by mistake must not reach the logs).
+    """
+    text = value.strip().lower()
+    if not text:
+        return None
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ConfigError(
+            f"MM_ADMIN_TOKEN_SHA256 must be 64 hex digits, the SHA-256 of the admin token "
+            f'(got {len(text)} characters): e.g. printf %s "$TOKEN" | sha256sum'
+        )
+    digest = bytes.fromhex(text)
+    if digest == _EMPTY_SHA256:
+        raise ConfigError("MM_ADMIN_TOKEN_SHA256 is the SHA-256 of the empty string")
+    return digest
+
+
+# hashlib.sha256(b"").digest(): what `printf %s "$UNSET" | sha256sum` gives.
+_EMPTY_SHA256 = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

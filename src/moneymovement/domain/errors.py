@@ -71,6 +71,8 @@ class Reason(enum.StrEnum):
     ASSET_CODE_TAKEN = "ASSET_CODE_TAKEN"
     ASSET_CODE_RESERVED = "ASSET_CODE_RESERVED"
     ASSET_LIMIT_REACHED = "ASSET_LIMIT_REACHED"
+    TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
+    TOKEN_NOT_FOUND = "TOKEN_NOT_FOUND"
 
 
 class FieldReason(enum.StrEnum):
@@ -157,3 +159,15 @@ def transfer_not_found(transfer_id: str) -> Rejected:
         f"transfer {transfer_id} not found",
         {"transfer_id": transfer_id},
     )
+
+
+def tenant_not_found(tenant_id: str) -> Rejected:
+    """AdminService's rejection for a tenant id no tenant has."""
+    return Rejected(
+        Reason.TENANT_NOT_FOUND, f"tenant {tenant_id} not found", {"tenant_id": tenant_id}
+    )
+
+
+def token_not_found(token_id: str) -> Rejected:
+    """AdminService's rejection for a token id no token has."""
+    return Rejected(Reason.TOKEN_NOT_FOUND, f"token {token_id} not found", {"token_id": token_id})

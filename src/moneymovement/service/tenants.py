@@ -7,12 +7,14 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from moneymovement.domain import ids
 from moneymovement.domain.errors import database_unavailable
+from moneymovement.service.pages import Page, decode_time_cursor, paginate, scope_of, time_position
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
 from moneymovement.storage.tenants import (
@@ -36,6 +38,27 @@ class IssuedToken:
     tenant_id: str
     token_id: str
     token: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """A tenant as listed: id, name, when created, how many of its tokens are live."""
+
+    id: str
+    name: str
+    created_at: datetime
+    live_tokens: int
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as listed: never the token, nor its digest."""
+
+    id: str
+    tenant_id: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 class UnknownTenant(LookupError):
@@ -84,23 +107,61 @@ class TenantDirectory:
         """Creates the tenant `name` if needed, and a new token for it."""
         async with self._database.directory() as tenants:
             tenant_id = await tenants.create(ids.new_id(ids.TENANT), name)
-            issued = IssuedToken(tenant_id, ids.new_id(ids.TOKEN), new_token())
-            await tenants.add_token(issued.token_id, tenant_id, issued.token)
-        return issued
+            token_id, token = ids.new_id(ids.TOKEN), new_token()
+            created_at = await tenants.add_token(token_id, tenant_id, token)
+        return IssuedToken(tenant_id, token_id, token, created_at)
 
-    async def create_token(self, tenant: str) -> IssuedToken:
-        """A new token for the existing tenant with this id or name.
+    async def create_token(self, tenant: str, *, by_id_only: bool = False) -> IssuedToken:
+        """A new token for the existing tenant with this id or name (with `by_id_only`,
+        this id: AdminService names tenants by id only).
 
         Raises:
             UnknownTenant: there is no such tenant.
         """
         async with self._database.directory() as tenants:
             tenant_id = await tenants.find(tenant)
-            if tenant_id is None:
+            if tenant_id is None or (by_id_only and tenant_id != tenant):
                 raise UnknownTenant(tenant)
-            issued = IssuedToken(tenant_id, ids.new_id(ids.TOKEN), new_token())
-            await tenants.add_token(issued.token_id, tenant_id, issued.token)
-        return issued
+            token_id, token = ids.new_id(ids.TOKEN), new_token()
+            created_at = await tenants.add_token(token_id, tenant_id, token)
+        return IssuedToken(tenant_id, token_id, token, created_at)
+
+    async def ensure_tenant(self, name: str) -> tuple[TenantInfo, bool]:
+        """The tenant `name`, created unless it exists, and whether this call created it
+        (no token is made: create_token makes them)."""
+        async with self._database.directory() as tenants:
+            row, created = await tenants.create_if_new(ids.new_id(ids.TENANT), name)
+        return _tenant_info(row), created
+
+    async def tenant_page(self, size: int, page_token: str) -> Page[TenantInfo]:
+        """One page of `size` tenants, oldest first, after `page_token` ("": the first).
+
+        Raises:
+            InvalidInput: `page_token` is no token of this listing.
+        """
+        scope = scope_of("tenants")
+        after = decode_time_cursor(page_token, scope)
+        async with self._database.directory() as tenants:
+            rows = [_tenant_info(row) for row in await tenants.page(after, size + 1)]
+        return paginate(rows, size, lambda t: time_position(t.created_at, t.id), scope)
+
+    async def token_page(self, tenant_id: str, size: int, page_token: str) -> Page[TokenInfo]:
+        """One page of `size` tokens of a tenant, oldest first, after `page_token`.
+
+        Raises:
+            UnknownTenant: no tenant has the id `tenant_id`.
+            InvalidInput: `page_token` is no token of this listing for this tenant.
+        """
+        scope = scope_of("tokens", tenant_id)
+        after = decode_time_cursor(page_token, scope)
+        async with self._database.directory() as tenants:
+            if await tenants.find(tenant_id) != tenant_id:
+                raise UnknownTenant(tenant_id)
+            rows = await tenants.token_page(tenant_id, after, size + 1)
+        found = [
+            TokenInfo(r["token_id"], r["tenant_id"], r["created_at"], r["revoked_at"]) for r in rows
+        ]
+        return paginate(found, size, lambda t: time_position(t.created_at, t.id), scope)
 
     async def list_tenants(self) -> list[dict[str, object]]:
         """Every tenant with its number of active tokens."""
@@ -209,3 +270,7 @@ class TenantDirectory:
         self._generation += 1
         self._caching = False
         self._cache.clear()
+
+
+def _tenant_info(row: dict[str, Any]) -> TenantInfo:
+    return TenantInfo(row["tenant_id"], row["name"], row["created_at"], int(row["active_tokens"]))

@@ -61,9 +61,30 @@ class Tenants:
         """All tenants with their number of active tokens."""
         return [dict(row) for row in await self._db.fetch(query("list_tenants"))]
 
-    async def add_token(self, token_id: str, tenant_id: str, token: str) -> None:
-        """Stores a token's digest, never the token."""
-        await self._db.execute(query("insert_token"), token_id, tenant_id, token_digest(token))
+    async def create_if_new(self, tenant_id: str, name: str) -> tuple[dict[str, Any], bool]:
+        """The tenant named `name` (with its number of live tokens), created with
+        `tenant_id` unless it existed; and whether this call created it."""
+        created = await self._db.fetchval(query("insert_tenant"), tenant_id, name)
+        row = await self._db.fetchrow(query("tenant_by_name"), name)
+        return dict(row), created is not None
+
+    async def page(self, after: tuple[datetime, str] | None, limit: int) -> Rows:
+        """Up to `limit` tenants (id, name, created, live tokens) after a cursor."""
+        when, last = after if after is not None else (None, None)
+        return [dict(row) for row in await self._db.fetch(query("tenants_page"), when, last, limit)]
+
+    async def token_page(
+        self, tenant_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> Rows:
+        """Up to `limit` tokens (id, tenant, created, revoked) of a tenant after a cursor."""
+        when, last = after if after is not None else (None, None)
+        rows = await self._db.fetch(query("tokens_page"), tenant_id, when, last, limit)
+        return [dict(row) for row in rows]
+
+    async def add_token(self, token_id: str, tenant_id: str, token: str) -> datetime:
+        """Stores a token's digest, never the token; returns when it was made."""
+        digest = token_digest(token)
+        return await self._db.fetchval(query("insert_token"), token_id, tenant_id, digest)  # type: ignore[no-any-return]
 
     async def list_tokens(self, tenant_id: str | None) -> Rows:
         """Tokens (id, tenant, created, revoked) of one tenant or of all; never a digest."""

@@ -34,6 +34,8 @@ class EdgeReason(enum.StrEnum):
     TOKEN_INVALID = "TOKEN_INVALID"
     OVERLOADED = "OVERLOADED"
     RATE_LIMITED = "RATE_LIMITED"
+    ADMIN_DISABLED = "ADMIN_DISABLED"
+    ADMIN_TOKEN_REQUIRED = "ADMIN_TOKEN_REQUIRED"
 
 
 class EdgeError(Exception):
@@ -112,6 +114,10 @@ CODE_OF_REASON: dict[Reason | EdgeReason, grpc.StatusCode] = {
     Reason.INTERNAL: _C.INTERNAL,
     EdgeReason.OVERLOADED: _C.RESOURCE_EXHAUSTED,
     EdgeReason.RATE_LIMITED: _C.RESOURCE_EXHAUSTED,
+    EdgeReason.ADMIN_DISABLED: _C.UNIMPLEMENTED,
+    EdgeReason.ADMIN_TOKEN_REQUIRED: _C.PERMISSION_DENIED,
+    Reason.TENANT_NOT_FOUND: _C.NOT_FOUND,
+    Reason.TOKEN_NOT_FOUND: _C.NOT_FOUND,
 }
 
 INTERNAL_ERROR = DomainError(Reason.INTERNAL, "internal error; the server logged the details")

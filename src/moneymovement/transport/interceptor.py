@@ -11,6 +11,10 @@ and span ids, retries.
 Health and reflection skip all of it when served without a token (the default); when
 they need one, they are authenticated and nothing more: they never count against the
 limits, so that probes still answer on a server that is refusing load.
+
+AdminService's calls are admitted by the admin token instead of a tenant's
+(transport/admin_auth.py), are logged with actor "admin", and count against no tenant's
+rate; everything else is the same.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from moneymovement.observability.tracing import (
 from moneymovement.service.pipeline import attempts_made, reset_attempts
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.service.unit_of_work import Caller
+from moneymovement.transport.admin_auth import ADMIN_ACTOR, ADMIN_METHOD_PREFIX, AdminGate
 from moneymovement.transport.context import reset_caller, set_caller
 from moneymovement.transport.errors import (
     INTERNAL_ERROR,
@@ -97,8 +102,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         tenant_rate_per_s: float = 0,
         tenant_burst: float = 1,
         max_streams: int = 0,
+        admin: AdminGate | None = None,
     ) -> None:
         self._directory = directory
+        self._admin = admin or AdminGate(None)
         self._max_deadline_s = max_deadline_s
         self._open_prefixes = OPEN_METHOD_PREFIXES if open_health_and_reflection else ()
         self._concurrency = ConcurrencyLimit(max_concurrent_rpcs)
@@ -192,6 +199,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         )
 
     def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+        admin = method.startswith(ADMIN_METHOD_PREFIX)
+
         async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             metadata = _text_metadata(context)
@@ -205,7 +214,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             ):
                 try:
                     response, code, error = await self._serve(
-                        request, context, behavior, metadata, span
+                        request, context, behavior, metadata, span, admin=admin
                     )
                 except asyncio.CancelledError:
                     # The caller cancelled or its deadline passed: still one line, one count,
@@ -302,9 +311,18 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         span: trace.Span,
         *,
         capped: bool,
+        admin: bool = False,
     ) -> Caller:
         """Who calls (authenticated), within its tenant's rate, with a decodable request:
-        the caller, bound to the log context and the span; else raises the refusal."""
+        the caller, bound to the log context and the span; else raises the refusal.
+        With `admin`, the caller must hold the admin token, and has no tenant."""
+        if admin:
+            caller = await self._admin_caller(metadata, context)
+            span.set_attribute("moneymovement.actor", ADMIN_ACTOR)
+            structlog.contextvars.bind_contextvars(actor=ADMIN_ACTOR, trace_id=caller.trace_id)
+            if isinstance(request, Undecodable):
+                raise request.refusal()
+            return caller
         caller = await self._caller(metadata, context, capped=capped)
         span.set_attribute("moneymovement.tenant_id", caller.tenant_id)
         structlog.contextvars.bind_contextvars(tenant_id=caller.tenant_id, trace_id=caller.trace_id)
@@ -354,6 +372,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         behavior: Behavior,
         metadata: dict[str, str],
         span: trace.Span,
+        *,
+        admin: bool = False,
     ) -> tuple[Any, grpc.StatusCode, DomainError | EdgeError | None]:
         """Runs the handler: (response, OK, None) or (None, code, the error to send)."""
         reset_attempts()
@@ -361,7 +381,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             span.set_attribute("moneymovement.reason", EdgeReason.OVERLOADED.value)
             return None, grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded
         try:
-            caller = await self._admit(request, metadata, context, span, capped=True)
+            caller = await self._admit(request, metadata, context, span, capped=True, admin=admin)
             token = set_caller(caller)
             try:
                 return await behavior(request, context), grpc.StatusCode.OK, None
@@ -376,6 +396,24 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             return None, grpc.StatusCode.INTERNAL, INTERNAL_ERROR
         finally:
             self._concurrency.leave()
+
+    async def _admin_caller(
+        self, metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Caller:
+        """The admin, when the call carries the admin token (AdminGate.check), with the
+        call's deadline capped as every call's; no tenant."""
+        remaining = context.time_remaining()
+        budget = self._max_deadline_s if remaining is None else min(remaining, self._max_deadline_s)
+        deadline = asyncio.get_running_loop().time() + budget
+        try:
+            async with asyncio.timeout_at(deadline):  # a tenant token's lookup counts too
+                await self._admin.check(
+                    metadata.get("authorization", ""), self._directory.tenant_of
+                )
+        except TimeoutError as error:
+            raise deadline_exceeded() from error
+        trace_id = current_trace_id(metadata.get("traceparent"))
+        return Caller(tenant_id="", deadline=deadline, trace_id=trace_id)
 
     async def _caller(
         self,

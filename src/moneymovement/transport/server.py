@@ -20,6 +20,7 @@ from moneymovement.service.sweeper import HoldSweeper
 from moneymovement.service.tenants import TenantDirectory
 from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
+from moneymovement.transport.admin_servicer import AdminServicer
 from moneymovement.transport.asset_servicer import AssetServicer
 from moneymovement.transport.interceptor import RequestInterceptor
 from moneymovement.transport.payout_servicer import PayoutServicer
@@ -33,6 +34,8 @@ from moneymovement.transport.servicers import (
 from moneymovement.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     asset_service_pb2,
     asset_service_pb2_grpc,
     balance_service_pb2,
@@ -57,6 +60,7 @@ SERVICE_NAMES = (
     funds_service_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name,
     payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
     asset_service_pb2.DESCRIPTOR.services_by_name["AssetService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 _HEALTH_PROBE_INTERVAL_S = 2.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -83,6 +87,7 @@ class ApiServer:
             FundsServicer,
             PayoutServicer,
             AssetServicer,
+            AdminServicer,
         ],
         directory: TenantDirectory,
         pipeline: WritePipeline,
@@ -117,7 +122,7 @@ class ApiServer:
                 ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
-        accounts, balances, movements, event_servicer, funds, payouts, assets = servicers
+        accounts, balances, movements, event_servicer, funds, payouts, assets, admin = servicers
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, self._server)
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(balances, self._server)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
@@ -127,6 +132,9 @@ class ApiServer:
         funds_service_pb2_grpc.add_FundsServiceServicer_to_server(funds, self._server)
         payout_service_pb2_grpc.add_PayoutServiceServicer_to_server(payouts, self._server)
         asset_service_pb2_grpc.add_AssetServiceServicer_to_server(assets, self._server)
+        # Always served: while MM_ADMIN_TOKEN_SHA256 is unset, the interceptor refuses
+        # every call (ADMIN_DISABLED), which tells a control plane what to change.
+        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(admin, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -17,7 +17,8 @@ FROM tenants AS t
 ORDER BY t.created_at, t.tenant_id;
 
 -- name: insert_token
-INSERT INTO api_tokens (token_id, tenant_id, token_sha256) VALUES ($1, $2, $3);
+INSERT INTO api_tokens (token_id, tenant_id, token_sha256) VALUES ($1, $2, $3)
+RETURNING created_at;
 
 -- name: find_live_token
 -- By the digest's unique index; the caller then compares the stored digest in constant time.
@@ -50,3 +51,32 @@ SELECT pg_notify('mm_token_dropped', $1);
 -- The servers (their listener connections) that must confirm a revocation.
 SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND application_name = 'moneymovement-token-changes';
+
+-- name: tenant_by_name
+-- A tenant with its number of live tokens (AdminService's CreateTenant answer).
+SELECT t.tenant_id, t.name, t.created_at,
+       (SELECT count(*) FROM api_tokens AS k
+        WHERE k.tenant_id = t.tenant_id AND k.revoked_at IS NULL) AS active_tokens
+FROM tenants AS t
+WHERE t.name = $1;
+
+-- name: tenants_page
+-- Up to $3 tenants after the (created_at, tenant_id) cursor ($1, $2; NULL: from the
+-- first), oldest first: AdminService's ListTenants.
+SELECT t.tenant_id, t.name, t.created_at,
+       (SELECT count(*) FROM api_tokens AS k
+        WHERE k.tenant_id = t.tenant_id AND k.revoked_at IS NULL) AS active_tokens
+FROM tenants AS t
+WHERE $1::timestamptz IS NULL OR (t.created_at, t.tenant_id) > ($1, $2::text)
+ORDER BY t.created_at, t.tenant_id
+LIMIT $3;
+
+-- name: tokens_page
+-- Up to $4 tokens of tenant $1 after the (created_at, token_id) cursor ($2, $3; NULL:
+-- from the first), oldest first; never the digest: AdminService's ListTokens.
+SELECT token_id, tenant_id, created_at, revoked_at
+FROM api_tokens
+WHERE tenant_id = $1
+  AND ($2::timestamptz IS NULL OR (created_at, token_id) > ($2, $3::text))
+ORDER BY created_at, token_id
+LIMIT $4;
