@@ -26,6 +26,7 @@ fields at fault.
     MoneyMovementError           every failure: code, reason, message, metadata
       InvalidRequest             INVALID_ARGUMENT: fix the request (field_violations)
       Unauthenticated            UNAUTHENTICATED: TOKEN_MISSING, TOKEN_INVALID
+      PermissionDenied           PERMISSION_DENIED: ADMIN_TOKEN_REQUIRED (AdminClient)
       Rejected                   a business outcome, recorded with the request_id
         NotFound                 ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, PAYOUT_NOT_FOUND, ...
         AlreadyExists            ALREADY_EXISTS
@@ -87,6 +88,8 @@ from moneymovement.v1 import (
 )
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import account_service_pb2_grpc as agrpc
+from moneymovement.v1 import admin_service_pb2 as adpb
+from moneymovement.v1 import admin_service_pb2_grpc as adgrpc
 from moneymovement.v1 import asset_service_pb2 as aspb
 from moneymovement.v1 import asset_service_pb2_grpc as asgrpc
 from moneymovement.v1 import balance_service_pb2 as bpb
@@ -174,6 +177,10 @@ class InvalidRequest(MoneyMovementError):
 class Unauthenticated(MoneyMovementError):
     """UNAUTHENTICATED: the token is missing (TOKEN_MISSING), unknown or revoked
     (TOKEN_INVALID)."""
+
+
+class PermissionDenied(MoneyMovementError):
+    """PERMISSION_DENIED: AdminService called with a tenant's token (ADMIN_TOKEN_REQUIRED)."""
 
 
 class Rejected(MoneyMovementError):
@@ -317,6 +324,7 @@ _BY_REASON: dict[str, type[MoneyMovementError]] = {
 _BY_CODE: dict[grpc.StatusCode, type[MoneyMovementError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
@@ -1810,3 +1818,111 @@ class MoneyMovementClient:
             token = page.next_page_token
             if not token:
                 return
+
+
+@dataclass
+class AdminClient:
+    """AdminService behind one channel, with the admin token (docs/operations.md,
+    "Administration over gRPC"). Mutations get a request id and retries as
+    MoneyMovementClient's do; PERMISSION_DENIED (a tenant's token) and UNIMPLEMENTED
+    (ADMIN_DISABLED: the server's admin service is off) raise PermissionDenied and
+    ServerError with those reasons."""
+
+    target: str
+    admin_token: str
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    credentials: grpc.ChannelCredentials | None = None
+
+    def __post_init__(self) -> None:
+        # The tenant client's channel, retries and error mapping, with the admin token.
+        self._client = MoneyMovementClient(
+            self.target, self.admin_token, self.retry, self.credentials
+        )
+        self._admin = adgrpc.AdminServiceStub(self._client._channel)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._client.close()
+
+    async def create_tenant(self, name: str, *, request_id: str = "") -> adpb.CreateTenantResponse:
+        """The tenant `name`, created unless it exists (`created` says which)."""
+        request = adpb.CreateTenantRequest(request_id=request_id, name=name)
+        return await self._client._call(self._admin.CreateTenant, request)
+
+    async def list_tenants(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> adpb.ListTenantsResponse:
+        """One page of tenants, oldest first (1 to 500; 0: 50)."""
+        request = adpb.ListTenantsRequest(page_size=page_size, page_token=page_token)
+        return await self._client._call(self._admin.ListTenants, request)
+
+    async def iter_tenants(self, *, page_size: int = 0) -> AsyncIterator[adpb.Tenant]:
+        """Every tenant `list_tenants` lists, page after page."""
+        token = ""
+        while True:
+            page = await self.list_tenants(page_size=page_size, page_token=token)
+            for tenant in page.tenants:
+                yield tenant
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def create_token(
+        self, tenant_id: str, *, request_id: str = ""
+    ) -> adpb.CreateTokenResponse:
+        """A new bearer token for the tenant, shown this once (`bearer_token`).
+
+        Raises:
+            NotFound: TENANT_NOT_FOUND.
+        """
+        request = adpb.CreateTokenRequest(request_id=request_id, tenant_id=tenant_id)
+        return await self._client._call(self._admin.CreateToken, request)
+
+    async def list_tokens(
+        self, tenant_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> adpb.ListTokensResponse:
+        """One page of the tenant's tokens, oldest first: ids and times, never a token.
+
+        Raises:
+            NotFound: TENANT_NOT_FOUND.
+        """
+        request = adpb.ListTokensRequest(
+            tenant_id=tenant_id, page_size=page_size, page_token=page_token
+        )
+        return await self._client._call(self._admin.ListTokens, request)
+
+    async def iter_tokens(
+        self, tenant_id: str, *, page_size: int = 0
+    ) -> AsyncIterator[adpb.ApiToken]:
+        """Every token `list_tokens` lists for the tenant, page after page."""
+        token = ""
+        while True:
+            page = await self.list_tokens(tenant_id, page_size=page_size, page_token=token)
+            for listed in page.api_tokens:
+                yield listed
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def revoke_token(
+        self, token_id: str, *, request_id: str = ""
+    ) -> adpb.RevokeTokenResponse:
+        """Revokes a token; `all_replicas_confirmed` says whether every replica confirmed
+        it refuses the token from now on.
+
+        Raises:
+            NotFound: TOKEN_NOT_FOUND.
+        """
+        request = adpb.RevokeTokenRequest(request_id=request_id, token_id=token_id)
+        return await self._client._call(self._admin.RevokeToken, request)

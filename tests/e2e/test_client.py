@@ -29,6 +29,7 @@ from moneymovement import client as client_module
 from moneymovement.client import (
     Aborted,
     AccountInactive,
+    AdminClient,
     AlreadyExists,
     CursorExpired,
     DeadlineExceeded,
@@ -41,6 +42,7 @@ from moneymovement.client import (
     MoneyMovementClient,
     MoneyMovementError,
     NotFound,
+    PermissionDenied,
     Rejected,
     RequestIdReused,
     RetriesExhausted,
@@ -104,13 +106,15 @@ def test_every_rpc_of_every_service_has_a_client_method() -> None:
     rpcs = _services()
     assert {service for service, *_ in rpcs} == {
         "AccountService", "BalanceService", "MoneyMovementService", "EventService",
-        "FundsService", "PayoutService", "AssetService",
+        "FundsService", "PayoutService", "AssetService", "AdminService",
     }  # fmt: skip
     assert len(rpcs) >= 25
     for service, rpc, streaming, has_request_id in rpcs:
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", rpc).lower()  # ListEntries: list_entries
-        method = getattr(MoneyMovementClient, name, None)
-        assert method is not None, f"{service}.{rpc} has no MoneyMovementClient.{name}"
+        # AdminService takes the admin token: its methods are AdminClient's.
+        client = AdminClient if service == "AdminService" else MoneyMovementClient
+        method = getattr(client, name, None)
+        assert method is not None, f"{service}.{rpc} has no {client.__name__}.{name}"
         if streaming:
             assert inspect.isasyncgenfunction(method), f"{name} should be an async generator"
         else:
@@ -119,7 +123,7 @@ def test_every_rpc_of_every_service_has_a_client_method() -> None:
         if has_request_id:  # a mutation: the caller may give its own request_id
             assert parameters["request_id"].kind is inspect.Parameter.KEYWORD_ONLY, name
         if rpc.startswith("List"):  # a paged listing has its iterator too
-            assert inspect.isasyncgenfunction(getattr(MoneyMovementClient, "iter_" + name[5:]))
+            assert inspect.isasyncgenfunction(getattr(client, "iter_" + name[5:]))
 
 
 def test_the_client_imports_only_grpc_protobuf_and_the_generated_stubs() -> None:
@@ -230,6 +234,10 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "ASSET_CODE_RESERVED": AlreadyExists,
     "ASSET_LIMIT_REACHED": FailedPrecondition,
     "INBOUND_TRANSFER_NOT_FOUND": NotFound,
+    "ADMIN_DISABLED": ServerError,
+    "ADMIN_TOKEN_REQUIRED": PermissionDenied,
+    "TENANT_NOT_FOUND": NotFound,
+    "TOKEN_NOT_FOUND": NotFound,
 }
 
 

@@ -1,5 +1,6 @@
 """Settings from the environment: defaults, parsing, and refusals that name the variable."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,26 @@ def test_the_rail_settings() -> None:
 def test_unusable_rail_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
+
+
+def test_the_admin_service_is_off_unless_given_the_digest_of_its_token() -> None:
+    assert load_settings({}).admin_token_sha256 is None
+    assert load_settings({"MM_ADMIN_TOKEN_SHA256": " "}).admin_token_sha256 is None
+    digest = hashlib.sha256(b"the admin token").hexdigest()
+    settings = load_settings({"MM_ADMIN_TOKEN_SHA256": f" {digest.upper()}\n"})
+    assert settings.admin_token_sha256 == bytes.fromhex(digest)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "mm_admin_Zq81xK",  # the token itself, not its digest
+        "ab" * 31,  # too short
+        "zz" * 32,  # not hex
+        hashlib.sha256(b"").hexdigest(),  # the digest of an unset variable
+    ],
+)
+def test_an_unusable_admin_digest_is_refused_without_repeating_it(value: str) -> None:
+    with pytest.raises(ConfigError, match="MM_ADMIN_TOKEN_SHA256") as raised:
+        load_settings({"MM_ADMIN_TOKEN_SHA256": value})
+    assert value not in str(raised.value)

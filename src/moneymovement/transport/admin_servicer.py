@@ -1,7 +1,7 @@
 """moneymovement.v1.AdminService: tenants and tokens, through the same TenantDirectory as
 the `tenants` and `tokens` commands. Who may call it is the interceptor's to check
-(transport/admin_auth.py); each change is logged here with actor "admin" and the ids it
-touched, never a token."""
+(transport/admin_auth.py). What each change did goes on the call's one log line (which
+carries actor "admin"): domain_event and the ids it touched, never a token."""
 
 from __future__ import annotations
 
@@ -14,14 +14,12 @@ import structlog
 from moneymovement.domain.errors import tenant_not_found, token_not_found
 from moneymovement.service.tenants import TenantDirectory, UnknownTenant
 from moneymovement.transport import convert_admin as admin_in
-from moneymovement.transport.admin_auth import ADMIN_ACTOR
 from moneymovement.transport.context import current_caller
 from moneymovement.transport.convert_common import timestamp
 from moneymovement.v1 import admin_service_pb2 as pb
 from moneymovement.v1 import admin_service_pb2_grpc as admin_grpc
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-log = structlog.get_logger("moneymovement.admin")
 
 # How long RevokeToken waits, at most, for the replicas' confirmations (as the CLI does),
 # and what it leaves of the caller's deadline to answer in.
@@ -40,7 +38,7 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
     ) -> pb.CreateTenantResponse:
         _, name = admin_in.create_tenant_request(request)
         tenant, created = await self._directory.ensure_tenant(name)
-        log.info("admin_tenant_created", actor=ADMIN_ACTOR, tenant_id=tenant.id, created=created)
+        _tell("tenant_created" if created else "tenant_exists", tenant_id=tenant.id)
         return pb.CreateTenantResponse(tenant=admin_in.tenant_message(tenant), created=created)
 
     async def ListTenants(
@@ -61,12 +59,7 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
             issued = await self._directory.create_token(tenant_id, by_id_only=True)
         except UnknownTenant as error:
             raise tenant_not_found(tenant_id) from error
-        log.info(
-            "admin_token_created",
-            actor=ADMIN_ACTOR,
-            tenant_id=issued.tenant_id,
-            token_id=issued.token_id,
-        )
+        _tell("token_created", tenant_id=issued.tenant_id, token_id=issued.token_id)
         return admin_in.issued_message(issued)
 
     async def ListTokens(
@@ -90,12 +83,11 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         if revocation.revoked_at is None:
             raise token_not_found(token_id)
         everywhere = revocation.confirmed >= revocation.servers
-        log.info(
-            "admin_token_revoked",
-            actor=ADMIN_ACTOR,
+        _tell(
+            "token_revoked",
             token_id=token_id,
             replicas=revocation.servers,
-            confirmed=revocation.confirmed,
+            replicas_confirmed=revocation.confirmed,
         )
         return pb.RevokeTokenResponse(
             token_id=token_id,
@@ -112,3 +104,8 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
             return REVOCATION_WAIT_S
         left = deadline - asyncio.get_running_loop().time() - _ANSWER_MARGIN_S
         return max(0.0, min(REVOCATION_WAIT_S, left))
+
+
+def _tell(event: str, **fields: object) -> None:
+    """Puts what the call did on its canonical log line (the interceptor's)."""
+    structlog.contextvars.bind_contextvars(domain_event=event, **fields)
