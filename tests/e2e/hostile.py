@@ -31,6 +31,8 @@ from moneymovement.v1 import (
 from tests.conftest import PROJECT_ROOT
 
 Code = grpc.StatusCode
+# The tenant services. AdminService takes the admin token, not a tenant's: its refusal of
+# tenant tokens is tested on its own (test_admin_api.py, test_tenant_isolation.py).
 SERVICE_FILES = (
     account_service_pb2,
     balance_service_pb2,

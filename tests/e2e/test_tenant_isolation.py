@@ -17,6 +17,7 @@ security alone holding) calls the same function with that server's clients.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import re
 import secrets
@@ -35,6 +36,8 @@ from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.storage import queries
 from moneymovement.v1 import account_pb2, funds_pb2, payout_pb2
 from moneymovement.v1 import account_service_pb2 as apb
+from moneymovement.v1 import admin_service_pb2 as adpb
+from moneymovement.v1 import admin_service_pb2_grpc as adgrpc
 from moneymovement.v1 import asset_service_pb2 as aspb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
@@ -684,3 +687,35 @@ async def test_row_level_security_alone_keeps_tenants_apart(
     finally:
         await stop_api(api)
     await assert_ledger_consistent(dsn)
+
+
+async def test_a_tenant_reaches_nothing_of_another_through_admin_service(dsn: str) -> None:
+    # AdminService is no tenant service (hostile.SERVICE_FILES leaves it out): with a
+    # tenant's token every call is refused before its request is read, whether it names
+    # B's tenant and token or made-up ids, and none of B's tokens changes.
+    digest = hashlib.sha256(secrets.token_bytes(32)).hexdigest()  # an admin nobody is
+    api = await start_api(dsn, MM_ADMIN_TOKEN_SHA256=digest)
+    connection = await asyncpg.connect(dsn)
+    try:
+        stub, md = adgrpc.AdminServiceStub(api.channel), api.a.md
+        before = await connection.fetch("SELECT * FROM api_tokens ORDER BY token_id")
+        b_token = next(r["token_id"] for r in before if r["tenant_id"] == api.tenant_b)
+        made_up = (ids.new_id(ids.TENANT), ids.new_id(ids.TOKEN))
+        for tenant, token in ((api.tenant_b, b_token), made_up):
+            requests = [
+                (stub.CreateTenant, adpb.CreateTenantRequest(request_id="a", name="b")),
+                (stub.ListTenants, adpb.ListTenantsRequest()),
+                (stub.CreateToken, adpb.CreateTokenRequest(request_id="a", tenant_id=tenant)),
+                (stub.ListTokens, adpb.ListTokensRequest(tenant_id=tenant)),
+                (stub.RevokeToken, adpb.RevokeTokenRequest(request_id="a", token_id=token)),
+            ]
+            service = adpb.DESCRIPTOR.services_by_name["AdminService"]
+            assert len(requests) == len(service.methods)  # every RPC probed
+            for method, request in requests:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await method(request, metadata=md)  # type: ignore[operator]
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, request
+        assert await connection.fetch("SELECT * FROM api_tokens ORDER BY token_id") == before
+    finally:
+        await connection.close()
+        await stop_api(api)
