@@ -225,7 +225,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     cancelled = False
                 elapsed = time.perf_counter() - started
                 rpc_telemetry.record_outcome(
-                    span, method, _code(code), fault=code in SERVER_FAULTS, duration_s=elapsed
+                    span, method, _code(code), fault=_fault(code, error), duration_s=elapsed
                 )
                 log.info(
                     "rpc_finished",
@@ -493,6 +493,13 @@ def _cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusC
     if remaining is not None and remaining <= _DEADLINE_SLACK_S:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     return grpc.StatusCode.CANCELLED
+
+
+def _fault(code: grpc.StatusCode, error: DomainError | EdgeError | None) -> bool:
+    """Whether the server failed: a code of SERVER_FAULTS, except AdminService refused
+    because it is off (UNIMPLEMENTED by configuration, not a failure)."""
+    disabled = error is not None and error.reason is EdgeReason.ADMIN_DISABLED
+    return code in SERVER_FAULTS and not disabled
 
 
 def _code(code: grpc.StatusCode) -> tuple[str, int]:
