@@ -15,6 +15,7 @@ from moneymovement.service.assets import AssetService
 from moneymovement.service.balances import BalanceService
 from moneymovement.service.event_stream import EventStream
 from moneymovement.service.funds import FundsService
+from moneymovement.service.holders import HolderService
 from moneymovement.service.payout_worker import PayoutWorker
 from moneymovement.service.payouts import PayoutService
 from moneymovement.service.pipeline import WritePipeline
@@ -27,6 +28,7 @@ from moneymovement.storage.session import Database
 from moneymovement.transport.admin_auth import AdminGate
 from moneymovement.transport.admin_servicer import AdminServicer
 from moneymovement.transport.asset_servicer import AssetServicer
+from moneymovement.transport.holder_servicer import HolderServicer
 from moneymovement.transport.interceptor import RequestInterceptor
 from moneymovement.transport.payout_servicer import PayoutServicer
 from moneymovement.transport.server import ApiServer
@@ -83,6 +85,7 @@ def build_server(settings: Settings, database: Database, *, dsn: str | None = No
             PayoutServicer(payouts, {rail.name: rail}),
             AssetServicer(AssetService(pipeline, reads)),
             AdminServicer(directory),
+            HolderServicer(HolderService(pipeline, reads)),
         ),
         directory=directory,
         pipeline=pipeline,

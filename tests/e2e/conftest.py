@@ -26,6 +26,7 @@ from moneymovement.v1 import (
     balance_service_pb2_grpc,
     event_service_pb2_grpc,
     funds_service_pb2_grpc,
+    holder_service_pb2_grpc,
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
     payout_service_pb2_grpc,
@@ -66,6 +67,7 @@ class Client:
         self.funds = funds_service_pb2_grpc.FundsServiceStub(channel)
         self.payouts = payout_service_pb2_grpc.PayoutServiceStub(channel)
         self.assets = asset_service_pb2_grpc.AssetServiceStub(channel)
+        self.holders = holder_service_pb2_grpc.HolderServiceStub(channel)
         self.md: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )

@@ -19,6 +19,7 @@ from moneymovement.domain.accounts import Account, AccountChanges, FreezeScope, 
 from moneymovement.domain.assets import Asset
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.funds import NO_POLICY, FundsPolicy, Part, ScheduledFunds
+from moneymovement.domain.holders import Holder, HolderChanges, HolderState, is_holder_id
 from moneymovement.domain.money import is_known_currency
 from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.payouts import (
@@ -81,6 +82,19 @@ class Command(Generic[R]):
         assets of these codes are read with the locks (domain/assets.py)."""
         return ()
 
+    def holder_ids(self) -> tuple[str, ...]:
+        """The holders the command names by id (locked with the batch; the holders of
+        its accounts are read without being named)."""
+        return ()
+
+    def holder_external_ids(self) -> tuple[str, ...]:
+        """Holder external ids the command claims (checked for uniqueness)."""
+        return ()
+
+    def counted_holder_ids(self) -> tuple[str, ...]:
+        """Holders whose accounts not yet closed must be counted (to close them)."""
+        return ()
+
     def fingerprint_payload(self) -> object:
         """What the request fingerprint covers (stable across releases: a changed
         payload would make retries across a deploy look like reused request ids)."""
@@ -112,6 +126,9 @@ class CreateAccount(Command[Account]):
 
     def asset_codes(self) -> tuple[str, ...]:
         return _not_iso(self.currency_code)
+
+    def holder_ids(self) -> tuple[str, ...]:
+        return (self.holder_id,) if is_holder_id(self.holder_id) else ()
 
 
 @dataclass(frozen=True)
@@ -594,6 +611,36 @@ class RegisterAsset(Command[Asset]):
 
     def asset_codes(self) -> tuple[str, ...]:
         return (self.code,)
+
+
+@dataclass(frozen=True)
+class CreateHolder(Command[Holder]):
+    """A new holder with an external id unique in the tenant (domain/holders.py)."""
+
+    method: ClassVar[str] = "CreateHolder"
+
+    external_id: str
+    name: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def holder_external_ids(self) -> tuple[str, ...]:
+        return (self.external_id,)
+
+
+@dataclass(frozen=True)
+class UpdateHolder(Command[Holder]):
+    """A holder's name, metadata or state (restricting, lifting a restriction, closing)."""
+
+    method: ClassVar[str] = "UpdateHolder"
+
+    holder_id: str
+    changes: HolderChanges = field(default_factory=HolderChanges)
+
+    def holder_ids(self) -> tuple[str, ...]:
+        return (self.holder_id,)
+
+    def counted_holder_ids(self) -> tuple[str, ...]:
+        return (self.holder_id,) if self.changes.state is HolderState.CLOSED else ()
 
 
 def _not_iso(*codes: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from moneymovement.domain.accounts import Account
 from moneymovement.domain.funds import ScheduledFunds
+from moneymovement.domain.holders import Holder
 from moneymovement.domain.monitors import BalanceMonitor
 from moneymovement.domain.payouts import InboundTransfer, Payout
 from moneymovement.domain.transfers import Transfer
@@ -58,6 +59,9 @@ class EventType(StrEnum):
     # Money arrived from a rail and was credited / the rail took it back.
     INBOUND_TRANSFER_RECEIVED = "INBOUND_TRANSFER_RECEIVED"
     INBOUND_TRANSFER_RETURNED = "INBOUND_TRANSFER_RETURNED"
+    # A holder was created / its name, metadata or status changed (docs/platforms.md).
+    HOLDER_CREATED = "HOLDER_CREATED"
+    HOLDER_UPDATED = "HOLDER_UPDATED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class Event:
     monitor: BalanceMonitor | None = None  # BALANCE_MONITOR_*: the monitor after the flip
     payout: Payout | None = None  # PAYOUT_*: the payout after the change
     inbound: InboundTransfer | None = None  # INBOUND_TRANSFER_*: after the change
+    holder: Holder | None = None  # HOLDER_*: the holder after the change
 
     @property
     def account_ids(self) -> list[str]:
@@ -85,7 +90,8 @@ class Event:
 
     @property
     def holder_ids(self) -> list[str]:
-        return sorted({a.holder_id for a in self.accounts if a.holder_id})
+        named = {a.holder_id for a in self.accounts if a.holder_id}
+        return sorted(named | ({self.holder.id} if self.holder else set()))
 
 
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
@@ -115,4 +121,4 @@ class EventFilter:
             return False
         if self.account_id and all(a.id != self.account_id for a in event.accounts):
             return False
-        return not self.holder_id or any(a.holder_id == self.holder_id for a in event.accounts)
+        return not self.holder_id or self.holder_id in event.holder_ids

@@ -23,6 +23,7 @@ MONITOR = "mon"
 EXTERNAL_ACCOUNT = "xacct"
 PAYOUT = "po"
 INBOUND = "inb"
+HOLDER = "hld"
 
 _BODY_LENGTH = 26  # 128 bits in base32, padding removed
 

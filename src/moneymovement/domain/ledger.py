@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from moneymovement.domain import accounts as rules
-from moneymovement.domain import ids, rail_ledger
+from moneymovement.domain import holder_ledger, ids, rail_ledger
 from moneymovement.domain.accounts import Account, AccountState
 from moneymovement.domain.assets import Asset, register, require_known
 from moneymovement.domain.commands import (
@@ -29,6 +29,7 @@ from moneymovement.domain.commands import (
     CreateAccount,
     CreateBalanceMonitor,
     CreateExternalAccount,
+    CreateHolder,
     CreatePayout,
     CreateTransfer,
     CreateTransfers,
@@ -50,6 +51,7 @@ from moneymovement.domain.commands import (
     StartPayout,
     UnfreezeAccount,
     UpdateAccount,
+    UpdateHolder,
     VoidHold,
     VoidTransfer,
 )
@@ -79,6 +81,14 @@ from moneymovement.domain.funds import (
     take,
     taken_back,
     validate_policy,
+)
+from moneymovement.domain.holders import (
+    Holder,
+    HolderReads,
+    holder_not_found,
+    is_holder_id,
+    require_may_debit,
+    require_not_closed,
 )
 from moneymovement.domain.holds import (
     expire_hold,
@@ -148,6 +158,7 @@ class Writes:
     payouts: list[Payout] = field(default_factory=list)
     inbound: list[InboundTransfer] = field(default_factory=list)
     assets: list[Asset] = field(default_factory=list)
+    holders: list[Holder] = field(default_factory=list)  # created or changed
 
     def __bool__(self) -> bool:
         return bool(
@@ -165,6 +176,7 @@ class Writes:
             or self.payouts
             or self.inbound
             or self.assets
+            or self.holders
         )
 
 
@@ -183,6 +195,7 @@ class Ledger:
         records: Sequence[Record] = (),
         assets: Sequence[Asset] = (),
         asset_count: int = 0,
+        holders: HolderReads | None = None,
     ) -> None:
         """`funds`: the unended scheduled parts read (those of the accounts releases
         name and of the locked transfers); `monitors`: the live monitors of the locked
@@ -190,7 +203,8 @@ class Ledger:
         limits have used of each window; `records`: the external accounts, payouts and
         inbound transfers named by id; `assets`: the tenant's assets of the codes the
         commands name (never changed once registered, so not locked); `asset_count`: how
-        many assets the tenant has, when a command registers one."""
+        many assets the tenant has, when a command registers one; `holders`: the holders
+        named and those of the locked accounts (domain/holder_ledger.py)."""
         self.now = now
         self.accounts: ChainMap[str, Account] = ChainMap({}, dict(accounts))
         self.transfers: ChainMap[str, Transfer] = ChainMap({}, dict(transfers))
@@ -202,6 +216,11 @@ class Ledger:
         self.records: ChainMap[str, Record] = ChainMap({}, {r.id: r for r in records})
         self.assets: ChainMap[str, Asset] = ChainMap({}, {a.code: a for a in assets})
         self.asset_count = asset_count
+        read = holders or HolderReads()
+        self.holders: ChainMap[str, Holder] = ChainMap({}, {h.id: h for h in read.holders})
+        # Holder external id -> the holder that has it (read, or created by this batch).
+        self.taken_holder_external_ids = ChainMap[str, str]({}, dict(read.taken_external_ids))
+        self.holder_open_accounts = dict(read.open_accounts)
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -259,6 +278,7 @@ class Ledger:
             payouts=[r for r in records if isinstance(r, Payout)],
             inbound=[r for r in records if isinstance(r, InboundTransfer)],
             assets=[a for _, a in sorted(self.assets.maps[0].items())],
+            holders=[h for _, h in sorted(self.holders.maps[0].items())],
         )
 
 
@@ -276,6 +296,8 @@ class _Fork:
         self.usage = ledger.usage.new_child()
         self.records = ledger.records.new_child()
         self.assets = ledger.assets.new_child()
+        self.holders = ledger.holders.new_child()
+        self.taken_holder_external_ids = ledger.taken_holder_external_ids.new_child()
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -294,6 +316,8 @@ class _Fork:
         ledger.records.maps[0].update(self.records.maps[0])
         ledger.assets.maps[0].update(self.assets.maps[0])
         ledger.asset_count += len(self.assets.maps[0])
+        ledger.holders.maps[0].update(self.holders.maps[0])
+        ledger.taken_holder_external_ids.maps[0].update(self.taken_holder_external_ids.maps[0])
         ledger.new_account_ids += self.new_account_ids
         ledger.new_transfer_ids += self.new_transfer_ids
         ledger.new_funds_ids += self.new_funds_ids
@@ -358,10 +382,22 @@ class _Fork:
         """A new transfer (domain/transfers.py) with its debit counted against the
         debit account's limits."""
         require_known(spec.currency_code, self.assets)  # as the edge answers a bad code
+        self.require_may_debit(spec.debit_account_id)
         usage = self.debit_usage(spec.debit_account_id)
         transfer, entries, parts = open_transfer(self.accounts, spec, new, usage)
         self.count_debit(transfer.debit_account_id, transfer.amount_minor)
         return transfer, entries, parts
+
+    def holder_of(self, account: Account) -> Holder | None:
+        """The holder `account` was opened for (None: a free-form holder_id or none)."""
+        return self.holders.get(account.holder_id) if is_holder_id(account.holder_id) else None
+
+    def require_may_debit(self, account_id: str) -> None:
+        """Refuses a new debit of an account whose holder is restricted (an unknown
+        account is left to the caller's own check)."""
+        account = self.accounts.get(account_id)
+        if account is not None:
+            require_may_debit(self.holder_of(account), account)
 
     def count_debit(self, account_id: str, amount_minor: int) -> None:
         """Counts a new debit against the account's limits for the rest of the batch."""
@@ -500,6 +536,11 @@ def _create_account(
     # The edge let any code of an asset's shape through: only now is it known whether
     # this tenant registered it.
     require_known(command.currency_code, fork.assets)
+    if is_holder_id(command.holder_id):
+        owner = fork.holders.get(command.holder_id)
+        if owner is None:
+            raise holder_not_found(command.holder_id)
+        require_not_closed(owner)
     if command.external_id is not None and command.external_id in fork.taken_external_ids:
         holder = fork.taken_external_ids[command.external_id]
         raise Rejected(
@@ -651,6 +692,7 @@ def _void(fork: _Fork, command: VoidTransfer, issued: Issued) -> Transfer:
 
 def _increment(fork: _Fork, command: IncrementHold, issued: Issued) -> Transfer:
     hold = fork.locked_transfer(command.transfer_id)
+    fork.require_may_debit(hold.debit_account_id)
     raised, entries = increment_hold(
         fork.accounts, hold, command.amount_minor, fork.now, issued.request_id
     )
@@ -906,6 +948,8 @@ _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     ReceiveInbound: rail_ledger.receive_inbound,
     ReturnInbound: rail_ledger.return_inbound,
     RegisterAsset: _register_asset,
+    CreateHolder: holder_ledger.create_holder,
+    UpdateHolder: holder_ledger.update_holder,
 }
 
 

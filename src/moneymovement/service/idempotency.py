@@ -34,6 +34,7 @@ from moneymovement.domain.commands import (
     CreateAccount,
     CreateBalanceMonitor,
     CreateExternalAccount,
+    CreateHolder,
     CreatePayout,
     CreateTransfer,
     CreateTransfers,
@@ -49,6 +50,7 @@ from moneymovement.domain.commands import (
     ReverseTransfer,
     UnfreezeAccount,
     UpdateAccount,
+    UpdateHolder,
     VoidTransfer,
 )
 from moneymovement.domain.errors import DomainError, Reason, Rejected
@@ -65,6 +67,7 @@ from moneymovement.service.outcomes import (
     transfer_to_json,
 )
 from moneymovement.storage.asset_rows import asset_document, asset_from_row
+from moneymovement.storage.holder_rows import holder_document, holder_from_row
 from moneymovement.storage.ledger import NewOutcome, StoredOutcome
 from moneymovement.storage.rail_rows import record_document, record_from_row
 from moneymovement.storage.rows import monitor_document, monitor_from_document
@@ -118,6 +121,8 @@ CODECS: dict[type[Command[Any]], Codec] = {
     CancelPayout: _record(Payout),
     ReceiveInbound: _record(InboundTransfer),
     RegisterAsset: Codec(asset_document, asset_from_row),
+    CreateHolder: Codec(holder_document, holder_from_row),
+    UpdateHolder: Codec(holder_document, holder_from_row),
 }
 
 

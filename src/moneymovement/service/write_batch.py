@@ -104,6 +104,9 @@ class BatchTransaction:
                     {r for p in items for r in p.command.record_ids()},
                     {c for p in items for c in p.command.asset_codes()},
                     any(p.command.counts_assets for p in items),
+                    {h for p in items for h in p.command.holder_ids()},
+                    {e for p in items for e in p.command.holder_external_ids()},
+                    {h for p in items for h in p.command.counted_holder_ids()},
                 )
                 ledger = Ledger(
                     snapshot.now,
@@ -116,6 +119,7 @@ class BatchTransaction:
                     snapshot.records,
                     snapshot.assets,
                     snapshot.asset_count,
+                    snapshot.holders,
                 )
                 dedup = Deduplicator(await recorded)
                 answers, told = await self._decide_and_write(items, session, ledger, dedup)

@@ -26,7 +26,10 @@ _EMPTY_OBJECT = _JSONB_VERSION + b"{}"
 # A rail's settlement account, opened by the first payout or credit in its currency
 # (domain/rail_ledger.py), has one id: two opening it at once meet on the key.
 # Two registrations of one asset code (AssetService) meet on the assets' key likewise.
-_CLAIMED_KEY_CONSTRAINTS = {"accounts_external_id", "accounts_pkey", "assets_pkey"}
+# A holder's external id, claimed by two creations at once, likewise (HolderService).
+_CLAIMED_KEY_CONSTRAINTS = {
+    "accounts_external_id", "accounts_pkey", "assets_pkey", "holders_external_id",
+}  # fmt: skip
 # Failures that another attempt may well not meet: serialization failures and deadlocks,
 # and the waits a server's own timeouts cut short (lock_timeout, statement_timeout,
 # idle_in_transaction_session_timeout). Retried as a unit, never taken for a poisoned batch.

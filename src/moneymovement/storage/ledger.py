@@ -17,11 +17,13 @@ import asyncpg
 from moneymovement.domain.accounts import Account
 from moneymovement.domain.assets import Asset
 from moneymovement.domain.funds import DebitUsage, LimitWindow, ScheduledFunds
+from moneymovement.domain.holders import HolderReads
 from moneymovement.domain.ledger import Writes
 from moneymovement.domain.monitors import BalanceMonitor
 from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
 from moneymovement.domain.transfers import Transfer
 from moneymovement.storage.asset_rows import asset_from_row, asset_row
+from moneymovement.storage.holder_rows import holder_from_row, holder_row
 from moneymovement.storage.queries import query
 from moneymovement.storage.rail_rows import record_from_row, record_row
 from moneymovement.storage.rows import (
@@ -71,6 +73,7 @@ class Snapshot:
     records: list[ExternalAccount | Payout | InboundTransfer]
     assets: list[Asset]
     asset_count: int  # how many assets the tenant has (0 unless asked)
+    holders: HolderReads
 
 
 class LedgerStore:
@@ -99,11 +102,16 @@ class LedgerStore:
         record_ids: Collection[str] = (),
         asset_codes: Collection[str] = (),
         count_assets: bool = False,
+        holder_ids: Collection[str] = (),
+        holder_external_ids: Collection[str] = (),
+        counted_holder_ids: Collection[str] = (),
     ) -> Snapshot:
         """Locks the transfers, then the accounts (those named and those of the
         transfers), and reads which of `external_ids` are taken, the scheduled funds and
         monitors the commands need, the locked accounts' debit usage, the tenant's
-        assets of `asset_codes` and, with `count_assets`, how many assets it has
+        assets of `asset_codes` and, with `count_assets`, how many assets it has, the
+        holders named (locked) and those of the locked accounts, which holder external
+        ids are taken, and the open accounts of `counted_holder_ids`
         (sql/ledger.sql, lock_batch). Ids that do not exist are simply absent."""
         row = await self._db.fetchrow(
             query("lock_batch"),
@@ -117,6 +125,9 @@ class LedgerStore:
             list(record_ids),
             sorted(asset_codes),
             count_assets,
+            sorted(holder_ids),
+            list(holder_external_ids),
+            list(counted_holder_ids),
         )
         assert row is not None
         transfers = [
@@ -141,6 +152,11 @@ class LedgerStore:
             ],
             assets=[asset_from_row(a) for a in row["assets"]],
             asset_count=row["asset_count"],
+            holders=HolderReads(
+                holders=[holder_from_row(h) for h in row["holders"]],
+                taken_external_ids={e: h for e, h in row["taken_holder_external_ids"]},
+                open_accounts={h: int(n) for h, n in row["holder_open_accounts"]},
+            ),
         )
 
     async def write(self, writes: Writes, outcomes: Sequence[NewOutcome], now: datetime) -> None:
@@ -169,6 +185,7 @@ class LedgerStore:
             [record_row(tenant, p) for p in writes.payouts],
             [record_row(tenant, i) for i in writes.inbound],
             [asset_row(tenant, a) for a in writes.assets],
+            [holder_row(tenant, h) for h in writes.holders],
         )
         assert row is not None
         written = tuple(row.values())
@@ -189,6 +206,7 @@ class LedgerStore:
             len(writes.payouts),
             len(writes.inbound),
             len(writes.assets),
+            len(writes.holders),
         )
         if written != expected:
             raise RuntimeError(f"write_batch wrote {dict(row)}; the domain decided {expected}")

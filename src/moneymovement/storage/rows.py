@@ -18,6 +18,7 @@ from moneymovement.domain.funds import (
     policy_from_json,
     policy_to_json,
 )
+from moneymovement.domain.holders import is_holder_id
 from moneymovement.domain.ledger import PolicyChange
 from moneymovement.domain.monitors import BalanceMonitor, MonitorField, MonitorOperator
 from moneymovement.domain.payouts import InboundTransfer, Payout
@@ -29,6 +30,7 @@ from moneymovement.domain.transfers import (
     TransferEvent,
     TransferState,
 )
+from moneymovement.storage.holder_rows import holder_document, holder_from_row
 from moneymovement.storage.rail_rows import record_document, record_from_row
 
 Row = Mapping[str, Any]
@@ -237,7 +239,7 @@ ACCOUNT_COLUMNS = (
     "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
     "pending_credits_minor", "version", "created_at", "updated_at",
     "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
-    "freeze_reason", "attributes_version",
+    "freeze_reason", "attributes_version", "holder_ref",
 )  # fmt: skip
 TRANSFER_COLUMNS = (
     "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id", "debit_account_id",
@@ -308,6 +310,9 @@ def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
             "freeze_scope": None if account.freeze_scope is None else account.freeze_scope.value,
             "freeze_reason": account.freeze_reason,
             "attributes_version": account.attributes_version,
+            # Set for an account opened for a holder by its id (migration 0013): the
+            # ledger refused one naming a holder the tenant does not have.
+            "holder_ref": account.holder_id if is_holder_id(account.holder_id) else None,
         },
     )
 
@@ -474,6 +479,7 @@ def event_row(tenant_id: str, event: Event) -> tuple[Any, ...]:
                 "monitor": None if event.monitor is None else monitor_document(event.monitor),
                 "payout": None if event.payout is None else record_document(event.payout),
                 "inbound": None if event.inbound is None else record_document(event.inbound),
+                "holder": None if event.holder is None else holder_document(event.holder),
             },
         },
     )
@@ -507,6 +513,7 @@ def event_from_row(row: Row) -> RecordedEvent:
             inbound=None
             if payload.get("inbound") is None
             else record_from_row(InboundTransfer, payload["inbound"]),
+            holder=None if payload.get("holder") is None else holder_from_row(payload["holder"]),
         ),
     )
 

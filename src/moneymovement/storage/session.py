@@ -20,6 +20,7 @@ from moneymovement.storage.database import (
 )
 from moneymovement.storage.events import EventStore
 from moneymovement.storage.funds import FundsReads
+from moneymovement.storage.holders import HolderStore
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.storage.payouts import PayoutReads
 from moneymovement.storage.queries import query
@@ -42,6 +43,7 @@ class Session:
     funds: FundsReads
     payouts: PayoutReads
     assets: AssetReads
+    holders: HolderStore
 
 
 def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
@@ -53,6 +55,7 @@ def _session(connection: asyncpg.Connection, tenant_id: str) -> Session:
         funds=FundsReads(connection, tenant_id),
         payouts=PayoutReads(connection, tenant_id),
         assets=AssetReads(connection, tenant_id),
+        holders=HolderStore(connection, tenant_id),
     )
 
 

@@ -15,6 +15,7 @@ from moneymovement.transport.convert_accounts import account_message
 from moneymovement.transport.convert_balances import balance_message
 from moneymovement.transport.convert_common import enum_names, enum_value, timestamp
 from moneymovement.transport.convert_funds import funds_message, monitor_message
+from moneymovement.transport.convert_holders import holder_message
 from moneymovement.transport.convert_payouts import inbound_message, payout_message
 from moneymovement.transport.convert_transfers import transfer_message
 from moneymovement.v1 import balance_pb2, event_pb2, event_service_pb2
@@ -120,6 +121,8 @@ def _message(recorded: RecordedEvent) -> event_pb2.Event:
         message.payout.CopyFrom(payout_message(event.payout))
     elif event.inbound is not None:
         message.inbound_transfer.CopyFrom(inbound_message(event.inbound))
+    elif event.holder is not None:
+        message.holder.CopyFrom(holder_message(event.holder))
     else:
         message.transfer.CopyFrom(transfer_message(event.transfers[0]))
     message.balances.extend(_balance(a, recorded) for a in event.accounts)

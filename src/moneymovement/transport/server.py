@@ -22,6 +22,7 @@ from moneymovement.storage.errors import DatabaseUnavailable
 from moneymovement.storage.session import Database
 from moneymovement.transport.admin_servicer import AdminServicer
 from moneymovement.transport.asset_servicer import AssetServicer
+from moneymovement.transport.holder_servicer import HolderServicer
 from moneymovement.transport.interceptor import RequestInterceptor
 from moneymovement.transport.payout_servicer import PayoutServicer
 from moneymovement.transport.servicers import (
@@ -44,6 +45,8 @@ from moneymovement.v1 import (
     event_service_pb2_grpc,
     funds_service_pb2,
     funds_service_pb2_grpc,
+    holder_service_pb2,
+    holder_service_pb2_grpc,
     money_movement_service_pb2,
     money_movement_service_pb2_grpc,
     payout_service_pb2,
@@ -61,6 +64,7 @@ SERVICE_NAMES = (
     payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
     asset_service_pb2.DESCRIPTOR.services_by_name["AssetService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    holder_service_pb2.DESCRIPTOR.services_by_name["HolderService"].full_name,
 )
 _HEALTH_PROBE_INTERVAL_S = 2.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -88,6 +92,7 @@ class ApiServer:
             PayoutServicer,
             AssetServicer,
             AdminServicer,
+            HolderServicer,
         ],
         directory: TenantDirectory,
         pipeline: WritePipeline,
@@ -122,7 +127,9 @@ class ApiServer:
                 ("grpc.so_reuseport", int(settings.reuse_port)),
             ],
         )
-        accounts, balances, movements, event_servicer, funds, payouts, assets, admin = servicers
+        accounts, balances, movements, event_servicer, funds, payouts, assets, admin, holders = (
+            servicers
+        )
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, self._server)
         balance_service_pb2_grpc.add_BalanceServiceServicer_to_server(balances, self._server)
         money_movement_service_pb2_grpc.add_MoneyMovementServiceServicer_to_server(
@@ -135,6 +142,7 @@ class ApiServer:
         # Always served: while MM_ADMIN_TOKEN_SHA256 is unset, the interceptor refuses
         # every call (ADMIN_DISABLED), which tells a control plane what to change.
         admin_service_pb2_grpc.add_AdminServiceServicer_to_server(admin, self._server)
+        holder_service_pb2_grpc.add_HolderServiceServicer_to_server(holders, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

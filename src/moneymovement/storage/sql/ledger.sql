@@ -32,6 +32,17 @@ locked_accounts AS (
                              || ARRAY(SELECT credit_account_id FROM locked_transfers))
     ORDER BY a.account_id
     FOR UPDATE
+),
+-- The holders the commands name ($11: a holder changed, or an account opened for it;
+-- docs/platforms.md), locked after the accounts (the subquery makes the accounts' locks
+-- come first), so a change of a holder and an account opened for it queue up.
+locked_holders AS (
+    SELECT h.*
+    FROM holders AS h
+    WHERE h.tenant_id = $1 AND h.holder_id = ANY($11::text[])
+      AND (SELECT count(*) FROM locked_accounts) >= 0
+    ORDER BY h.holder_id
+    FOR UPDATE
 )
 SELECT now() AS db_now,
        ARRAY(SELECT a::accounts FROM locked_accounts AS a) AS accounts,
@@ -115,7 +126,25 @@ SELECT now() AS db_now,
              WHERE s.tenant_id = $1 AND s.code = ANY($9::text[])) AS assets,
        CASE WHEN $10::boolean
             THEN (SELECT count(*) FROM assets AS s WHERE s.tenant_id = $1) ELSE 0 END
-           AS asset_count;
+           AS asset_count,
+       -- The holders named, and those of the locked accounts, not locked: a debit reads
+       -- its account's holder here, and a restriction committed concurrently wrote the
+       -- row this read, so SERIALIZABLE orders the debit before it or fails one of them
+       -- (retried). Taken holder external ids among those claimed ($12) as (external id,
+       -- holder), and, for holders being closed ($13), how many of their accounts are
+       -- not closed (read with a predicate an account opened concurrently conflicts with).
+       ARRAY(SELECT h::holders FROM locked_holders AS h
+             UNION ALL
+             SELECT h::holders FROM holders AS h
+             WHERE h.tenant_id = $1 AND h.holder_id NOT IN (SELECT holder_id FROM locked_holders)
+               AND h.holder_id = ANY(ARRAY(SELECT holder_ref FROM locked_accounts
+                                           WHERE holder_ref IS NOT NULL))) AS holders,
+       ARRAY(SELECT ARRAY[h.external_id, h.holder_id] FROM holders AS h
+             WHERE h.tenant_id = $1 AND h.external_id = ANY($12::text[]))
+           AS taken_holder_external_ids,
+       ARRAY(SELECT jsonb_build_array(a.holder_ref, count(*)) FROM accounts AS a
+             WHERE a.tenant_id = $1 AND a.holder_ref = ANY($13::text[]) AND a.state <> 'CLOSED'
+             GROUP BY a.holder_ref) AS holder_open_accounts;
 
 -- name: find_outcomes
 -- The recorded outcomes of a batch's request ids, read just BEFORE its transaction, in
@@ -142,9 +171,9 @@ LATERAL (
 -- in the order the changes happened), scheduled parts of credits created ($9) and ended ($10),
 -- balance monitors created or changed ($11), funds policy changes ($12), and external
 -- accounts, payouts and inbound transfers created or changed ($13, $14, $15: docs/
--- payouts.md), and tenant assets registered ($16: docs/assets.md). Each parameter is an
--- array of the table's own row type: the columns are the table's, declared once, in its
--- migration.
+-- payouts.md), tenant assets registered ($16: docs/assets.md), and holders created or
+-- changed ($17: docs/platforms.md). Each parameter is an array of the table's own row
+-- type: the columns are the table's, declared once, in its migration.
 -- Events take their positions from the tenant's sequence while this transaction holds
 -- the tenant's event lock (an advisory lock, kept to the commit), so positions become
 -- visible in the order they were drawn (docs/events.md); the lock is taken only when
@@ -290,6 +319,17 @@ registered_assets AS (
     SELECT * FROM unnest($16::assets[])
     RETURNING 1
 ),
+held AS (
+    INSERT INTO holders AS h
+    SELECT * FROM unnest($17::holders[])
+    ON CONFLICT (tenant_id, holder_id) DO UPDATE
+    SET name = excluded.name,
+        metadata = excluded.metadata,
+        state = excluded.state,
+        version = excluded.version,
+        updated_at = excluded.updated_at
+    RETURNING 1
+),
 recorded AS (
     INSERT INTO request_outcomes
     SELECT * FROM unnest($7::request_outcomes[])
@@ -325,4 +365,5 @@ SELECT (SELECT count(*) FROM opened) AS accounts_opened,
        (SELECT count(*) FROM registered) AS external_accounts_written,
        (SELECT count(*) FROM paid_out) AS payouts_written,
        (SELECT count(*) FROM received) AS inbound_written,
-       (SELECT count(*) FROM registered_assets) AS assets_registered;
+       (SELECT count(*) FROM registered_assets) AS assets_registered,
+       (SELECT count(*) FROM held) AS holders_written;
