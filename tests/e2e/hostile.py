@@ -25,6 +25,7 @@ from moneymovement.v1 import (
     error_reason_pb2,
     event_service_pb2,
     funds_service_pb2,
+    holder_service_pb2,
     money_movement_service_pb2,
     payout_service_pb2,
 )
@@ -41,6 +42,7 @@ SERVICE_FILES = (
     funds_service_pb2,
     payout_service_pb2,
     asset_service_pb2,
+    holder_service_pb2,
 )
 # How long a stream (WatchEvents) is read for its first response before it counts as
 # open and quiet: the answer is then OK without a response.
@@ -70,7 +72,7 @@ class Rpc:
 
 def all_rpcs() -> list[Rpc]:
     """Every RPC of AccountService, BalanceService, MoneyMovementService, EventService,
-    FundsService, PayoutService and AssetService, read from the generated descriptors so
+    FundsService, PayoutService, AssetService and HolderService, read from the generated descriptors so
     that a new RPC cannot be forgotten by the hostile tests."""
     rpcs = []
     for module in SERVICE_FILES:
@@ -262,7 +264,7 @@ def answer_problems(answer: Answer, request_text: str) -> list[str]:
 # What a refused request, a read or an exact replay must leave alone: every row of these
 # tables (the ledger's; funds accessibility's: scheduled parts, balance monitors with
 # their triggered state, funds policy changes; the rails': external accounts with their
-# state, payouts with their state and holds, inbound transfers; tenant assets), by count
+# state, payouts with their state and holds, inbound transfers; tenant assets; holders), by count
 # and digest, in key order. Request outcomes are left out on purpose: business
 # rejections are recorded there. The payout worker moves payouts on its own (PENDING ->
 # PROCESSING -> POSTED): a caller comparing fingerprints must keep it from doing so
@@ -278,6 +280,7 @@ _FINGERPRINTED = (
     ("payouts", "tenant_id, payout_id"),
     ("inbound_transfers", "tenant_id, inbound_id"),
     ("assets", "tenant_id, code"),
+    ("holders", "tenant_id, holder_id"),
 )
 _COUNT = "(SELECT count(*) FROM {0}) AS {0}"
 _DIGEST = (

@@ -5,7 +5,7 @@ stack trace, SQL or Python internals in a message, an ErrorInfo reason from
 docs/errors.md with its documented code; an external account's full account number is
 never echoed. A request that is refused, a read and an exact replay never change the
 ledger (accounts, transfers, entries, scheduled funds, balance monitors, funds policy
-changes, external accounts, payouts, inbound transfers, tenant assets; request outcomes
+changes, external accounts, payouts, inbound transfers, tenant assets, holders; request outcomes
 are left out: business rejections are recorded there by design).
 
 How it runs: the server lives on the test's event loop; hypothesis runs in a worker
@@ -57,11 +57,19 @@ from hypothesis import strategies as st
 
 from moneymovement.domain import ids
 from moneymovement.rails.simulated import SimulatedBank
-from moneymovement.v1 import account_pb2, event_pb2, funds_pb2, payout_pb2, transfer_pb2
+from moneymovement.v1 import (
+    account_pb2,
+    event_pb2,
+    funds_pb2,
+    holder_pb2,
+    payout_pb2,
+    transfer_pb2,
+)
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import funds_service_pb2 as fpb
+from moneymovement.v1 import holder_service_pb2 as hpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import payout_service_pb2 as ppb
 from tests.e2e.conftest import Api, Client, start_api, stop_api
@@ -112,6 +120,9 @@ class World:
     request_ids: list[str] = field(default_factory=list)
     external_ids: list[str] = field(default_factory=lambda: ["ext-1"])
     holders: list[str] = field(default_factory=lambda: ["holder-1"])
+    # HolderService's holders (hld_ ids) of A's, and one of B's.
+    holder_records: list[str] = field(default_factory=list)
+    foreign_holders: list[str] = field(default_factory=list)
     # USD accounts whose funds policy allows early release; the first is seeded with
     # delayed credits and no plausible request freezes, closes or re-policies it.
     sellers: list[str] = field(default_factory=list)
@@ -410,7 +421,12 @@ def string_field(name: str, world: World, owner: str = "") -> Strategy[str]:
             st.text(max_size=30), st.sampled_from([500, 501]).map(lambda n: "r" * n), GARBAGE_TEXT
         ),
         "external_id": st.one_of(pick(world.external_ids), REFERENCE, GARBAGE_TEXT),
-        "holder_id": st.one_of(pick(world.holders), REFERENCE, GARBAGE_TEXT),
+        "holder_id": st.one_of(
+            pick(world.holders),
+            resource_ids(world.holder_records, world.foreign_holders, ids.HOLDER),
+            REFERENCE,
+            GARBAGE_TEXT,
+        ),
         # Event cursors: positions, past the end, beyond a bigint, signed, garbage.
         "after_cursor": st.one_of(
             st.sampled_from(["", "0", "1", "3", "9" * 19, "9" * 20, "-1", "+1", "1e3", "٣"]),
@@ -961,7 +977,40 @@ def plausible(world: World) -> dict[str, Callable[[], Strategy[dict[str, Any]]]]
             name=st.sampled_from(["Coin", "Points"]),
         ),
         "ListCurrencies": fd(page_size=st.integers(0, 200), page_token=token),
+        # HolderService's: external ids new or taken; restrictions, their lifting, and
+        # closings (refused while the holder has open accounts).
+        "CreateHolder": fd(
+            request_id=fresh,
+            external_id=st.one_of(fresh, pick(world.external_ids)),
+            name=st.sampled_from(["", "Seller"]),
+            metadata=st.sampled_from([{}, {"tier": "gold"}]),
+        ),
+        "GetHolder": fd(holder_id=pick(world.holder_records)),
+        "ListHolders": fd(
+            page_size=size,
+            page_token=token,
+            state=st.integers(0, 3),
+            metadata=st.sampled_from([{}, {"tier": "gold"}]),
+        ),
+        "UpdateHolder": fd(
+            request_id=fresh,
+            holder_id=pick(world.holder_records),
+            state=st.sampled_from([0, 1, 1, 2, 3]),
+            metadata=st.sampled_from([{}, {"tier": "x"}]),
+        ),
+        "GetHolderBalances": fd(holder_id=pick(world.holder_records)),
     }
+
+
+async def seed_holders(api: Api, fuzzer: Fuzzer) -> None:
+    """A holder of A's with an account opened for it, and one of B's."""
+    mine = hpb.CreateHolderRequest(request_id="seed-holder", external_id="seller-1")
+    fuzzer.harvest(await api.a.holders.CreateHolder(mine, metadata=api.a.md))
+    holder = fuzzer.world.holder_records[0]
+    fuzzer.harvest(await api.a.open("seed-for-holder", holder_id=holder))
+    theirs = hpb.CreateHolderRequest(request_id="b-holder", external_id="b-seller")
+    created = await api.b.holders.CreateHolder(theirs, metadata=api.b.md)
+    fuzzer.world.foreign_holders.append(created.holder.holder_id)
 
 
 def request_strategy(rpc: Rpc, world: World) -> Strategy[message.Message | bytes]:
@@ -1142,6 +1191,10 @@ class Fuzzer:
                 self.world.open_funds.remove(reply.id)
         elif isinstance(reply, funds_pb2.BalanceMonitor):
             self.remember("monitors", reply.id)
+        elif isinstance(reply, holder_pb2.Holder):
+            self.remember("holder_records", reply.holder_id)
+            self.remember("holders", reply.holder_id)
+            self.remember("external_ids", reply.external_id)
         elif isinstance(reply, payout_pb2.ExternalAccount):
             if reply.last4 not in RESTLESS_LAST4:
                 self.remember("destinations", reply.id)
@@ -1447,6 +1500,7 @@ async def seed_world(api: Api, fuzzer: Fuzzer, bank: SimulatedBank) -> None:
     fuzzer.world.foreign_transfers.append(paid.transfer.id)
     await seed_foreign_funds(api, fuzzer, _)
     await seed_foreign_payouts(api, fuzzer, bank, foreign)
+    await seed_holders(api, fuzzer)
 
 
 SELLER_POLICY = funds_pb2.FundsPolicy(

@@ -1,6 +1,6 @@
 """Tenant A sends every RPC naming tenant B's account, transfer, batch, trace, request,
 scheduled funds, monitor, external account, payout, inbound transfer and fingerprint ids,
-and B's asset code.
+and B's asset code, and B's holder (HolderService) and its external id.
 Nothing of B's is read or changed, and every answer is the answer for a made-up id of the
 same format: same code, same ErrorInfo reason, same message and ErrorInfo metadata once
 the id is replaced by a placeholder, same trailer keys.
@@ -34,7 +34,7 @@ from google.protobuf.message import Message
 from moneymovement.domain import ids
 from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.storage import queries
-from moneymovement.v1 import account_pb2, funds_pb2, payout_pb2
+from moneymovement.v1 import account_pb2, funds_pb2, holder_pb2, payout_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import admin_service_pb2 as adpb
 from moneymovement.v1 import admin_service_pb2_grpc as adgrpc
@@ -42,6 +42,7 @@ from moneymovement.v1 import asset_service_pb2 as aspb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import funds_service_pb2 as fpb
+from moneymovement.v1 import holder_service_pb2 as hpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import payout_service_pb2 as ppb
 from tests.e2e.conftest import Client, start_api, stop_api
@@ -87,6 +88,9 @@ class Names:
     inbound_reference: str  # the rail's reference of `inbound`
     asset: str  # a tenant asset code, with an account in it
     asset_request_id: str  # the request that registered `asset`
+    holder_record: str  # a holder (HolderService) with an account opened for it
+    holder_external_id: str  # `holder_record`'s external id
+    holder_request_id: str  # the request that created `holder_record`
 
     def values(self) -> list[str]:
         """Every identifier, longest first (so that one never hides inside another)."""
@@ -123,6 +127,9 @@ def made_up(real: Names) -> Names:
         inbound_reference=f"b-wire-{tag}",
         asset="Z" + secrets.token_hex(4).upper()[: len(real.asset) - 1],
         asset_request_id=f"b-asset-{tag}",
+        holder_record=ids.new_id(ids.HOLDER),
+        holder_external_id=f"b-seller-{tag}",
+        holder_request_id=f"b-holder-{tag}",
     )
 
 
@@ -333,6 +340,26 @@ def probes() -> list[Probe]:
         # request id, an asset of its own either way.
         ("register B's asset code", "RegisterAsset", lambda n, m: aspb.RegisterAssetRequest(
             request_id=n.asset_request_id, currency_code=n.asset, exponent=3, name="A's")),
+        # HolderService: B's holder answers as one nobody created, wherever it goes.
+        ("B's holder", "GetHolder",
+         lambda n, m: hpb.GetHolderRequest(holder_id=n.holder_record)),
+        ("B's holder's balances", "GetHolderBalances",
+         lambda n, m: hpb.GetHolderBalancesRequest(holder_id=n.holder_record)),
+        ("holders by B's external id", "ListHolders",
+         lambda n, m: hpb.ListHoldersRequest(external_id=n.holder_external_id)),
+        ("all holders", "ListHolders", lambda n, m: hpb.ListHoldersRequest(page_size=500)),
+        ("restrict B's holder", "UpdateHolder", lambda n, m: hpb.UpdateHolderRequest(
+            request_id=fresh("restrict"), holder_id=n.holder_record,
+            state=holder_pb2.Holder.STATE_RESTRICTED)),
+        ("open for B's holder", "CreateAccount", lambda n, m: apb.CreateAccountRequest(
+            request_id=fresh("create"), holder_id=n.holder_record, currency_code="USD",
+            normal_balance=account_pb2.NORMAL_BALANCE_CREDIT)),
+        ("accounts of B's holder", "ListAccounts",
+         lambda n, m: apb.ListAccountsRequest(holder_id=n.holder_record)),
+        # After the lists: A creates a holder of its own with B's external id, under B's
+        # request id (external ids are unique per tenant); the new holders differ.
+        ("holder with B's external id", "CreateHolder", lambda n, m: hpb.CreateHolderRequest(
+            request_id=n.holder_request_id, external_id=n.holder_external_id)),
         # Last, so that the lists above do not find it. OK both ways (external ids are
         # unique per tenant); the new accounts differ.
         ("create with B's external id", "CreateAccount", lambda n, m: apb.CreateAccountRequest(
@@ -357,7 +384,9 @@ def report_naming(names: Names) -> list[payout_pb2.SettlementLine]:
 
 
 # Requests that create something new either way: their responses differ by design.
-_NEW_EACH_TIME = (apb.CreateAccountRequest, ppb.CreateExternalAccountRequest)
+_NEW_EACH_TIME = (
+    apb.CreateAccountRequest, ppb.CreateExternalAccountRequest, hpb.CreateHolderRequest,
+)  # fmt: skip
 
 
 def normalized(answer: Answer, names: Names, sent: Message) -> tuple[object, ...]:
@@ -483,6 +512,16 @@ async def victim_ledger(
         normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
     )  # fmt: skip
     await victim.accounts.CreateAccount(in_asset, metadata=md)
+    seller = hpb.CreateHolderRequest(
+        request_id="b-holder", external_id="b-seller", name="B's seller",
+        metadata={"owner": "b-secret"},
+    )  # fmt: skip
+    holder = (await victim.holders.CreateHolder(seller, metadata=md)).holder
+    for_holder = apb.CreateAccountRequest(
+        request_id="b-open-for-holder", holder_id=holder.holder_id, currency_code="USD",
+        normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
+    )  # fmt: skip
+    await victim.accounts.CreateAccount(for_holder, metadata=md)
     names = Names(
         account=wallet, empty_account=empty, transfer=paid.id, hold=hold.id,
         hold_to_void=hold_2.id, batch=batched[0].batch_id, trace=paid.trace_id or "0" * 32,
@@ -492,7 +531,8 @@ async def victim_ledger(
         external_request_id="b-xacct", bank_account_number=register.account_number,
         fingerprint=external.fingerprint, payout=payout.id, payout_hold=payout.hold_transfer_id,
         payout_request_id="b-payout", inbound=inbound.id, inbound_reference="b-wire-1",
-        asset="BPOINTS1", asset_request_id="b-asset",
+        asset="BPOINTS1", asset_request_id="b-asset", holder_record=holder.holder_id,
+        holder_external_id="b-seller", holder_request_id="b-holder",
     )  # fmt: skip
     a_wallet = await attacker.open("a-wallet")
     a_funding = await attacker.open(
@@ -513,7 +553,10 @@ async def victim_ledger(
     )  # fmt: skip
     await attacker.payouts.CreatePayout(a_payout, metadata=attacker.md)
     mine = Mine(a_wallet.id, a_funding.id, a_external.external_account.id)
-    mutations = [*opened, *moves, batch, reversal, watch, register, pay_out, asset, in_asset]
+    mutations = [
+        *opened, *moves, batch, reversal, watch, register, pay_out, asset, in_asset, seller,
+        for_holder,
+    ]  # fmt: skip
     return names, mine, mutations
 
 
@@ -633,6 +676,7 @@ def _victim_data_in(answer: Answer, names: Names, rows: dict[str, list[str]], se
         names.account, names.empty_account, names.transfer, names.hold, names.batch,
         names.funds, names.monitor, names.external_account, names.fingerprint, names.payout,
         names.payout_hold, names.inbound, names.inbound_reference, names.asset,
+        names.holder_record, names.holder_external_id,
     ):  # fmt: skip
         if value in text and value not in echoed:
             return value

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 
 from moneymovement.storage.asset_rows import ASSET_COLUMNS
+from moneymovement.storage.holder_rows import HOLDER_COLUMNS
 from moneymovement.storage.migrate import available_migrations, migrate
 from moneymovement.storage.rail_rows import (
     EXTERNAL_ACCOUNT_COLUMNS,
@@ -28,6 +29,8 @@ EXPECTED_TABLES = {
         # Funds accessibility (migration 0007).
         "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
         "freeze_reason", "attributes_version",
+        # An account's holder as a checked reference (migration 0013).
+        "holder_ref",
     ],
     "transfers": [
         "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id",
@@ -70,6 +73,8 @@ EXPECTED_TABLES = {
     "inbound_transfers": list(INBOUND_COLUMNS),
     # Migration 0011: tenant assets, written by write_batch in this column order.
     "assets": list(ASSET_COLUMNS),
+    # Migration 0013: holders, written by write_batch in this column order.
+    "holders": list(HOLDER_COLUMNS),
 }  # fmt: skip
 
 # Keys lead with the tenant id: every lookup is tenant-scoped by its index.
@@ -86,6 +91,7 @@ EXPECTED_PRIMARY_KEYS = {
     "payouts": ["tenant_id", "payout_id"],
     "inbound_transfers": ["tenant_id", "inbound_id"],
     "assets": ["tenant_id", "code"],
+    "holders": ["tenant_id", "holder_id"],
 }
 
 
