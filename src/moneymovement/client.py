@@ -83,6 +83,7 @@ from moneymovement.v1 import (
     balance_pb2,
     event_pb2,
     funds_pb2,
+    holder_pb2,
     payout_pb2,
     transfer_pb2,
 )
@@ -98,6 +99,8 @@ from moneymovement.v1 import event_service_pb2 as epb
 from moneymovement.v1 import event_service_pb2_grpc as egrpc
 from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import funds_service_pb2_grpc as fgrpc
+from moneymovement.v1 import holder_service_pb2 as hspb
+from moneymovement.v1 import holder_service_pb2_grpc as hsgrpc
 from moneymovement.v1 import money_movement_service_pb2 as mpb
 from moneymovement.v1 import money_movement_service_pb2_grpc as mgrpc
 from moneymovement.v1 import payout_service_pb2 as ppb
@@ -672,6 +675,7 @@ class MoneyMovementClient:
         self._funds = fgrpc.FundsServiceStub(self._channel)
         self._payouts = pgrpc.PayoutServiceStub(self._channel)
         self._assets = asgrpc.AssetServiceStub(self._channel)
+        self._holders = hsgrpc.HolderServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {self.token}"),)
         self.attempts = 0  # calls sent by the last operation, retries included
 
@@ -1818,6 +1822,122 @@ class MoneyMovementClient:
             token = page.next_page_token
             if not token:
                 return
+
+    # HolderService (docs/platforms.md)
+
+    async def create_holder(
+        self,
+        external_id: str,
+        *,
+        name: str = "",
+        metadata: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> holder_pb2.Holder:
+        """Creates an ACTIVE holder; `external_id` (1 to 128 of [A-Za-z0-9._:-]) is the
+        caller's own id for it, unique among the tenant's holders. Open accounts for it
+        with `create_account(holder_id=holder.holder_id)`.
+
+        Raises:
+            InvalidRequest: a missing or malformed external id, a bad name or metadata.
+            AlreadyExists: HOLDER_EXTERNAL_ID_TAKEN (metadata holder_id: who has it), or
+                REQUEST_ID_REUSED (RequestIdReused).
+        """
+        request = hspb.CreateHolderRequest(
+            request_id=request_id, external_id=external_id, name=name, metadata=metadata or {}
+        )
+        return (await self._call(self._holders.CreateHolder, request)).holder
+
+    async def get_holder(self, holder_id: str) -> holder_pb2.Holder:
+        """One holder.
+
+        Raises:
+            NotFound: HOLDER_NOT_FOUND.
+        """
+        request = hspb.GetHolderRequest(holder_id=holder_id)
+        return (await self._call(self._holders.GetHolder, request)).holder
+
+    async def list_holders(
+        self,
+        *,
+        state: str = "",
+        external_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> hspb.ListHoldersResponse:
+        """One page of the tenant's holders, newest first, matching every filter given
+        (`state`: "ACTIVE", "RESTRICTED" or "CLOSED"; `metadata`: pairs the holder's
+        metadata contains). At most `page_size` (1 to 500; 0: 50); pass `next_page_token`
+        back as `page_token`, with the same filters, for the next page ("" on the last).
+
+        Raises:
+            InvalidRequest: a bad filter, or INVALID_PAGE_TOKEN.
+        """
+        request = hspb.ListHoldersRequest(
+            page_size=page_size, page_token=page_token,
+            state=_enum(holder_pb2.Holder.State, "STATE_", state), external_id=external_id,
+            metadata=metadata or {},
+        )  # fmt: skip
+        return await self._call(self._holders.ListHolders, request)
+
+    async def iter_holders(
+        self,
+        *,
+        state: str = "",
+        external_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+        page_size: int = 0,
+    ) -> AsyncIterator[holder_pb2.Holder]:
+        """Every holder `list_holders` lists with these filters, page after page."""
+        token = ""
+        while True:
+            page = await self.list_holders(
+                state=state, external_id=external_id, metadata=metadata, page_size=page_size,
+                page_token=token,
+            )  # fmt: skip
+            for holder in page.holders:
+                yield holder
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def update_holder(
+        self,
+        holder_id: str,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        state: str = "",
+        request_id: str = "",
+    ) -> holder_pb2.Holder:
+        """Changes a holder: `name` (None: unchanged), `metadata` merged (an empty value
+        removes its key), `state` "RESTRICTED" (its accounts take no new debits),
+        "ACTIVE" (lifts that) or "CLOSED" (for good, once all its accounts are closed).
+
+        Raises:
+            NotFound: HOLDER_NOT_FOUND.
+            FailedPrecondition: HOLDER_CLOSED, HOLDER_NOT_EMPTY (metadata
+                open_account_count).
+            InvalidRequest: a bad name, or metadata past its limits.
+        """
+        request = hspb.UpdateHolderRequest(
+            request_id=request_id, holder_id=holder_id, metadata=metadata or {},
+            state=_enum(holder_pb2.Holder.State, "STATE_", state),
+        )  # fmt: skip
+        if name is not None:
+            request.name = name
+        return (await self._call(self._holders.UpdateHolder, request)).holder
+
+    async def get_holder_balances(self, holder_id: str) -> hspb.GetHolderBalancesResponse:
+        """The sums of the holder's accounts per currency (posted, pending, available,
+        pending availability, reserved, account count), all read at one moment
+        (`as_of_time`).
+
+        Raises:
+            NotFound: HOLDER_NOT_FOUND.
+        """
+        request = hspb.GetHolderBalancesRequest(holder_id=holder_id)
+        return await self._call(self._holders.GetHolderBalances, request)
 
 
 @dataclass

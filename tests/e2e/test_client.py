@@ -66,7 +66,14 @@ from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.service.retention import Retention
 from moneymovement.storage.ledger import LedgerStore
 from moneymovement.transport import errors as server_errors
-from moneymovement.v1 import account_pb2, asset_pb2, error_reason_pb2, funds_pb2, payout_pb2
+from moneymovement.v1 import (
+    account_pb2,
+    asset_pb2,
+    error_reason_pb2,
+    funds_pb2,
+    holder_pb2,
+    payout_pb2,
+)
 from moneymovement.v1.account_pb2 import Account
 from moneymovement.v1.transfer_pb2 import Transfer, TransferEvent
 from tests.conftest import PROJECT_ROOT
@@ -106,7 +113,7 @@ def test_every_rpc_of_every_service_has_a_client_method() -> None:
     rpcs = _services()
     assert {service for service, *_ in rpcs} == {
         "AccountService", "BalanceService", "MoneyMovementService", "EventService",
-        "FundsService", "PayoutService", "AssetService", "AdminService",
+        "FundsService", "PayoutService", "AssetService", "AdminService", "HolderService",
     }  # fmt: skip
     assert len(rpcs) >= 25
     for service, rpc, streaming, has_request_id in rpcs:
@@ -238,6 +245,11 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "ADMIN_TOKEN_REQUIRED": PermissionDenied,
     "TENANT_NOT_FOUND": NotFound,
     "TOKEN_NOT_FOUND": NotFound,
+    "HOLDER_NOT_FOUND": NotFound,
+    "HOLDER_EXTERNAL_ID_TAKEN": AlreadyExists,
+    "HOLDER_RESTRICTED": FailedPrecondition,
+    "HOLDER_NOT_EMPTY": FailedPrecondition,
+    "HOLDER_CLOSED": FailedPrecondition,
 }
 
 
@@ -722,6 +734,46 @@ async def test_assets_are_registered_listed_and_refused_typed(api: Api) -> None:
         assert {f for f, _ in bad.value.field_violations} == {"currency_code", "exponent", "name"}
         wallet = await mm.create_account(currency_code="USDC", normal_balance="CREDIT")
         assert wallet.currency_code == "USDC"
+
+
+async def test_holders_are_created_listed_restricted_summed_and_refused_typed(api: Api) -> None:
+    async with _client(api) as mm:
+        ada = await mm.create_holder("seller-ada", name="Ada", request_id="ada")
+        assert (ada.external_id, ada.state) == ("seller-ada", holder_pb2.Holder.STATE_ACTIVE)
+        assert await mm.get_holder(ada.holder_id) == ada
+        await mm.create_holder("seller-bob", metadata={"tier": "gold"})
+        assert [h.external_id async for h in mm.iter_holders(page_size=1)] == [
+            "seller-bob", "seller-ada",
+        ]  # fmt: skip
+        gold = await mm.list_holders(metadata={"tier": "gold"})
+        assert [h.external_id for h in gold.holders] == ["seller-bob"]
+        with pytest.raises(AlreadyExists) as taken:
+            await mm.create_holder("seller-ada")
+        assert (taken.value.reason, taken.value.metadata["holder_id"]) == (
+            "HOLDER_EXTERNAL_ID_TAKEN", ada.holder_id,
+        )  # fmt: skip
+        funding = await mm.create_account(
+            currency_code="USD", normal_balance="DEBIT", overdraft_mode="UNLIMITED"
+        )
+        wallet = await mm.create_account(
+            currency_code="USD", normal_balance="CREDIT", holder_id=ada.holder_id
+        )
+        await mm.create_transfer(funding.id, wallet.id, 900, "USD")
+        restricted = await mm.update_holder(ada.holder_id, name="Ada L.", state="RESTRICTED")
+        assert (restricted.name, restricted.version) == ("Ada L.", 2)
+        with pytest.raises(FailedPrecondition) as refused:
+            await mm.create_transfer(wallet.id, funding.id, 1, "USD")
+        assert (refused.value.reason, refused.value.metadata["account_id"]) == (
+            "HOLDER_RESTRICTED", wallet.id,
+        )  # fmt: skip
+        sums = await mm.get_holder_balances(ada.holder_id)
+        assert [(b.currency_code, b.available_minor) for b in sums.balances] == [("USD", 900)]
+        with pytest.raises(FailedPrecondition) as not_empty:
+            await mm.update_holder(ada.holder_id, state="CLOSED")
+        assert not_empty.value.metadata["open_account_count"] == "1"
+        with pytest.raises(NotFound) as missing:
+            await mm.get_holder_balances("hld_" + "b" * 26)
+        assert missing.value.reason == "HOLDER_NOT_FOUND"
 
 
 async def test_funds_availability_releases_monitors_limits_and_freezes(api: Api) -> None:
