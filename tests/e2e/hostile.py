@@ -72,8 +72,8 @@ class Rpc:
 
 def all_rpcs() -> list[Rpc]:
     """Every RPC of AccountService, BalanceService, MoneyMovementService, EventService,
-    FundsService, PayoutService, AssetService and HolderService, read from the generated descriptors so
-    that a new RPC cannot be forgotten by the hostile tests."""
+    FundsService, PayoutService, AssetService and HolderService, read from the generated
+    descriptors so that a new RPC cannot be forgotten by the hostile tests."""
     rpcs = []
     for module in SERVICE_FILES:
         for service in module.DESCRIPTOR.services_by_name.values():
