@@ -142,3 +142,29 @@ async def test_assets_keep_their_shape_and_exponent_bounds(db: asyncpg.Connectio
     await _asset(db, "ten_a", "COIN", 18)
     with pytest.raises(asyncpg.UniqueViolationError):
         await _asset(db, "ten_a", "COIN", 2)
+
+
+async def _holder(db: asyncpg.Connection, tenant: str, external_id: str) -> str:
+    holder_id = ids.new_id(ids.HOLDER)
+    await db.execute(
+        "INSERT INTO holders (tenant_id, holder_id, external_id, state, version, created_at,"
+        " updated_at) VALUES ($1, $2, $3, 'ACTIVE', 1, now(), now())",
+        tenant, holder_id, external_id,
+    )  # fmt: skip
+    return holder_id
+
+
+async def test_an_accounts_holder_reference_is_its_tenants_holder(db: asyncpg.Connection) -> None:
+    mine, theirs = await _holder(db, "ten_a", "seller-1"), await _holder(db, "ten_b", "seller-1")
+    await _account(db, holder_id=mine, holder_ref=mine)
+    # A free-form holder_id, even one shaped like a holder's id, references nothing.
+    await _account(db, holder_id=ids.new_id(ids.HOLDER))
+    for ref in (ids.new_id(ids.HOLDER), theirs):  # nobody's, or another tenant's
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await _account(db, holder_id=ref, holder_ref=ref)
+    with pytest.raises(asyncpg.CheckViolationError):  # the reference is the holder_id
+        await _account(db, holder_id="seller-1", holder_ref=mine)
+    with pytest.raises(asyncpg.UniqueViolationError):  # one external id per tenant
+        await _holder(db, "ten_a", "seller-1")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await _holder(db, "ten_a", "")
