@@ -5,6 +5,7 @@ balances summed per currency from one snapshot."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -294,3 +295,49 @@ async def test_holder_balances_sum_its_accounts_per_currency(api: Api) -> None:
         for a in (w1, w2)
     ]
     assert sum(each) == 8_500
+
+
+async def test_no_debit_commits_after_the_restriction_returned(api: Api) -> None:
+    ada = await create(api.a, "h1", "seller-ada")
+    source = await funding(api.a, "f")
+    wallet = (await api.a.open("w", holder_id=ada.holder_id)).id
+    other = (await api.a.open("o")).id
+    await api.a.pay("p", source, wallet, 1_000)
+
+    async def debit(n: int) -> str:
+        await asyncio.sleep(n * 0.002)
+        try:
+            await api.a.pay(f"d{n}", wallet, other, 1)
+        except grpc.aio.AioRpcError as refused:
+            return str(refused.code())
+        return "paid"
+
+    async def restrict() -> None:
+        await asyncio.sleep(0.02)
+        await update(api.a, "r", ada.holder_id, state=State.STATE_RESTRICTED)
+
+    *outcomes, _ = await asyncio.gather(*(debit(n) for n in range(30)), restrict())
+    paid = outcomes.count("paid")
+    assert outcomes.count(str(Code.FAILED_PRECONDITION)) == 30 - paid, outcomes
+    listed = await api.a.events.ListEvents(
+        epb.ListEventsRequest(
+            start=epb.EVENT_START_OLDEST,
+            filter=epb.EventFilter(holder_id=ada.holder_id),
+            page_size=500,
+        ),
+        metadata=api.a.md,
+    )
+    order = [
+        "restricted" if e.type == event_pb2.EVENT_TYPE_HOLDER_UPDATED else "debit"
+        for e in listed.events
+        if e.type == event_pb2.EVENT_TYPE_HOLDER_UPDATED
+        or (
+            e.type == event_pb2.EVENT_TYPE_TRANSFER_CREATED
+            and e.transfer.debit_account_id == wallet
+        )
+    ]
+    # Every debit that committed comes before the restriction in the stream (commit
+    # order), and every one refused was refused for it.
+    assert order == ["debit"] * paid + ["restricted"]
+    sums = (await balances(api.a, ada.holder_id)).balances
+    assert [s.posted_minor for s in sums] == [1_000 - paid]

@@ -3,9 +3,10 @@ changing its name, metadata or state, decided in the write transaction with the 
 of its batch (domain/ledger.py).
 
 A holder's restriction is read by every later command of the same transaction (the
-fork's holders), and by every later transaction from its row; a debit decided
-concurrently with a restriction is ordered before it or retried (SERIALIZABLE: the
-debit's transaction read the holder row the restriction writes).
+fork's holders), and by every later transaction from its row. A debit's transaction
+holds a share lock on its account's holder row until it commits (sql/ledger.sql,
+lock_batch), so a restriction commits only after the debits already decided, and a
+debit decided after it sees it.
 """
 
 from __future__ import annotations

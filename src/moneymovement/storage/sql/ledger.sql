@@ -43,6 +43,24 @@ locked_holders AS (
       AND (SELECT count(*) FROM locked_accounts) >= 0
     ORDER BY h.holder_id
     FOR UPDATE
+),
+-- The holders of the locked accounts (not named above), share-locked: a debit decided
+-- against a holder's state keeps it until the debit commits, so a restriction (which
+-- locks the row for update) waits for the debits already decided, and a debit that
+-- comes after it fails its lock with a serialization failure and is retried against the
+-- restriction. Once UpdateHolder has returned, no debit of the holder's accounts commits
+-- that was decided without it (docs/platforms.md). Share locks do not wait for each
+-- other: debits of one holder's accounts still run side by side.
+shared_holders AS (
+    SELECT h.*
+    FROM holders AS h
+    WHERE h.tenant_id = $1
+      AND h.holder_id = ANY(ARRAY(SELECT holder_ref FROM locked_accounts
+                                  WHERE holder_ref IS NOT NULL))
+      AND NOT h.holder_id = ANY($11::text[])
+      AND (SELECT count(*) FROM locked_holders) >= 0
+    ORDER BY h.holder_id
+    FOR SHARE
 )
 SELECT now() AS db_now,
        ARRAY(SELECT a::accounts FROM locked_accounts AS a) AS accounts,
@@ -127,18 +145,14 @@ SELECT now() AS db_now,
        CASE WHEN $10::boolean
             THEN (SELECT count(*) FROM assets AS s WHERE s.tenant_id = $1) ELSE 0 END
            AS asset_count,
-       -- The holders named, and those of the locked accounts, not locked: a debit reads
-       -- its account's holder here, and a restriction committed concurrently wrote the
-       -- row this read, so SERIALIZABLE orders the debit before it or fails one of them
-       -- (retried). Taken holder external ids among those claimed ($12) as (external id,
-       -- holder), and, for holders being closed ($13), how many of their accounts are
-       -- not closed (read with a predicate an account opened concurrently conflicts with).
+       -- The holders named and those of the locked accounts (a debit reads its account's
+       -- holder here); taken holder external ids among those claimed ($12) as (external
+       -- id, holder), and, for holders being closed ($13), how many of their accounts are
+       -- not closed (the holder's row lock keeps an account from being opened for it
+       -- meanwhile).
        ARRAY(SELECT h::holders FROM locked_holders AS h
              UNION ALL
-             SELECT h::holders FROM holders AS h
-             WHERE h.tenant_id = $1 AND h.holder_id NOT IN (SELECT holder_id FROM locked_holders)
-               AND h.holder_id = ANY(ARRAY(SELECT holder_ref FROM locked_accounts
-                                           WHERE holder_ref IS NOT NULL))) AS holders,
+             SELECT h::holders FROM shared_holders AS h) AS holders,
        ARRAY(SELECT ARRAY[h.external_id, h.holder_id] FROM holders AS h
              WHERE h.tenant_id = $1 AND h.external_id = ANY($12::text[]))
            AS taken_holder_external_ids,
