@@ -9,8 +9,16 @@ needs CREATEDB).
 
 from __future__ import annotations
 
-import itertools
 import os
+
+# Tests run commands as another user (subprocess with user=), which Python can only do by
+# fork then exec. With gRPC's fork support on, the forked child runs gRPC's fork handlers
+# on a process whose gRPC threads (this session's channels and servers) were not forked:
+# under load it logged an epoll error and once crashed (SIGSEGV) before its exec. The
+# child execs at once and needs none of them. Set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+import itertools
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path

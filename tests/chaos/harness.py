@@ -649,7 +649,8 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
     # capture / partial / increment / void: the hold records each step's request (and,
     # for a hold that ended before it kept its steps, which request ended it).
     row = await connection.fetchrow(
-        "SELECT state, finalized_request_id, (SELECT count(*) FROM jsonb_array_elements("
+        "SELECT coalesce(hold_steps -> -1 ->> 'kind', state) AS ended_by, "
+        "finalized_request_id, (SELECT count(*) FROM jsonb_array_elements("
         "coalesce(hold_steps, '[]')) AS s WHERE s ->> 'request_id' = $2) AS steps "
         "FROM transfers WHERE transfer_id = $1",
         record["hold"],
@@ -661,8 +662,9 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
         return int(row["steps"])  # more than 1: the step was taken twice
     if row["finalized_request_id"] == request_id:
         return 1
-    # A void that found the hold already past its expiry ends it EXPIRED, with no request.
-    if op == "void" and record["outcome"] == "ack" and row["state"] == "EXPIRED":
+    # A void that found the hold already past its expiry ends it by expiry, with no
+    # request (EXPIRED, or POSTED when it had captures).
+    if op == "void" and record["outcome"] == "ack" and row["ended_by"] == "EXPIRED":
         return 1
     return 0
 
