@@ -110,6 +110,7 @@ if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 R = TypeVar("R")
+T = TypeVar("T")
 V = TypeVar("V", bound=int)
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -614,6 +615,20 @@ def settlement_line(
     )  # fmt: skip
 
 
+async def _every(
+    fetch: Callable[[str], Awaitable[Any]], items: Callable[[Any], Iterable[T]]
+) -> AsyncIterator[T]:
+    """Every item of a listing, page after page: `fetch(page_token)` answers a page."""
+    token = ""
+    while True:
+        page = await fetch(token)
+        for item in items(page):
+            yield item
+        token = page.next_page_token
+        if not token:
+            return
+
+
 # Retrying --------------------------------------------------------------------------
 
 
@@ -794,18 +809,20 @@ class MoneyMovementClient:
     ) -> AsyncIterator[account_pb2.Account]:
         """Every account `list_accounts` lists with these filters, page after page."""
         keys = list(metadata_keys)  # the same keys for every page, even from a generator
-        token = ""
-        while True:
-            page = await self.list_accounts(
-                currency_code=currency_code, state=state, holder_id=holder_id,
-                external_id=external_id, metadata=metadata, metadata_keys=keys,
-                page_size=page_size, page_token=token,
-            )  # fmt: skip
-            for account in page.accounts:
-                yield account
-            token = page.next_page_token
-            if not token:
-                return
+        async for account in _every(
+            lambda token: self.list_accounts(
+                currency_code=currency_code,
+                state=state,
+                holder_id=holder_id,
+                external_id=external_id,
+                metadata=metadata,
+                metadata_keys=keys,
+                page_size=page_size,
+                page_token=token,
+            ),
+            lambda page: page.accounts,
+        ):
+            yield account
 
     async def update_account(
         self,
@@ -985,17 +1002,18 @@ class MoneyMovementClient:
         page_size: int = 0,
     ) -> AsyncIterator[balance_pb2.Entry]:
         """Every entry `list_entries` lists with these arguments, page after page."""
-        token = ""
-        while True:
-            page = await self.list_entries(
-                account_id, start_time=start_time, end_time=end_time, order=order,
-                page_size=page_size, page_token=token,
-            )  # fmt: skip
-            for entry in page.entries:
-                yield entry
-            token = page.next_page_token
-            if not token:
-                return
+        async for entry in _every(
+            lambda token: self.list_entries(
+                account_id,
+                start_time=start_time,
+                end_time=end_time,
+                order=order,
+                page_size=page_size,
+                page_token=token,
+            ),
+            lambda page: page.entries,
+        ):
+            yield entry
 
     # MoneyMovementService --------------------------------------------------------------
 
@@ -1231,18 +1249,22 @@ class MoneyMovementClient:
     ) -> AsyncIterator[transfer_pb2.Transfer]:
         """Every transfer `list_transfers` lists with these filters, page after page."""
         keys = list(metadata_keys)  # the same keys for every page, even from a generator
-        token = ""
-        while True:
-            page = await self.list_transfers(
-                account_id=account_id, state=state, start_time=start_time,
-                end_time=end_time, metadata=metadata, batch_id=batch_id, trace_id=trace_id,
-                metadata_keys=keys, page_size=page_size, page_token=token,
-            )  # fmt: skip
-            for transfer in page.transfers:
-                yield transfer
-            token = page.next_page_token
-            if not token:
-                return
+        async for transfer in _every(
+            lambda token: self.list_transfers(
+                account_id=account_id,
+                state=state,
+                start_time=start_time,
+                end_time=end_time,
+                metadata=metadata,
+                batch_id=batch_id,
+                trace_id=trace_id,
+                metadata_keys=keys,
+                page_size=page_size,
+                page_token=token,
+            ),
+            lambda page: page.transfers,
+        ):
+            yield transfer
 
     # EventService ----------------------------------------------------------------------
 
@@ -1442,16 +1464,13 @@ class MoneyMovementClient:
         self, account_id: str, *, include_ended: bool = False, page_size: int = 0
     ) -> AsyncIterator[funds_pb2.ScheduledFunds]:
         """Every part `list_scheduled_funds` lists with these arguments, page after page."""
-        token = ""
-        while True:
-            page = await self.list_scheduled_funds(
+        async for funds in _every(
+            lambda token: self.list_scheduled_funds(
                 account_id, include_ended=include_ended, page_size=page_size, page_token=token
-            )
-            for funds in page.funds:
-                yield funds
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.funds,
+        ):
+            yield funds
 
     async def create_balance_monitor(
         self,
@@ -1523,14 +1542,13 @@ class MoneyMovementClient:
         self, account_id: str, *, page_size: int = 0
     ) -> AsyncIterator[funds_pb2.PolicyChange]:
         """Every change `list_policy_changes` lists, page after page."""
-        token = ""
-        while True:
-            page = await self.list_policy_changes(account_id, page_size=page_size, page_token=token)
-            for change in page.changes:
-                yield change
-            token = page.next_page_token
-            if not token:
-                return
+        async for change in _every(
+            lambda token: self.list_policy_changes(
+                account_id, page_size=page_size, page_token=token
+            ),
+            lambda page: page.changes,
+        ):
+            yield change
 
     # PayoutService ---------------------------------------------------------------------
 
@@ -1590,16 +1608,13 @@ class MoneyMovementClient:
         self, *, fingerprint: str = "", page_size: int = 0
     ) -> AsyncIterator[payout_pb2.ExternalAccount]:
         """Every external account `list_external_accounts` lists, page after page."""
-        token = ""
-        while True:
-            page = await self.list_external_accounts(
+        async for external in _every(
+            lambda token: self.list_external_accounts(
                 fingerprint=fingerprint, page_size=page_size, page_token=token
-            )
-            for external in page.external_accounts:
-                yield external
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.external_accounts,
+        ):
+            yield external
 
     async def disable_external_account(
         self, external_account_id: str, *, request_id: str = ""
@@ -1695,17 +1710,17 @@ class MoneyMovementClient:
         page_size: int = 0,
     ) -> AsyncIterator[payout_pb2.Payout]:
         """Every payout `list_payouts` lists with these filters, page after page."""
-        token = ""
-        while True:
-            page = await self.list_payouts(
-                account_id=account_id, state=state, external_account_id=external_account_id,
-                page_size=page_size, page_token=token,
-            )  # fmt: skip
-            for payout in page.payouts:
-                yield payout
-            token = page.next_page_token
-            if not token:
-                return
+        async for payout in _every(
+            lambda token: self.list_payouts(
+                account_id=account_id,
+                state=state,
+                external_account_id=external_account_id,
+                page_size=page_size,
+                page_token=token,
+            ),
+            lambda page: page.payouts,
+        ):
+            yield payout
 
     async def cancel_payout(self, payout_id: str, *, request_id: str = "") -> payout_pb2.Payout:
         """Cancels a PENDING payout and releases its holds (a canceled one stays as it is).
@@ -1746,16 +1761,13 @@ class MoneyMovementClient:
         self, *, account_id: str = "", page_size: int = 0
     ) -> AsyncIterator[payout_pb2.InboundTransfer]:
         """Every inbound transfer `list_inbound_transfers` lists, page after page."""
-        token = ""
-        while True:
-            page = await self.list_inbound_transfers(
+        async for inbound in _every(
+            lambda token: self.list_inbound_transfers(
                 account_id=account_id, page_size=page_size, page_token=token
-            )
-            for inbound in page.inbound_transfers:
-                yield inbound
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.inbound_transfers,
+        ):
+            yield inbound
 
     async def reconcile(
         self, rail: str, lines: Iterable[payout_pb2.SettlementLine] = ()
@@ -1814,14 +1826,11 @@ class MoneyMovementClient:
 
     async def iter_currencies(self, *, page_size: int = 0) -> AsyncIterator[asset_pb2.Currency]:
         """Every currency `list_currencies` lists, page after page."""
-        token = ""
-        while True:
-            page = await self.list_currencies(page_size=page_size, page_token=token)
-            for currency in page.currencies:
-                yield currency
-            token = page.next_page_token
-            if not token:
-                return
+        async for currency in _every(
+            lambda token: self.list_currencies(page_size=page_size, page_token=token),
+            lambda page: page.currencies,
+        ):
+            yield currency
 
     # HolderService (docs/platforms.md)
 
@@ -1889,17 +1898,17 @@ class MoneyMovementClient:
         page_size: int = 0,
     ) -> AsyncIterator[holder_pb2.Holder]:
         """Every holder `list_holders` lists with these filters, page after page."""
-        token = ""
-        while True:
-            page = await self.list_holders(
-                state=state, external_id=external_id, metadata=metadata, page_size=page_size,
+        async for holder in _every(
+            lambda token: self.list_holders(
+                state=state,
+                external_id=external_id,
+                metadata=metadata,
+                page_size=page_size,
                 page_token=token,
-            )  # fmt: skip
-            for holder in page.holders:
-                yield holder
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.holders,
+        ):
+            yield holder
 
     async def update_holder(
         self,
@@ -1989,14 +1998,11 @@ class AdminClient:
 
     async def iter_tenants(self, *, page_size: int = 0) -> AsyncIterator[adpb.Tenant]:
         """Every tenant `list_tenants` lists, page after page."""
-        token = ""
-        while True:
-            page = await self.list_tenants(page_size=page_size, page_token=token)
-            for tenant in page.tenants:
-                yield tenant
-            token = page.next_page_token
-            if not token:
-                return
+        async for tenant in _every(
+            lambda token: self.list_tenants(page_size=page_size, page_token=token),
+            lambda page: page.tenants,
+        ):
+            yield tenant
 
     async def create_token(
         self, tenant_id: str, *, request_id: str = ""
@@ -2026,14 +2032,11 @@ class AdminClient:
         self, tenant_id: str, *, page_size: int = 0
     ) -> AsyncIterator[adpb.ApiToken]:
         """Every token `list_tokens` lists for the tenant, page after page."""
-        token = ""
-        while True:
-            page = await self.list_tokens(tenant_id, page_size=page_size, page_token=token)
-            for listed in page.api_tokens:
-                yield listed
-            token = page.next_page_token
-            if not token:
-                return
+        async for listed in _every(
+            lambda token: self.list_tokens(tenant_id, page_size=page_size, page_token=token),
+            lambda page: page.api_tokens,
+        ):
+            yield listed
 
     async def revoke_token(
         self, token_id: str, *, request_id: str = ""
