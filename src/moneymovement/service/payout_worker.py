@@ -5,11 +5,12 @@ Each round:
 1. PENDING payouts past their submission time: each is marked PROCESSING in its own
    transaction first, and only then handed to the rail under its own id as the key.
 2. The rail's callbacks (hints that repeat, come out of order or are lost).
-3. Every PROCESSING payout (and, every 20th round, a page of those POSTED recently,
-   which a rail may still return: each page older than the last, so all of them in
-   turn) is asked about: `status(key)` is the truth. A payout the rail says it never
-   received is handed to it again under the same key (the marking committed, the
-   submission did not happen: a crash between them); never under a new key.
+3. A page of PROCESSING payouts (each round the next page, so all of them in turn) and,
+   every 20th round, a page of those POSTED recently, which a rail may still return
+   (each page older than the last), are asked about: `status(key)` is the truth. A
+   payout the rail says it never received is handed to it again under the same key (the
+   marking committed, the submission did not happen: a crash between them); never under
+   a new key.
 4. Inbound notices: credited once per rail reference, acknowledged only once applied.
 
 Every change is a command of the write pipeline that re-checks the payout's state under
@@ -39,7 +40,7 @@ from moneymovement.rails.base import (
 from moneymovement.service.payouts import PayoutService
 from moneymovement.service.unit_of_work import Caller
 from moneymovement.storage.errors import StorageError
-from moneymovement.storage.session import Database, PostedCursor
+from moneymovement.storage.session import Database, PageCursor
 
 log = structlog.get_logger("moneymovement.payouts")
 _BATCH = 100
@@ -66,7 +67,9 @@ class PayoutWorker:
         self._rail = rail
         self._interval_s = interval_s
         self._rounds = 0
-        self._posted_from: PostedCursor | None = None  # where the next POSTED page starts
+        # Where the next page of PROCESSING, and of recently POSTED, payouts starts.
+        self._processing_from: PageCursor | None = None
+        self._posted_from: PageCursor | None = None
         self._tenants: dict[str, str] = {}  # payout id -> tenant, of payouts seen here
 
     async def run(self) -> None:
@@ -91,12 +94,15 @@ class PayoutWorker:
             await self._step(self._tenants[payout_id], self._follow, payout_id)
         self._rounds += 1
         posted_too = self._rounds % _POSTED_EVERY == 1
-        in_flight, after = await self._database.payouts_in_flight(
-            _BATCH, RETURNS_WITHIN_S if posted_too else 0.0, self._posted_from
-        )
+        in_flight, processing_next, posted_next = await self._database.payouts_in_flight(
+            _BATCH, RETURNS_WITHIN_S if posted_too else 0.0, self._processing_from,
+            self._posted_from,
+        )  # fmt: skip
+        # The next PROCESSING page comes after this one (after the newest, the oldest
+        # again); the next POSTED page is older than this one (after the oldest, the newest).
+        self._processing_from = processing_next
         if posted_too:
-            # The next POSTED page is older than this one; after the oldest, the newest.
-            self._posted_from = after
+            self._posted_from = posted_next
         for tenant, payout_id in in_flight:
             if payout_id not in hinted:
                 await self._step(tenant, self._follow, payout_id)

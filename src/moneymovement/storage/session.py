@@ -28,8 +28,8 @@ from moneymovement.storage.spans import connection_class
 from moneymovement.storage.tenants import Tenants
 from moneymovement.storage.transfers import Transfers
 
-# Where a page of recently POSTED payouts ends: its last (settled_at, payout_id).
-PostedCursor = tuple[datetime, str]
+# Where a page of payouts in flight ends: its last (processing_at or settled_at, payout id).
+PageCursor = tuple[datetime, str]
 
 
 @dataclass(frozen=True)
@@ -160,21 +160,29 @@ class Database:
         return [(row["tenant_id"], row["payout_id"]) for row in rows]
 
     async def payouts_in_flight(
-        self, limit: int, returns_within_s: float, posted_before: PostedCursor | None
-    ) -> tuple[list[tuple[str, str]], PostedCursor | None]:
-        """(tenant id, payout id) of up to `limit` PROCESSING payouts and of a page of up
-        to `limit` POSTED within `returns_within_s`, older than `posted_before` when given;
-        and where the next page starts (None: this page was the last)."""
+        self,
+        limit: int,
+        returns_within_s: float,
+        processing_after: PageCursor | None,
+        posted_before: PageCursor | None,
+    ) -> tuple[list[tuple[str, str]], PageCursor | None, PageCursor | None]:
+        """(tenant id, payout id) of a page of up to `limit` PROCESSING payouts (oldest
+        first, after `processing_after` when given) and of a page of up to `limit`
+        POSTED within `returns_within_s` (newest first, older than `posted_before` when
+        given); and where each next page starts (None: this page was the last)."""
+        after_at, after_id = processing_after or (None, None)
         before_at, before_id = posted_before or (None, None)
         async with translated_errors(), self._pool.acquire() as connection:
             rows = await connection.fetch(
-                query("find_payouts_in_flight"), limit, returns_within_s, before_at, before_id
-            )
-        posted = [row for row in rows if row["settled_at"] is not None]
-        after = None
-        if len(posted) == limit:
-            after = (posted[-1]["settled_at"], posted[-1]["payout_id"])
-        return [(row["tenant_id"], row["payout_id"]) for row in rows], after
+                query("find_payouts_in_flight"), limit, returns_within_s, after_at, after_id,
+                before_at, before_id,
+            )  # fmt: skip
+        pages = [
+            [row for row in rows if row["state"] == state] for state in ("PROCESSING", "POSTED")
+        ]
+        ends = [(page[-1]["at"], page[-1]["payout_id"]) if len(page) == limit else None
+                for page in pages]  # fmt: skip
+        return [(row["tenant_id"], row["payout_id"]) for row in rows], ends[0], ends[1]
 
     async def prune(self, statement: str, older_than: datetime, step: int) -> int:
         """One step of retention across tenants (`statement`: prune_events or

@@ -68,8 +68,8 @@ WHERE tenant_id = $1 AND rail = $2;
 SELECT tenant_id, payout_id FROM payouts_to_submit($1);
 
 -- name: find_payouts_in_flight
--- The payout worker's, across tenants: PROCESSING payouts, the oldest first, and a page
--- of payouts POSTED within $2 seconds (a rail may still return them), newest first,
--- older than ($3, $4) when given (migration 0012).
-SELECT tenant_id, payout_id, settled_at
-FROM payouts_in_flight($1, make_interval(secs => $2), $3, $4);
+-- The payout worker's, across tenants: a page of PROCESSING payouts, oldest first, after
+-- ($3, $4) when given, and a page of payouts POSTED within $2 seconds (a rail may still
+-- return them), newest first, older than ($5, $6) when given (migrations 0012, 0014).
+SELECT tenant_id, payout_id, state, at
+FROM payouts_in_flight($1, make_interval(secs => $2), $3, $4, $5, $6);
