@@ -9,6 +9,7 @@ import sys
 import asyncpg
 import pytest
 
+from moneymovement.domain import ids
 from moneymovement.domain.accounts import OverdraftMode
 from moneymovement.domain.balances import NormalBalance
 from moneymovement.domain.reversals import ReversalRequest
@@ -178,3 +179,77 @@ async def test_changes_older_than_the_kept_events_are_not_held_against_the_ledge
         await connection.close()
     report = await verify_ledger(dsn)
     assert report.ok, report
+
+
+async def test_a_hold_captured_before_holds_kept_steps_stays_clean_once_reversed(
+    ledger: Ledger, dsn: str
+) -> None:
+    # A hold captured before migration 0010: a PENDING_RELEASED of the whole hold, then a
+    # POSTED pair of the captured part, and no steps. Reversing it later writes its row
+    # again, with the one step its history derives; verify must take its POSTED pair for
+    # that capture.
+    funding = await ledger.open(OverdraftMode.UNLIMITED, normal_balance=NormalBalance.DEBIT)
+    wallet, shop = await ledger.open(), await ledger.open()
+    await ledger.transfers.create(
+        ledger.caller, "fund", TransferSpec(funding.id, wallet.id, 1_000, "USD")
+    )
+    old = ids.new_id(ids.TRANSFER)
+    tenant = ledger.caller.tenant_id
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO transfers (tenant_id, transfer_id, request_id, debit_account_id, "
+            "credit_account_id, currency_code, amount_minor, state, posted_amount_minor, "
+            "expires_at, finalized_at, finalized_request_id) VALUES ($1, $2, 'old-hold', $3, "
+            "$4, 'USD', 500, 'POSTED', 200, now() + interval '1 hour', now(), 'old-capture')",
+            tenant, old, wallet.id, shop.id,
+        )  # fmt: skip
+        rows = [  # (account, version, direction, kind, amount, pd, pc, qd, qc)
+            (wallet.id, 3, "DEBIT", "PENDING", 500, 0, 1_000, 500, 0),
+            (wallet.id, 4, "DEBIT", "PENDING_RELEASED", 500, 0, 1_000, 0, 0),
+            (wallet.id, 5, "DEBIT", "POSTED", 200, 200, 1_000, 0, 0),
+            (shop.id, 2, "CREDIT", "PENDING", 500, 0, 0, 0, 500),
+            (shop.id, 3, "CREDIT", "PENDING_RELEASED", 500, 0, 0, 0, 0),
+            (shop.id, 4, "CREDIT", "POSTED", 200, 0, 200, 0, 0),
+        ]
+        await connection.executemany(
+            "INSERT INTO entries (tenant_id, account_id, account_version, transfer_id, "
+            "direction, kind, amount_minor, posted_debits_minor, posted_credits_minor, "
+            "pending_debits_minor, pending_credits_minor) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            [
+                (tenant, a, v, old, d, k, m, pd, pc, qd, qc)
+                for a, v, d, k, m, pd, pc, qd, qc in rows
+            ],
+        )
+        await connection.execute(
+            "UPDATE accounts SET posted_debits_minor = 200, version = 5 WHERE account_id = $1",
+            wallet.id,
+        )
+        await connection.execute(
+            "UPDATE accounts SET posted_credits_minor = 200, version = 4 WHERE account_id = $1",
+            shop.id,
+        )
+    finally:
+        await connection.close()
+    money_checks = {
+        "verify_running_balances", "verify_account_balances", "verify_pending_totals",
+        "verify_holds_end_once", "verify_reversals_within_original",
+    }  # fmt: skip
+
+    async def broken() -> dict[str, list[dict[str, object]]]:
+        report = await verify_ledger(dsn)
+        return {
+            c.name: c.violations for c in report.checks if c.name in money_checks and c.violations
+        }
+
+    assert await broken() == {}
+
+    _, original = await ledger.transfers.reverse(
+        ledger.caller, "old-refund", ReversalRequest(old, 50)
+    )
+
+    assert [(e.kind.value, e.amount_minor) for e in original.history] == [
+        ("CREATED", 500), ("POSTED", 200), ("REVERSED", 50),
+    ]  # fmt: skip
+    assert await broken() == {}

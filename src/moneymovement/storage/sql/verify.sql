@@ -135,7 +135,9 @@ LEFT JOIN LATERAL (
                AS posted,
            count(*) FILTER (WHERE kind = 'PENDING') AS holds,
            count(*) FILTER (WHERE kind = 'PENDING_RELEASED') AS releases,
-           count(*) FILTER (WHERE kind = 'CAPTURED') AS captures
+           -- A capture is a CAPTURED pair; a hold captured before 0010 captured in a
+           -- POSTED pair, and its row gains its steps when changed again (a reversal).
+           count(*) FILTER (WHERE kind IN ('CAPTURED', 'POSTED')) AS captures
     FROM entries AS e
     WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.transfer_id
       AND e.direction = 'DEBIT'
