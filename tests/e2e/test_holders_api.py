@@ -172,6 +172,16 @@ async def test_a_restricted_holder_takes_money_in_and_lets_none_out(api: Api) ->
     other = (await api.a.open("o")).id
     await api.a.pay("p1", source, wallet, 10_000)
     earlier = await hold(api.a, "hold-before", wallet, other, 1_000)
+    tipped = (
+        await api.a.movements.CreateTransfer(
+            mpb.CreateTransferRequest(
+                request_id="tip-before", debit_account_id=wallet, credit_account_id=other,
+                amount_minor=1_000, currency_code="USD", pending=True,
+                over_capture_tolerance_bps=2_000,
+            ),
+            metadata=api.a.md,
+        )
+    ).transfer.id  # fmt: skip
     external = (
         await api.a.payouts.CreateExternalAccount(
             ppb.CreateExternalAccountRequest(
@@ -190,6 +200,11 @@ async def test_a_restricted_holder_takes_money_in_and_lets_none_out(api: Api) ->
         hold(api.a, "t2", wallet, other, 100),
         api.a.movements.IncrementHold(
             mpb.IncrementHoldRequest(request_id="t3", transfer_id=earlier, amount_minor=100),
+            metadata=api.a.md,
+        ),
+        # What an over-capture takes past its hold is a new debit too.
+        api.a.movements.PostTransfer(
+            mpb.PostTransferRequest(request_id="t3b", transfer_id=tipped, amount_minor=1_200),
             metadata=api.a.md,
         ),
         api.a.movements.CreateTransfers(
@@ -228,8 +243,11 @@ async def test_a_restricted_holder_takes_money_in_and_lets_none_out(api: Api) ->
     await api.a.movements.PostTransfer(
         mpb.PostTransferRequest(request_id="cap", transfer_id=earlier), metadata=api.a.md
     )
+    await api.a.movements.PostTransfer(  # within the hold: money already committed
+        mpb.PostTransferRequest(request_id="cap-tip", transfer_id=tipped), metadata=api.a.md
+    )
     sums = (await balances(api.a, ada.holder_id)).balances
-    assert [(s.posted_minor, s.available_minor) for s in sums] == [(9_500, 9_500)]
+    assert [(s.posted_minor, s.available_minor) for s in sums] == [(8_500, 8_500)]
     # Lifted: money goes out again.
     lifted = await update(api.a, "a", ada.holder_id, state=State.STATE_ACTIVE)
     assert lifted.state == State.STATE_ACTIVE

@@ -666,6 +666,9 @@ def _capture(
     posted, entries, parts = post_hold(
         fork.accounts, hold, amount_minor, fork.now, issued.request_id, final=final
     )
+    if posted.posted_amount_minor > hold.amount_minor:
+        # What an over-capture takes past the hold is a new debit, as an increment is.
+        fork.require_may_debit(hold.debit_account_id)
     fork.recount(hold, posted)
     fork.change_transfer(posted, entries)
     fork.schedule(posted, parts)
