@@ -6,8 +6,8 @@ Each round:
    transaction first, and only then handed to the rail under its own id as the key.
 2. The rail's callbacks (hints that repeat, come out of order or are lost).
 3. A page of PROCESSING payouts (each round the next page, so all of them in turn) and,
-   every 20th round, a page of those POSTED recently, which a rail may still return
-   (each page older than the last), are asked about: `status(key)` is the truth. A
+   every 20th round, all those POSTED recently, which a rail may still return (page
+   after page), are asked about: `status(key)` is the truth. A
    payout the rail says it never received is handed to it again under the same key (the
    marking committed, the submission did not happen: a crash between them); never under
    a new key.
@@ -67,9 +67,8 @@ class PayoutWorker:
         self._rail = rail
         self._interval_s = interval_s
         self._rounds = 0
-        # Where the next page of PROCESSING, and of recently POSTED, payouts starts.
+        # Where the next page of PROCESSING payouts starts.
         self._processing_from: PageCursor | None = None
-        self._posted_from: PageCursor | None = None
         self._tenants: dict[str, str] = {}  # payout id -> tenant, of payouts seen here
 
     async def run(self) -> None:
@@ -94,16 +93,18 @@ class PayoutWorker:
             await self._step(self._tenants[payout_id], self._follow, payout_id)
         self._rounds += 1
         posted_too = self._rounds % _POSTED_EVERY == 1
-        in_flight, processing_next, posted_next = await self._database.payouts_in_flight(
-            _BATCH, RETURNS_WITHIN_S if posted_too else 0.0, self._processing_from,
-            self._posted_from,
-        )  # fmt: skip
-        # The next PROCESSING page comes after this one (after the newest, the oldest
-        # again); the next POSTED page is older than this one (after the oldest, the newest).
-        self._processing_from = processing_next
-        if posted_too:
-            self._posted_from = posted_next
-        for tenant, payout_id in in_flight:
+        window = RETURNS_WITHIN_S if posted_too else 0.0
+        page = await self._database.payouts_in_flight(_BATCH, window, self._processing_from, None)
+        # The next round asks about the next PROCESSING page (after the newest, the oldest
+        # again), so payouts a rail never takes cannot keep newer ones from being asked.
+        self._processing_from = page.processing_next
+        in_flight = page.processing + page.posted
+        # A POSTED round walks the whole window, page after page: a payout must be asked
+        # about before it leaves the window, however many are posted meanwhile.
+        while posted_too and page.posted_next is not None:
+            page = await self._database.payouts_in_flight(_BATCH, window, None, page.posted_next)
+            in_flight += page.posted
+        for tenant, payout_id in dict.fromkeys(in_flight):
             if payout_id not in hinted:
                 await self._step(tenant, self._follow, payout_id)
         notices = await self._rail.inbound()

@@ -33,6 +33,17 @@ PageCursor = tuple[datetime, str]
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """A page of PROCESSING payouts and one of recently POSTED payouts, as (tenant id,
+    payout id), each with where its next page starts (None: it was the last)."""
+
+    processing: list[tuple[str, str]]
+    processing_next: PageCursor | None
+    posted: list[tuple[str, str]]
+    posted_next: PageCursor | None
+
+
+@dataclass(frozen=True)
 class Session:
     """The repositories of one transaction, all bound to one tenant."""
 
@@ -165,11 +176,12 @@ class Database:
         returns_within_s: float,
         processing_after: PageCursor | None,
         posted_before: PageCursor | None,
-    ) -> tuple[list[tuple[str, str]], PageCursor | None, PageCursor | None]:
-        """(tenant id, payout id) of a page of up to `limit` PROCESSING payouts (oldest
-        first, after `processing_after` when given) and of a page of up to `limit`
-        POSTED within `returns_within_s` (newest first, older than `posted_before` when
-        given); and where each next page starts (None: this page was the last)."""
+    ) -> InFlight:
+        """A page of up to `limit` PROCESSING payouts (oldest first, after
+        `processing_after` when given) and a page of up to `limit` POSTED within
+        `returns_within_s` (newest first, older than `posted_before` when given), across
+        tenants, as (tenant id, payout id); and where each next page starts (None: this
+        page was the last)."""
         after_at, after_id = processing_after or (None, None)
         before_at, before_id = posted_before or (None, None)
         async with translated_errors(), self._pool.acquire() as connection:
@@ -182,7 +194,8 @@ class Database:
         ]
         ends = [(page[-1]["at"], page[-1]["payout_id"]) if len(page) == limit else None
                 for page in pages]  # fmt: skip
-        return [(row["tenant_id"], row["payout_id"]) for row in rows], ends[0], ends[1]
+        ids = [[(row["tenant_id"], row["payout_id"]) for row in page] for page in pages]
+        return InFlight(ids[0], ends[0], ids[1], ends[1])
 
     async def prune(self, statement: str, older_than: datetime, step: int) -> int:
         """One step of retention across tenants (`statement`: prune_events or
