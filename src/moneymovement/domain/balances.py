@@ -135,17 +135,18 @@ class Balances:
         Raises:
             Rejected: BALANCE_OVERFLOW when a total would leave the int64 range.
         """
-        debit = direction is Direction.DEBIT
-        posted = "posted_debits_minor" if debit else "posted_credits_minor"
-        pending = "pending_debits_minor" if debit else "pending_credits_minor"
-        deltas = {
-            EntryKind.POSTED: {posted: amount_minor},
-            EntryKind.PENDING: {pending: amount_minor},
-            EntryKind.PENDING_RELEASED: {pending: -amount_minor},
-            EntryKind.CAPTURED: {pending: -amount_minor, posted: amount_minor},
-        }[kind]
+        posted, pending = _SIDE_TOTALS[direction]
+        deltas: tuple[tuple[str, int], ...]
+        if kind is EntryKind.POSTED:
+            deltas = ((posted, amount_minor),)
+        elif kind is EntryKind.PENDING:
+            deltas = ((pending, amount_minor),)
+        elif kind is EntryKind.PENDING_RELEASED:
+            deltas = ((pending, -amount_minor),)
+        else:  # CAPTURED
+            deltas = ((pending, -amount_minor), (posted, amount_minor))
         values = {}
-        for field, delta in deltas.items():
+        for field, delta in deltas:
             value = getattr(self, field) + delta
             if value < 0:
                 raise ValueError(f"{field} would become negative: more released than held")
@@ -167,6 +168,13 @@ class Balances:
         if direction is Direction.DEBIT:
             return self.posted_debits_minor + self.pending_debits_minor
         return self.posted_credits_minor + self.pending_credits_minor
+
+
+# Each side's (posted, pending) totals, by field name.
+_SIDE_TOTALS = {
+    Direction.DEBIT: ("posted_debits_minor", "pending_debits_minor"),
+    Direction.CREDIT: ("posted_credits_minor", "pending_credits_minor"),
+}
 
 
 @dataclass(frozen=True)

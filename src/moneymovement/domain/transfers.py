@@ -128,11 +128,9 @@ class Transfer:
     @property
     def held_minor(self) -> int:
         """What a PENDING hold still holds: its amount less what was captured of it."""
-        return self.amount_minor - self.posted_amount_minor if self.is_open_hold else 0
-
-    @property
-    def is_open_hold(self) -> bool:
-        return self.state is TransferState.PENDING
+        if self.state is not TransferState.PENDING:
+            return 0
+        return self.amount_minor - self.posted_amount_minor
 
 
 @dataclass(frozen=True)

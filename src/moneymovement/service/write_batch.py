@@ -21,10 +21,10 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
-from moneymovement.domain.commands import Command
+from moneymovement.domain.commands import Command, CreateTransfers
 from moneymovement.domain.errors import DomainError, InvalidInput, Rejected, deadline_exceeded
 from moneymovement.domain.ledger import Issued, Ledger
-from moneymovement.domain.transfers import Transfer
+from moneymovement.domain.transfers import Transfer, TransferSpec
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import spans_recorded, tracer
 from moneymovement.service import events
@@ -207,19 +207,20 @@ def effects_of(command: Command[Any], result: Any) -> tuple[list[Transfer], list
     """What a fresh effect did to money: (transfers it created, holds it changed)."""
     if result is None:
         return [], []
-    if command.method in ("PostTransfer", "VoidTransfer", "ExpireHold"):
-        return [], [result]
-    if command.method in ("IncrementHold", "ExtendHold"):
+    if command.method in ("PostTransfer", "VoidTransfer", "ExpireHold", "IncrementHold",
+                          "ExtendHold"):  # fmt: skip
         return [], [result]
     if command.method == "ReverseTransfer":
         return [result[0]], []
     if command.method == "ReleaseFunds":
         return ([] if result.fee_transfer is None else [result.fee_transfer]), []
-    transfers = transfers_in(result)
-    # A batch's items: new transfers have only their creation in their history; the
-    # others are holds its operations captured or voided.
-    created = [t for t in transfers if len(t.history) == 1]
-    return created, [t for t in transfers if len(t.history) > 1]
+    if isinstance(command, CreateTransfers):  # its items: new transfers, or holds changed
+        pairs = list(zip(command.specs, result, strict=True))
+        return (
+            [t for spec, t in pairs if isinstance(spec, TransferSpec)],
+            [t for spec, t in pairs if not isinstance(spec, TransferSpec)],
+        )
+    return transfers_in(result), []
 
 
 def emit_events(command: Command[Any], result: Any, *, own_line: bool) -> None:

@@ -151,7 +151,7 @@ WHERE CASE
         -- Immediate: no expiry, and not one of a payout's holds (which never expire).
         WHEN t.expires_at IS NULL
              AND NOT coalesce(t.owner_id LIKE 'po\_%' AND t.reversal_of_id IS NULL, false)
-            THEN e.held <> 0 OR e.ended <> 0 OR e.posted <> t.posted_amount_minor
+            THEN e.held <> 0 OR e.ended <> 0
         WHEN t.state = 'PENDING' THEN e.held <> t.amount_minor OR e.releases <> 0
                                       OR e.ended <> t.posted_amount_minor
         ELSE e.held <> greatest(t.amount_minor, t.posted_amount_minor) OR e.ended <> e.held
