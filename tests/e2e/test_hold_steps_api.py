@@ -280,19 +280,18 @@ async def test_a_final_capture_may_go_past_the_hold_within_its_tolerance(api: Ap
     assert await figures(api.a, cafe) == (11_500, 0, 0, 11_500)
 
     # The tolerance is for holds only, and at most 20 %.
-    for request in (
-        mpb.CreateTransferRequest(
+    for request, violation in (
+        (mpb.CreateTransferRequest(
             request_id="tip-bad-1", debit_account_id=wallet, credit_account_id=cafe,
             amount_minor=1, currency_code="USD", pending=True, over_capture_tolerance_bps=2_001,
-        ),
-        mpb.CreateTransferRequest(
+        ), ("over_capture_tolerance_bps", "OUT_OF_RANGE")),
+        (mpb.CreateTransferRequest(
             request_id="tip-bad-2", debit_account_id=wallet, credit_account_id=cafe,
             amount_minor=1, currency_code="USD", over_capture_tolerance_bps=100,
-        ),
+        ), ("pending", "REQUIRED")),
     ):  # fmt: skip
         bad = await failure(api.a.movements.CreateTransfer(request, metadata=api.a.md))
-        assert bad.code == Code.INVALID_ARGUMENT
-        assert bad.field_violations[0][0] in ("over_capture_tolerance_bps", "pending")
+        assert (bad.code, bad.field_violations) == (Code.INVALID_ARGUMENT, [violation])
 
     # An over-capture the wallet cannot pay is refused, and changes nothing.
     poor, _ = await api.a.fund("tip-poor", 1_000)

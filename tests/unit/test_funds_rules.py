@@ -27,6 +27,7 @@ from moneymovement.domain.commands import (
     CreateTransfers,
     DeleteBalanceMonitor,
     FreezeAccount,
+    IncrementHold,
     PostTransfer,
     ReleaseDueFunds,
     ReleaseFunds,
@@ -1266,3 +1267,38 @@ def test_a_hold_voided_in_the_same_transaction_stops_counting_against_the_limit(
     )
     state.apply(VoidTransfer(hold.id), issued())
     pay(state, 1_000, source=ALICE)
+
+
+def test_a_hold_grown_later_counts_only_in_the_windows_it_was_made_in() -> None:
+    # A hold of 800 made two days ago: the DAY window no longer counts it (storage reads
+    # only today's 700 of other debits there), the WEEK window does. Its increment
+    # counts where the hold does: not in today's window, so today's 700 + 500 passes.
+    day = DebitLimit(LimitWindow.DAY, max_amount_minor=1_000)
+    week = DebitLimit(LimitWindow.WEEK, max_amount_minor=1_000)
+    for limit, usage, allowed in (
+        (day, DebitUsage({LimitWindow.DAY: (700, 1)}), True),
+        (week, DebitUsage({LimitWindow.WEEK: (800, 1)}), False),
+    ):
+        state = ledger(limited(limit))
+        hold = pay(state, 800, source=ALICE, pending=True)
+        state = later(state, NOW + timedelta(days=2), {ALICE: usage})
+        if allowed:
+            assert state.apply(IncrementHold(hold.id, 500), issued()).amount_minor == 1_300
+        else:
+            error = refused(state, IncrementHold(hold.id, 500))
+            assert (error.reason, error.metadata["window"], error.metadata["remaining"]) == (
+                Reason.DEBIT_LIMIT_EXCEEDED, "WEEK", "200",
+            )  # fmt: skip
+
+
+def test_an_over_capture_past_the_debit_limit_is_refused_and_leaves_the_hold() -> None:
+    state = ledger(limited(DebitLimit(LimitWindow.DAY, max_amount_minor=1_000)))
+    hold = pay(state, 1_000, source=ALICE, pending=True, over_capture_bps=2_000)
+
+    error = refused(state, PostTransfer(hold.id, 1_100))
+
+    assert (error.reason, error.metadata["measure"], error.metadata["remaining"]) == (
+        Reason.DEBIT_LIMIT_EXCEEDED, "amount", "0",
+    )  # fmt: skip
+    assert state.transfers[hold.id] == hold
+    assert state.apply(PostTransfer(hold.id, 1_000), issued()).posted_amount_minor == 1_000
