@@ -157,9 +157,6 @@ class WritePipeline:
                 answer = pending.future.result()  # answered in the very turn time ran out
             else:
                 pending.abandoned = True
-                # The request's log fields (method, request id, tenant, trace), for the
-                # line its command gets if the batch still commits it (Pending.answer).
-                pending.log_fields = structlog.contextvars.get_contextvars()
                 if isinstance(error, asyncio.CancelledError):
                     raise
                 raise deadline_exceeded() from error

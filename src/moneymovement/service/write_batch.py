@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -60,7 +61,10 @@ class Pending:
     keys: frozenset[tuple[str, str]]
     future: asyncio.Future[Answer]
     abandoned: bool = False  # the caller stopped waiting (deadline, cancellation)
-    log_fields: dict[str, Any] = field(default_factory=dict)  # the request's, once abandoned
+    # The caller's context, taken when it submitted (a copy is O(1)): the log fields of
+    # its request (method, request id, tenant, trace) for a line if it leaves before the
+    # commit; taken at once, since a caller's own task may not run again before then.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
     span: trace.SpanContext | None = None  # the request's, when spans are made
 
     def gone(self, now: float) -> bool:
@@ -74,10 +78,14 @@ class Pending:
                 # Committed after the caller left (another member's deadline kept the
                 # batch going): a line of its own, with the request's method and request
                 # id, so the log says the money moved though the caller got an error.
-                with structlog.contextvars.bound_contextvars(**self.log_fields, caller_gone=True):
-                    emit_events(self.command, answer.result, own_line=True)
+                self.context.run(_tell_committed_after_leaving, self.command, answer.result)
             return
         self.future.set_result(answer)
+
+
+def _tell_committed_after_leaving(command: Command[Any], result: Any) -> None:
+    structlog.contextvars.bind_contextvars(caller_gone=True)  # in the copy only
+    emit_events(command, result, own_line=True)
 
 
 class BatchTransaction:
