@@ -243,6 +243,10 @@ def probes() -> list[Probe]:
             start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(account_id=n.account))),
         ("watch B's holder", "WatchEvents", lambda n, m: epb.WatchEventsRequest(
             start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(holder_id=n.holder))),
+        ("events of B's holder record", "ListEvents", lambda n, m: epb.ListEventsRequest(
+            start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(holder_id=n.holder_record))),
+        ("watch B's holder record", "WatchEvents", lambda n, m: epb.WatchEventsRequest(
+            start=epb.EVENT_START_OLDEST, filter=epb.EventFilter(holder_id=n.holder_record))),
         ("release B's pending funds", "ReleaseFunds", lambda n, m: fpb.ReleaseFundsRequest(
             request_id=fresh("release"), account_id=n.account, amount_minor=1)),
         ("release B's part", "ReleaseFunds", lambda n, m: fpb.ReleaseFundsRequest(
