@@ -7,7 +7,12 @@ from moneymovement.domain import ids
 from moneymovement.domain.errors import FieldReason
 from moneymovement.domain.validation import Checker
 from moneymovement.service.tenants import IssuedToken, TenantInfo, TokenInfo
-from moneymovement.transport.convert_common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, timestamp
+from moneymovement.transport.convert_common import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    named,
+    timestamp,
+)
 from moneymovement.v1 import admin_service_pb2 as pb
 
 # The tenants table's limit on a name.
@@ -35,11 +40,7 @@ def list_tenants_request(request: pb.ListTenantsRequest) -> int:
 
 def create_token_request(request: pb.CreateTokenRequest) -> tuple[str, str]:
     """CreateToken's request id and tenant id."""
-    check = Checker()
-    request_id = check.request_id("request_id", request.request_id)
-    tenant_id = check.resource_id("tenant_id", request.tenant_id, ids.TENANT)
-    check.raise_if_any()
-    return request_id, tenant_id
+    return named(request, "tenant_id", ids.TENANT, with_request_id=True)
 
 
 def list_tokens_request(request: pb.ListTokensRequest) -> tuple[str, int]:
@@ -53,11 +54,7 @@ def list_tokens_request(request: pb.ListTokensRequest) -> tuple[str, int]:
 
 def revoke_token_request(request: pb.RevokeTokenRequest) -> tuple[str, str]:
     """RevokeToken's request id and token id."""
-    check = Checker()
-    request_id = check.request_id("request_id", request.request_id)
-    token_id = check.resource_id("token_id", request.token_id, ids.TOKEN)
-    check.raise_if_any()
-    return request_id, token_id
+    return named(request, "token_id", ids.TOKEN, with_request_id=True)
 
 
 def _page_size(check: Checker, value: int) -> int:

@@ -87,3 +87,15 @@ def fee_of(check: Checker, fee_minor: int, fee_account_id: str, account_id: str)
         if not fee:
             check.fail("fee_minor", FieldReason.REQUIRED, "a fee account needs a fee")
     return fee, fee_account
+
+
+def named(
+    request: object, field: str, prefix: str, *, with_request_id: bool = False
+) -> tuple[str, str]:
+    """A request that names one resource (a get, void, cancel, revoke...): (its request
+    id, or "" without `with_request_id`; the id)."""
+    check = Checker()
+    request_id = check.request_id("request_id", request.request_id) if with_request_id else ""  # type: ignore[attr-defined]
+    value = check.resource_id(field, getattr(request, field), prefix)
+    check.raise_if_any()
+    return request_id, value

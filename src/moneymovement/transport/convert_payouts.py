@@ -177,17 +177,6 @@ def payout_request(request: pb.CreatePayoutRequest) -> tuple[str, CreatePayout]:
     )
 
 
-def named(
-    request: object, field: str, prefix: str, *, with_request_id: bool = False
-) -> tuple[str, str]:
-    """A get, cancel or disable: (request id or "", the id)."""
-    check = Checker()
-    request_id = check.request_id("request_id", request.request_id) if with_request_id else ""  # type: ignore[attr-defined]
-    value = check.resource_id(field, getattr(request, field), prefix)
-    check.raise_if_any()
-    return request_id, value
-
-
 def payout_listing(
     request: pb.ListPayoutsRequest,
 ) -> tuple[str | None, PayoutState | None, str | None, int]:

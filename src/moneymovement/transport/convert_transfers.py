@@ -20,6 +20,7 @@ from moneymovement.transport.convert_common import (
     duration,
     enum_names,
     enum_value,
+    named,
     optional_time,
     timestamp,
 )
@@ -213,11 +214,7 @@ def extend_request(request: pb.ExtendHoldRequest) -> tuple[str, ExtendHold]:
 
 def void_request(request: pb.VoidTransferRequest) -> tuple[str, str]:
     """VoidTransfer's request id and hold id."""
-    check = Checker()
-    request_id = check.request_id("request_id", request.request_id)
-    hold = check.resource_id("transfer_id", request.transfer_id, ids.TRANSFER)
-    check.raise_if_any()
-    return request_id, hold
+    return named(request, "transfer_id", ids.TRANSFER, with_request_id=True)
 
 
 def reversal_request(request: pb.ReverseTransferRequest) -> tuple[str, ReversalRequest]:

@@ -13,6 +13,7 @@ from moneymovement.rails.base import Rail
 from moneymovement.service.payouts import PayoutService
 from moneymovement.transport import convert_payouts as payouts_in
 from moneymovement.transport.context import current_caller
+from moneymovement.transport.convert_common import named
 from moneymovement.v1 import payout_service_pb2 as pb
 from moneymovement.v1 import payout_service_pb2_grpc as pgrpc
 
@@ -42,7 +43,7 @@ class PayoutServicer(pgrpc.PayoutServiceServicer):
     async def GetExternalAccount(
         self, request: pb.GetExternalAccountRequest, context: Context
     ) -> pb.GetExternalAccountResponse:
-        _, external_id = payouts_in.named(request, "id", ids.EXTERNAL_ACCOUNT)
+        _, external_id = named(request, "id", ids.EXTERNAL_ACCOUNT)
         external = await self._payouts.external_account(current_caller(), external_id)
         return pb.GetExternalAccountResponse(
             external_account=payouts_in.external_account_message(external)
@@ -63,9 +64,7 @@ class PayoutServicer(pgrpc.PayoutServiceServicer):
     async def DisableExternalAccount(
         self, request: pb.DisableExternalAccountRequest, context: Context
     ) -> pb.DisableExternalAccountResponse:
-        request_id, external_id = payouts_in.named(
-            request, "id", ids.EXTERNAL_ACCOUNT, with_request_id=True
-        )
+        request_id, external_id = named(request, "id", ids.EXTERNAL_ACCOUNT, with_request_id=True)
         external = await self._payouts.disable_external_account(
             current_caller(), request_id, external_id
         )
@@ -83,7 +82,7 @@ class PayoutServicer(pgrpc.PayoutServiceServicer):
     async def GetPayout(
         self, request: pb.GetPayoutRequest, context: Context
     ) -> pb.GetPayoutResponse:
-        _, payout_id = payouts_in.named(request, "id", ids.PAYOUT)
+        _, payout_id = named(request, "id", ids.PAYOUT)
         payout = await self._payouts.payout(current_caller(), payout_id)
         return pb.GetPayoutResponse(payout=payouts_in.payout_message(payout))
 
@@ -102,14 +101,14 @@ class PayoutServicer(pgrpc.PayoutServiceServicer):
     async def CancelPayout(
         self, request: pb.CancelPayoutRequest, context: Context
     ) -> pb.CancelPayoutResponse:
-        request_id, payout_id = payouts_in.named(request, "id", ids.PAYOUT, with_request_id=True)
+        request_id, payout_id = named(request, "id", ids.PAYOUT, with_request_id=True)
         payout = await self._payouts.cancel_payout(current_caller(), request_id, payout_id)
         return pb.CancelPayoutResponse(payout=payouts_in.payout_message(payout))
 
     async def GetInboundTransfer(
         self, request: pb.GetInboundTransferRequest, context: Context
     ) -> pb.GetInboundTransferResponse:
-        _, inbound_id = payouts_in.named(request, "id", ids.INBOUND)
+        _, inbound_id = named(request, "id", ids.INBOUND)
         inbound = await self._payouts.inbound_transfer(current_caller(), inbound_id)
         return pb.GetInboundTransferResponse(inbound_transfer=payouts_in.inbound_message(inbound))
 
