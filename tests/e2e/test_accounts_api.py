@@ -62,6 +62,20 @@ async def test_bad_create_names_every_field(api: Api) -> None:
         "overdraft_limit_minor": "OUT_OF_RANGE",
         "metadata[bad key!]": "INVALID_FORMAT",
     }
+    # A code of an asset's shape nobody registered ("XYZ") is refused by the ledger, once
+    # the fields the edge checks are right: the same answer, naming the same field.
+    unknown = await failure(
+        api.a.accounts.CreateAccount(
+            pb.CreateAccountRequest(
+                request_id="unknown-asset", currency_code="XYZ",
+                normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
+            ),
+            metadata=api.a.md,
+        )
+    )  # fmt: skip
+    assert (unknown.code, unknown.field_violations) == (
+        Code.INVALID_ARGUMENT, [("currency_code", "UNKNOWN_CURRENCY")],
+    )  # fmt: skip
 
 
 async def test_update_with_expected_version(api: Api) -> None:
