@@ -39,7 +39,7 @@ from moneymovement.observability.logging import configure_logging
 from moneymovement.rails.reconcile import render
 from moneymovement.rails.settlement import read_settlement_csv
 from moneymovement.service.payouts import reconcile_rail
-from moneymovement.service.tenants import TenantDirectory, UnknownTenant
+from moneymovement.service.tenants import TenantDirectory, UnknownHolder, UnknownTenant
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.migrate import migrate
 from moneymovement.storage.session import Database
@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     ).add_subparsers(dest="action", required=True)
     token_create = tokens.add_parser("create", help="print a new token for an existing tenant")
     token_create.add_argument("tenant", help="the tenant's id or name")
+    token_create.add_argument(
+        "--holder",
+        metavar="HOLDER_ID",
+        help="scope the token to this holder of the tenant: it acts for that holder only",
+    )
     token_list = tokens.add_parser(
         "list", help="list tokens: id, tenant, created, revoked (never the token)"
     )
@@ -482,9 +487,11 @@ async def _tokens(dsn: str, args: argparse.Namespace, *, embedded: bool) -> int:
     try:
         directory = TenantDirectory(database, dsn=dsn)
         if args.action == "create":
-            issued = await directory.create_token(args.tenant)
+            issued = await directory.create_token(args.tenant, holder_id=args.holder)
+            scoped = f"holder_id: {issued.holder_id}\n" if issued.holder_id else ""
             print(
-                f"tenant_id: {issued.tenant_id}\ntoken_id: {issued.token_id}\ntoken: {issued.token}"
+                f"tenant_id: {issued.tenant_id}\n{scoped}token_id: {issued.token_id}\n"
+                f"token: {issued.token}"
             )
         elif args.action == "list":
             print(format_tokens(await directory.list_tokens(args.tenant)))
@@ -507,19 +514,23 @@ async def _tokens(dsn: str, args: argparse.Namespace, *, embedded: bool) -> int:
     except UnknownTenant as error:
         print(f"moneymovement: no tenant with id or name {error}", file=sys.stderr)
         return 1
+    except UnknownHolder as error:
+        print(f"moneymovement: the tenant has no holder {error}", file=sys.stderr)
+        return 1
     finally:
         await database.close()
     return 0
 
 
 def format_tokens(tokens: list[dict[str, Any]]) -> str:
-    """One line per token: id, tenant id and name, created, revoked (or "-")."""
-    lines = ["token_id  tenant_id  tenant_name  created_at  revoked_at"]
+    """One line per token: id, tenant id and name, created, revoked (or "-"), and the
+    holder it is scoped to (or "-": the platform's)."""
+    lines = ["token_id  tenant_id  tenant_name  created_at  revoked_at  holder_id"]
     for token in tokens:
         revoked = token["revoked_at"].isoformat() if token["revoked_at"] else "-"
         lines.append(
             f"{token['token_id']}  {token['tenant_id']}  {token['tenant_name']}  "
-            f"{token['created_at'].isoformat()}  {revoked}"
+            f"{token['created_at'].isoformat()}  {revoked}  {token.get('holder_id') or '-'}"
         )
     return "\n".join(lines)
 

@@ -26,7 +26,9 @@ fields at fault.
     MoneyMovementError           every failure: code, reason, message, metadata
       InvalidRequest             INVALID_ARGUMENT: fix the request (field_violations)
       Unauthenticated            UNAUTHENTICATED: TOKEN_MISSING, TOKEN_INVALID
-      PermissionDenied           PERMISSION_DENIED: ADMIN_TOKEN_REQUIRED (AdminClient)
+      PermissionDenied           PERMISSION_DENIED: ADMIN_TOKEN_REQUIRED (AdminClient);
+                                 HOLDER_SCOPE_FORBIDS, HOLDER_SCOPE_MISMATCH (acting for
+                                 a holder)
       Rejected                   a business outcome, recorded with the request_id
         NotFound                 ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, PAYOUT_NOT_FOUND, ...
         AlreadyExists            ALREADY_EXISTS
@@ -665,7 +667,9 @@ def _pause_s(policy: RetryPolicy, attempt: int, delay_s: float | None) -> float:
 
 @dataclass
 class MoneyMovementClient:
-    """The services behind one channel, for one tenant's token.
+    """The services behind one channel, for one tenant's token; with `acting_for` (a
+    holder id), every call acts for that holder (the "mm-holder" metadata: it sees and
+    moves that holder's money only; docs/platforms.md, "Acting for a holder").
 
     Every method raises the MoneyMovementError subclasses of the module's docstring; the
     "Raises" of each method lists the ones its RPC is known for. Any call may also raise
@@ -676,6 +680,7 @@ class MoneyMovementClient:
     token: str
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     credentials: grpc.ChannelCredentials | None = None
+    acting_for: str = ""
 
     def __post_init__(self) -> None:
         options = [("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS)]
@@ -691,7 +696,9 @@ class MoneyMovementClient:
         self._payouts = pgrpc.PayoutServiceStub(self._channel)
         self._assets = asgrpc.AssetServiceStub(self._channel)
         self._holders = hsgrpc.HolderServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {self.token}"),)
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {self.token}"),)
+        if self.acting_for:
+            self._metadata += (("mm-holder", self.acting_for),)
         self.attempts = 0  # calls sent by the last operation, retries included
 
     async def __aenter__(self) -> Self:
@@ -740,10 +747,12 @@ class MoneyMovementClient:
         metadata: Mapping[str, str] | None = None,
         funds_policy: funds_pb2.FundsPolicy | None = None,
         request_id: str = "",
+        open_to_holders: bool = False,
     ) -> account_pb2.Account:
         """Opens an account; `normal_balance` is "CREDIT" or "DEBIT", `overdraft_mode`
         "NONE", "LIMITED" (with `overdraft_limit_minor`) or "UNLIMITED"; `funds_policy`
-        (a CREDIT-normal account's): availability, reserves, early release, limits.
+        (a CREDIT-normal account's): availability, reserves, early release, limits;
+        `open_to_holders`: a platform account calls acting for a holder may credit.
 
         Raises:
             InvalidRequest: a bad field.
@@ -756,6 +765,7 @@ class MoneyMovementClient:
             overdraft_mode=_enum(account_pb2.OverdraftMode, "OVERDRAFT_MODE_", overdraft_mode),
             overdraft_limit_minor=overdraft_limit_minor, name=name, external_id=external_id,
             holder_id=holder_id, metadata=metadata or {}, funds_policy=funds_policy,
+            open_to_holders=open_to_holders,
         )  # fmt: skip
         return (await self._call(self._accounts.CreateAccount, request)).account
 
@@ -2005,14 +2015,17 @@ class AdminClient:
             yield tenant
 
     async def create_token(
-        self, tenant_id: str, *, request_id: str = ""
+        self, tenant_id: str, *, request_id: str = "", holder_id: str = ""
     ) -> adpb.CreateTokenResponse:
-        """A new bearer token for the tenant, shown this once (`bearer_token`).
+        """A new bearer token for the tenant, shown this once (`bearer_token`); scoped
+        to one of its holders with `holder_id` (it then acts for that holder only).
 
         Raises:
-            NotFound: TENANT_NOT_FOUND.
+            NotFound: TENANT_NOT_FOUND, HOLDER_NOT_FOUND.
         """
-        request = adpb.CreateTokenRequest(request_id=request_id, tenant_id=tenant_id)
+        request = adpb.CreateTokenRequest(
+            request_id=request_id, tenant_id=tenant_id, holder_id=holder_id
+        )
         return await self._client._call(self._admin.CreateToken, request)
 
     async def list_tokens(

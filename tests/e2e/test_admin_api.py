@@ -21,6 +21,7 @@ from moneymovement.storage.tenants import token_digest
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import admin_service_pb2 as adpb
 from moneymovement.v1 import admin_service_pb2_grpc as adgrpc
+from moneymovement.v1 import holder_service_pb2 as hpb
 from tests.e2e.conftest import Api, Client, failure, start_api, stop_api
 
 ADMIN_TOKEN = "admin-" + "s3cret" * 8
@@ -210,6 +211,77 @@ async def test_a_tenant_provisioned_over_admin_service_serves_and_its_revocation
     assert ADMIN_TOKEN not in text
 
 
+async def test_a_holder_scoped_token_from_admin_service_acts_for_its_holder_until_revoked(
+    replicas: tuple[Api, Api],
+) -> None:
+    first, second = replicas
+    stub, admin = adgrpc.AdminServiceStub(first.channel), _md(ADMIN_TOKEN)
+    platform = first.a
+    made = await platform.holders.CreateHolder(
+        hpb.CreateHolderRequest(request_id="h-1", external_id="seller-1"), metadata=platform.md
+    )
+    holder_id = made.holder.holder_id
+    platform_account = await platform.open("platform-own")
+
+    issued = await stub.CreateToken(
+        adpb.CreateTokenRequest(request_id="k-1", tenant_id=first.tenant_a, holder_id=holder_id),
+        metadata=admin,
+    )
+    assert (issued.api_token.tenant_id, issued.api_token.holder_id) == (first.tenant_a, holder_id)
+    listed = await stub.ListTokens(adpb.ListTokensRequest(tenant_id=first.tenant_a), metadata=admin)
+    scopes = {t.token_id: t.holder_id for t in listed.api_tokens}
+    assert scopes[issued.api_token.token_id] == holder_id
+    assert sorted(scopes.values()) == ["", "", holder_id]  # the replicas' platform tokens
+
+    # On either replica it acts for its holder: what it opens is the holder's, and the
+    # platform's own account is, for it, an account that does not exist.
+    on_1 = Client(first.channel, issued.bearer_token)
+    on_2 = Client(second.channel, issued.bearer_token)
+    opened = await on_1.open("scoped-1")
+    assert opened.holder_id == holder_id
+    got = await on_2.accounts.GetAccount(
+        apb.GetAccountRequest(account_id=opened.id), metadata=on_2.md
+    )
+    assert got.account.holder_id == holder_id
+    hidden = await failure(
+        on_2.accounts.GetAccount(
+            apb.GetAccountRequest(account_id=platform_account.id), metadata=on_2.md
+        )
+    )
+    assert (hidden.code, hidden.reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+
+    # A holder the tenant does not have, or an id of no holder's shape: refused, no token.
+    for holder, code, reason in (
+        ("hld_" + "a" * 26, grpc.StatusCode.NOT_FOUND, "HOLDER_NOT_FOUND"),
+        ("seller-1", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    ):
+        refused = await failure(
+            stub.CreateToken(
+                adpb.CreateTokenRequest(
+                    request_id="k-2", tenant_id=first.tenant_a, holder_id=holder
+                ),
+                metadata=admin,
+            )
+        )
+        assert (refused.code, refused.reason) == (code, reason), holder
+    again = await stub.ListTokens(adpb.ListTokensRequest(tenant_id=first.tenant_a), metadata=admin)
+    assert len(again.api_tokens) == len(listed.api_tokens)
+
+    # Revoked: refused at once by both replicas, which had it cached.
+    revoked = await stub.RevokeToken(
+        adpb.RevokeTokenRequest(request_id="v-1", token_id=issued.api_token.token_id),
+        metadata=admin,
+    )
+    assert revoked.all_replicas_confirmed
+    for client in (on_1, on_2):
+        refused = await failure(
+            client.accounts.GetAccount(
+                apb.GetAccountRequest(account_id=opened.id), metadata=client.md
+            )
+        )
+        assert (refused.code, refused.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
+
+
 async def test_unknown_tenants_and_tokens_and_bad_input(replicas: tuple[Api, Api]) -> None:
     first, _ = replicas
     stub, admin = adgrpc.AdminServiceStub(first.channel), _md(ADMIN_TOKEN)
@@ -326,7 +398,10 @@ def test_every_admin_rpc_is_checked_here() -> None:
         mutating = options != descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
         fields = {f.name for f in method.input_type.fields}
         assert not mutating or "request_id" in fields, method.name
-        assert fields <= {"request_id", "name", "tenant_id", "token_id", "page_size", "page_token"}
+        # holder_id is optional (CreateToken's scope): left empty, the request is whole.
+        assert fields <= {
+            "request_id", "name", "tenant_id", "token_id", "page_size", "page_token", "holder_id"
+        }  # fmt: skip
 
 
 @pytest.fixture

@@ -145,7 +145,9 @@ async def test_tokens_are_listed_without_secrets_and_created_for_existing_tenant
     listed = await directory.list_tokens("tenant-a")
     assert {t["token_id"] for t in listed} >= {by_name.token_id, by_id.token_id}
     assert all(t["tenant_id"] == tenants["tenant-a"] for t in listed)
-    assert set(listed[0]) == {"token_id", "tenant_id", "tenant_name", "created_at", "revoked_at"}
+    assert set(listed[0]) == {
+        "token_id", "tenant_id", "tenant_name", "created_at", "revoked_at", "holder_id",
+    }  # fmt: skip
     assert len(await directory.list_tokens()) == len(listed) + 1  # tenant-b's
 
     first = (await directory.revoke_token(by_name.token_id)).revoked_at

@@ -250,6 +250,8 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "HOLDER_RESTRICTED": FailedPrecondition,
     "HOLDER_NOT_EMPTY": FailedPrecondition,
     "HOLDER_CLOSED": FailedPrecondition,
+    "HOLDER_SCOPE_FORBIDS": PermissionDenied,
+    "HOLDER_SCOPE_MISMATCH": PermissionDenied,
 }
 
 

@@ -20,7 +20,9 @@ EXPECTED_TABLES = {
     "tenants": ["tenant_id", "name", "created_at"],
     # Which role the service switches to (migration 0004).
     "service_role": ["name", "singleton"],
-    "api_tokens": ["token_id", "tenant_id", "token_sha256", "created_at", "revoked_at"],
+    "api_tokens": [
+        "token_id", "tenant_id", "token_sha256", "created_at", "revoked_at", "holder_id",
+    ],
     "accounts": [
         "tenant_id", "account_id", "external_id", "name", "currency_code", "normal_balance",
         "overdraft_mode", "overdraft_limit_minor", "holder_id", "metadata", "state",
@@ -30,7 +32,7 @@ EXPECTED_TABLES = {
         "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
         "freeze_reason", "attributes_version",
         # An account's holder as a checked reference (migration 0013).
-        "holder_ref",
+        "holder_ref", "open_to_holders",
     ],
     "transfers": [
         "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id",

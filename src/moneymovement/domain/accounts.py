@@ -65,6 +65,8 @@ class Account:
     # Rises with a change of the attributes or state only (not of the balances): what
     # expected_attributes_version is compared with.
     attributes_version: int = 1
+    # A platform account calls acting for a holder may credit (domain/holder_scope.py).
+    open_to_holders: bool = False
 
     def floor_minor(self) -> int | None:
         """The lowest available balance the overdraft policy allows; None when unbounded."""
@@ -272,6 +274,7 @@ class AccountChanges:
     overdraft_mode: OverdraftMode | None = None
     overdraft_limit_minor: int | None = None
     funds_policy: FundsPolicy | None = None  # replaces the whole policy
+    open_to_holders: bool | None = None
 
 
 def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Account:
@@ -320,6 +323,9 @@ def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Ac
     if changes.funds_policy is not None:
         validate_policy(changes.funds_policy, account.normal_balance)
         updated = replace(updated, funds_policy=changes.funds_policy)
+    if changes.open_to_holders is not None:
+        require_platform_account(account.holder_id, changes.open_to_holders)
+        updated = replace(updated, open_to_holders=changes.open_to_holders)
     floor = updated.floor_minor()
     available = account.balances.available(account.normal_balance)
     if floor is not None and available < floor:
@@ -331,3 +337,22 @@ def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Ac
     if updated == account:
         return account
     return _changed(account, updated)
+
+
+def require_platform_account(holder_id: str, open_to_holders: bool) -> None:
+    """Only a platform account (one without a holder id) may be open to holders: a
+    holder's account is its own, and the database checks it too (migration 0015).
+
+    Raises:
+        InvalidInput: open_to_holders for an account with a holder id.
+    """
+    if open_to_holders and holder_id:
+        raise InvalidInput(
+            [
+                FieldViolation(
+                    "open_to_holders",
+                    FieldReason.OUT_OF_RANGE,
+                    "only an account without a holder_id can be open to holders",
+                )
+            ]
+        )

@@ -120,6 +120,7 @@ class CreateAccount(Command[Account]):
     holder_id: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     funds_policy: FundsPolicy = NO_POLICY
+    open_to_holders: bool = False
 
     def external_ids(self) -> tuple[str, ...]:
         return () if self.external_id is None else (self.external_id,)

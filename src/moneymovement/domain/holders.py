@@ -59,6 +59,8 @@ class HolderQuery:
     state: HolderState | None = None
     external_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Only this holder (a call acting for it lists itself alone).
+    holder_id: str | None = field(default=None, metadata={"added_later": True})
 
 
 @dataclass(frozen=True)

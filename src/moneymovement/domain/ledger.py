@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 from moneymovement.domain import accounts as rules
 from moneymovement.domain import holder_ledger, ids, rail_ledger
+from moneymovement.domain import holder_scope as scope
 from moneymovement.domain.accounts import Account, AccountState
 from moneymovement.domain.assets import Asset, register, require_known
 from moneymovement.domain.commands import (
@@ -97,7 +98,11 @@ from moneymovement.domain.holds import (
     post_hold,
     void_hold,
 )
-from moneymovement.domain.monitors import MAX_MONITORS_PER_ACCOUNT, BalanceMonitor
+from moneymovement.domain.monitors import (
+    MAX_MONITORS_PER_ACCOUNT,
+    BalanceMonitor,
+    monitor_not_found,
+)
 from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
 from moneymovement.domain.reversals import reverse
 from moneymovement.domain.transfers import (
@@ -117,10 +122,12 @@ Record = ExternalAccount | Payout | InboundTransfer
 
 @dataclass(frozen=True)
 class Issued:
-    """Who asks: the request id a command came with and the trace of its request."""
+    """Who asks: the request id a command came with, the trace of its request, and the
+    holder the call acts for (None: the platform; domain/holder_scope.py)."""
 
     request_id: str
     trace_id: str | None = None
+    holder_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +245,11 @@ class Ledger:
                 the state is unchanged.
         """
         fork = _Fork(self)
+        if issued.holder_id is not None:
+            _see_as_holder(fork, command, issued.holder_id)
         result = _HANDLERS[type(command)](fork, command, issued)
+        if issued.holder_id is not None:
+            _require_holder_debits_only(fork, issued.holder_id)
         fork.watch(issued)
         fork.merge()
         return cast(R, result)
@@ -527,12 +538,72 @@ class _Fork:
         return tuple(self.accounts[a] for a in sorted(ids))
 
 
+# The commands that move money, in which a call acting for a holder may also name the
+# platform accounts open to holders (to credit them).
+_MOVEMENTS = (
+    CreateTransfer, CreateTransfers, PostTransfer, VoidTransfer, IncrementHold, ExtendHold,
+    ReverseTransfer,
+)  # fmt: skip
+
+
+def _see_as_holder(fork: _Fork, command: Command[Any], holder_id: str) -> None:
+    """Leaves the command, acting for a holder, only what the holder may see: its own
+    accounts (and, in a movement, the platform accounts open to holders), the transfers
+    between those that touch its own, its own scheduled parts, and itself. Everything
+    else is absent, so it answers exactly as ids that do not exist do. The fork's own
+    changes are still empty here; the batch's running state is untouched."""
+    movement = isinstance(command, _MOVEMENTS)
+    accounts = {
+        account_id: account
+        for account_id, account in fork.accounts.items()
+        if scope.owns(holder_id, account)
+        or (movement and scope.may_name_in_movement(holder_id, account))
+    }
+    owned = {a for a, account in accounts.items() if scope.owns(holder_id, account)}
+    fork.accounts = ChainMap({}, accounts)
+    fork.transfers = ChainMap(
+        {},
+        {
+            transfer_id: transfer
+            for transfer_id, transfer in fork.transfers.items()
+            if {transfer.debit_account_id, transfer.credit_account_id} <= accounts.keys()
+            and not owned.isdisjoint((transfer.debit_account_id, transfer.credit_account_id))
+        },
+    )
+    fork.funds = ChainMap({}, {f: p for f, p in fork.funds.items() if p.account_id in owned})
+    fork.records = ChainMap({})  # bank destinations and payouts are the platform's
+    fork.holders = ChainMap({}, {h: v for h, v in fork.holders.items() if h == holder_id})
+
+
+def _require_holder_debits_only(fork: _Fork, holder_id: str) -> None:
+    """A call acting for a holder moves money out of the holder's own accounts only: a
+    platform account open to holders may be credited, never debited (by a new transfer
+    or hold, or a capture or increment of a hold from it; voiding, extending, or
+    reversing what it paid the holder are no debit of it).
+
+    Raises:
+        Rejected: HOLDER_SCOPE_FORBIDS, naming the platform account.
+    """
+    for transfer_id, after in fork.transfers.maps[0].items():
+        debited = fork.accounts[after.debit_account_id]
+        if scope.owns(holder_id, debited):
+            continue
+        before = fork.ledger.transfers.get(transfer_id)
+        if (
+            before is None
+            or after.amount_minor > before.amount_minor
+            or after.posted_amount_minor > before.posted_amount_minor
+        ):
+            raise scope.forbidden(holder_id, "debit a platform account", debited.id)
+
+
 def _create_account(
     fork: _Fork, command: CreateAccount, issued: Issued, account_id: str | None = None
 ) -> Account:
     """A new account, with a new id unless `account_id` (a rail's settlement account,
     domain/rail_ledger.py) gives it."""
     validate_policy(command.funds_policy, command.normal_balance)  # the edge did; again here
+    rules.require_platform_account(command.holder_id, command.open_to_holders)
     # The edge let any code of an asset's shape through: only now is it known whether
     # this tenant registered it.
     require_known(command.currency_code, fork.assets)
@@ -563,6 +634,7 @@ def _create_account(
         created_at=fork.now,
         updated_at=fork.now,
         funds_policy=command.funds_policy,
+        open_to_holders=command.open_to_holders,
     )
     fork.accounts[account.id] = account
     if command.funds_policy:
@@ -868,11 +940,7 @@ def _create_monitor(fork: _Fork, command: CreateBalanceMonitor, issued: Issued) 
 def _delete_monitor(fork: _Fork, command: DeleteBalanceMonitor, issued: Issued) -> BalanceMonitor:
     monitor = fork.monitors.get(command.monitor_id)
     if monitor is None:
-        raise Rejected(
-            Reason.MONITOR_NOT_FOUND,
-            f"balance monitor {command.monitor_id} not found",
-            {"monitor_id": command.monitor_id},
-        )
+        raise monitor_not_found(command.monitor_id)
     if monitor.deleted:
         return monitor
     deleted = replace(monitor, deleted=True, updated_at=fork.now)

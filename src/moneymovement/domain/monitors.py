@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from moneymovement.domain.balances import Balances, NormalBalance
+from moneymovement.domain.errors import Reason, Rejected
 
 MAX_MONITORS_PER_ACCOUNT = 20
 
@@ -79,3 +80,12 @@ class BalanceMonitor:
     def holds(self, balances: Balances, normal: NormalBalance) -> bool:
         """Whether the condition is true of `balances`."""
         return self.operator.holds(self.field.of(balances, normal), self.threshold_minor)
+
+
+def monitor_not_found(monitor_id: str) -> Rejected:
+    """The rejection for a monitor that does not exist (or is not the caller's to see)."""
+    return Rejected(
+        Reason.MONITOR_NOT_FOUND,
+        f"balance monitor {monitor_id} not found",
+        {"monitor_id": monitor_id},
+    )

@@ -37,3 +37,5 @@ class TransferQuery:
     trace_id: str | None = None
     # Keys that must be present, sorted, once each.
     metadata_keys: tuple[str, ...] = field(default=(), metadata=ADDED_LATER)
+    # Only transfers touching an account of this holder (a call acting for it).
+    holder_id: str | None = field(default=None, metadata=ADDED_LATER)

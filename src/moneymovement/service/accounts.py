@@ -5,6 +5,8 @@ Every change is a command for the write pipeline (service/pipeline.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from moneymovement.domain.accounts import Account, AccountChanges
 from moneymovement.domain.commands import (
     CloseAccount,
@@ -14,11 +16,16 @@ from moneymovement.domain.commands import (
     UpdateAccount,
 )
 from moneymovement.domain.errors import account_not_found
+from moneymovement.domain.holder_scope import for_holder, require_holder_changes
 from moneymovement.domain.queries import AccountQuery
+from moneymovement.service.holder_access import sees_account
 from moneymovement.service.pages import Page, newest_first
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
+
+# A holder filter no account can match (a holder id has no "/").
+_NOBODY = "/"
 
 
 class AccountService:
@@ -32,8 +39,11 @@ class AccountService:
         """Opens an account.
 
         Raises:
-            Rejected: EXTERNAL_ID_TAKEN.
+            Rejected: EXTERNAL_ID_TAKEN; acting for a holder, HOLDER_NOT_FOUND for
+                another holder, HOLDER_SCOPE_FORBIDS for what only the platform opens.
         """
+        if caller.holder_id is not None:
+            new = for_holder(caller.holder_id, new)
         return await self._pipeline.submit(caller, request_id, new)
 
     async def get(self, caller: Caller, account_id: str) -> Account:
@@ -45,7 +55,7 @@ class AccountService:
 
         async def work(session: Session) -> Account:
             account = await session.accounts.get(account_id)
-            if account is None:
+            if account is None or not sees_account(caller, account):
                 raise account_not_found(account_id)
             return account
 
@@ -54,7 +64,13 @@ class AccountService:
     async def list(
         self, caller: Caller, where: AccountQuery, size: int, token: str
     ) -> Page[Account]:
-        """A page of accounts, newest first."""
+        """A page of accounts, newest first (acting for a holder, of the holder only: a
+        filter naming another holder finds nothing, as one naming nobody)."""
+        if caller.holder_id is not None:
+            if where.holder_id not in (None, caller.holder_id):
+                where = replace(where, holder_id=_NOBODY)
+            else:
+                where = replace(where, holder_id=caller.holder_id)
         return await newest_first(
             self._uow,
             caller,
@@ -74,7 +90,10 @@ class AccountService:
         expected_version: int | None,
         expected_attributes_version: int | None = None,
     ) -> Account:
-        """Changes name, metadata or overdraft policy."""
+        """Changes name, metadata or overdraft policy (acting for a holder, name and
+        metadata only)."""
+        if caller.holder_id is not None:
+            require_holder_changes(caller.holder_id, changes)
         command = UpdateAccount(
             account_id=account_id,
             expected_version=expected_version,

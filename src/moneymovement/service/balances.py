@@ -10,6 +10,7 @@ from moneymovement.domain.balances import BalanceSnapshot
 from moneymovement.domain.errors import Reason, Rejected, account_not_found
 from moneymovement.domain.transfers import Entry
 from moneymovement.service.balance_reads import BalanceReads
+from moneymovement.service.holder_access import hidden_accounts, sees_account
 from moneymovement.service.pages import Page, decode_version_cursor, paginate, scope_of
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
@@ -33,10 +34,12 @@ class BalanceService:
             Rejected: ACCOUNT_NOT_FOUND naming the first missing account (`account_id`)
                 and every one (`missing_account_ids`, comma-separated, in the order asked).
         """
+        hidden = await hidden_accounts(self._uow, caller, account_ids)
         if as_of is None:
             found = await self._current.balances(caller, account_ids)
         else:
             found = await self._as_of(caller, account_ids, as_of)
+        found = {a: snapshot for a, snapshot in found.items() if a not in hidden}
         missing = list(dict.fromkeys(a for a in account_ids if a not in found))
         if missing:
             raise _not_found(missing)
@@ -91,7 +94,7 @@ class BalanceService:
             return account, rows
 
         account, rows = await self._uow.read(caller, work, statements=2)
-        if account is None:
+        if account is None or not sees_account(caller, account):
             raise account_not_found(account_id)
         return account, paginate(rows, size, lambda e: [e.account_version], scope)
 

@@ -35,6 +35,7 @@ from moneymovement.domain.errors import (
     Reason,
 )
 from moneymovement.domain.events import EventFilter, RecordedEvent
+from moneymovement.domain.holder_scope import event_for_holder, events_filter
 from moneymovement.observability import metrics
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.errors import DatabaseUnavailable, StorageError
@@ -233,12 +234,15 @@ class EventStream:
         Raises:
             DomainError: CURSOR_EXPIRED; DEADLINE_EXCEEDED, DATABASE_UNAVAILABLE.
         """
+        if caller.holder_id is not None:
+            where = events_filter(caller.holder_id, where)
         if after is None:
             ends = await self._ends(caller)
             after = ends.head if start is Start.NOW else ends.horizon
         page = await self._read(caller, after, limit, where)
-        metrics.events_delivered.add(len(page.events), {"rpc": "ListEvents"})
-        return page.events, max(after, page.scanned_through)
+        events = _as_seen_by(caller, page.events)
+        metrics.events_delivered.add(len(events), {"rpc": "ListEvents"})
+        return events, max(after, page.scanned_through)
 
     async def watch(
         self, caller: Caller, after: int | None, start: Start, where: EventFilter
@@ -251,13 +255,15 @@ class EventStream:
                 the retention); DATABASE_UNAVAILABLE when a read of a stream that is
                 behind fails.
         """
+        if caller.holder_id is not None:
+            where = events_filter(caller.holder_id, where)
         cursor = await self._start(caller, after, start, where)
         stream = _Stream(caller.tenant_id, cursor)
         async with self._feed(caller.tenant_id) as feed:
             self._streams.add(stream)
             try:
-                async for pair in self._follow(caller, feed, stream, where):
-                    yield pair
+                async for events, at in self._follow(caller, feed, stream, where):
+                    yield _as_seen_by(caller, events), at
             finally:
                 self._streams.discard(stream)
 
@@ -432,3 +438,12 @@ def _delivered(events: list[RecordedEvent], *, live: bool) -> None:
     if live:
         waited = datetime.now(UTC) - events[0].occurred_at
         metrics.event_delivery_latency.record(waited.total_seconds())
+
+
+def _as_seen_by(caller: Caller, events: list[RecordedEvent]) -> list[RecordedEvent]:
+    """The events as the caller may see them (acting for a holder: domain/holder_scope.py)."""
+    holder_id = caller.holder_id
+    if holder_id is None:
+        return events
+    seen = (event_for_holder(event, holder_id) for event in events)
+    return [event for event in seen if event is not None]

@@ -21,7 +21,8 @@ from moneymovement.domain.commands import (
 from moneymovement.domain.errors import account_not_found
 from moneymovement.domain.funds import ScheduledFunds
 from moneymovement.domain.ledger import PolicyChange
-from moneymovement.domain.monitors import BalanceMonitor
+from moneymovement.domain.monitors import BalanceMonitor, monitor_not_found
+from moneymovement.service.holder_access import hidden_accounts, sees_account
 from moneymovement.service.pages import (
     Page,
     decode_time_cursor,
@@ -75,6 +76,14 @@ class FundsService:
         Raises:
             Rejected: MONITOR_NOT_FOUND.
         """
+        if caller.holder_id is not None:
+            # Acting for a holder: only a monitor of its own accounts (a monitor's
+            # account never changes, so reading it first is enough).
+            monitor = await self._uow.read(
+                caller, lambda s: s.funds.monitor(monitor_id), statements=2
+            )
+            if monitor is None or await hidden_accounts(self._uow, caller, [monitor.account_id]):
+                raise monitor_not_found(monitor_id)
         return await self._pipeline.submit(caller, request_id, DeleteBalanceMonitor(monitor_id))
 
     async def scheduled(
@@ -117,7 +126,8 @@ class FundsService:
         """`work` in one snapshot with the account, which must exist."""
 
         async def checked(session: Session) -> T:
-            if await session.accounts.get(account_id) is None:
+            account = await session.accounts.get(account_id)
+            if account is None or not sees_account(caller, account):
                 raise account_not_found(account_id)
             return await work(session)
 

@@ -7,6 +7,7 @@ request id, decided in the write transaction against the holder's row.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from moneymovement.domain.commands import CreateHolder, UpdateHolder
@@ -53,6 +54,9 @@ class HolderService:
                 raise holder_not_found(holder_id)
             return holder
 
+        if caller.holder_id not in (None, holder_id):  # another holder: as if none
+            raise holder_not_found(holder_id)
+
         return await self._uow.read(caller, work)
 
     async def balances(
@@ -71,10 +75,14 @@ class HolderService:
                 raise holder_not_found(holder_id)
             return found
 
+        if caller.holder_id not in (None, holder_id):  # another holder: as if none
+            raise holder_not_found(holder_id)
         return await self._uow.read(caller, work)
 
     async def list(self, caller: Caller, where: HolderQuery, size: int, token: str) -> Page[Holder]:
-        """A page of holders, newest first."""
+        """A page of holders, newest first (acting for a holder, itself alone)."""
+        if caller.holder_id is not None:
+            where = replace(where, holder_id=caller.holder_id)
         return await newest_first(
             self._uow,
             caller,

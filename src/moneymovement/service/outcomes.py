@@ -143,6 +143,7 @@ def account_to_json(account: Account) -> dict[str, Any]:
         "freeze_scope": None if account.freeze_scope is None else account.freeze_scope.value,
         "freeze_reason": account.freeze_reason,
         "attributes_version": account.attributes_version,
+        "open_to_holders": account.open_to_holders,
     }
 
 
@@ -167,6 +168,7 @@ def account_from_json(data: dict[str, Any]) -> Account:
         freeze_scope=FreezeScope(data["freeze_scope"]) if data.get("freeze_scope") else None,
         freeze_reason=data.get("freeze_reason", ""),
         attributes_version=data.get("attributes_version", 1),
+        open_to_holders=data.get("open_to_holders", False),
     )
 
 

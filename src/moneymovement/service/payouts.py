@@ -35,6 +35,7 @@ from moneymovement.domain.payouts import (
 )
 from moneymovement.rails.base import SettlementKind, SettlementLine
 from moneymovement.rails.reconcile import LedgerItem, Reconciliation, reconcile
+from moneymovement.service.holder_access import sees_all
 from moneymovement.service.pages import Page, decode_time_cursor, paginate, scope_of, time_position
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
@@ -159,7 +160,7 @@ class PayoutService:
 
     async def payout(self, caller: Caller, payout_id: str) -> Payout:
         found = await self._read(caller, lambda s: s.payouts.payout(payout_id))
-        if found is None:
+        if found is None or not await sees_all(self._uow, caller, [found.account_id]):
             raise payout_not_found(payout_id)
         return found
 
@@ -178,7 +179,9 @@ class PayoutService:
         before = decode_time_cursor(token, scope)
         rows = await self._read(
             caller,
-            lambda s: s.payouts.payouts(before, account_id, state, external_account_id, size + 1),
+            lambda s: s.payouts.payouts(
+                before, account_id, state, external_account_id, size + 1, caller.holder_id
+            ),
         )
         return paginate(rows, size, lambda p: time_position(p.created_at, p.id), scope)
 
@@ -226,7 +229,7 @@ class PayoutService:
 
     async def inbound_transfer(self, caller: Caller, inbound_id: str) -> InboundTransfer:
         found = await self._read(caller, lambda s: s.payouts.inbound(inbound_id))
-        if found is None:
+        if found is None or not await sees_all(self._uow, caller, [found.account_id]):
             raise inbound_not_found(inbound_id)
         return found
 
@@ -236,7 +239,8 @@ class PayoutService:
         scope = scope_of("inbound_transfers", account_id or "")
         before = decode_time_cursor(token, scope)
         rows = await self._read(
-            caller, lambda s: s.payouts.inbound_transfers(before, account_id, size + 1)
+            caller,
+            lambda s: s.payouts.inbound_transfers(before, account_id, size + 1, caller.holder_id),
         )
         return paginate(rows, size, lambda i: time_position(i.created_at, i.id), scope)
 

@@ -51,6 +51,7 @@ from moneymovement.domain.errors import (
     database_unavailable,
     deadline_exceeded,
 )
+from moneymovement.domain.holder_scope import recorded_request_id
 from moneymovement.domain.transfers import Transfer, TransferState
 from moneymovement.observability import metrics
 from moneymovement.observability.tracing import spans_recorded
@@ -135,6 +136,8 @@ class WritePipeline:
             DomainError: REQUEST_ID_REUSED, DEADLINE_EXCEEDED, CONCURRENCY_CONFLICT,
                 REQUEST_IN_PROGRESS, DATABASE_UNAVAILABLE.
         """
+        # Acting for a holder, request ids are the holder's own (domain/holder_scope.py).
+        request_id = recorded_request_id(caller.holder_id, request_id)
         loop = asyncio.get_running_loop()
         pending = Pending(
             caller,

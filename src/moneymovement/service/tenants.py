@@ -39,6 +39,7 @@ class IssuedToken:
     token_id: str
     token: str
     created_at: datetime | None = None
+    holder_id: str | None = None  # the holder it is scoped to; None: the platform's
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,24 @@ class TokenInfo:
     tenant_id: str
     created_at: datetime
     revoked_at: datetime | None
+    holder_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a live token lets its bearer act as: a tenant, and within it one holder when
+    the token is scoped to one (None: the platform, every holder)."""
+
+    tenant_id: str
+    holder_id: str | None = None
 
 
 class UnknownTenant(LookupError):
     """No tenant has that id or name."""
+
+
+class UnknownHolder(LookupError):
+    """The tenant has no holder of that id."""
 
 
 def new_token() -> str:
@@ -91,8 +106,8 @@ class TenantDirectory:
         self._database = database
         self._ttl_s = cache_ttl_s
         self._dsn = dsn
-        # digest -> (tenant id or None for an unknown token, token id or None, expiry)
-        self._cache: dict[bytes, tuple[str | None, str | None, float]] = {}
+        # digest -> (the grant or None for an unknown token, token id or None, expiry)
+        self._cache: dict[bytes, tuple[Grant | None, str | None, float]] = {}
         self._caching = False
         # Bumped by every invalidation: a lookup that began before one must not cache what
         # it read, which may already be stale.
@@ -111,20 +126,26 @@ class TenantDirectory:
             created_at = await tenants.add_token(token_id, tenant_id, token)
         return IssuedToken(tenant_id, token_id, token, created_at)
 
-    async def create_token(self, tenant: str, *, by_id_only: bool = False) -> IssuedToken:
+    async def create_token(
+        self, tenant: str, *, by_id_only: bool = False, holder_id: str | None = None
+    ) -> IssuedToken:
         """A new token for the existing tenant with this id or name (with `by_id_only`,
-        this id: AdminService names tenants by id only).
+        this id: AdminService names tenants by id only), scoped to one of its holders
+        when `holder_id` is given.
 
         Raises:
             UnknownTenant: there is no such tenant.
+            UnknownHolder: the tenant has no holder `holder_id`.
         """
         async with self._database.directory() as tenants:
             tenant_id = await tenants.find(tenant)
             if tenant_id is None or (by_id_only and tenant_id != tenant):
                 raise UnknownTenant(tenant)
             token_id, token = ids.new_id(ids.TOKEN), new_token()
-            created_at = await tenants.add_token(token_id, tenant_id, token)
-        return IssuedToken(tenant_id, token_id, token, created_at)
+            created_at = await tenants.add_token(token_id, tenant_id, token, holder_id)
+            if created_at is None:
+                raise UnknownHolder(holder_id)
+        return IssuedToken(tenant_id, token_id, token, created_at, holder_id)
 
     async def ensure_tenant(self, name: str) -> tuple[TenantInfo, bool]:
         """The tenant `name`, created unless it exists, and whether this call created it
@@ -159,7 +180,10 @@ class TenantDirectory:
                 raise UnknownTenant(tenant_id)
             rows = await tenants.token_page(tenant_id, after, size + 1)
         found = [
-            TokenInfo(r["token_id"], r["tenant_id"], r["created_at"], r["revoked_at"]) for r in rows
+            TokenInfo(
+                r["token_id"], r["tenant_id"], r["created_at"], r["revoked_at"], r["holder_id"]
+            )
+            for r in rows
         ]
         return paginate(found, size, lambda t: time_position(t.created_at, t.id), scope)
 
@@ -197,9 +221,9 @@ class TenantDirectory:
         self._forget(token_id)  # this process need not wait for its own notification
         return revocation
 
-    def cached_tenant_of(self, token: str) -> tuple[bool, str | None]:
-        """(True, the tenant or None) when a fresh cached lookup answers, without waiting;
-        (False, None) when the database must be asked (tenant_of)."""
+    def cached_grant_of(self, token: str) -> tuple[bool, Grant | None]:
+        """(True, the grant or None) when a fresh cached lookup answers, without waiting;
+        (False, None) when the database must be asked (grant_of)."""
         cached = self._cache.get(token_digest(token))
         if cached is not None and cached[2] > time.monotonic():
             return True, cached[0]
@@ -207,6 +231,15 @@ class TenantDirectory:
 
     async def tenant_of(self, token: str) -> str | None:
         """The tenant of a live token, or None.
+
+        Raises:
+            DomainError: DATABASE_UNAVAILABLE, when the lookup cannot reach the database.
+        """
+        grant = await self.grant_of(token)
+        return None if grant is None else grant.tenant_id
+
+    async def grant_of(self, token: str) -> Grant | None:
+        """What a live token grants (its tenant, and its holder if scoped), or None.
 
         Raises:
             DomainError: DATABASE_UNAVAILABLE, when the lookup cannot reach the database.
@@ -222,12 +255,14 @@ class TenantDirectory:
                 live = await tenants.live_token(digest)
         except DatabaseUnavailable as error:
             raise database_unavailable() from error
-        tenant_id, token_id = (None, None) if live is None else (live.tenant_id, live.token_id)
+        grant, token_id = (
+            (None, None) if live is None else (Grant(live.tenant_id, live.holder_id), live.token_id)
+        )
         if self._caching and generation == self._generation:
             if len(self._cache) >= _CACHE_MAX_ENTRIES:
                 self._cache.clear()
-            self._cache[digest] = (tenant_id, token_id, now + self._ttl_s)
-        return tenant_id
+            self._cache[digest] = (grant, token_id, now + self._ttl_s)
+        return grant
 
     async def watch_token_changes(self, *, check_every_s: float = 5.0) -> None:
         """Keeps the cache in step with token changes, forever (run it as a task).

@@ -8,6 +8,7 @@ outcome with the request id.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from moneymovement.domain.commands import (
     BatchItem,
@@ -24,6 +25,7 @@ from moneymovement.domain.errors import account_not_found, transfer_not_found
 from moneymovement.domain.queries import TransferQuery
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import Transfer, TransferSpec
+from moneymovement.service.holder_access import sees_all, sees_any
 from moneymovement.service.pages import Page, TimeCursor, newest_first
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
@@ -144,7 +146,11 @@ class TransferService:
                 raise transfer_not_found(transfer_id)
             return transfer
 
-        return await self._uow.read(caller, work)
+        transfer = await self._uow.read(caller, work)
+        accounts = (transfer.debit_account_id, transfer.credit_account_id)
+        if not await sees_any(self._uow, caller, accounts):
+            raise transfer_not_found(transfer_id)
+        return transfer
 
     async def list(
         self, caller: Caller, where: TransferQuery, size: int, token: str
@@ -157,6 +163,10 @@ class TransferService:
                 ListEntries does.
         """
         account_id = where.account_id
+        if caller.holder_id is not None:
+            if account_id is not None and not await sees_all(self._uow, caller, [account_id]):
+                raise account_not_found(account_id)
+            where = replace(where, holder_id=caller.holder_id)
 
         async def fetch(session: Session, after: TimeCursor | None, limit: int) -> list[Transfer]:
             if account_id is not None and await session.accounts.get(account_id) is None:

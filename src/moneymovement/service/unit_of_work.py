@@ -30,11 +30,13 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class Caller:
     """Who asks, and until when: the tenant, the absolute deadline in event-loop time
-    (None: no deadline) and the W3C trace id of the request, when it came with one."""
+    (None: no deadline), the W3C trace id of the request, when it came with one, and
+    the holder the call acts for (None: the platform; domain/holder_scope.py)."""
 
     tenant_id: str
     deadline: float | None = None
     trace_id: str | None = None
+    holder_id: str | None = None
 
 
 class UnitOfWork:

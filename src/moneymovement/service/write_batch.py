@@ -170,7 +170,10 @@ class BatchTransaction:
                     answers.append(Answer(result=replayed))
                 continue
             try:
-                result = ledger.apply(command, Issued(request_id, pending.caller.trace_id))
+                caller = pending.caller
+                result = ledger.apply(
+                    command, Issued(request_id, caller.trace_id, caller.holder_id)
+                )
             except Rejected as rejection:
                 answers.append(Answer(error=rejection))
                 if command.recorded:

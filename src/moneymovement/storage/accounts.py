@@ -31,6 +31,11 @@ class Accounts:
         row = await self._db.fetchrow(query("get_account"), self._tenant, account_id)
         return None if row is None else account_from_row(row)
 
+    async def holders(self, account_ids: Sequence[str]) -> dict[str, str]:
+        """The holder_id of each existing account among `account_ids`."""
+        rows = await self._db.fetch(query("account_holders"), self._tenant, list(set(account_ids)))
+        return {row["account_id"]: row["holder_id"] for row in rows}
+
     async def search(self, where: AccountQuery, after: Cursor | None, limit: int) -> list[Account]:
         """A page of accounts, newest first."""
         rows = await self._db.fetch(

@@ -40,6 +40,11 @@ class FundsReads:
         )
         return [funds_from_row(row) for row in rows]
 
+    async def monitor(self, monitor_id: str) -> BalanceMonitor | None:
+        """One monitor by id, deleted or not."""
+        row = await self._db.fetchrow(query("get_balance_monitor"), self._tenant, monitor_id)
+        return None if row is None else monitor_from_row(row)
+
     async def monitors(self, account_id: str) -> list[BalanceMonitor]:
         """An account's live monitors, oldest first."""
         rows = await self._db.fetch(query("list_balance_monitors"), self._tenant, account_id)

@@ -37,6 +37,7 @@ class HolderStore:
             None if after is None else after[0],
             None if after is None else after[1],
             limit,
+            where.holder_id,
         )
         return [holder_from_row(row) for row in rows]
 

@@ -46,7 +46,9 @@ class PayoutReads:
         state: PayoutState | None,
         external_account_id: str | None,
         limit: int,
+        holder_id: str | None = None,
     ) -> list[Payout]:
+        """A page of payouts; of `holder_id`'s accounts only when given."""
         rows = await self._db.fetch(
             query("list_payouts"),
             self._tenant,
@@ -55,6 +57,7 @@ class PayoutReads:
             None if state is None else state.value,
             external_account_id,
             limit,
+            holder_id,
         )
         return [record_from_row(Payout, row) for row in rows]
 
@@ -67,11 +70,13 @@ class PayoutReads:
         return None if row is None else record_from_row(InboundTransfer, row)
 
     async def inbound_transfers(
-        self, before: Keyset, account_id: str | None, limit: int
+        self, before: Keyset, account_id: str | None, limit: int, holder_id: str | None = None
     ) -> list[InboundTransfer]:
+        """A page of inbound transfers; to `holder_id`'s accounts only when given."""
         rows = await self._db.fetch(
-            query("list_inbound_transfers"), self._tenant, *_keyset(before), account_id, limit
-        )
+            query("list_inbound_transfers"),
+            self._tenant, *_keyset(before), account_id, limit, holder_id,
+        )  # fmt: skip
         return [record_from_row(InboundTransfer, row) for row in rows]
 
     async def account_id_by_external_id(self, external_id: str) -> str | None:

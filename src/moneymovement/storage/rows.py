@@ -70,6 +70,7 @@ def account_from_row(row: Row) -> Account:
         freeze_scope=FreezeScope(row["freeze_scope"]) if row.get("freeze_scope") else None,
         freeze_reason=row.get("freeze_reason", ""),
         attributes_version=row.get("attributes_version") or 1,
+        open_to_holders=bool(row.get("open_to_holders", False)),
     )
 
 
@@ -239,7 +240,7 @@ ACCOUNT_COLUMNS = (
     "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
     "pending_credits_minor", "version", "created_at", "updated_at",
     "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
-    "freeze_reason", "attributes_version", "holder_ref",
+    "freeze_reason", "attributes_version", "holder_ref", "open_to_holders",
 )  # fmt: skip
 TRANSFER_COLUMNS = (
     "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id", "debit_account_id",
@@ -313,6 +314,7 @@ def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
             # Set for an account opened for a holder by its id (migration 0013): the
             # ledger refused one naming a holder the tenant does not have.
             "holder_ref": account.holder_id if is_holder_id(account.holder_id) else None,
+            "open_to_holders": account.open_to_holders,
         },
     )
 

@@ -31,10 +31,12 @@ LISTENER_APPLICATION_NAME = "moneymovement-token-changes"
 
 @dataclass(frozen=True)
 class LiveToken:
-    """A token that is not revoked: its id and its tenant."""
+    """A token that is not revoked: its id, its tenant, and the holder it is scoped to
+    (None: the platform's token)."""
 
     token_id: str
     tenant_id: str
+    holder_id: str | None = None
 
 
 class Tenants:
@@ -81,10 +83,19 @@ class Tenants:
         rows = await self._db.fetch(query("tokens_page"), tenant_id, when, last, limit)
         return [dict(row) for row in rows]
 
-    async def add_token(self, token_id: str, tenant_id: str, token: str) -> datetime:
-        """Stores a token's digest, never the token; returns when it was made."""
+    async def add_token(
+        self, token_id: str, tenant_id: str, token: str, holder_id: str | None = None
+    ) -> datetime | None:
+        """Stores a token's digest, never the token; returns when it was made, or None
+        when `holder_id` is no holder of the tenant (the foreign key's answer)."""
         digest = token_digest(token)
-        return await self._db.fetchval(query("insert_token"), token_id, tenant_id, digest)  # type: ignore[no-any-return]
+        try:
+            async with self._db.transaction():  # a savepoint: the caller's goes on
+                return await self._db.fetchval(  # type: ignore[no-any-return]
+                    query("insert_token"), token_id, tenant_id, digest, holder_id
+                )
+        except asyncpg.ForeignKeyViolationError:
+            return None
 
     async def list_tokens(self, tenant_id: str | None) -> Rows:
         """Tokens (id, tenant, created, revoked) of one tenant or of all; never a digest."""
@@ -108,7 +119,7 @@ class Tenants:
         row = await self._db.fetchrow(query("find_live_token"), digest)
         if row is None or not hmac.compare_digest(bytes(row["token_sha256"]), digest):
             return None
-        return LiveToken(str(row["token_id"]), str(row["tenant_id"]))
+        return LiveToken(str(row["token_id"]), str(row["tenant_id"]), row["holder_id"])
 
 
 def token_digest(token: str) -> bytes:

@@ -43,6 +43,7 @@ class Transfers:
             after[1] if after else None,
             limit,
             list(where.metadata_keys),
+            where.holder_id,
         )
         return [transfer_from_row(row) for row in rows]
 

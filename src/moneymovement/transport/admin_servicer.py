@@ -12,7 +12,8 @@ import grpc
 import structlog
 
 from moneymovement.domain.errors import tenant_not_found, token_not_found
-from moneymovement.service.tenants import TenantDirectory, UnknownTenant
+from moneymovement.domain.holders import holder_not_found
+from moneymovement.service.tenants import TenantDirectory, UnknownHolder, UnknownTenant
 from moneymovement.transport import convert_admin as admin_in
 from moneymovement.transport.context import current_caller
 from moneymovement.transport.convert_common import timestamp
@@ -54,12 +55,21 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
     async def CreateToken(
         self, request: pb.CreateTokenRequest, context: Context
     ) -> pb.CreateTokenResponse:
-        _, tenant_id = admin_in.create_token_request(request)
+        _, tenant_id, holder_id = admin_in.create_token_request(request)
         try:
-            issued = await self._directory.create_token(tenant_id, by_id_only=True)
+            issued = await self._directory.create_token(
+                tenant_id, by_id_only=True, holder_id=holder_id
+            )
         except UnknownTenant as error:
             raise tenant_not_found(tenant_id) from error
-        _tell("token_created", tenant_id=issued.tenant_id, token_id=issued.token_id)
+        except UnknownHolder as error:
+            raise holder_not_found(str(holder_id)) from error
+        _tell(
+            "token_created",
+            tenant_id=issued.tenant_id,
+            token_id=issued.token_id,
+            holder_id=issued.holder_id,
+        )
         return admin_in.issued_message(issued)
 
     async def ListTokens(

@@ -78,6 +78,7 @@ def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str,
         holder_id=holder_id,
         metadata=metadata,
         funds_policy=policy or NO_POLICY,
+        open_to_holders=request.open_to_holders,
     )
 
 
@@ -149,6 +150,7 @@ def account_update(
         overdraft_mode=None if mode is None else OverdraftMode(mode),
         overdraft_limit_minor=limit,
         funds_policy=policy,
+        open_to_holders=request.open_to_holders if request.HasField("open_to_holders") else None,
     )
     return request_id, account, changes, version, attributes
 
@@ -204,4 +206,5 @@ def account_message(account: Account) -> account_pb2.Account:
             + (account.freeze_scope.value if account.freeze_scope else "UNSPECIFIED")
         ),
         freeze_reason=account.freeze_reason,
+        open_to_holders=account.open_to_holders,
     )

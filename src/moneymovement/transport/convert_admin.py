@@ -38,9 +38,15 @@ def list_tenants_request(request: pb.ListTenantsRequest) -> int:
     return size
 
 
-def create_token_request(request: pb.CreateTokenRequest) -> tuple[str, str]:
-    """CreateToken's request id and tenant id."""
-    return named(request, "tenant_id", ids.TENANT, with_request_id=True)
+def create_token_request(request: pb.CreateTokenRequest) -> tuple[str, str, str | None]:
+    """CreateToken's request id, tenant id and holder id (None: the platform's token)."""
+    request_id, tenant_id = named(request, "tenant_id", ids.TENANT, with_request_id=True)
+    if not request.holder_id:
+        return request_id, tenant_id, None
+    check = Checker()
+    holder_id = check.resource_id("holder_id", request.holder_id, ids.HOLDER)
+    check.raise_if_any()
+    return request_id, tenant_id, holder_id
 
 
 def list_tokens_request(request: pb.ListTokensRequest) -> tuple[str, int]:
@@ -72,7 +78,10 @@ def tenant_message(tenant: TenantInfo) -> pb.Tenant:
 
 def token_message(token: TokenInfo) -> pb.ApiToken:
     message = pb.ApiToken(
-        token_id=token.id, tenant_id=token.tenant_id, create_time=timestamp(token.created_at)
+        token_id=token.id,
+        tenant_id=token.tenant_id,
+        create_time=timestamp(token.created_at),
+        holder_id=token.holder_id or "",
     )
     if token.revoked_at is not None:
         message.revoke_time.CopyFrom(timestamp(token.revoked_at))
@@ -81,7 +90,9 @@ def token_message(token: TokenInfo) -> pb.ApiToken:
 
 def issued_message(issued: IssuedToken) -> pb.CreateTokenResponse:
     """The new token: its id and time, and the token itself (shown this once)."""
-    message = pb.ApiToken(token_id=issued.token_id, tenant_id=issued.tenant_id)
+    message = pb.ApiToken(
+        token_id=issued.token_id, tenant_id=issued.tenant_id, holder_id=issued.holder_id or ""
+    )
     if issued.created_at is not None:
         message.create_time.CopyFrom(timestamp(issued.created_at))
     return pb.CreateTokenResponse(api_token=message, bearer_token=issued.token)

@@ -60,6 +60,7 @@ from moneymovement.transport.errors import (
     abort,
     code_of,
 )
+from moneymovement.transport.holder_scope import acting_for, require_allowed
 from moneymovement.transport.limits import ConcurrencyLimit, TenantRateLimiter
 
 log = structlog.get_logger("moneymovement.rpc")
@@ -214,7 +215,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             ):
                 try:
                     response, code, error = await self._serve(
-                        request, context, behavior, metadata, span, admin=admin
+                        request, context, behavior, metadata, span, method=method, admin=admin
                     )
                 except asyncio.CancelledError:
                     # The caller cancelled or its deadline passed: still one line, one count,
@@ -263,7 +264,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     code, error = grpc.StatusCode.RESOURCE_EXHAUSTED, self._streams_full
                 else:
                     try:
-                        caller = await self._admit(request, metadata, context, span, capped=False)
+                        caller = await self._admit(
+                            request, metadata, context, span, method=method, capped=False
+                        )
                         token = set_caller(caller)
                         try:
                             async for response in stream_behavior(request, context):
@@ -310,6 +313,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         context: grpc.aio.ServicerContext[Any, Any],
         span: trace.Span,
         *,
+        method: str,
         capped: bool,
         admin: bool = False,
     ) -> Caller:
@@ -326,7 +330,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         caller = await self._caller(metadata, context, capped=capped)
         span.set_attribute("moneymovement.tenant_id", caller.tenant_id)
         structlog.contextvars.bind_contextvars(tenant_id=caller.tenant_id, trace_id=caller.trace_id)
+        if caller.holder_id is not None:
+            span.set_attribute("moneymovement.holder_id", caller.holder_id)
+            structlog.contextvars.bind_contextvars(holder_id=caller.holder_id)
         self._check_rate(caller.tenant_id)
+        require_allowed(method, caller.holder_id)
         if isinstance(request, Undecodable):
             raise request.refusal()
         return caller
@@ -373,6 +381,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         metadata: dict[str, str],
         span: trace.Span,
         *,
+        method: str,
         admin: bool = False,
     ) -> tuple[Any, grpc.StatusCode, DomainError | EdgeError | None]:
         """Runs the handler: (response, OK, None) or (None, code, the error to send)."""
@@ -381,7 +390,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             span.set_attribute("moneymovement.reason", EdgeReason.OVERLOADED.value)
             return None, grpc.StatusCode.RESOURCE_EXHAUSTED, self._overloaded
         try:
-            caller = await self._admit(request, metadata, context, span, capped=True, admin=admin)
+            caller = await self._admit(
+                request, metadata, context, span, method=method, capped=True, admin=admin
+            )
             token = set_caller(caller)
             try:
                 return await behavior(request, context), grpc.StatusCode.OK, None
@@ -432,17 +443,22 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         now = asyncio.get_running_loop().time()
         deadline = now + budget  # of the call, and of the token lookup below
         own = None if remaining is None else now + remaining  # a stream's: uncapped
-        known, tenant_id = self._directory.cached_tenant_of(token.strip())
+        known, grant = self._directory.cached_grant_of(token.strip())
         if not known:
             try:
                 async with asyncio.timeout_at(deadline):  # the token lookup counts too
-                    tenant_id = await self._directory.tenant_of(token.strip())
+                    grant = await self._directory.grant_of(token.strip())
             except TimeoutError as error:
                 raise deadline_exceeded() from error
-        if tenant_id is None:
+        if grant is None:
             raise EdgeError(EdgeReason.TOKEN_INVALID, "the token is unknown or revoked")
         trace_id = current_trace_id(metadata.get("traceparent"))
-        return Caller(tenant_id=tenant_id, deadline=deadline if capped else own, trace_id=trace_id)
+        return Caller(
+            tenant_id=grant.tenant_id,
+            deadline=deadline if capped else own,
+            trace_id=trace_id,
+            holder_id=acting_for(grant, metadata),
+        )
 
 
 class Undecodable:

@@ -28,3 +28,15 @@ LATERAL (
     LIMIT $9
     OFFSET 0
 ) AS r;
+
+-- name: account_holders
+-- The holder_id of each existing account among $2: what a call acting for a holder may
+-- see (domain/holder_scope.py). An account's holder never changes, so this may be read
+-- apart from what it guards. A one-statement read, as get_account.
+SELECT r.*
+FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
+LATERAL (
+    SELECT account_id, holder_id FROM accounts
+    WHERE tenant_id = $1 AND account_id = ANY($2::text[]) AND declared.tenant IS NOT NULL
+    OFFSET 0
+) AS r;

@@ -18,6 +18,10 @@ FROM balance_monitors
 WHERE tenant_id = $1 AND account_id = $2 AND NOT deleted
 ORDER BY created_at, monitor_id;
 
+-- name: get_balance_monitor
+-- One monitor by id, deleted or not. Inside a read transaction.
+SELECT * FROM balance_monitors WHERE tenant_id = $1 AND monitor_id = $2;
+
 -- name: list_policy_changes
 -- An account's funds policy changes, newest first, before version $3. Inside a read
 -- transaction.

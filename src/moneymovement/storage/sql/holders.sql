@@ -11,7 +11,7 @@ LATERAL (
 -- name: list_holders
 -- Newest first; the page cursor is the (created_at, holder_id) of the last row returned.
 -- Filters: state $2, external id $3, metadata pairs $4 that must all be present (NULL or
--- empty: all). A one-statement read, as get_holder.
+-- empty: all), holder $8 (a call acting for a holder). A one-statement read, as get_holder.
 SELECT r.*
 FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
 LATERAL (
@@ -20,6 +20,7 @@ LATERAL (
       AND ($2::text IS NULL OR state = $2)
       AND ($3::text IS NULL OR external_id = $3)
       AND metadata @> $4::jsonb
+      AND ($8::text IS NULL OR holder_id = $8)
       AND ($5::timestamptz IS NULL OR (created_at, holder_id) < ($5, $6::text))
     ORDER BY created_at DESC, holder_id DESC
     LIMIT $7

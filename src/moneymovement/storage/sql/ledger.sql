@@ -221,6 +221,7 @@ moved AS (
         freeze_scope = c.freeze_scope,
         freeze_reason = c.freeze_reason,
         attributes_version = c.attributes_version,
+        open_to_holders = c.open_to_holders,
         updated_at = now()
     FROM unnest($3::accounts[]) AS c
     WHERE a.tenant_id = $1 AND a.account_id = c.account_id

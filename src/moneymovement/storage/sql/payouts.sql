@@ -19,12 +19,16 @@ SELECT * FROM payouts WHERE tenant_id = $1 AND payout_id = $2;
 
 -- name: list_payouts
 -- Newest first, after the keyset ($2, $3); filtered by source account ($4), state ($5)
--- and external account ($6) when given.
+-- and external account ($6) when given; from accounts of holder $8 only when given (a
+-- call acting for a holder).
 SELECT *
-FROM payouts
+FROM payouts AS p
 WHERE tenant_id = $1
   AND ($2::timestamptz IS NULL OR (created_at, payout_id) < ($2, $3::text))
   AND ($4::text IS NULL OR account_id = $4)
+  AND ($8::text IS NULL OR EXISTS (
+      SELECT 1 FROM accounts AS a
+      WHERE a.tenant_id = $1 AND a.account_id = p.account_id AND a.holder_id = $8))
   AND ($5::text IS NULL OR state = $5)
   AND ($6::text IS NULL OR external_account_id = $6)
 ORDER BY created_at DESC, payout_id DESC
@@ -38,12 +42,16 @@ SELECT * FROM inbound_transfers WHERE tenant_id = $1 AND inbound_id = $2;
 SELECT * FROM inbound_transfers WHERE tenant_id = $1 AND rail = $2 AND rail_reference = $3;
 
 -- name: list_inbound_transfers
--- Newest first, after the keyset ($2, $3); of account $4 when given.
+-- Newest first, after the keyset ($2, $3); of account $4 when given; to accounts of
+-- holder $6 only when given (a call acting for a holder).
 SELECT *
-FROM inbound_transfers
+FROM inbound_transfers AS i
 WHERE tenant_id = $1
   AND ($2::timestamptz IS NULL OR (created_at, inbound_id) < ($2, $3::text))
   AND ($4::text IS NULL OR account_id = $4)
+  AND ($6::text IS NULL OR EXISTS (
+      SELECT 1 FROM accounts AS a
+      WHERE a.tenant_id = $1 AND a.account_id = i.account_id AND a.holder_id = $6))
 ORDER BY created_at DESC, inbound_id DESC
 LIMIT $5;
 

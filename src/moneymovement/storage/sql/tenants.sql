@@ -17,17 +17,19 @@ FROM tenants AS t
 ORDER BY t.created_at, t.tenant_id;
 
 -- name: insert_token
-INSERT INTO api_tokens (token_id, tenant_id, token_sha256) VALUES ($1, $2, $3)
+-- $4: the holder the token is scoped to (NULL: the platform's token); the foreign key
+-- refuses a holder the tenant does not have.
+INSERT INTO api_tokens (token_id, tenant_id, token_sha256, holder_id) VALUES ($1, $2, $3, $4)
 RETURNING created_at;
 
 -- name: find_live_token
 -- By the digest's unique index; the caller then compares the stored digest in constant time.
-SELECT token_id, tenant_id, token_sha256 FROM api_tokens
+SELECT token_id, tenant_id, token_sha256, holder_id FROM api_tokens
 WHERE token_sha256 = $1 AND revoked_at IS NULL;
 
 -- name: list_tokens
 -- The tokens of one tenant ($1), or of all when NULL; never the digest.
-SELECT k.token_id, k.tenant_id, t.name AS tenant_name, k.created_at, k.revoked_at
+SELECT k.token_id, k.tenant_id, t.name AS tenant_name, k.created_at, k.revoked_at, k.holder_id
 FROM api_tokens AS k
 JOIN tenants AS t ON t.tenant_id = k.tenant_id
 WHERE $1::text IS NULL OR k.tenant_id = $1
@@ -74,7 +76,7 @@ LIMIT $3;
 -- name: tokens_page
 -- Up to $4 tokens of tenant $1 after the (created_at, token_id) cursor ($2, $3; NULL:
 -- from the first), oldest first; never the digest: AdminService's ListTokens.
-SELECT token_id, tenant_id, created_at, revoked_at
+SELECT token_id, tenant_id, created_at, revoked_at, holder_id
 FROM api_tokens
 WHERE tenant_id = $1
   AND ($2::timestamptz IS NULL OR (created_at, token_id) > ($2, $3::text))

@@ -13,6 +13,7 @@ LATERAL (
 -- name: list_transfers
 -- Newest first; the page cursor is the (created_at, transfer_id) of the last row returned.
 -- Metadata filters as list_accounts': $6 pairs, $12 keys that must all be present.
+-- $13: only transfers touching an account of that holder (a call acting for a holder).
 -- A one-statement read, as get_account (accounts.sql).
 SELECT r.*
 FROM (SELECT set_config('moneymovement.tenant_id', $1, true) AS tenant) AS declared,
@@ -29,6 +30,10 @@ LATERAL (
       AND t.metadata ?& $12::text[]
       AND ($7::text IS NULL OR t.batch_id = $7)
       AND ($8::text IS NULL OR t.trace_id = $8)
+      AND ($13::text IS NULL OR EXISTS (
+          SELECT 1 FROM accounts AS a
+          WHERE a.tenant_id = $1 AND a.holder_id = $13
+            AND a.account_id IN (t.debit_account_id, t.credit_account_id)))
       AND ($9::timestamptz IS NULL OR (t.created_at, t.transfer_id) < ($9, $10::text))
     ORDER BY t.created_at DESC, t.transfer_id DESC
     LIMIT $11
