@@ -21,7 +21,6 @@ registered, answered alike).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,25 +31,21 @@ from google.protobuf.message import Message
 
 from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.service.tenants import TenantDirectory
-from moneymovement.v1 import account_pb2, funds_pb2, payout_pb2
-from moneymovement.v1 import account_service_pb2 as apb
-from moneymovement.v1 import funds_service_pb2 as fpb
+from moneymovement.v1 import account_pb2
 from moneymovement.v1 import holder_service_pb2 as hpb
-from moneymovement.v1 import money_movement_service_pb2 as mpb
-from moneymovement.v1 import payout_service_pb2 as ppb
 from tests.e2e.conftest import Client, start_api, stop_api
 from tests.e2e.hostile import Answer, Code, ask
 from tests.e2e.test_tenant_isolation import (
-    ROUTING,
     RPCS,
-    STANDARD,
     STANDARD_DELAY_S,
     Mine,
     Names,
     _victim_data_in,
     made_up,
+    names_of,
     normalized,
     probes,
+    victim_money,
 )
 from tests.ledger_checks import assert_ledger_consistent
 
@@ -74,124 +69,21 @@ class Victim:
 async def make_victim(
     platform: Client, bank: SimulatedBank, tenant_id: str, owner: str, holder_id: str, tag: str
 ) -> Victim:
-    """Accounts whose holder_id is `owner` (holder B's id, or a free-form reference for
-    the platform's own) with money, holds, a batch, a reversal, a scheduled part, a
-    monitor, a PENDING payout and an inbound credit, all made by the platform."""
-    md = platform.md
-    opened = [
-        apb.CreateAccountRequest(
-            request_id=f"{tag}-open-funding", currency_code="USD", holder_id=owner,
-            normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
-            overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
-        ),
-        apb.CreateAccountRequest(
-            request_id=f"{tag}-open-wallet", currency_code="USD", external_id=f"{tag}-wallet",
-            holder_id=owner, metadata={"owner": f"{tag}-secret"},
-            normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
-            funds_policy=funds_pb2.FundsPolicy(early_release_allowed=True),
-        ),
-        apb.CreateAccountRequest(
-            request_id=f"{tag}-open-empty", currency_code="USD", holder_id=owner,
-            normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
-        ),
-    ]  # fmt: skip
-    funding, wallet, empty = [
-        (await platform.accounts.CreateAccount(r, metadata=md)).account.id for r in opened
-    ]
-
-    def pay(request_id: str, amount: int, pending: bool = False) -> mpb.CreateTransferRequest:
-        request = mpb.CreateTransferRequest(
-            request_id=request_id, debit_account_id=funding, credit_account_id=wallet,
-            amount_minor=amount, currency_code="USD", pending=pending,
-            metadata={"owner": f"{tag}-secret"},
-        )  # fmt: skip
-        if pending:
-            request.hold_timeout.seconds = 86_400
-        return request
-
-    delayed = pay(f"{tag}-delayed", 1_000)
-    delayed.availability_delay.seconds = 86_400
-    moves = [
-        pay(f"{tag}-pay", 10_000), pay(f"{tag}-hold", 500, True),
-        pay(f"{tag}-hold-2", 300, True), delayed,
-    ]  # fmt: skip
-    paid, hold, hold_2, _ = [
-        (await platform.movements.CreateTransfer(r, metadata=md)).transfer for r in moves
-    ]
-    [part] = (
-        await platform.funds.ListScheduledFunds(
-            fpb.ListScheduledFundsRequest(account_id=wallet), metadata=md
-        )
-    ).funds
-    watch = fpb.CreateBalanceMonitorRequest(
-        request_id=f"{tag}-monitor", account_id=wallet,
-        field=funds_pb2.BalanceMonitor.FIELD_POSTED,
-        operator=funds_pb2.BalanceMonitor.OPERATOR_ABOVE, threshold_minor=1_000_000,
-    )  # fmt: skip
-    monitor = (await platform.funds.CreateBalanceMonitor(watch, metadata=md)).monitor
-    batch = mpb.CreateTransfersRequest(
-        request_id=f"{tag}-batch",
-        transfers=[
-            mpb.CreateTransfersRequest.Item(
-                debit_account_id=wallet, credit_account_id=funding, amount_minor=amount,
-                currency_code="USD",
-            )
-            for amount in (5, 6)
-        ],
-    )  # fmt: skip
-    batched = (await platform.movements.CreateTransfers(batch, metadata=md)).transfers
-    reversal = mpb.ReverseTransferRequest(
-        request_id=f"{tag}-reverse", transfer_id=paid.id, amount_minor=7
+    """The tenant isolation test's victim money (victim_money), made by the platform,
+    every account with holder_id `owner` (holder B's id, or a free-form reference for
+    the platform's own); the holder record the names point at is `holder_id`."""
+    money = await victim_money(
+        platform, bank, tenant_id, tag=tag, wallet_holder=owner, holder=owner
     )
-    await platform.movements.ReverseTransfer(reversal, metadata=md)
-    register = ppb.CreateExternalAccountRequest(
-        request_id=f"{tag}-xacct", rail="simulated", currency_code="USD",
-        routing_reference=ROUTING, account_number=f"0001234567{next(_serial):02d}",
-        holder_name="B Holder",
-    )  # fmt: skip
-    registered = await platform.payouts.CreateExternalAccount(register, metadata=md)
-    external = registered.external_account
-    pay_out = ppb.CreatePayoutRequest(
-        request_id=f"{tag}-payout", account_id=wallet, external_account_id=external.id,
-        amount_minor=250, currency_code="USD", method=STANDARD,
-        metadata={"owner": f"{tag}-secret"},
-    )  # fmt: skip
-    payout = (await platform.payouts.CreatePayout(pay_out, metadata=md)).payout
-    assert payout.state == payout_pb2.PAYOUT_STATE_PENDING, payout
-    bank.send_credit(tenant_id, wallet, 400, "USD", f"{tag}-wire-1", "a wire")
-    inbound = await _booked(platform, wallet)
     holder = await platform.holders.GetHolder(
-        hpb.GetHolderRequest(holder_id=holder_id), metadata=md
+        hpb.GetHolderRequest(holder_id=holder_id), metadata=platform.md
     )
-    names = Names(
-        account=wallet, empty_account=empty, transfer=paid.id, hold=hold.id,
-        hold_to_void=hold_2.id, batch=batched[0].batch_id, trace=paid.trace_id or "0" * 32,
-        external_id=f"{tag}-wallet", holder=owner, metadata_value=f"{tag}-secret",
-        account_request_id=f"{tag}-open-empty", transfer_request_id=f"{tag}-pay",
-        hold_request_id=f"{tag}-hold", funds=part.id, monitor=monitor.id,
-        external_account=external.id, external_request_id=f"{tag}-xacct",
-        bank_account_number=register.account_number, fingerprint=external.fingerprint,
-        payout=payout.id, payout_hold=payout.hold_transfer_id,
-        payout_request_id=f"{tag}-payout", inbound=inbound.id,
-        inbound_reference=f"{tag}-wire-1", asset=UNREGISTERED_ASSET,
-        asset_request_id=f"{tag}-asset", holder_record=holder_id,
-        holder_external_id=holder.holder.external_id, holder_request_id=f"{tag}-holder",
+    names = names_of(
+        money, tag, holder=owner, asset=UNREGISTERED_ASSET, holder_record=holder_id,
+        holder_external_id=holder.holder.external_id,
     )  # fmt: skip
-    requests = [*opened, *moves, watch, batch, reversal, pay_out]
-    return Victim(names, (funding, wallet, empty), holder_id, requests)
-
-
-async def _booked(platform: Client, account: str) -> payout_pb2.InboundTransfer:
-    """The inbound transfer the payout worker books for the bank's credit to `account`."""
-    listing = ppb.ListInboundTransfersRequest(account_id=account)
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        listed = await platform.payouts.ListInboundTransfers(listing, metadata=platform.md)
-        if listed.inbound_transfers:
-            [inbound] = listed.inbound_transfers
-            return inbound
-        assert asyncio.get_running_loop().time() < deadline, "the inbound credit was not booked"
-        await asyncio.sleep(0.05)
+    accounts = (money.funding, money.wallet, money.empty)
+    return Victim(names, accounts, holder_id, money.requests)
 
 
 async def victim_rows(

@@ -34,7 +34,7 @@ from google.protobuf.message import Message
 from moneymovement.domain import ids
 from moneymovement.rails.simulated import SimulatedBank
 from moneymovement.storage import queries
-from moneymovement.v1 import account_pb2, funds_pb2, holder_pb2, payout_pb2
+from moneymovement.v1 import account_pb2, funds_pb2, holder_pb2, payout_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import admin_service_pb2 as adpb
 from moneymovement.v1 import admin_service_pb2_grpc as adgrpc
@@ -424,27 +424,55 @@ def normalized(answer: Answer, names: Names, sent: Message) -> tuple[object, ...
     )
 
 
-async def victim_ledger(
-    victim: Client, attacker: Client, bank: SimulatedBank, victim_tenant: str
-) -> tuple[Names, Mine, list[Message]]:
-    """B's accounts, transfers, holds, batch, reversal, external account, PENDING payout
-    and inbound credit; A's two accounts, external account and PENDING payout. Returns
-    B's names, A's accounts, and B's mutations (which B replays at the end)."""
+@dataclass(frozen=True)
+class Money:
+    """A victim's money (victim_money): its accounts and what moved through them, and
+    the requests that made it, in order."""
+
+    funding: str
+    wallet: str  # holds money
+    empty: str
+    paid: transfer_pb2.Transfer  # POSTED, partly reversed
+    hold: transfer_pb2.Transfer
+    hold_2: transfer_pb2.Transfer
+    batch_id: str
+    part: funds_pb2.ScheduledFunds
+    monitor: funds_pb2.BalanceMonitor
+    register: ppb.CreateExternalAccountRequest
+    external: payout_pb2.ExternalAccount
+    payout: payout_pb2.Payout
+    inbound: payout_pb2.InboundTransfer
+    requests: list[Message]
+
+
+async def victim_money(
+    victim: Client,
+    bank: SimulatedBank,
+    victim_tenant: str,
+    *,
+    tag: str = "b",
+    wallet_holder: str = "b-holder",
+    holder: str = "",
+) -> Money:
+    """Accounts (a funding account, a wallet of `wallet_holder`, an empty one; the first
+    and last of `holder`), transfers, holds, a batch, a reversal, a scheduled part, a
+    monitor, an external account, a PENDING payout and an inbound credit, made by
+    `victim`, with request ids, external id and metadata values starting with `tag`."""
     md = victim.md
     opened = [
         apb.CreateAccountRequest(
-            request_id="b-open-funding", currency_code="USD",
+            request_id=f"{tag}-open-funding", currency_code="USD", holder_id=holder,
             normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
             overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
         ),
         apb.CreateAccountRequest(
-            request_id="b-open-wallet", currency_code="USD", external_id="b-wallet",
-            holder_id="b-holder", metadata={"owner": "b-secret"},
+            request_id=f"{tag}-open-wallet", currency_code="USD", external_id=f"{tag}-wallet",
+            holder_id=wallet_holder, metadata={"owner": f"{tag}-secret"},
             normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
             funds_policy=funds_pb2.FundsPolicy(early_release_allowed=True),
         ),
         apb.CreateAccountRequest(
-            request_id="b-open-empty", currency_code="USD",
+            request_id=f"{tag}-open-empty", currency_code="USD", holder_id=holder,
             normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
         ),
     ]  # fmt: skip
@@ -456,15 +484,20 @@ async def victim_ledger(
         request = mpb.CreateTransferRequest(
             request_id=request_id, debit_account_id=funding, credit_account_id=wallet,
             amount_minor=amount, currency_code="USD", pending=pending,
-            metadata={"owner": "b-secret"},
+            metadata={"owner": f"{tag}-secret"},
         )  # fmt: skip
         if pending:
             request.hold_timeout.seconds = 86_400
         return request
 
-    delayed = pay("b-delayed", 1_000)
+    delayed = pay(f"{tag}-delayed", 1_000)
     delayed.availability_delay.seconds = 86_400
-    moves = [pay("b-pay", 10_000), pay("b-hold", 500, True), pay("b-hold-2", 300, True), delayed]
+    moves = [
+        pay(f"{tag}-pay", 10_000),
+        pay(f"{tag}-hold", 500, True),
+        pay(f"{tag}-hold-2", 300, True),
+        delayed,
+    ]
     paid, hold, hold_2, _ = [
         (await victim.movements.CreateTransfer(request, metadata=md)).transfer for request in moves
     ]
@@ -474,12 +507,12 @@ async def victim_ledger(
         )
     ).funds
     watch = fpb.CreateBalanceMonitorRequest(
-        request_id="b-monitor", account_id=wallet, field=funds_pb2.BalanceMonitor.FIELD_POSTED,
+        request_id=f"{tag}-monitor", account_id=wallet, field=funds_pb2.BalanceMonitor.FIELD_POSTED,
         operator=funds_pb2.BalanceMonitor.OPERATOR_ABOVE, threshold_minor=1_000_000,
     )  # fmt: skip
     monitor = (await victim.funds.CreateBalanceMonitor(watch, metadata=md)).monitor
     batch = mpb.CreateTransfersRequest(
-        request_id="b-batch",
+        request_id=f"{tag}-batch",
         transfers=[
             mpb.CreateTransfersRequest.Item(
                 debit_account_id=wallet, credit_account_id=funding, amount_minor=amount,
@@ -490,23 +523,64 @@ async def victim_ledger(
     )  # fmt: skip
     batched = (await victim.movements.CreateTransfers(batch, metadata=md)).transfers
     reversal = mpb.ReverseTransferRequest(
-        request_id="b-reverse", transfer_id=paid.id, amount_minor=7
+        request_id=f"{tag}-reverse", transfer_id=paid.id, amount_minor=7
     )
     await victim.movements.ReverseTransfer(reversal, metadata=md)
     register = ppb.CreateExternalAccountRequest(
-        request_id="b-xacct", rail="simulated", currency_code="USD", routing_reference=ROUTING,
-        account_number="000123456789", holder_name="B Holder", metadata={"owner": "b-secret"},
+        request_id=f"{tag}-xacct", rail="simulated", currency_code="USD", routing_reference=ROUTING,
+        account_number="000123456789", holder_name="B Holder", metadata={"owner": f"{tag}-secret"},
     )  # fmt: skip
     external = (await victim.payouts.CreateExternalAccount(register, metadata=md)).external_account
     pay_out = ppb.CreatePayoutRequest(
-        request_id="b-payout", account_id=wallet, external_account_id=external.id,
+        request_id=f"{tag}-payout", account_id=wallet, external_account_id=external.id,
         amount_minor=B_PAYOUT_MINOR, currency_code="USD", method=STANDARD,
-        metadata={"owner": "b-secret"},
+        metadata={"owner": f"{tag}-secret"},
     )  # fmt: skip
     payout = (await victim.payouts.CreatePayout(pay_out, metadata=md)).payout
     assert payout.state == payout_pb2.PAYOUT_STATE_PENDING, payout
-    bank.send_credit(victim_tenant, wallet, B_INBOUND_MINOR, "USD", "b-wire-1", "b's wire")
+    bank.send_credit(victim_tenant, wallet, B_INBOUND_MINOR, "USD", f"{tag}-wire-1", "b's wire")
     inbound = await _booked(victim, wallet)
+    requests: list[Message] = [*opened, *moves, batch, reversal, watch, register, pay_out]
+    return Money(
+        funding, wallet, empty, paid, hold, hold_2, batched[0].batch_id, part, monitor,
+        register, external, payout, inbound, requests,
+    )  # fmt: skip
+
+
+def names_of(
+    money: Money,
+    tag: str,
+    *,
+    holder: str,
+    asset: str,
+    holder_record: str,
+    holder_external_id: str,
+) -> Names:
+    """What the probes name of a victim's money (victim_money, made with `tag`)."""
+    return Names(
+        account=money.wallet, empty_account=money.empty, transfer=money.paid.id,
+        hold=money.hold.id, hold_to_void=money.hold_2.id, batch=money.batch_id,
+        trace=money.paid.trace_id or "0" * 32, external_id=f"{tag}-wallet", holder=holder,
+        metadata_value=f"{tag}-secret", account_request_id=f"{tag}-open-empty",
+        transfer_request_id=f"{tag}-pay", hold_request_id=f"{tag}-hold",
+        funds=money.part.id, monitor=money.monitor.id, external_account=money.external.id,
+        external_request_id=f"{tag}-xacct", bank_account_number=money.register.account_number,
+        fingerprint=money.external.fingerprint, payout=money.payout.id,
+        payout_hold=money.payout.hold_transfer_id, payout_request_id=f"{tag}-payout",
+        inbound=money.inbound.id, inbound_reference=f"{tag}-wire-1", asset=asset,
+        asset_request_id=f"{tag}-asset", holder_record=holder_record,
+        holder_external_id=holder_external_id, holder_request_id=f"{tag}-holder",
+    )  # fmt: skip
+
+
+async def victim_ledger(
+    victim: Client, attacker: Client, bank: SimulatedBank, victim_tenant: str
+) -> tuple[Names, Mine, list[Message]]:
+    """B's accounts, transfers, holds, batch, reversal, external account, PENDING payout
+    and inbound credit; A's two accounts, external account and PENDING payout. Returns
+    B's names, A's accounts, and B's mutations (which B replays at the end)."""
+    md = victim.md
+    money = await victim_money(victim, bank, victim_tenant)
     asset = aspb.RegisterAssetRequest(
         request_id="b-asset", currency_code="BPOINTS1", exponent=2, name="B's points"
     )
@@ -526,17 +600,9 @@ async def victim_ledger(
         normal_balance=account_pb2.NORMAL_BALANCE_CREDIT,
     )  # fmt: skip
     await victim.accounts.CreateAccount(for_holder, metadata=md)
-    names = Names(
-        account=wallet, empty_account=empty, transfer=paid.id, hold=hold.id,
-        hold_to_void=hold_2.id, batch=batched[0].batch_id, trace=paid.trace_id or "0" * 32,
-        external_id="b-wallet", holder="b-holder", metadata_value="b-secret",
-        account_request_id="b-open-empty", transfer_request_id="b-pay", hold_request_id="b-hold",
-        funds=part.id, monitor=monitor.id, external_account=external.id,
-        external_request_id="b-xacct", bank_account_number=register.account_number,
-        fingerprint=external.fingerprint, payout=payout.id, payout_hold=payout.hold_transfer_id,
-        payout_request_id="b-payout", inbound=inbound.id, inbound_reference="b-wire-1",
-        asset="BPOINTS1", asset_request_id="b-asset", holder_record=holder.holder_id,
-        holder_external_id="b-seller", holder_request_id="b-holder",
+    names = names_of(
+        money, "b", holder="b-holder", asset="BPOINTS1", holder_record=holder.holder_id,
+        holder_external_id="b-seller",
     )  # fmt: skip
     a_wallet = await attacker.open("a-wallet")
     a_funding = await attacker.open(
@@ -557,10 +623,7 @@ async def victim_ledger(
     )  # fmt: skip
     await attacker.payouts.CreatePayout(a_payout, metadata=attacker.md)
     mine = Mine(a_wallet.id, a_funding.id, a_external.external_account.id)
-    mutations = [
-        *opened, *moves, batch, reversal, watch, register, pay_out, asset, in_asset, seller,
-        for_holder,
-    ]  # fmt: skip
+    mutations = [*money.requests, asset, in_asset, seller, for_holder]
     return names, mine, mutations
 
 
