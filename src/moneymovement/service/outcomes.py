@@ -143,6 +143,8 @@ def account_to_json(account: Account) -> dict[str, Any]:
         "freeze_scope": None if account.freeze_scope is None else account.freeze_scope.value,
         "freeze_reason": account.freeze_reason,
         "attributes_version": account.attributes_version,
+        "negative_balance_reserve_account_id": account.negative_balance_reserve_account_id,
+        "reserve_debt_minor": account.reserve_debt_minor,
     }
 
 
@@ -167,6 +169,8 @@ def account_from_json(data: dict[str, Any]) -> Account:
         freeze_scope=FreezeScope(data["freeze_scope"]) if data.get("freeze_scope") else None,
         freeze_reason=data.get("freeze_reason", ""),
         attributes_version=data.get("attributes_version", 1),
+        negative_balance_reserve_account_id=data.get("negative_balance_reserve_account_id", ""),
+        reserve_debt_minor=data.get("reserve_debt_minor", 0),
     )
 
 

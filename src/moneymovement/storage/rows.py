@@ -26,6 +26,7 @@ from moneymovement.domain.transfers import (
     FINAL_KINDS,
     Entry,
     EventKind,
+    ReserveMovement,
     Transfer,
     TransferEvent,
     TransferState,
@@ -70,6 +71,9 @@ def account_from_row(row: Row) -> Account:
         freeze_scope=FreezeScope(row["freeze_scope"]) if row.get("freeze_scope") else None,
         freeze_reason=row.get("freeze_reason", ""),
         attributes_version=row.get("attributes_version") or 1,
+        # An event's account document written before migration 0015 has neither.
+        negative_balance_reserve_account_id=row.get("negative_balance_reserve_account_id") or "",
+        reserve_debt_minor=row.get("reserve_debt_minor") or 0,
     )
 
 
@@ -130,7 +134,12 @@ def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -
         availability=_availability(row.get("available_at"), row.get("availability_delay")),
         owner_id=row.get("owner_id"),
         over_capture_bps=row.get("over_capture_bps") or 0,
+        reserve_movement=_reserve_movement(row.get("reserve_movement")),
     )
+
+
+def _reserve_movement(value: str | None) -> ReserveMovement | None:
+    return None if value is None else ReserveMovement(value)
 
 
 def _step_from_document(step: dict[str, Any]) -> TransferEvent:
@@ -239,7 +248,8 @@ ACCOUNT_COLUMNS = (
     "posted_debits_minor", "posted_credits_minor", "pending_debits_minor",
     "pending_credits_minor", "version", "created_at", "updated_at",
     "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
-    "freeze_reason", "attributes_version", "holder_ref",
+    "freeze_reason", "attributes_version", "holder_ref", "negative_balance_reserve_account_id",
+    "reserve_debt_minor",
 )  # fmt: skip
 TRANSFER_COLUMNS = (
     "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id", "debit_account_id",
@@ -247,6 +257,7 @@ TRANSFER_COLUMNS = (
     "reversed_amount_minor", "reversal_of_id", "description", "metadata", "expires_at",
     "finalized_at", "finalized_request_id", "trace_id", "created_at", "updated_at",
     "available_at", "availability_delay", "owner_id", "over_capture_bps", "hold_steps",
+    "reserve_movement",
 )  # fmt: skip
 ENTRY_COLUMNS = (
     "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
@@ -313,6 +324,10 @@ def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
             # Set for an account opened for a holder by its id (migration 0013): the
             # ledger refused one naming a holder the tenant does not have.
             "holder_ref": account.holder_id if is_holder_id(account.holder_id) else None,
+            "negative_balance_reserve_account_id": (
+                account.negative_balance_reserve_account_id or None
+            ),
+            "reserve_debt_minor": account.reserve_debt_minor,
         },
     )
 
@@ -351,6 +366,9 @@ def transfer_row(tenant_id: str, transfer: Transfer, batch_index: int = 0) -> tu
             "owner_id": transfer.owner_id,
             "over_capture_bps": transfer.over_capture_bps,
             "hold_steps": steps or None,
+            "reserve_movement": (
+                None if transfer.reserve_movement is None else transfer.reserve_movement.value
+            ),
         },
     )
 
