@@ -100,6 +100,7 @@ def balance_snapshot(
         as_of=as_of,
         minimum_reserve_minor=account.funds_policy.reserve.minimum_minor,
         schedule=schedule,
+        reserve_debt_minor=account.reserve_debt_minor,
     )
 
 

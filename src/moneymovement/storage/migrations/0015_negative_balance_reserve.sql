@@ -26,6 +26,8 @@ ALTER TABLE accounts
 ALTER TABLE transfers
     ADD COLUMN reserve_movement text
         CONSTRAINT transfers_reserve_movement CHECK (reserve_movement IN ('COVER', 'RECOVERY'));
--- verify's and the as-of balance read's sums of an account's covers and recoveries.
-CREATE INDEX transfers_reserve_movements ON transfers (tenant_id, reserve_movement)
-    WHERE reserve_movement IS NOT NULL;
+-- An account's covers and its recoveries, for the as-of balance read's sum of its debt.
+CREATE INDEX transfers_reserve_covers ON transfers (tenant_id, credit_account_id)
+    WHERE reserve_movement = 'COVER';
+CREATE INDEX transfers_reserve_recoveries ON transfers (tenant_id, debit_account_id)
+    WHERE reserve_movement = 'RECOVERY';

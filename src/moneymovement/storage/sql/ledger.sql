@@ -44,7 +44,7 @@ locked_accounts AS (
                                         AND r.negative_balance_reserve_account_id IS NOT NULL
                                         AND (r.reserve_debt_minor > 0
                                              OR r.account_id = ANY(
-                                                 (SELECT ids FROM moved_by_transfers)))))
+                                                 (SELECT ids FROM moved_by_transfers)::text[]))))
     ORDER BY a.account_id
     FOR UPDATE
 ),
