@@ -423,7 +423,11 @@ WHERE ((h.pruned_until IS NULL OR a.created_at > h.pruned_until)
             OR (s.doc->>'posted_debits_minor')::bigint <> a.posted_debits_minor
             OR (s.doc->>'posted_credits_minor')::bigint <> a.posted_credits_minor
             OR (s.doc->>'pending_debits_minor')::bigint <> a.pending_debits_minor
-            OR (s.doc->>'pending_credits_minor')::bigint <> a.pending_credits_minor))
+            OR (s.doc->>'pending_credits_minor')::bigint <> a.pending_credits_minor
+            -- The negative-balance reserve (migration 0015; absent from older documents).
+            OR coalesce((s.doc->>'reserve_debt_minor')::bigint, 0) <> a.reserve_debt_minor
+            OR s.doc->>'negative_balance_reserve_account_id'
+               IS DISTINCT FROM a.negative_balance_reserve_account_id))
 LIMIT $1;
 
 -- name: verify_reserve_debts
