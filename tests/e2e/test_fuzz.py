@@ -626,7 +626,7 @@ def plausible_items(world: World, count: int) -> Strategy[list[mpb.CreateTransfe
 
 def plausible_operation(world: World) -> Strategy[mpb.CreateTransfersRequest.Operation]:
     """A batch operation: a new transfer, a capture or void of a known or garbage hold
-    id, or none at all."""
+    id, a reversal of a known or garbage transfer id, or none at all."""
     batch = mpb.CreateTransfersRequest
     hold = st.one_of(pick(world.transfers), string_field("transfer_id", world))
     return st.one_of(
@@ -640,6 +640,13 @@ def plausible_operation(world: World) -> Strategy[mpb.CreateTransfersRequest.Ope
             st.booleans(),
         ),
         hold.map(lambda t: batch.Operation(void_hold=batch.VoidHold(transfer_id=t))),
+        st.builds(
+            lambda t, a: batch.Operation(
+                reverse_transfer=batch.ReverseTransfer(transfer_id=t, amount_minor=a)
+            ),
+            hold,
+            st.integers(-1, 200),
+        ),
         st.just(batch.Operation()),
     )
 

@@ -13,15 +13,12 @@ from datetime import timedelta
 import grpc
 from google.protobuf import timestamp_pb2
 
-from moneymovement.v1 import account_pb2
+from moneymovement.v1 import account_pb2, event_pb2, funds_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
-from moneymovement.v1 import event_pb2
 from moneymovement.v1 import event_service_pb2 as epb
-from moneymovement.v1 import funds_pb2
 from moneymovement.v1 import holder_service_pb2 as hpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
-from moneymovement.v1 import transfer_pb2
 from tests.e2e.conftest import Api, Client, failure
 
 Op = mpb.CreateTransfersRequest.Operation
@@ -100,7 +97,7 @@ async def _charge(p: Platform, request_id: str, amount: int, fee: int) -> Charge
 
 
 def _refund_ops(charge: Charge, refund: int) -> list[mpb.CreateTransfersRequest.Operation]:
-    """The fee comes back in proportion, rounded down: fee × refund ÷ amount; the seller
+    """The fee comes back in proportion, rounded down: fee x refund / amount; the seller
     gives back the rest. A zero part is left out (amount 0 would reverse all of it)."""
     fee_back = charge.fee * refund // charge.amount
     parts = [(charge.share_id, refund - fee_back), (charge.fee_id, fee_back)]
@@ -164,7 +161,7 @@ async def test_destination_charge_separate_transfer_and_proportional_refund(api:
         90000, 9500, 1000, 49500,
     ]  # fmt: skip
 
-    # 3000 of 10000 refunded: the fee gives back 1000 × 3000 ÷ 10000 = 300, the seller 2700.
+    # 3000 of 10000 refunded: the fee gives back 1000 x 3000 / 10000 = 300, the seller 2700.
     refunded = await _refund(p, "refund-1", charge, 3000)
     share_back, fee_back = refunded.transfers
     assert (share_back.amount_minor, fee_back.amount_minor) == (2700, 300)
@@ -177,7 +174,7 @@ async def test_destination_charge_separate_transfer_and_proportional_refund(api:
     assert await _debt(p) == 0
     assert await _reserve_transfers(p, "COVER") == []
 
-    # A refund of an odd amount: 1000 × 333 ÷ 10000 = 33.3, rounded down to 33.
+    # A refund of an odd amount: 1000 x 333 / 10000 = 33.3, rounded down to 33.
     odd = await _refund(p, "refund-2", charge, 333)
     assert [t.amount_minor for t in odd.transfers] == [300, 33]
     assert await _available(p, p.customer, p.seller, p.fees) == [93333, 6500, 667]
@@ -195,7 +192,8 @@ async def test_the_reserve_covers_what_the_seller_cannot_refund(api: Api) -> Non
     assert await _debt(p) == 8000
     [cover] = await _reserve_transfers(p, "COVER")
     assert (cover.debit_account_id, cover.credit_account_id) == (p.reserve, p.seller)
-    assert cover.amount_minor == 8000 and cover.state == transfer_pb2.Transfer.STATE_POSTED
+    assert cover.amount_minor == 8000
+    assert cover.state == transfer_pb2.Transfer.STATE_POSTED
     assert cover.metadata["reversal_transfer_id"] == share_back.id
     assert cover.request_id == "refund-all"
 
@@ -206,14 +204,17 @@ async def test_the_reserve_covers_what_the_seller_cannot_refund(api: Api) -> Non
         ),
         metadata=p.client.md,
     )
-    created = [e.transfer.id for e in events.events if e.type == event_pb2.EVENT_TYPE_TRANSFER_CREATED]
+    created = [
+        e.transfer.id for e in events.events if e.type == event_pb2.EVENT_TYPE_TRANSFER_CREATED
+    ]
     assert cover.id in created
     [batch] = [
         e for e in events.events
         if e.type == event_pb2.EVENT_TYPE_BATCH_COMMITTED and e.request_id == "refund-all"
     ]  # fmt: skip
     after = {b.account_id: (b.available_minor, b.reserve_debt_minor) for b in batch.balances}
-    assert after[p.reserve] == (12000, 0) and after[p.seller] == (0, 8000)
+    assert after[p.reserve] == (12000, 0)
+    assert after[p.seller] == (0, 8000)
 
     # A cover is not reversible: the debt is counted from the covers.
     refused = await failure(
@@ -396,11 +397,10 @@ async def test_reserve_rules_on_create_update_and_close(api: Api) -> None:
 
     holder = p.holder
     rule, meta = await refused_open("r-1", negative_balance_reserve_account_id=p.reserve)
-    assert rule == "NOT_HOLDER_ACCOUNT" and meta["reserve_account_id"] == p.reserve
+    assert rule == "NOT_HOLDER_ACCOUNT"
+    assert meta["reserve_account_id"] == p.reserve
     assert (
-        await refused_open(
-            "r-2", holder_id=holder, negative_balance_reserve_account_id=p.seller
-        )
+        await refused_open("r-2", holder_id=holder, negative_balance_reserve_account_id=p.seller)
     )[0] == "HOLDER_OWNED"
     euro = await c.open("euro", currency_code="EUR")
     assert (
