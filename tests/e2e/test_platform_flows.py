@@ -389,7 +389,7 @@ async def test_reserve_rules_on_create_update_and_close(api: Api) -> None:
     c = p.client
 
     async def refused_open(request_id: str, **fields: object) -> tuple[str, dict[str, str]]:
-        refusal = await failure(c.open(request_id, **fields))  # type: ignore[arg-type]
+        refusal = await failure(c.open(request_id, **fields))
         assert refusal.code == grpc.StatusCode.FAILED_PRECONDITION
         assert refusal.reason == "RESERVE_ACCOUNT_INELIGIBLE"
         assert refusal.metadata["field"] == "negative_balance_reserve_account_id"
