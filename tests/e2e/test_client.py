@@ -250,6 +250,9 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "HOLDER_RESTRICTED": FailedPrecondition,
     "HOLDER_NOT_EMPTY": FailedPrecondition,
     "HOLDER_CLOSED": FailedPrecondition,
+    "RESERVE_ACCOUNT_INELIGIBLE": FailedPrecondition,
+    "RESERVE_DEBT_OUTSTANDING": FailedPrecondition,
+    "RESERVE_TRANSFER_NOT_REVERSIBLE": FailedPrecondition,
 }
 
 
