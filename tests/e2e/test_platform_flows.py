@@ -11,8 +11,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
+import pytest
 from google.protobuf import timestamp_pb2
 
+from moneymovement.client import (
+    FailedPrecondition,
+    MoneyMovementClient,
+    reverse_operation,
+    transfer_operation,
+)
 from moneymovement.v1 import account_pb2, event_pb2, funds_pb2, transfer_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
@@ -479,3 +486,36 @@ async def test_reserve_rules_on_create_update_and_close(api: Api) -> None:
     )
     assert both.code == grpc.StatusCode.INVALID_ARGUMENT
     assert both.field_violations == [("remove_negative_balance_reserve", "MUST_DIFFER")]
+
+
+async def test_the_python_client_refunds_a_charge_in_one_batch(api: Api) -> None:
+    token = dict(api.a.md)["authorization"].split()[1]
+    async with MoneyMovementClient(f"127.0.0.1:{api.port}", token) as client:
+        funding = await client.create_account(
+            currency_code="USD", normal_balance="DEBIT", overdraft_mode="UNLIMITED"
+        )
+        fees = await client.create_account(currency_code="USD", normal_balance="CREDIT")
+        pot = await client.create_account(currency_code="USD", normal_balance="CREDIT")
+        holder = await client.create_holder("client-seller")
+        seller = await client.create_account(
+            currency_code="USD", normal_balance="CREDIT", holder_id=holder.holder_id,
+            negative_balance_reserve_account_id=pot.id,
+        )  # fmt: skip
+        assert seller.negative_balance_reserve_account_id == pot.id
+        await client.create_transfer(funding.id, pot.id, 1000, "USD")
+        share, fee = await client.create_transfers(
+            [
+                transfer_operation(funding.id, seller.id, 900, "USD"),
+                transfer_operation(funding.id, fees.id, 100, "USD"),
+            ]
+        )
+        await client.create_transfer(seller.id, fees.id, 900, "USD")  # the seller spends it
+        share_back, fee_back = await client.create_transfers(
+            [reverse_operation(share.id, 450), reverse_operation(fee.id, 50, description="fee")]
+        )
+        assert (share_back.amount_minor, fee_back.amount_minor) == (450, 50)
+        assert fee_back.description == "fee"
+        assert (await client.get_account(seller.id)).reserve_debt_minor == 450
+        with pytest.raises(FailedPrecondition) as refused:
+            await client.update_account(seller.id, negative_balance_reserve_account_id="")
+        assert refused.value.reason == "RESERVE_DEBT_OUTSTANDING"
