@@ -13,7 +13,13 @@ import pytest
 from moneymovement.domain import reserve
 from moneymovement.domain.accounts import Account, AccountState, FreezeScope, OverdraftMode
 from moneymovement.domain.balances import Balances, NormalBalance
-from moneymovement.domain.commands import CreateTransfer, CreateTransfers, ReverseTransfer
+from moneymovement.domain.commands import (
+    CreateTransfer,
+    CreateTransfers,
+    ReceiveInbound,
+    ReturnInbound,
+    ReverseTransfer,
+)
 from moneymovement.domain.errors import Reason, Rejected
 from moneymovement.domain.funds import AvailabilityPolicy, FundsPolicy
 from moneymovement.domain.ledger import Issued, Ledger
@@ -207,3 +213,22 @@ def test_random_refunds_and_credits_keep_the_debt_equal_to_covers_less_recoverie
     assert any(t.reserve_movement is ReserveMovement.RECOVERY for t in _reserve_moves(ledger))
     # Only a customer without the money refuses: never the seller, never the reserve.
     assert refusals <= {(Reason.INSUFFICIENT_FUNDS, ALICE), (Reason.INSUFFICIENT_FUNDS, BOB)}
+
+
+def test_a_bank_return_the_seller_has_spent_is_covered_and_the_next_inbound_repays() -> None:
+    ledger = _ledger(seller_minor=0, reserve_minor=5000)
+    settlement = "acct_settlementssssssssssssss"
+    receive = ReceiveInbound("sim", "ref-1", SELLER, settlement, 3000, "USD")
+    inbound = ledger.apply(receive, Issued("in-1"))
+    ledger.apply(CreateTransfer(TransferSpec(SELLER, BOB, 2000, "USD")), Issued("spent"))
+    returned = ledger.apply(ReturnInbound(inbound.id, inbound.transfer_id), Issued("ret"))
+    assert returned is not None
+    [cover] = _reserve_moves(ledger)
+    assert (cover.debit_account_id, cover.amount_minor) == (RESERVE, 2000)
+    assert cover.metadata["reversal_transfer_id"] == returned.return_transfer_id
+    assert ledger.accounts[SELLER].reserve_debt_minor == 2000
+    again = ReceiveInbound("sim", "ref-2", SELLER, settlement, 2500, "USD")
+    ledger.apply(again, Issued("in-2"))
+    assert ledger.accounts[SELLER].reserve_debt_minor == 0
+    assert ledger.accounts[SELLER].balances.available(NormalBalance.CREDIT) == 500
+    assert ledger.accounts[RESERVE].balances.available(NormalBalance.CREDIT) == 5000
