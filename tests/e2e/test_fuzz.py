@@ -407,6 +407,8 @@ def string_field(name: str, world: World, owner: str = "") -> Strategy[str]:
         "credit_account_id": accounts,
         "transfer_id": transfers,
         "fee_account_id": st.one_of(pick(world.stable[1:]), accounts),
+        # A reserve: any account (mostly refused as one), or none.
+        "negative_balance_reserve_account_id": st.one_of(st.just(""), accounts),
         "funds_ids": resource_ids(world.funds, world.foreign_funds, ids.FUNDS),
         "monitor_id": resource_ids(world.monitors, world.foreign_monitors, ids.MONITOR),
         "time_zone": TIME_ZONE,
