@@ -600,6 +600,23 @@ def void_operation(transfer_id: str) -> BatchOperation:
     return BatchOperation(void_hold=mpb.CreateTransfersRequest.VoidHold(transfer_id=transfer_id))
 
 
+def reverse_operation(
+    transfer_id: str,
+    amount_minor: int = 0,
+    *,
+    description: str = "",
+    metadata: Mapping[str, str] | None = None,
+) -> BatchOperation:
+    """An operation of `create_transfers` that reverses a posted transfer, as
+    `reverse_transfer` (amount 0: all that is left of it). Two of them refund a
+    destination charge's seller share and fee together (docs/flows/platform-charges.md)."""
+    reversal = mpb.CreateTransfersRequest.ReverseTransfer(
+        transfer_id=transfer_id, amount_minor=amount_minor, description=description,
+        metadata=metadata or {},
+    )  # fmt: skip
+    return BatchOperation(reverse_transfer=reversal)
+
+
 def settlement_line(
     kind: str, reference: str, amount_minor: int, currency_code: str, state: str
 ) -> payout_pb2.SettlementLine:
@@ -746,6 +763,7 @@ class MoneyMovementClient:
         holder_id: str = "",
         metadata: Mapping[str, str] | None = None,
         funds_policy: funds_pb2.FundsPolicy | None = None,
+        negative_balance_reserve_account_id: str = "",
         request_id: str = "",
         open_to_holders: bool = False,
     ) -> account_pb2.Account:
@@ -753,6 +771,8 @@ class MoneyMovementClient:
         "NONE", "LIMITED" (with `overdraft_limit_minor`) or "UNLIMITED"; `funds_policy`
         (a CREDIT-normal account's): availability, reserves, early release, limits;
         `open_to_holders`: a platform account calls acting for a holder may credit.
+        `negative_balance_reserve_account_id`: for a holder's account, the platform
+        account that covers a refund it cannot pay (docs/platforms.md).
 
         Raises:
             InvalidRequest: a bad field.
@@ -766,6 +786,7 @@ class MoneyMovementClient:
             overdraft_limit_minor=overdraft_limit_minor, name=name, external_id=external_id,
             holder_id=holder_id, metadata=metadata or {}, funds_policy=funds_policy,
             open_to_holders=open_to_holders,
+            negative_balance_reserve_account_id=negative_balance_reserve_account_id,
         )  # fmt: skip
         return (await self._call(self._accounts.CreateAccount, request)).account
 
@@ -846,11 +867,14 @@ class MoneyMovementClient:
         expected_version: int = 0,
         expected_attributes_version: int = 0,
         request_id: str = "",
+        negative_balance_reserve_account_id: str | None = None,
     ) -> account_pb2.Account:
         """Changes what is given and leaves the rest: `name` ("" clears it), `metadata`
         (merged; a key with an empty value is removed), `overdraft_mode` ("NONE",
         "LIMITED", "UNLIMITED"), `overdraft_limit_minor`, `funds_policy` (replaced whole;
-        an empty FundsPolicy clears it; it applies to later credits). With
+        an empty FundsPolicy clears it; it applies to later credits),
+        `negative_balance_reserve_account_id` (the account's new reserve; "" removes it,
+        refused while the account owes it). With
         `expected_attributes_version` (not 0), only if the account's attributes are at
         that version (`Account.attributes_version`: money moving does not raise it); with
         `expected_version` (not 0), only if nothing at all changed since.
@@ -873,6 +897,10 @@ class MoneyMovementClient:
             request.overdraft_limit_minor = overdraft_limit_minor
         if funds_policy is not None:
             request.funds_policy.CopyFrom(funds_policy)
+        if negative_balance_reserve_account_id == "":
+            request.remove_negative_balance_reserve = True
+        elif negative_balance_reserve_account_id is not None:
+            request.negative_balance_reserve_account_id = negative_balance_reserve_account_id
         return (await self._call(self._accounts.UpdateAccount, request)).account
 
     async def freeze_account(
@@ -1178,11 +1206,13 @@ class MoneyMovementClient:
     ) -> list[transfer_pb2.Transfer]:
         """Applies all `items` (up to 1,000) atomically, in order, or none: new transfers
         (`transfer_item`), or operations (`transfer_operation`, `capture_operation`,
-        `void_operation`) that may also capture and void existing holds. Answers one
-        transfer per item, as the item left it.
+        `void_operation`, `reverse_operation`) that may also capture and void existing
+        holds and reverse posted transfers. Answers one transfer per item, as the item
+        left it (a reversal: the new reversal transfer).
 
         Raises:
-            The errors of create_transfer, post_transfer and void_transfer, for the first
+            The errors of create_transfer, post_transfer, void_transfer and
+            reverse_transfer, for the first
             failing item: its index is the error's `item_index` (and in the field paths
             of InvalidRequest).
         """

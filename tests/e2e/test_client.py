@@ -252,6 +252,9 @@ CLASS_OF_REASON: dict[str, type[MoneyMovementError]] = {
     "HOLDER_CLOSED": FailedPrecondition,
     "HOLDER_SCOPE_FORBIDS": PermissionDenied,
     "HOLDER_SCOPE_MISMATCH": PermissionDenied,
+    "RESERVE_ACCOUNT_INELIGIBLE": FailedPrecondition,
+    "RESERVE_DEBT_OUTSTANDING": FailedPrecondition,
+    "RESERVE_TRANSFER_NOT_REVERSIBLE": FailedPrecondition,
 }
 
 

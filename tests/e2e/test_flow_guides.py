@@ -131,3 +131,71 @@ async def test_the_payouts_guide_does_what_it_says(serve: ServeProcess) -> None:
     assert balance["balance"]["available_minor"] == "29900", shown
     assert reconciled["matched"] == 3, shown
     assert reconciled["breaks"] == [], shown
+
+
+def _available(balances: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Each balance's posted, available and debt to its reserve (grpcurl omits zeros)."""
+    return [
+        (
+            b.get("posted_minor", "0"),
+            b.get("available_minor", "0"),
+            b.get("reserve_debt_minor", "0"),
+        )
+        for b in balances["balances"]
+    ]
+
+
+async def test_the_platform_charges_guide_does_what_it_says(serve: ServeProcess) -> None:
+    run, shown = await _run_guide(serve, "platform-charges.md")
+    assert run.returncode == 0, shown
+    (
+        platform_top_up, reserve_top_up, charge, promotion, refund, after_refund, payout,
+        covered_refund, seller, after_cover, charge_2, end, reserve_transfers,
+    ) = _json_documents(run.stdout)  # fmt: skip
+    assert platform_top_up["transfer"]["amount_minor"] == "50000", shown
+    assert reserve_top_up["transfer"]["amount_minor"] == "20000", shown
+    share, fee = charge["transfers"]
+    assert (share["amount_minor"], fee["amount_minor"]) == ("9000", "1000"), shown
+    assert share["batch_id"] == fee["batch_id"], shown
+    assert promotion["transfer"]["amount_minor"] == "500", shown
+    share_back, fee_back = refund["transfers"]
+    assert (share_back["amount_minor"], fee_back["amount_minor"]) == ("2700", "300"), shown
+    assert share_back["reversal_of_transfer_id"] == share["id"], shown
+    assert fee_back["reversal_of_transfer_id"] == fee["id"], shown
+    assert _available(after_refund) == [
+        ("6800", "6800", "0"), ("700", "700", "0"), ("49500", "49500", "0"),
+        ("20000", "20000", "0"),
+    ], shown  # fmt: skip
+    assert payout["transfer"]["amount_minor"] == "6800", shown
+    assert [t["amount_minor"] for t in covered_refund["transfers"]] == ["6300", "700"], shown
+    assert seller["account"]["reserve_debt_minor"] == "6300", shown
+    assert seller["account"]["negative_balance_reserve_account_id"], shown
+    assert _available(after_cover) == [
+        ("0", "0", "6300"), ("0", "0", "0"), ("13700", "13700", "0"),
+    ], shown  # fmt: skip
+
+    [refused] = run.stderr.split("ERROR:")[1:]
+    assert "Code: FailedPrecondition" in refused, shown
+    assert "REVERSAL_EXCEEDS_ORIGINAL" in refused, shown
+    assert '"item_index": "0"' in refused or '"item_index":"0"' in refused, shown
+
+    assert [t["amount_minor"] for t in charge_2["transfers"]] == ["7200", "800"], shown
+    assert _available(end) == [
+        ("900", "900", "0"), ("800", "800", "0"), ("20000", "20000", "0"),
+        ("49500", "49500", "0"), ("6800", "6800", "0"),
+    ], shown  # fmt: skip
+    recovery, cover, top_up = reserve_transfers["transfers"]
+    assert (recovery["amount_minor"], recovery["metadata"]) == (
+        "6300", {"negative_balance_reserve": "RECOVERY"},
+    ), shown  # fmt: skip
+    assert recovery["credit_account_id"] == cover["debit_account_id"], shown
+    assert cover["amount_minor"] == "6300", shown
+    assert cover["metadata"] == {
+        "negative_balance_reserve": "COVER",
+        "reversal_transfer_id": covered_refund["transfers"][0]["id"],
+    }, shown
+    assert top_up["amount_minor"] == "20000", shown
+
+    dsn = running_server_dsn(serve.data_dir / "pg")
+    assert dsn is not None
+    await assert_ledger_consistent(dsn)

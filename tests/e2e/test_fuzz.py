@@ -407,6 +407,8 @@ def string_field(name: str, world: World, owner: str = "") -> Strategy[str]:
         "credit_account_id": accounts,
         "transfer_id": transfers,
         "fee_account_id": st.one_of(pick(world.stable[1:]), accounts),
+        # A reserve: any account (mostly refused as one), or none.
+        "negative_balance_reserve_account_id": st.one_of(st.just(""), accounts),
         "funds_ids": resource_ids(world.funds, world.foreign_funds, ids.FUNDS),
         "monitor_id": resource_ids(world.monitors, world.foreign_monitors, ids.MONITOR),
         "time_zone": TIME_ZONE,
@@ -626,7 +628,7 @@ def plausible_items(world: World, count: int) -> Strategy[list[mpb.CreateTransfe
 
 def plausible_operation(world: World) -> Strategy[mpb.CreateTransfersRequest.Operation]:
     """A batch operation: a new transfer, a capture or void of a known or garbage hold
-    id, or none at all."""
+    id, a reversal of a known or garbage transfer id, or none at all."""
     batch = mpb.CreateTransfersRequest
     hold = st.one_of(pick(world.transfers), string_field("transfer_id", world))
     return st.one_of(
@@ -640,6 +642,13 @@ def plausible_operation(world: World) -> Strategy[mpb.CreateTransfersRequest.Ope
             st.booleans(),
         ),
         hold.map(lambda t: batch.Operation(void_hold=batch.VoidHold(transfer_id=t))),
+        st.builds(
+            lambda t, a: batch.Operation(
+                reverse_transfer=batch.ReverseTransfer(transfer_id=t, amount_minor=a)
+            ),
+            hold,
+            st.integers(-1, 200),
+        ),
         st.just(batch.Operation()),
     )
 

@@ -234,3 +234,55 @@ async def test_the_python_client_acts_for_a_holder(api: Api) -> None:
             currency_code="USD", normal_balance="CREDIT", request_id="c-3", open_to_holders=True
         )
         assert fees.open_to_holders
+
+
+async def test_acting_for_a_holder_repays_its_reserve_and_never_draws_on_it(api: Api) -> None:
+    platform = api.a
+    seller = await _holder(platform, "seller-1")
+    funding = await platform.open(
+        "funding",
+        normal_balance=account_pb2.NORMAL_BALANCE_DEBIT,
+        overdraft_mode=account_pb2.OVERDRAFT_MODE_UNLIMITED,
+    )
+    reserve = await platform.open("reserve")
+    customer = await platform.open("customer")
+    await platform.pay("fund-reserve", funding.id, reserve.id, 5_000)
+    await platform.pay("fund-customer", funding.id, customer.id, 5_000)
+    sales = await platform.open(
+        "sales", holder_id=seller, negative_balance_reserve_account_id=reserve.id
+    )
+    me = _as(platform, seller)
+    savings = await me.open("savings")
+    charge = await platform.pay("charge", customer.id, sales.id, 1_000)
+    await me.pay("keep", sales.id, savings.id, 1_000)
+    refund = mpb.ReverseTransferRequest(request_id="refund", transfer_id=charge.transfer.id)
+    await platform.movements.ReverseTransfer(refund, metadata=platform.md)  # the reserve covers
+
+    async def debt() -> tuple[int, int]:
+        got = await platform.accounts.GetAccount(
+            apb.GetAccountRequest(account_id=sales.id), metadata=platform.md
+        )
+        balance = await platform.balances.GetBalance(
+            bpb.GetBalanceRequest(account_id=reserve.id), metadata=platform.md
+        )
+        return got.account.reserve_debt_minor, balance.balance.posted_minor
+
+    assert await debt() == (1_000, 4_000)
+    # The holder's own credit to the account repays the reserve, in the same transaction.
+    back = await me.pay("back", savings.id, sales.id, 400)
+    assert await debt() == (600, 4_400)
+    # A refund acting for the holder that would need the reserve's cover: refused, as a
+    # debit of a platform account; nothing moves.
+    undo = mpb.ReverseTransferRequest(request_id="undo", transfer_id=back.transfer.id)
+    refused = await failure(me.movements.ReverseTransfer(undo, metadata=me.md))
+    assert (refused.code, refused.reason) == FORBIDS
+    assert refused.metadata == {"holder_id": seller, "account_id": reserve.id}
+    assert await debt() == (600, 4_400)
+    # Naming or changing a reserve is the platform's.
+    refused = await failure(me.open("with-reserve", negative_balance_reserve_account_id=reserve.id))
+    assert (refused.code, refused.reason) == FORBIDS
+    change = apb.UpdateAccountRequest(
+        request_id="drop-reserve", account_id=sales.id, remove_negative_balance_reserve=True
+    )
+    refused = await failure(me.accounts.UpdateAccount(change, metadata=me.md))
+    assert (refused.code, refused.reason) == FORBIDS

@@ -33,6 +33,8 @@ EXPECTED_TABLES = {
         "freeze_reason", "attributes_version",
         # An account's holder as a checked reference (migration 0013).
         "holder_ref", "open_to_holders",
+        # The negative-balance reserve (migration 0016).
+        "negative_balance_reserve_account_id", "reserve_debt_minor",
     ],
     "transfers": [
         "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id",
@@ -41,6 +43,8 @@ EXPECTED_TABLES = {
         "metadata", "expires_at", "finalized_at", "finalized_request_id", "trace_id",
         "created_at", "updated_at", "available_at", "availability_delay", "owner_id",
         "over_capture_bps", "hold_steps",
+        # The negative-balance reserve's covers and recoveries (migration 0016).
+        "reserve_movement",
     ],
     "entries": [
         "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",

@@ -101,6 +101,14 @@ CORRUPTIONS = {
         "FROM events WHERE type = 'TRANSFER_CREATED' AND transfer_ids = ARRAY[$pay]",
         {"verify_transfer_events"},
     ),
+    "a debt to a reserve that no cover explains": (
+        "UPDATE accounts SET reserve_debt_minor = 5 WHERE account_id = $shop",
+        {"verify_reserve_debts", "verify_account_events"},
+    ),
+    "a payment passed off as a reserve's cover": (
+        "UPDATE transfers SET reserve_movement = 'COVER' WHERE transfer_id = $pay",
+        {"verify_reserve_debts"},
+    ),
 }
 
 

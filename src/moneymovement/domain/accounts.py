@@ -67,6 +67,10 @@ class Account:
     attributes_version: int = 1
     # A platform account calls acting for a holder may credit (domain/holder_scope.py).
     open_to_holders: bool = False
+    # The platform account that covers a reversal this account cannot pay, and what
+    # this account owes it for the covers (domain/reserve.py, docs/platforms.md).
+    negative_balance_reserve_account_id: str = ""
+    reserve_debt_minor: int = 0
 
     def floor_minor(self) -> int | None:
         """The lowest available balance the overdraft policy allows; None when unbounded."""
@@ -98,6 +102,7 @@ def balance_snapshot(
         as_of=as_of,
         minimum_reserve_minor=account.funds_policy.reserve.minimum_minor,
         schedule=schedule,
+        reserve_debt_minor=account.reserve_debt_minor,
     )
 
 
@@ -252,10 +257,27 @@ def _left(account: Account) -> dict[str, str]:
     }
 
 
+def require_no_reserve_debt(account: Account) -> None:
+    """Refuses what would lose track of a debt to the negative-balance reserve (closing
+    the account, changing or removing its reserve) while the account owes it."""
+    if account.reserve_debt_minor:
+        raise Rejected(
+            Reason.RESERVE_DEBT_OUTSTANDING,
+            f"account {account.id} owes its negative-balance reserve {account.reserve_debt_minor}",
+            {
+                "account_id": account.id,
+                "reserve_account_id": account.negative_balance_reserve_account_id,
+                "reserve_debt_minor": str(account.reserve_debt_minor),
+            },
+        )
+
+
 def close(account: Account) -> Account:
-    """CLOSED for good; only with a zero posted balance and nothing pending."""
+    """CLOSED for good; only with a zero posted balance, nothing pending and no debt to
+    its negative-balance reserve."""
     if account.state is AccountState.CLOSED:
         return account
+    require_no_reserve_debt(account)
     if not account.balances.is_zero():
         raise Rejected(
             Reason.ACCOUNT_NOT_EMPTY,
@@ -275,6 +297,8 @@ class AccountChanges:
     overdraft_limit_minor: int | None = None
     funds_policy: FundsPolicy | None = None  # replaces the whole policy
     open_to_holders: bool | None = None
+    # The negative-balance reserve: an account id, or "" to remove it.
+    negative_balance_reserve_account_id: str | None = None
 
 
 def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Account:
@@ -326,6 +350,10 @@ def update(account: Account, changes: AccountChanges, metadata_limit: int) -> Ac
     if changes.open_to_holders is not None:
         require_platform_account(account.holder_id, changes.open_to_holders)
         updated = replace(updated, open_to_holders=changes.open_to_holders)
+    reserve_id = changes.negative_balance_reserve_account_id
+    if reserve_id is not None and reserve_id != account.negative_balance_reserve_account_id:
+        require_no_reserve_debt(account)
+        updated = replace(updated, negative_balance_reserve_account_id=reserve_id)
     floor = updated.floor_minor()
     available = account.balances.available(account.normal_balance)
     if floor is not None and available < floor:

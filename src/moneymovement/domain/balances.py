@@ -190,3 +190,5 @@ class BalanceSnapshot:
     minimum_reserve_minor: int = 0
     # What becomes available when: (time, kind, amount) parts, soonest first.
     schedule: tuple[Any, ...] = ()
+    # What the account owes its negative-balance reserve (domain/reserve.py).
+    reserve_debt_minor: int = 0

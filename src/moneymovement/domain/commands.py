@@ -121,6 +121,12 @@ class CreateAccount(Command[Account]):
     metadata: Mapping[str, str] = field(default_factory=dict)
     funds_policy: FundsPolicy = NO_POLICY
     open_to_holders: bool = False
+    negative_balance_reserve_account_id: str = ""
+
+    def account_ids(self) -> tuple[str, ...]:
+        # The reserve it names, read (and locked) to check it may be one.
+        reserve = self.negative_balance_reserve_account_id
+        return (reserve,) if reserve else ()
 
     def external_ids(self) -> tuple[str, ...]:
         return () if self.external_id is None else (self.external_id,)
@@ -159,6 +165,10 @@ class UpdateAccount(_AccountChange):
     method: ClassVar[str] = "UpdateAccount"
 
     changes: AccountChanges = field(default_factory=AccountChanges)
+
+    def account_ids(self) -> tuple[str, ...]:
+        reserve = self.changes.negative_balance_reserve_account_id
+        return (self.account_id, reserve) if reserve else (self.account_id,)
 
     def fingerprint_payload(self) -> object:
         return (self.account_id, self.changes, *self.versions())
@@ -229,14 +239,16 @@ class VoidHold:
     transfer_id: str
 
 
-BatchItem = TransferSpec | CaptureHold | VoidHold
+# A batch's reversal of a posted transfer is a ReversalRequest (as ReverseTransfer).
+BatchItem = TransferSpec | CaptureHold | VoidHold | ReversalRequest
 
 
 @dataclass(frozen=True)
 class CreateTransfers(Command[list[Transfer]]):
     """An atomic batch: every item, in order, or none. An item is a new transfer or hold,
-    or a capture or void of an existing hold. `operations`: the items came as
-    CreateTransfersRequest.operations (errors name them so), not as transfers."""
+    a capture or void of an existing hold, or a reversal of a posted transfer.
+    `operations`: the items came as CreateTransfersRequest.operations (errors name them
+    so), not as transfers."""
 
     method: ClassVar[str] = "CreateTransfers"
 

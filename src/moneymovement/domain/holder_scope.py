@@ -14,6 +14,7 @@ Pure rules: the services and the ledger apply them where the rows are.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import replace
 
 from moneymovement.domain.accounts import Account, AccountChanges, OverdraftMode
@@ -42,10 +43,12 @@ def owns(holder_id: str, account: Account) -> bool:
     return account.holder_id == holder_id
 
 
-def may_name_in_movement(holder_id: str, account: Account) -> bool:
+def may_name_in_movement(holder_id: str, account: Account, reserves: Set[str]) -> bool:
     """Whether a call acting for the holder may name `account` in a movement: its own,
-    or a platform account open to holders (which it may only credit)."""
-    return owns(holder_id, account) or account.open_to_holders
+    a platform account open to holders, or the negative-balance reserve of one of its
+    accounts (`reserves`: its accounts show the reserve's id; it repays its debt). It
+    may only credit these: a reserve's cover is the platform's to make."""
+    return owns(holder_id, account) or account.open_to_holders or account.id in reserves
 
 
 def forbidden(holder_id: str, what: str, account_id: str = "") -> Rejected:
@@ -95,14 +98,21 @@ def for_holder(holder_id: str, command: CreateAccount) -> CreateAccount:
     if command.holder_id not in ("", holder_id):
         raise holder_not_found(command.holder_id)
     require_holder_account_shape(holder_id, command.normal_balance, command.overdraft_mode)
-    if command.funds_policy or command.open_to_holders:
-        raise forbidden(holder_id, "set a funds policy or open an account to holders")
+    if (
+        command.funds_policy
+        or command.open_to_holders
+        or command.negative_balance_reserve_account_id
+    ):
+        raise forbidden(
+            holder_id,
+            "set a funds policy or a negative-balance reserve, or open an account to holders",
+        )
     return replace(command, holder_id=holder_id)
 
 
 def require_holder_changes(holder_id: str, changes: AccountChanges) -> None:
     """UpdateAccount acting for a holder changes the name and metadata only: overdraft,
-    funds policy and openness are the platform's to decide.
+    funds policy, negative-balance reserve and openness are the platform's to decide.
 
     Raises:
         Rejected: HOLDER_SCOPE_FORBIDS.
@@ -112,9 +122,12 @@ def require_holder_changes(holder_id: str, changes: AccountChanges) -> None:
         changes.overdraft_limit_minor,
         changes.funds_policy,
         changes.open_to_holders,
+        changes.negative_balance_reserve_account_id,
     )
     if any(change is not None for change in platform_only):
-        raise forbidden(holder_id, "change an account's overdraft, funds policy or openness")
+        raise forbidden(
+            holder_id, "change an account's overdraft, funds policy, reserve or openness"
+        )
 
 
 # A holder filter no event matches (a holder id has no "/").

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from moneymovement.domain import accounts as rules
 from moneymovement.domain import holder_ledger, ids, rail_ledger
 from moneymovement.domain import holder_scope as scope
+from moneymovement.domain import reserve as reserve_rules
 from moneymovement.domain.accounts import Account, AccountState
 from moneymovement.domain.assets import Asset, register, require_known
 from moneymovement.domain.commands import (
@@ -76,6 +77,7 @@ from moneymovement.domain.funds import (
     Part,
     ScheduledFunds,
     end,
+    latest_first,
     oldest_first,
     require_within_debit_limits,
     schedule_of,
@@ -104,11 +106,12 @@ from moneymovement.domain.monitors import (
     monitor_not_found,
 )
 from moneymovement.domain.payouts import ExternalAccount, InboundTransfer, Payout
-from moneymovement.domain.reversals import reverse
+from moneymovement.domain.reversals import ReversalRequest, reversal_amount, reverse
 from moneymovement.domain.transfers import (
     Entry,
     EventKind,
     NewTransfer,
+    ReserveMovement,
     Transfer,
     TransferSpec,
     TransferState,
@@ -248,6 +251,7 @@ class Ledger:
         if issued.holder_id is not None:
             _see_as_holder(fork, command, issued.holder_id)
         result = _HANDLERS[type(command)](fork, command, issued)
+        fork.recover(issued)
         if issued.holder_id is not None:
             _require_holder_debits_only(fork, issued.holder_id)
         fork.watch(issued)
@@ -315,6 +319,12 @@ class _Fork:
         self.entries: list[Entry] = []
         self.events: list[Event] = []
         self.policy_changes: list[PolicyChange] = []
+        # The negative-balance reserve's work in this command, per account: what covers
+        # credited it and what credits were already weighed for a recovery; and the
+        # covers and recoveries made (domain/reserve.py).
+        self.covered: dict[str, int] = {}
+        self.credits_weighed: dict[str, int] = {}
+        self.reserve_transfers: list[Transfer] = []
 
     def merge(self) -> None:
         ledger = self.ledger
@@ -398,6 +408,94 @@ class _Fork:
         transfer, entries, parts = open_transfer(self.accounts, spec, new, usage)
         self.count_debit(transfer.debit_account_id, transfer.amount_minor)
         return transfer, entries, parts
+
+    def cover(
+        self, original: Transfer, amount_minor: int, reversal_id: str, issued: Issued
+    ) -> None:
+        """Before a reversal of `amount_minor` of `original` debits its credit account:
+        when that account names a negative-balance reserve and cannot pay all of what
+        the reversal takes from its available balance (what it does not take back from
+        the original's parts not available yet), the reserve moves the shortfall into
+        it first, under the reserve's own overdraft policy, and the account's debt rises
+        by it.
+
+        Raises:
+            Rejected: those of a transfer from the reserve (INSUFFICIENT_FUNDS naming
+                the reserve when it cannot pay).
+        """
+        account = self.accounts.get(original.credit_account_id)
+        if account is None or not account.negative_balance_reserve_account_id:
+            return
+        parts = take(latest_first(self.open_funds_of(original)), amount_minor)
+        shortfall = reserve_rules.shortfall_minor(
+            account, amount_minor - sum(e.amount_minor for e in parts)
+        )
+        if shortfall:
+            self.covered[account.id] = self.covered.get(account.id, 0) + shortfall
+            link = {"reversal_transfer_id": reversal_id}
+            self.move_reserve(ReserveMovement.COVER, account, shortfall, issued, link)
+
+    def recover(self, issued: Issued) -> None:
+        """Pays the negative-balance reserve back out of what this command credited to
+        accounts that owe theirs (not counting the covers themselves), as much as
+        domain/reserve.py's recovery_minor allows; each credit is weighed once, however
+        often this runs."""
+        for account_id in sorted(self.accounts.maps[0]):
+            account = self.accounts[account_id]
+            if not account.reserve_debt_minor:
+                continue
+            before = self.ledger.accounts.get(account_id)
+            credited = account.balances.posted_credits_minor - (
+                before.balances.posted_credits_minor if before else 0
+            )
+            weighed = self.covered.get(account_id, 0) + self.credits_weighed.get(account_id, 0)
+            if credited <= weighed:
+                continue
+            self.credits_weighed[account_id] = self.credits_weighed.get(account_id, 0) + (
+                credited - weighed
+            )
+            reserve = self.accounts.get(account.negative_balance_reserve_account_id)
+            amount = reserve_rules.recovery_minor(account, reserve, credited - weighed)
+            if amount:
+                self.move_reserve(ReserveMovement.RECOVERY, account, amount, issued, {})
+
+    def move_reserve(
+        self,
+        movement: ReserveMovement,
+        account: Account,
+        amount_minor: int,
+        issued: Issued,
+        link: Mapping[str, str],
+    ) -> Transfer:
+        """A cover (reserve to `account`) or a recovery (`account` to its reserve): a
+        POSTED transfer marked as the reserve's, told as any transfer, with the
+        account's debt changed by it. A cover is a debit of the reserve like any other;
+        a recovery is not the holder's spending, so a restricted holder's account still
+        repays (its account has no funds policy, so no debit limits either)."""
+        cover = movement is ReserveMovement.COVER
+        reserve_id = account.negative_balance_reserve_account_id
+        spec = TransferSpec(
+            debit_account_id=reserve_id if cover else account.id,
+            credit_account_id=account.id if cover else reserve_id,
+            amount_minor=amount_minor,
+            currency_code=account.currency_code,
+            description=f"negative-balance reserve {movement.value.lower()}",
+            metadata={reserve_rules.METADATA_KEY: movement.value, **link},
+        )
+        new = NewTransfer(ids.new_id(ids.TRANSFER), issued.request_id, self.now, issued.trace_id)
+        if cover:
+            transfer, entries, parts = self.open_transfer(spec, new)
+        else:
+            transfer, entries, parts = open_transfer(self.accounts, spec, new)
+        transfer = replace(transfer, reserve_movement=movement)
+        self.add_transfer(transfer, entries)
+        self.schedule(transfer, parts)
+        owes = self.accounts[account.id]
+        debt = owes.reserve_debt_minor + (amount_minor if cover else -amount_minor)
+        self.accounts[account.id] = replace(owes, reserve_debt_minor=debt)
+        self.reserve_transfers.append(transfer)
+        self.tell(EventType.TRANSFER_CREATED, issued, transfer)
+        return transfer
 
     def holder_of(self, account: Account) -> Holder | None:
         """The holder `account` was opened for (None: a free-form holder_id or none)."""
@@ -520,14 +618,15 @@ class _Fork:
         return ended
 
     def tell_batch(self, issued: Issued, items: list[Transfer]) -> None:
-        """Records BATCH_COMMITTED: the items by id, every account they moved as it is
+        """Records BATCH_COMMITTED: the items by id, every account they (and the
+        negative-balance reserve's covers and recoveries among them) moved as it is
         after the whole batch."""
         self.events.append(
             Event(
                 EventType.BATCH_COMMITTED,
                 issued.request_id,
                 issued.trace_id,
-                accounts=self.accounts_of(items),
+                accounts=self.accounts_of(items + self.reserve_transfers),
                 item_ids=tuple(t.id for t in items),
             )
         )
@@ -548,16 +647,22 @@ _MOVEMENTS = (
 
 def _see_as_holder(fork: _Fork, command: Command[Any], holder_id: str) -> None:
     """Leaves the command, acting for a holder, only what the holder may see: its own
-    accounts (and, in a movement, the platform accounts open to holders), the transfers
+    accounts (and, in a movement, the platform accounts open to holders and its
+    accounts' negative-balance reserves, which it may credit: repay), the transfers
     between those that touch its own, its own scheduled parts, and itself. Everything
     else is absent, so it answers exactly as ids that do not exist do. The fork's own
     changes are still empty here; the batch's running state is untouched."""
     movement = isinstance(command, _MOVEMENTS)
+    reserves = {
+        account.negative_balance_reserve_account_id
+        for account in fork.accounts.values()
+        if scope.owns(holder_id, account)
+    }
     accounts = {
         account_id: account
         for account_id, account in fork.accounts.items()
         if scope.owns(holder_id, account)
-        or (movement and scope.may_name_in_movement(holder_id, account))
+        or (movement and scope.may_name_in_movement(holder_id, account, reserves))
     }
     owned = {a for a, account in accounts.items() if scope.owns(holder_id, account)}
     fork.accounts = ChainMap({}, accounts)
@@ -635,7 +740,11 @@ def _create_account(
         updated_at=fork.now,
         funds_policy=command.funds_policy,
         open_to_holders=command.open_to_holders,
+        negative_balance_reserve_account_id=command.negative_balance_reserve_account_id,
     )
+    reserve_id = command.negative_balance_reserve_account_id
+    if reserve_id:
+        reserve_rules.require_eligible(account, reserve_id, fork.accounts.get(reserve_id))
     fork.accounts[account.id] = account
     if command.funds_policy:
         fork.policy_changes.append(
@@ -654,7 +763,7 @@ def _create_account(
 
 
 def _account_change(
-    change: Callable[[Account, Any], Account], kind: EventType
+    change: Callable[[_Fork, Account, Any], Account], kind: EventType
 ) -> Callable[[_Fork, Any, Issued], Account]:
     """A handler for the commands that change one account's attributes or state; a
     change that changes nothing writes nothing and tells nothing."""
@@ -666,7 +775,7 @@ def _account_change(
         rules.require_version(
             account, command.expected_version, command.expected_attributes_version
         )
-        changed = change(account, command)
+        changed = change(fork, account, command)
         if changed is account:
             return account
         changed = replace(changed, updated_at=fork.now)
@@ -682,6 +791,19 @@ def _account_change(
         return changed
 
     return handle
+
+
+def _update_account(fork: _Fork, account: Account, command: UpdateAccount) -> Account:
+    """UpdateAccount's change (domain/accounts.py), with a new negative-balance reserve
+    checked as CreateAccount checks one, and no funds policy given to an account that
+    has a reserve (its credits must be available at once to repay it)."""
+    changed = rules.update(account, command.changes, MAX_METADATA_KEYS)
+    reserve_id = changed.negative_balance_reserve_account_id
+    if reserve_id and reserve_id != account.negative_balance_reserve_account_id:
+        reserve_rules.require_eligible(changed, reserve_id, fork.accounts.get(reserve_id))
+    elif reserve_id and changed.funds_policy and changed.funds_policy != account.funds_policy:
+        raise reserve_rules.ineligible(changed, reserve_id, "FUNDS_POLICY", "funds_policy")
+    return changed
 
 
 def _create_transfer(fork: _Fork, command: CreateTransfer, issued: Issued) -> Transfer:
@@ -702,6 +824,8 @@ def _create_transfers(fork: _Fork, command: CreateTransfers, issued: Issued) -> 
                 transfer = _capture(fork, item.transfer_id, item.amount_minor, item.final, issued)
             elif isinstance(item, VoidHold):
                 transfer = _void(fork, VoidTransfer(item.transfer_id), issued)
+            elif isinstance(item, ReversalRequest):
+                transfer, _ = _reverse_one(fork, item, issued, batch_id)
             else:
                 new = NewTransfer(
                     ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id,
@@ -714,6 +838,7 @@ def _create_transfers(fork: _Fork, command: CreateTransfers, issued: Issued) -> 
         except (Rejected, InvalidInput) as error:
             raise _for_item(error, index, _item_path(command, index)) from None
         done.append(transfer)
+    fork.recover(issued)  # before BATCH_COMMITTED, which shows the accounts after it
     fork.tell_batch(issued, done)
     return done
 
@@ -723,7 +848,11 @@ def _item_path(command: CreateTransfers, index: int) -> str:
     if not command.operations:
         return f"transfers[{index}]."
     item = command.specs[index]
-    field = {CaptureHold: "capture_hold", VoidHold: "void_hold"}.get(type(item), "transfer")
+    field = {
+        CaptureHold: "capture_hold",
+        VoidHold: "void_hold",
+        ReversalRequest: "reverse_transfer",
+    }.get(type(item), "transfer")
     return f"operations[{index}].{field}."
 
 
@@ -803,12 +932,24 @@ def _expire(fork: _Fork, command: ExpireHold, issued: Issued) -> Transfer | None
 
 
 def _reverse(fork: _Fork, command: ReverseTransfer, issued: Issued) -> tuple[Transfer, Transfer]:
-    original = fork.locked_transfer(command.request.transfer_id)
-    new = NewTransfer(ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id)
+    return _reverse_one(fork, command.request, issued)
+
+
+def _reverse_one(
+    fork: _Fork, request: ReversalRequest, issued: Issued, batch_id: str | None = None
+) -> tuple[Transfer, Transfer]:
+    """ReverseTransfer, alone or as a batch's reverse_transfer (then filed in the batch):
+    the negative-balance reserve covers first what the account paying it back cannot."""
+    original = fork.locked_transfer(request.transfer_id)
+    amount = reversal_amount(original, request)
+    new = NewTransfer(
+        ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id, batch_id
+    )
+    fork.cover(original, amount, new.transfer_id, issued)
     reversal, updated, entries, endings = reverse(
         fork.accounts,
         original,
-        command.request,
+        request,
         new,
         fork.open_funds_of(original),
         fork.debit_usage(original.credit_account_id),
@@ -988,16 +1129,15 @@ def _counted(transfer: Transfer) -> int:
 
 _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     CreateAccount: _create_account,
-    UpdateAccount: _account_change(
-        lambda account, command: rules.update(account, command.changes, MAX_METADATA_KEYS),
-        EventType.ACCOUNT_UPDATED,
-    ),
+    UpdateAccount: _account_change(_update_account, EventType.ACCOUNT_UPDATED),
     FreezeAccount: _account_change(
-        lambda a, command: rules.freeze(a, command.scope, command.reason),
+        lambda _, a, command: rules.freeze(a, command.scope, command.reason),
         EventType.ACCOUNT_FROZEN,
     ),
-    UnfreezeAccount: _account_change(lambda a, _: rules.unfreeze(a), EventType.ACCOUNT_UNFROZEN),
-    CloseAccount: _account_change(lambda a, _: rules.close(a), EventType.ACCOUNT_CLOSED),
+    UnfreezeAccount: _account_change(
+        lambda _, a, __: rules.unfreeze(a), EventType.ACCOUNT_UNFROZEN
+    ),
+    CloseAccount: _account_change(lambda _, a, __: rules.close(a), EventType.ACCOUNT_CLOSED),
     CreateTransfer: _create_transfer,
     CreateTransfers: _create_transfers,
     PostTransfer: _post,

@@ -300,6 +300,10 @@ def _reverse_owned(
     """Reverses all of `original` (domain/reversals.py: its parts not available yet
     first), the reversal owned by `owner_id` too."""
     new = NewTransfer(ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id)
+    # A bank return the account has spent is covered by its negative-balance reserve,
+    # when it names one, as a refund is (domain/reserve.py).
+    remaining = original.posted_amount_minor - original.reversed_amount_minor
+    fork.cover(original, remaining, new.transfer_id, issued)
     reversal, updated, entries, endings = reverse(
         fork.accounts,
         original,

@@ -37,6 +37,38 @@ class ReversalRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+def reversal_amount(original: Transfer, request: ReversalRequest) -> int:
+    """What `request` reverses of `original`: its amount, or (0) all that is left.
+
+    Raises:
+        Rejected: TRANSFER_NOT_POSTED, REVERSAL_EXCEEDS_ORIGINAL,
+            RESERVE_TRANSFER_NOT_REVERSIBLE (a transfer the negative-balance reserve
+            made: the account's debt is counted from them, domain/reserve.py).
+    """
+    if original.reserve_movement is not None:
+        raise Rejected(
+            Reason.RESERVE_TRANSFER_NOT_REVERSIBLE,
+            f"transfer {original.id} is a negative-balance reserve "
+            f"{original.reserve_movement.value.lower()}",
+            {"transfer_id": original.id, "reserve_movement": original.reserve_movement.value},
+        )
+    if original.state is not TransferState.POSTED:
+        raise Rejected(
+            Reason.TRANSFER_NOT_POSTED,
+            f"transfer {original.id} is {original.state.value}, not POSTED",
+            {"transfer_id": original.id, "state": original.state.value},
+        )
+    remaining = original.posted_amount_minor - original.reversed_amount_minor
+    amount = request.amount_minor or remaining
+    if amount == 0 or amount > remaining:
+        raise Rejected(
+            Reason.REVERSAL_EXCEEDS_ORIGINAL,
+            f"only {remaining} of transfer {original.id} can still be reversed",
+            {"transfer_id": original.id, "remaining_minor": str(remaining)},
+        )
+    return amount
+
+
 def reverse(
     accounts: MutableMapping[str, Account],
     original: Transfer,
@@ -60,20 +92,7 @@ def reverse(
     Raises:
         Rejected: TRANSFER_NOT_POSTED, REVERSAL_EXCEEDS_ORIGINAL, and those of a transfer.
     """
-    if original.state is not TransferState.POSTED:
-        raise Rejected(
-            Reason.TRANSFER_NOT_POSTED,
-            f"transfer {original.id} is {original.state.value}, not POSTED",
-            {"transfer_id": original.id, "state": original.state.value},
-        )
-    remaining = original.posted_amount_minor - original.reversed_amount_minor
-    amount = request.amount_minor or remaining
-    if amount == 0 or amount > remaining:
-        raise Rejected(
-            Reason.REVERSAL_EXCEEDS_ORIGINAL,
-            f"only {remaining} of transfer {original.id} can still be reversed",
-            {"transfer_id": original.id, "remaining_minor": str(remaining)},
-        )
+    amount = reversal_amount(original, request)
     spec = TransferSpec(
         debit_account_id=original.credit_account_id,
         credit_account_id=original.debit_account_id,

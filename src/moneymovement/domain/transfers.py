@@ -60,6 +60,15 @@ class EventKind(enum.Enum):
     EXTENDED = "EXTENDED"  # the hold's expiry moved to `expires_at`
 
 
+class ReserveMovement(enum.Enum):
+    """A transfer the negative-balance reserve made (domain/reserve.py): a COVER, from
+    the reserve to an account a reversal would overdraw (its debt rises), or a RECOVERY,
+    from the account back to the reserve out of a later credit (its debt falls)."""
+
+    COVER = "COVER"
+    RECOVERY = "RECOVERY"
+
+
 # The steps that end a hold.
 FINAL_KINDS = (EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED)
 
@@ -124,6 +133,7 @@ class Transfer:
     availability: Availability = AT_ONCE  # as asked, for its credit
     owner_id: str | None = None  # the payout or inbound transfer that moves it
     over_capture_bps: int = 0  # a hold's capture tolerance (domain/holds.py)
+    reserve_movement: ReserveMovement | None = None  # the reserve's own transfers
 
     @property
     def held_minor(self) -> int:

@@ -144,6 +144,8 @@ def account_to_json(account: Account) -> dict[str, Any]:
         "freeze_reason": account.freeze_reason,
         "attributes_version": account.attributes_version,
         "open_to_holders": account.open_to_holders,
+        "negative_balance_reserve_account_id": account.negative_balance_reserve_account_id,
+        "reserve_debt_minor": account.reserve_debt_minor,
     }
 
 
@@ -169,6 +171,8 @@ def account_from_json(data: dict[str, Any]) -> Account:
         freeze_reason=data.get("freeze_reason", ""),
         attributes_version=data.get("attributes_version", 1),
         open_to_holders=data.get("open_to_holders", False),
+        negative_balance_reserve_account_id=data.get("negative_balance_reserve_account_id", ""),
+        reserve_debt_minor=data.get("reserve_debt_minor", 0),
     )
 
 

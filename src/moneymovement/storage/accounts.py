@@ -79,6 +79,7 @@ def _snapshot(row: Any) -> BalanceSnapshot:
         as_of=row["as_of"],
         minimum_reserve_minor=row["minimum_reserve_minor"],
         schedule=_schedule(row["schedule"]),
+        reserve_debt_minor=row["reserve_debt_minor"],
     )
 
 

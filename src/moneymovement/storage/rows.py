@@ -26,6 +26,7 @@ from moneymovement.domain.transfers import (
     FINAL_KINDS,
     Entry,
     EventKind,
+    ReserveMovement,
     Transfer,
     TransferEvent,
     TransferState,
@@ -71,6 +72,9 @@ def account_from_row(row: Row) -> Account:
         freeze_reason=row.get("freeze_reason", ""),
         attributes_version=row.get("attributes_version") or 1,
         open_to_holders=bool(row.get("open_to_holders", False)),
+        # An event's account document written before migration 0016 has neither.
+        negative_balance_reserve_account_id=row.get("negative_balance_reserve_account_id") or "",
+        reserve_debt_minor=row.get("reserve_debt_minor") or 0,
     )
 
 
@@ -131,7 +135,12 @@ def transfer_from_row(row: Row, reversals: list[dict[str, Any]] | None = None) -
         availability=_availability(row.get("available_at"), row.get("availability_delay")),
         owner_id=row.get("owner_id"),
         over_capture_bps=row.get("over_capture_bps") or 0,
+        reserve_movement=_reserve_movement(row.get("reserve_movement")),
     )
+
+
+def _reserve_movement(value: str | None) -> ReserveMovement | None:
+    return None if value is None else ReserveMovement(value)
 
 
 def _step_from_document(step: dict[str, Any]) -> TransferEvent:
@@ -241,6 +250,7 @@ ACCOUNT_COLUMNS = (
     "pending_credits_minor", "version", "created_at", "updated_at",
     "pending_availability_minor", "reserved_minor", "funds_policy", "freeze_scope",
     "freeze_reason", "attributes_version", "holder_ref", "open_to_holders",
+    "negative_balance_reserve_account_id", "reserve_debt_minor",
 )  # fmt: skip
 TRANSFER_COLUMNS = (
     "tenant_id", "transfer_id", "request_id", "batch_index", "batch_id", "debit_account_id",
@@ -248,6 +258,7 @@ TRANSFER_COLUMNS = (
     "reversed_amount_minor", "reversal_of_id", "description", "metadata", "expires_at",
     "finalized_at", "finalized_request_id", "trace_id", "created_at", "updated_at",
     "available_at", "availability_delay", "owner_id", "over_capture_bps", "hold_steps",
+    "reserve_movement",
 )  # fmt: skip
 ENTRY_COLUMNS = (
     "tenant_id", "account_id", "account_version", "transfer_id", "direction", "kind",
@@ -315,6 +326,10 @@ def account_row(tenant_id: str, account: Account) -> tuple[Any, ...]:
             # ledger refused one naming a holder the tenant does not have.
             "holder_ref": account.holder_id if is_holder_id(account.holder_id) else None,
             "open_to_holders": account.open_to_holders,
+            "negative_balance_reserve_account_id": (
+                account.negative_balance_reserve_account_id or None
+            ),
+            "reserve_debt_minor": account.reserve_debt_minor,
         },
     )
 
@@ -353,6 +368,9 @@ def transfer_row(tenant_id: str, transfer: Transfer, batch_index: int = 0) -> tu
             "owner_id": transfer.owner_id,
             "over_capture_bps": transfer.over_capture_bps,
             "hold_steps": steps or None,
+            "reserve_movement": (
+                None if transfer.reserve_movement is None else transfer.reserve_movement.value
+            ),
         },
     )
 

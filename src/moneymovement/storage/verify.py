@@ -31,6 +31,7 @@ CHECKS = (
     ("verify_transfer_events", "each transfer change has its one event, each event its change"),
     ("verify_account_events", "each account has its events; the newest shows it as it is"),
     ("verify_payouts", "each payout's and inbound transfer's state matches its money"),
+    ("verify_reserve_debts", "debts to negative-balance reserves equal covers less recoveries"),
 )
 
 

@@ -11,6 +11,7 @@ from moneymovement.domain.commands import CreateAccount, FreezeAccount
 from moneymovement.domain.errors import FieldReason
 from moneymovement.domain.funds import NO_POLICY, validate_policy
 from moneymovement.domain.queries import AccountQuery
+from moneymovement.domain.reserve import FIELD as RESERVE_FIELD
 from moneymovement.domain.validation import MAX_NAME_LENGTH, Checker
 from moneymovement.transport.convert_common import (
     DEFAULT_PAGE_SIZE,
@@ -64,6 +65,7 @@ def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str,
     name = check.text("name", request.name, MAX_NAME_LENGTH)
     metadata = check.metadata("metadata", request.metadata)
     policy = funds_policy(check, request.funds_policy) if request.HasField("funds_policy") else None
+    reserve = _reserve_id(check, request.negative_balance_reserve_account_id)
     check.raise_if_any()
     assert normal is not None
     if policy is not None:
@@ -79,7 +81,15 @@ def new_account(request: account_service_pb2.CreateAccountRequest) -> tuple[str,
         metadata=metadata,
         funds_policy=policy or NO_POLICY,
         open_to_holders=request.open_to_holders,
+        negative_balance_reserve_account_id=reserve,
     )
+
+
+def _reserve_id(check: Checker, value: str) -> str:
+    """An optional negative-balance reserve account id (empty: none given)."""
+    if value:
+        check.resource_id(RESERVE_FIELD, value, ids.ACCOUNT)
+    return value
 
 
 def account_id(request: _AccountRead) -> str:
@@ -141,6 +151,15 @@ def account_update(
         limit = check.non_negative("overdraft_limit_minor", request.overdraft_limit_minor)
     version, attributes = _expected_versions(check, request)
     policy = funds_policy(check, request.funds_policy) if request.HasField("funds_policy") else None
+    reserve: str | None = _reserve_id(check, request.negative_balance_reserve_account_id) or None
+    if request.remove_negative_balance_reserve:
+        if reserve is not None:
+            check.fail(
+                "remove_negative_balance_reserve",
+                FieldReason.MUST_DIFFER,
+                f"give {RESERVE_FIELD} or this, not both",
+            )
+        reserve = ""
     check.raise_if_any()
     if policy is not None:  # its ranges here; whether the account can have one, with it
         validate_policy(policy, NormalBalance.CREDIT)
@@ -151,6 +170,7 @@ def account_update(
         overdraft_limit_minor=limit,
         funds_policy=policy,
         open_to_holders=request.open_to_holders if request.HasField("open_to_holders") else None,
+        negative_balance_reserve_account_id=reserve,
     )
     return request_id, account, changes, version, attributes
 
@@ -207,4 +227,6 @@ def account_message(account: Account) -> account_pb2.Account:
         ),
         freeze_reason=account.freeze_reason,
         open_to_holders=account.open_to_holders,
+        negative_balance_reserve_account_id=account.negative_balance_reserve_account_id,
+        reserve_debt_minor=account.reserve_debt_minor,
     )

@@ -102,6 +102,7 @@ def balance_message(snapshot: BalanceSnapshot) -> balance_pb2.Balance:
         reserved_minor=totals.reserved_minor,
         minimum_reserve_minor=snapshot.minimum_reserve_minor,
         availability_schedule=[part_message(p) for p in snapshot.schedule],
+        reserve_debt_minor=snapshot.reserve_debt_minor,
     )
 
 

@@ -145,7 +145,7 @@ def batch_specs(request: pb.CreateTransfersRequest) -> tuple[str, list[BatchItem
 
 
 def _operation(check: Checker, operation: pb.CreateTransfersRequest.Operation) -> BatchItem:
-    """One operation of a batch: a new transfer, a capture or a void of a hold."""
+    """One operation of a batch: a new transfer, a capture or a void of a hold, a reversal."""
     kind = operation.WhichOneof("operation")
     if kind == "capture_hold":
         capture = operation.capture_hold
@@ -159,8 +159,14 @@ def _operation(check: Checker, operation: pb.CreateTransfersRequest.Operation) -
         return VoidHold(
             nested.resource_id("transfer_id", operation.void_hold.transfer_id, ids.TRANSFER)
         )
+    if kind == "reverse_transfer":
+        return _reversal(check.nested("reverse_transfer."), operation.reverse_transfer)
     if kind is None:
-        check.fail("operation", FieldReason.REQUIRED, "one of transfer, capture_hold, void_hold")
+        check.fail(
+            "operation",
+            FieldReason.REQUIRED,
+            "one of transfer, capture_hold, void_hold, reverse_transfer",
+        )
     return _spec(check.nested("transfer."), operation.transfer)
 
 
@@ -221,12 +227,21 @@ def reversal_request(request: pb.ReverseTransferRequest) -> tuple[str, ReversalR
     """ReverseTransfer's request id and command."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
+    reversal = _reversal(check, request)
+    check.raise_if_any()
+    return request_id, reversal
+
+
+def _reversal(
+    check: Checker,
+    request: pb.ReverseTransferRequest | pb.CreateTransfersRequest.ReverseTransfer,
+) -> ReversalRequest:
+    """A reversal's fields, alone or as a batch's operation (the same names)."""
     original = check.resource_id("transfer_id", request.transfer_id, ids.TRANSFER)
     amount = check.amount("amount_minor", request.amount_minor, allow_zero=True)
     description = check.text("description", request.description, MAX_DESCRIPTION_LENGTH)
     metadata = check.metadata("metadata", request.metadata)
-    check.raise_if_any()
-    return request_id, ReversalRequest(original, amount, description, metadata)
+    return ReversalRequest(original, amount, description, metadata)
 
 
 def transfer_query(request: pb.ListTransfersRequest) -> tuple[TransferQuery, int]:

@@ -18,7 +18,7 @@ LATERAL (
                      GROUP BY f.available_at, f.kind
                      ORDER BY f.available_at, f.kind)
            ELSE '{}'::jsonb[] END AS schedule,
-           a.version, now() AS as_of
+           a.reserve_debt_minor, a.version, now() AS as_of
     FROM accounts AS a
     WHERE a.tenant_id = $1 AND a.account_id = ANY($2::text[])
       AND declared.tenant IS NOT NULL
@@ -47,6 +47,21 @@ LATERAL (
                        AND c.changed_at <= $3
                      ORDER BY c.version DESC LIMIT 1), 0) AS minimum_reserve_minor,
            coalesce(e.account_version, 0) AS version,
+           -- The negative-balance reserve's covers less its recoveries whose entries on
+           -- the account were written by then (migration 0016's indexes find them).
+           coalesce((SELECT sum(CASE t.reserve_movement WHEN 'COVER' THEN t.amount_minor
+                                                        ELSE -t.amount_minor END)
+                     FROM transfers AS t
+                     WHERE t.tenant_id = a.tenant_id
+                       AND ((t.reserve_movement = 'COVER' AND t.credit_account_id = a.account_id)
+                            OR (t.reserve_movement = 'RECOVERY'
+                                AND t.debit_account_id = a.account_id))
+                       AND EXISTS (SELECT 1 FROM entries AS x
+                                   WHERE x.tenant_id = t.tenant_id
+                                     AND x.account_id = a.account_id
+                                     AND x.transfer_id = t.transfer_id
+                                     AND x.created_at <= $3)), 0)::bigint
+               AS reserve_debt_minor,
            $3::timestamptz AS as_of
     FROM accounts AS a
     LEFT JOIN LATERAL (

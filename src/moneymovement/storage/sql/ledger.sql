@@ -23,13 +23,28 @@ WITH locked_transfers AS (
     ORDER BY t.transfer_id
     FOR UPDATE
 ),
+moved_by_transfers AS (
+    SELECT ARRAY(SELECT debit_account_id FROM locked_transfers)
+           || ARRAY(SELECT credit_account_id FROM locked_transfers) AS ids
+),
+-- With them, in the same id order, the negative-balance reserves (docs/platforms.md) of
+-- those that may need theirs: an account of a locked transfer (a reversal may need a
+-- cover) and one that owes its reserve (a credit repays it). Read from the snapshot: an
+-- account changed since fails its own lock below and the batch is retried.
 locked_accounts AS (
     SELECT a.*
     FROM accounts AS a
     WHERE a.tenant_id = $1
-      AND a.account_id = ANY($2::text[]
-                             || ARRAY(SELECT debit_account_id FROM locked_transfers)
-                             || ARRAY(SELECT credit_account_id FROM locked_transfers))
+      AND a.account_id = ANY($2::text[] || (SELECT ids FROM moved_by_transfers)
+                             || ARRAY(SELECT r.negative_balance_reserve_account_id
+                                      FROM accounts AS r
+                                      WHERE r.tenant_id = $1
+                                        AND r.account_id = ANY($2::text[]
+                                            || (SELECT ids FROM moved_by_transfers))
+                                        AND r.negative_balance_reserve_account_id IS NOT NULL
+                                        AND (r.reserve_debt_minor > 0
+                                             OR r.account_id = ANY(
+                                                 (SELECT ids FROM moved_by_transfers)::text[]))))
     ORDER BY a.account_id
     FOR UPDATE
 ),
@@ -222,6 +237,8 @@ moved AS (
         freeze_reason = c.freeze_reason,
         attributes_version = c.attributes_version,
         open_to_holders = c.open_to_holders,
+        negative_balance_reserve_account_id = c.negative_balance_reserve_account_id,
+        reserve_debt_minor = c.reserve_debt_minor,
         updated_at = now()
     FROM unnest($3::accounts[]) AS c
     WHERE a.tenant_id = $1 AND a.account_id = c.account_id

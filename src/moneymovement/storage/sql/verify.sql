@@ -423,7 +423,44 @@ WHERE ((h.pruned_until IS NULL OR a.created_at > h.pruned_until)
             OR (s.doc->>'posted_debits_minor')::bigint <> a.posted_debits_minor
             OR (s.doc->>'posted_credits_minor')::bigint <> a.posted_credits_minor
             OR (s.doc->>'pending_debits_minor')::bigint <> a.pending_debits_minor
-            OR (s.doc->>'pending_credits_minor')::bigint <> a.pending_credits_minor))
+            OR (s.doc->>'pending_credits_minor')::bigint <> a.pending_credits_minor
+            -- The negative-balance reserve (migration 0016; absent from older documents).
+            OR coalesce((s.doc->>'reserve_debt_minor')::bigint, 0) <> a.reserve_debt_minor
+            OR s.doc->>'negative_balance_reserve_account_id'
+               IS DISTINCT FROM a.negative_balance_reserve_account_id))
+LIMIT $1;
+
+-- name: verify_reserve_debts
+-- The negative-balance reserve (docs/platforms.md, migration 0016): an account's debt to
+-- its reserve is the sum of the reserve's covers credited to it less the recoveries
+-- debited from it (the column's CHECK keeps it >= 0); each such transfer is POSTED,
+-- never reversed, and between two accounts of which the owing one is a holder's and the
+-- other not.
+SELECT a.tenant_id, a.account_id, a.reserve_debt_minor, coalesce(m.covered, 0) AS covered_minor,
+       coalesce(m.recovered, 0) AS recovered_minor, NULL AS transfer_id
+FROM accounts AS a
+LEFT JOIN (
+    SELECT tenant_id, account_id,
+           sum(amount_minor) FILTER (WHERE reserve_movement = 'COVER') AS covered,
+           sum(amount_minor) FILTER (WHERE reserve_movement = 'RECOVERY') AS recovered
+    FROM (SELECT tenant_id, reserve_movement, amount_minor,
+                 CASE reserve_movement WHEN 'COVER' THEN credit_account_id
+                                       ELSE debit_account_id END AS account_id
+          FROM transfers WHERE reserve_movement IS NOT NULL) AS t
+    GROUP BY 1, 2
+) AS m USING (tenant_id, account_id)
+WHERE a.reserve_debt_minor <> coalesce(m.covered, 0) - coalesce(m.recovered, 0)
+UNION ALL
+SELECT t.tenant_id, NULL, NULL, NULL, NULL, t.transfer_id
+FROM transfers AS t
+JOIN accounts AS d ON d.tenant_id = t.tenant_id AND d.account_id = t.debit_account_id
+JOIN accounts AS c ON c.tenant_id = t.tenant_id AND c.account_id = t.credit_account_id
+WHERE t.reserve_movement IS NOT NULL
+  AND (t.state <> 'POSTED' OR t.reversed_amount_minor <> 0
+       OR CASE t.reserve_movement
+            WHEN 'COVER' THEN c.holder_ref IS NULL OR d.holder_ref IS NOT NULL
+            ELSE d.holder_ref IS NULL OR c.holder_ref IS NOT NULL
+          END)
 LIMIT $1;
 
 -- name: verify_counts
