@@ -9,7 +9,7 @@ import pytest
 
 from moneymovement.client import MoneyMovementClient, PermissionDenied
 from moneymovement.service.tenants import TenantDirectory
-from moneymovement.v1 import account_pb2
+from moneymovement.v1 import account_pb2, funds_pb2
 from moneymovement.v1 import account_service_pb2 as apb
 from moneymovement.v1 import balance_service_pb2 as bpb
 from moneymovement.v1 import event_service_pb2 as epb
@@ -76,9 +76,30 @@ async def test_acting_for_a_holder_moves_its_money_and_credits_open_platform_acc
     assert fee.transfer.request_id == f"{seller}/fee"  # its request ids are its own
     unseen = await failure(me.pay("to-treasury", sales.id, closed_to_holders.id, 1))
     assert (unseen.code, unseen.reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
-    taken = await failure(me.pay("from-fees", fees.id, sales.id, 1))
-    assert (taken.code, taken.reason) == FORBIDS
-    assert taken.metadata == {"holder_id": seller, "account_id": fees.id}
+    for amount in (1, 10**15):  # refused before its balance is looked at: nothing told
+        taken = await failure(me.pay(f"from-fees-{amount}", fees.id, sales.id, amount))
+        assert (taken.code, taken.reason) == FORBIDS
+        assert taken.metadata == {"holder_id": seller, "account_id": fees.id}
+    # A hold the platform placed on its own account for the holder is the platform's.
+    platform_hold = mpb.CreateTransferRequest(
+        request_id="platform-hold", debit_account_id=fees.id, credit_account_id=sales.id,
+        amount_minor=50, currency_code="USD", pending=True,
+    )  # fmt: skip
+    funded = await platform.pay("fund-fees", funding.id, fees.id, 50)
+    assert funded.transfer.amount_minor == 50
+    placed = (await platform.movements.CreateTransfer(platform_hold, metadata=platform.md)).transfer
+    for end in (
+        me.movements.VoidTransfer(
+            mpb.VoidTransferRequest(request_id="void-platform-hold", transfer_id=placed.id),
+            metadata=me.md,
+        ),
+        me.movements.PostTransfer(
+            mpb.PostTransferRequest(request_id="take-platform-hold", transfer_id=placed.id),
+            metadata=me.md,
+        ),
+    ):
+        refused = await failure(end)
+        assert (refused.code, refused.reason) == FORBIDS
     undo = mpb.ReverseTransferRequest(request_id="undo-fee", transfer_id=fee.transfer.id)
     refused = await failure(me.movements.ReverseTransfer(undo, metadata=me.md))
     assert (refused.code, refused.reason) == FORBIDS  # the reversal would debit the fees
@@ -102,7 +123,8 @@ async def test_acting_for_a_holder_moves_its_money_and_credits_open_platform_acc
     listed = await me.accounts.ListAccounts(apb.ListAccountsRequest(), metadata=me.md)
     assert sorted(a.id for a in listed.accounts) == sorted([sales.id, savings.id])
     moved = await me.movements.ListTransfers(mpb.ListTransfersRequest(), metadata=me.md)
-    assert len(moved.transfers) == 4  # the top-up, to savings, the fee, the captured hold
+    # The top-up, to savings, the fee, the captured hold, and the platform's hold to it.
+    assert len(moved.transfers) == 5
     mine = {sales.id, savings.id}
     assert all({t.debit_account_id, t.credit_account_id} & mine for t in moved.transfers)
     balances = await me.balances.BatchGetBalances(
@@ -278,6 +300,24 @@ async def test_acting_for_a_holder_repays_its_reserve_and_never_draws_on_it(api:
     assert (refused.code, refused.reason) == FORBIDS
     assert refused.metadata == {"holder_id": seller, "account_id": reserve.id}
     assert await debt() == (600, 4_400)
+    # Paying the reserve directly would not lower the debt: not an account it may name,
+    # whether the transfer touches the account that owes it or not; its credits repay.
+    for source in (savings, sales):
+        direct = await failure(me.pay(f"pay-reserve-{source.id}", source.id, reserve.id, 1))
+        assert (direct.code, direct.reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+    # A reserve that cannot take a repayment (its balance limit) does not stop the
+    # credit: the debt waits for a later one.
+    limit = apb.UpdateAccountRequest(
+        request_id="cap-reserve", account_id=reserve.id,
+        funds_policy=funds_pb2.FundsPolicy(max_balance_minor=4_400),
+    )  # fmt: skip
+    await platform.accounts.UpdateAccount(limit, metadata=platform.md)
+    await me.pay("more", savings.id, sales.id, 100)
+    assert await debt() == (600, 4_400)
+    sales_now = await platform.balances.GetBalance(
+        bpb.GetBalanceRequest(account_id=sales.id), metadata=platform.md
+    )
+    assert sales_now.balance.posted_minor == 100
     # Naming or changing a reserve is the platform's.
     refused = await failure(me.open("with-reserve", negative_balance_reserve_account_id=reserve.id))
     assert (refused.code, refused.reason) == FORBIDS

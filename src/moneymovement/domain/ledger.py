@@ -313,6 +313,8 @@ class _Fork:
         self.assets = ledger.assets.new_child()
         self.holders = ledger.holders.new_child()
         self.taken_holder_external_ids = ledger.taken_holder_external_ids.new_child()
+        # The holder the command acts for (None: the platform; _see_as_holder).
+        self.holder_id: str | None = None
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -404,6 +406,7 @@ class _Fork:
         debit account's limits."""
         require_known(spec.currency_code, self.assets)  # as the edge answers a bad code
         self.require_may_debit(spec.debit_account_id)
+        self.require_may_credit(spec.credit_account_id)
         usage = self.debit_usage(spec.debit_account_id)
         transfer, entries, parts = open_transfer(self.accounts, spec, new, usage)
         self.count_debit(transfer.debit_account_id, transfer.amount_minor)
@@ -431,6 +434,11 @@ class _Fork:
             account, amount_minor - sum(e.amount_minor for e in parts)
         )
         if shortfall:
+            if self.holder_id is not None:  # the platform's money: its call to make
+                reserve_id = account.negative_balance_reserve_account_id
+                raise scope.forbidden(
+                    self.holder_id, "draw on a negative-balance reserve", reserve_id
+                )
             self.covered[account.id] = self.covered.get(account.id, 0) + shortfall
             link = {"reversal_transfer_id": reversal_id}
             self.move_reserve(ReserveMovement.COVER, account, shortfall, issued, link)
@@ -457,7 +465,13 @@ class _Fork:
             reserve = self.accounts.get(account.negative_balance_reserve_account_id)
             amount = reserve_rules.recovery_minor(account, reserve, credited - weighed)
             if amount:
-                self.move_reserve(ReserveMovement.RECOVERY, account, amount, issued, {})
+                try:
+                    self.move_reserve(ReserveMovement.RECOVERY, account, amount, issued, {})
+                except Rejected:
+                    # The reserve cannot take it (a balance limit, say): the credit still
+                    # goes through, and the debt waits for a later one. Nothing of the
+                    # refused recovery was applied (move_reserve decides first).
+                    continue
 
     def move_reserve(
         self,
@@ -502,11 +516,39 @@ class _Fork:
         return self.holders.get(account.holder_id) if is_holder_id(account.holder_id) else None
 
     def require_may_debit(self, account_id: str) -> None:
-        """Refuses a new debit of an account whose holder is restricted (an unknown
-        account is left to the caller's own check)."""
+        """Refuses a new debit of an account whose holder is restricted, or, acting for a
+        holder, of an account not the holder's (an unknown account is left to the
+        caller's own check)."""
         account = self.accounts.get(account_id)
         if account is not None:
+            self.require_holders_own(account)
             require_may_debit(self.holder_of(account), account)
+
+    def require_holders_own(self, account: Account) -> None:
+        """Acting for a holder, refuses moving money out of an account not the holder's,
+        before anything else is checked: what a refusal would say of it (its balance,
+        its freeze) is not the holder's to learn.
+
+        Raises:
+            Rejected: HOLDER_SCOPE_FORBIDS.
+        """
+        if self.holder_id is not None and not scope.owns(self.holder_id, account):
+            raise scope.forbidden(self.holder_id, "debit a platform account", account.id)
+
+    def require_may_credit(self, account_id: str) -> None:
+        """Acting for a holder, a new transfer goes into its own account or a platform
+        account open to holders only. The negative-balance reserve of one of its accounts
+        is in view only for its repayments (a payment of its own would not lower the
+        debt): named in a transfer, it answers as in every other command, not found.
+
+        Raises:
+            Rejected: ACCOUNT_NOT_FOUND.
+        """
+        account = self.accounts.get(account_id)
+        if self.holder_id is None or account is None:
+            return
+        if not (scope.owns(self.holder_id, account) or account.open_to_holders):
+            raise account_not_found(account.id)
 
     def count_debit(self, account_id: str, amount_minor: int) -> None:
         """Counts a new debit against the account's limits for the rest of the batch."""
@@ -652,6 +694,7 @@ def _see_as_holder(fork: _Fork, command: Command[Any], holder_id: str) -> None:
     between those that touch its own, its own scheduled parts, and itself. Everything
     else is absent, so it answers exactly as ids that do not exist do. The fork's own
     changes are still empty here; the batch's running state is untouched."""
+    fork.holder_id = holder_id
     movement = isinstance(command, _MOVEMENTS)
     reserves = {
         account.negative_balance_reserve_account_id
@@ -683,8 +726,10 @@ def _see_as_holder(fork: _Fork, command: Command[Any], holder_id: str) -> None:
 def _require_holder_debits_only(fork: _Fork, holder_id: str) -> None:
     """A call acting for a holder moves money out of the holder's own accounts only: a
     platform account open to holders may be credited, never debited (by a new transfer
-    or hold, or a capture or increment of a hold from it; voiding, extending, or
-    reversing what it paid the holder are no debit of it).
+    or hold, or a capture, increment, void or extension of a hold from it: the
+    platform's hold is the platform's to end; reversing what it paid the holder is no
+    debit of it). The debits are refused before anything else as well
+    (_Fork.require_holders_own): this is the net under them.
 
     Raises:
         Rejected: HOLDER_SCOPE_FORBIDS, naming the platform account.
@@ -694,12 +739,19 @@ def _require_holder_debits_only(fork: _Fork, holder_id: str) -> None:
         if scope.owns(holder_id, debited):
             continue
         before = fork.ledger.transfers.get(transfer_id)
-        if (
-            before is None
-            or after.amount_minor > before.amount_minor
-            or after.posted_amount_minor > before.posted_amount_minor
-        ):
+        if before is None or _moved(before) != _moved(after):
             raise scope.forbidden(holder_id, "debit a platform account", debited.id)
+
+
+def _moved(transfer: Transfer) -> tuple[object, ...]:
+    """What a change of a transfer changes of the money out of its debit account (its
+    reversal, which moves money back into it, changes none of this)."""
+    return (
+        transfer.state,
+        transfer.amount_minor,
+        transfer.posted_amount_minor,
+        transfer.expires_at,
+    )
 
 
 def _create_account(
@@ -719,6 +771,12 @@ def _create_account(
         require_not_closed(owner)
     if command.external_id is not None and command.external_id in fork.taken_external_ids:
         holder = fork.taken_external_ids[command.external_id]
+        if fork.holder_id is not None:  # acting for a holder: whose it is, it may not learn
+            raise Rejected(
+                Reason.EXTERNAL_ID_TAKEN,
+                "an account has this external_id",
+                {"external_id": command.external_id, "account_id": ""},
+            )
         raise Rejected(
             Reason.EXTERNAL_ID_TAKEN,
             f"account {holder} has this external_id",
@@ -941,6 +999,8 @@ def _reverse_one(
     """ReverseTransfer, alone or as a batch's reverse_transfer (then filed in the batch):
     the negative-balance reserve covers first what the account paying it back cannot."""
     original = fork.locked_transfer(request.transfer_id)
+    if original.credit_account_id in fork.accounts:  # else reverse() answers NOT_FOUND
+        fork.require_holders_own(fork.accounts[original.credit_account_id])
     amount = reversal_amount(original, request)
     new = NewTransfer(
         ids.new_id(ids.TRANSFER), issued.request_id, fork.now, issued.trace_id, batch_id
