@@ -519,3 +519,28 @@ async def test_the_python_client_refunds_a_charge_in_one_batch(api: Api) -> None
         with pytest.raises(FailedPrecondition) as refused:
             await client.update_account(seller.id, negative_balance_reserve_account_id="")
         assert refused.value.reason == "RESERVE_DEBT_OUTSTANDING"
+
+
+async def test_a_reserve_is_not_closed_while_accounts_owe_it(api: Api) -> None:
+    p = await _platform(api)
+    charge = await _charge(p, "charge-1", 10000, 1000)
+    await _pay_out(p, "payout-1", 9000)
+    await _refund(p, "refund-all", charge, 10000)
+    assert await _debt(p) == 9000
+    [left] = await _available(p, p.reserve)
+    await p.client.pay("empty-reserve", p.reserve, p.balance, left)
+    close = apb.CloseAccountRequest(request_id="close-reserve", account_id=p.reserve)
+    refused = await failure(p.client.accounts.CloseAccount(close, metadata=p.client.md))
+    assert (refused.code, refused.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "RESERVE_DEBT_OUTSTANDING",
+    )  # fmt: skip
+    assert refused.metadata == {
+        "account_id": p.reserve, "reserve_account_id": p.reserve, "reserve_debt_minor": "9000",
+    }  # fmt: skip
+    # Repaid (a transfer to the seller is recovered whole), and emptied again: closed.
+    await p.client.pay("bonus", p.balance, p.seller, 9000)
+    assert await _debt(p) == 0
+    await p.client.pay("empty-again", p.reserve, p.balance, 9000)
+    again = apb.CloseAccountRequest(request_id="close-reserve-2", account_id=p.reserve)
+    closed = await p.client.accounts.CloseAccount(again, metadata=p.client.md)
+    assert closed.account.state == account_pb2.Account.STATE_CLOSED

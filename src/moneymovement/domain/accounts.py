@@ -272,12 +272,23 @@ def require_no_reserve_debt(account: Account) -> None:
         )
 
 
-def close(account: Account) -> Account:
-    """CLOSED for good; only with a zero posted balance, nothing pending and no debt to
-    its negative-balance reserve."""
+def close(account: Account, owed_as_reserve: int = 0) -> Account:
+    """CLOSED for good; only with a zero posted balance, nothing pending, no debt to its
+    negative-balance reserve and, for a reserve, nothing owed to it (`owed_as_reserve`:
+    what accounts owe it; a debt owed to a closed reserve could never be repaid)."""
     if account.state is AccountState.CLOSED:
         return account
     require_no_reserve_debt(account)
+    if owed_as_reserve:
+        raise Rejected(
+            Reason.RESERVE_DEBT_OUTSTANDING,
+            f"accounts owe account {account.id}, their negative-balance reserve, {owed_as_reserve}",
+            {
+                "account_id": account.id,
+                "reserve_account_id": account.id,
+                "reserve_debt_minor": str(owed_as_reserve),
+            },
+        )
     if not account.balances.is_zero():
         raise Rejected(
             Reason.ACCOUNT_NOT_EMPTY,

@@ -95,6 +95,11 @@ class Command(Generic[R]):
         """Holders whose accounts not yet closed must be counted (to close them)."""
         return ()
 
+    def closed_account_ids(self) -> tuple[str, ...]:
+        """Accounts it closes: what accounts owe each as their negative-balance reserve
+        is read (a reserve is not closed while owed)."""
+        return ()
+
     def fingerprint_payload(self) -> object:
         """What the request fingerprint covers (stable across releases: a changed
         payload would make retries across a deploy look like reused request ids)."""
@@ -203,6 +208,9 @@ class CloseAccount(_AccountChange):
     """Close an empty account for good."""
 
     method: ClassVar[str] = "CloseAccount"
+
+    def closed_account_ids(self) -> tuple[str, ...]:
+        return (self.account_id,)
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,7 @@ class Ledger:
         assets: Sequence[Asset] = (),
         asset_count: int = 0,
         holders: HolderReads | None = None,
+        reserve_debts_owed: Mapping[str, int] | None = None,
     ) -> None:
         """`funds`: the unended scheduled parts read (those of the accounts releases
         name and of the locked transfers); `monitors`: the live monitors of the locked
@@ -231,6 +232,8 @@ class Ledger:
         # Holder external id -> the holder that has it (read, or created by this batch).
         self.taken_holder_external_ids = ChainMap[str, str]({}, dict(read.taken_external_ids))
         self.holder_open_accounts = dict(read.open_accounts)
+        # What accounts owed, as read, to each account a command closes (as a reserve).
+        self.reserve_debts_owed = dict(reserve_debts_owed or {})
         self.new_account_ids: list[str] = []
         self.new_transfer_ids: list[str] = []
         self.new_funds_ids: list[str] = []
@@ -523,6 +526,20 @@ class _Fork:
         if account is not None:
             self.require_holders_own(account)
             require_may_debit(self.holder_of(account), account)
+
+    def owed_as_reserve(self, account_id: str) -> int:
+        """What accounts owe `account_id` as their negative-balance reserve now: as read
+        for a command closing it (Command.closed_account_ids), with what this batch's
+        covers and recoveries changed since."""
+        owed = self.ledger.reserve_debts_owed.get(account_id, 0)
+        read = self.ledger.accounts.maps[-1]
+        for changed in {*self.accounts.maps[0], *self.ledger.accounts.maps[0]}:
+            account = self.accounts.maps[0].get(changed) or self.ledger.accounts[changed]
+            if account.negative_balance_reserve_account_id != account_id:
+                continue
+            before = read.get(changed)
+            owed += account.reserve_debt_minor - (before.reserve_debt_minor if before else 0)
+        return owed
 
     def require_holders_own(self, account: Account) -> None:
         """Acting for a holder, refuses moving money out of an account not the holder's,
@@ -1197,7 +1214,9 @@ _HANDLERS: dict[type[Command[Any]], Callable[[_Fork, Any, Issued], Any]] = {
     UnfreezeAccount: _account_change(
         lambda _, a, __: rules.unfreeze(a), EventType.ACCOUNT_UNFROZEN
     ),
-    CloseAccount: _account_change(lambda _, a, __: rules.close(a), EventType.ACCOUNT_CLOSED),
+    CloseAccount: _account_change(
+        lambda fork, a, __: rules.close(a, fork.owed_as_reserve(a.id)), EventType.ACCOUNT_CLOSED
+    ),
     CreateTransfer: _create_transfer,
     CreateTransfers: _create_transfers,
     PostTransfer: _post,

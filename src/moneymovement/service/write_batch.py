@@ -115,6 +115,7 @@ class BatchTransaction:
                     {h for p in items for h in p.command.holder_ids()},
                     {e for p in items for e in p.command.holder_external_ids()},
                     {h for p in items for h in p.command.counted_holder_ids()},
+                    {a for p in items for a in p.command.closed_account_ids()},
                 )
                 ledger = Ledger(
                     snapshot.now,
@@ -128,6 +129,7 @@ class BatchTransaction:
                     snapshot.assets,
                     snapshot.asset_count,
                     snapshot.holders,
+                    snapshot.reserve_debts_owed,
                 )
                 dedup = Deduplicator(await recorded)
                 answers, told = await self._decide_and_write(items, session, ledger, dedup)

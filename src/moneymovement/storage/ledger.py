@@ -8,7 +8,7 @@ produced in another.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +74,8 @@ class Snapshot:
     assets: list[Asset]
     asset_count: int  # how many assets the tenant has (0 unless asked)
     holders: HolderReads
+    # Reserve account -> what accounts owe it (only for accounts a command closes).
+    reserve_debts_owed: dict[str, int] = field(default_factory=dict)
 
 
 class LedgerStore:
@@ -105,14 +107,16 @@ class LedgerStore:
         holder_ids: Collection[str] = (),
         holder_external_ids: Collection[str] = (),
         counted_holder_ids: Collection[str] = (),
+        closed_account_ids: Collection[str] = (),
     ) -> Snapshot:
         """Locks the transfers, then the accounts (those named and those of the
         transfers), and reads which of `external_ids` are taken, the scheduled funds and
         monitors the commands need, the locked accounts' debit usage, the tenant's
         assets of `asset_codes` and, with `count_assets`, how many assets it has, the
         holders named (locked) and those of the locked accounts, which holder external
-        ids are taken, and the open accounts of `counted_holder_ids`
-        (sql/ledger.sql, lock_batch). Ids that do not exist are simply absent."""
+        ids are taken, the open accounts of `counted_holder_ids`, and what accounts owe
+        each of `closed_account_ids` as their reserve (sql/ledger.sql, lock_batch). Ids
+        that do not exist are simply absent."""
         row = await self._db.fetchrow(
             query("lock_batch"),
             self._tenant,
@@ -128,6 +132,7 @@ class LedgerStore:
             sorted(holder_ids),
             list(holder_external_ids),
             list(counted_holder_ids),
+            list(closed_account_ids),
         )
         assert row is not None
         transfers = [
@@ -157,6 +162,7 @@ class LedgerStore:
                 taken_external_ids={e: h for e, h in row["taken_holder_external_ids"]},
                 open_accounts={h: int(n) for h, n in row["holder_open_accounts"]},
             ),
+            reserve_debts_owed={r: int(n) for r, n in row["reserve_debts_owed"]},
         )
 
     async def write(self, writes: Writes, outcomes: Sequence[NewOutcome], now: datetime) -> None:

@@ -31,3 +31,6 @@ CREATE INDEX transfers_reserve_covers ON transfers (tenant_id, credit_account_id
     WHERE reserve_movement = 'COVER';
 CREATE INDEX transfers_reserve_recoveries ON transfers (tenant_id, debit_account_id)
     WHERE reserve_movement = 'RECOVERY';
+-- What accounts owe a reserve, read when it is to be closed (lock_batch): never while owed.
+CREATE INDEX accounts_owing_reserve ON accounts (tenant_id, negative_balance_reserve_account_id)
+    WHERE reserve_debt_minor > 0;

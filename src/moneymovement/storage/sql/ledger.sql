@@ -173,7 +173,17 @@ SELECT now() AS db_now,
            AS taken_holder_external_ids,
        ARRAY(SELECT jsonb_build_array(a.holder_ref, count(*)) FROM accounts AS a
              WHERE a.tenant_id = $1 AND a.holder_ref = ANY($13::text[]) AND a.state <> 'CLOSED'
-             GROUP BY a.holder_ref) AS holder_open_accounts;
+             GROUP BY a.holder_ref) AS holder_open_accounts,
+       -- For accounts being closed ($14), what other accounts owe each as their
+       -- negative-balance reserve (docs/platforms.md): a reserve is not closed while
+       -- owed. A debt changes only with a cover or a recovery, which lock the reserve,
+       -- and the reserve is locked above: the sum cannot change under this batch.
+       ARRAY(SELECT jsonb_build_array(a.negative_balance_reserve_account_id,
+                                      sum(a.reserve_debt_minor))
+             FROM accounts AS a
+             WHERE a.tenant_id = $1 AND a.reserve_debt_minor > 0
+               AND a.negative_balance_reserve_account_id = ANY($14::text[])
+             GROUP BY a.negative_balance_reserve_account_id) AS reserve_debts_owed;
 
 -- name: find_outcomes
 -- The recorded outcomes of a batch's request ids, read just BEFORE its transaction, in
