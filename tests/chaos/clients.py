@@ -273,18 +273,27 @@ class _Client:
 
     async def _seller_move(self) -> None:
         """The seller's money moves: out to a customer (the platform's call), or to and
-        from the holder's second account acting for the holder (a move back repays)."""
+        from the holder's second account acting for the holder (a move back repays).
+        Most moves out take all the seller has (as a payout would), so that refunds of
+        its charges need the reserve."""
         sellers = cast(SellerAccounts, self.plan.sellers)
         currency = self.rng.choice(sorted(sellers.sellers))
         seller, savings = sellers.sellers[currency], sellers.savings[currency]
         holder: str | None = sellers.holder_id
-        kind = self.rng.choice(("out", "save", "back"))
+        kind = self.rng.choice(("out", "out", "save", "back"))
         if kind == "out":
             debit, credit = seller, self.rng.choice(self.plan.accounts[currency])
             holder = None
         else:
             debit, credit = (seller, savings) if kind == "save" else (savings, seller)
         amount = self.rng.randint(1, 300)
+        if kind != "back" and self.rng.random() < 0.7:
+            balance = await self._call(
+                "read", self.balances.GetBalance, bpb.GetBalanceRequest(account_id=seller),
+                {"account": seller}, holder,
+            )  # fmt: skip
+            if balance is not None and balance.balance.available_minor > 0:
+                amount = balance.balance.available_minor
         request = mpb.CreateTransferRequest(
             debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
             currency_code=currency,

@@ -107,7 +107,7 @@ async def open_seller_accounts(
             "seller", holder_id=holder_id,
             negative_balance_reserve_account_id=reserves[currency],
         )  # fmt: skip
-        savings[currency] = await open_account("seller savings", holder_id=holder_id)
+        savings[currency] = await open_account("seller-savings", holder_id=holder_id)
     return SellerAccounts(holder_id, sellers, savings, reserves), issued
 
 
@@ -170,12 +170,14 @@ async def audit_reserve(
             fail(f"reserve: {row['reserve_movement']} {row['transfer_id']} of no written request")
         if row["reserve_movement"] == "COVER":
             cover_of[row["reversal"]].append(row)
-    charges = refunds = refunds_covered = 0
+    charges = refunds = refunds_covered = for_holder = 0
     for record in records:
         if record["outcome"] != "ack":
             continue
         if record["op"] == "charge":
             charges += 1
+        if record["op"] == "seller_move" and record.get("holder"):
+            for_holder += 1
         if record["op"] not in ("refund", "refund_batch"):
             continue
         result = record["result"]
@@ -191,10 +193,10 @@ async def audit_reserve(
     if len(cover_of) != covers or sum(len(c) for c in cover_of.values()) != covers:
         fail(f"reserve: {covers} covers listed, the table links {len(cover_of)} reversals")
     return [
-        f"  reserve: {charges} charges, {refunds} refunds ({refunds_covered} covered; all "
-        f"covers {covers}, total {covered_total}), {recoveries} recoveries (total "
-        f"{recovered_total}), debts {debts}; covers - recoveries = debts"
-        + ("" if covered_total - recovered_total == debts else ": FAILED")
+        f"  reserve: {charges} charges, {for_holder} moves acting for the holder, {refunds} "
+        f"refunds ({refunds_covered} covered; all covers {covers}, total {covered_total}), "
+        f"{recoveries} recoveries (total {recovered_total}), debts {debts}; covers - "
+        f"recoveries = debts" + ("" if covered_total - recovered_total == debts else ": FAILED")
     ]
 
 
