@@ -171,6 +171,10 @@ async def audit_reserve(
         if row["reserve_movement"] == "COVER":
             cover_of[row["reversal"]].append(row)
     charges = refunds = refunds_covered = for_holder = 0
+    # The sellers' requests sent more than once (the same request id), by outcome.
+    retried = Counter(
+        r["outcome"] for r in records if r["op"] in SELLER_OPS and r.get("attempts", 1) > 1
+    )
     for record in records:
         if record["outcome"] != "ack":
             continue
@@ -196,7 +200,8 @@ async def audit_reserve(
         f"  reserve: {charges} charges, {for_holder} moves acting for the holder, {refunds} "
         f"refunds ({refunds_covered} covered; all covers {covers}, total {covered_total}), "
         f"{recoveries} recoveries (total {recovered_total}), debts {debts}; covers - "
-        f"recoveries = debts" + ("" if covered_total - recovered_total == debts else ": FAILED")
+        f"recoveries = debts; retried with the same request id: {dict(retried)}"
+        + ("" if covered_total - recovered_total == debts else ": FAILED")
     ]
 
 
