@@ -5,7 +5,10 @@ hold increments, voids, reversals and batches, a modest share of the
 operations exercise funds accessibility: credits to the accounts with a funds policy
 (`funds_accounts`) that stay unavailable for 1 to 5 s (`availability_delay`, on immediate
 transfers and on some holds, counted from their capture), and early releases of such funds
-by amount (ReleaseFunds), some with a small fee to the currency's fee account.
+by amount (ReleaseFunds), some with a small fee to the currency's fee account. When the
+plan names a holder's seller accounts (tests/chaos/reserve.py), charges to them, moves of
+their money (some acting for the holder, `mm-holder`) and refunds of the charges, alone or
+as a batch of `reverse_transfer` operations, which their negative-balance reserve covers.
 
 Every request gets a fresh request_id; on UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED it is
 retried with the same request_id (that is what makes retries safe) until a time budget
@@ -36,6 +39,7 @@ from moneymovement.v1 import (
 )
 from moneymovement.v1 import funds_service_pb2 as fpb
 from moneymovement.v1 import money_movement_service_pb2 as mpb
+from tests.chaos.reserve import SELLER_OPS, SellerAccounts
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -45,12 +49,14 @@ RETRYABLE = {
 ATTEMPT_TIMEOUT_S = 5.0
 RETRY_BUDGET_S = 40.0
 # The operations and their shares (in %); delayed credits and early releases only when
-# the plan names accounts with a funds policy.
+# the plan names accounts with a funds policy, the seller's operations only when it names
+# seller accounts.
 OPS = (
     "transfer", "hold", "capture", "partial", "increment", "void", "reverse", "batch", "read",
-    "delayed", "release",
+    "delayed", "release", "charge", "seller_move", "refund", "refund_batch",
 )  # fmt: skip
-WEIGHTS = (26, 14, 8, 6, 4, 6, 8, 8, 16, 6, 4)
+WEIGHTS = (26, 14, 8, 6, 4, 6, 8, 8, 16, 6, 4, 6, 6, 4, 2)
+FUNDS_OPS = frozenset({"delayed", "release"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class ClientPlan:
     # may be delayed, and released early), and the account that early-release fees go to.
     funds_accounts: dict[str, list[str]] = field(default_factory=dict)
     fee_accounts: dict[str, str] = field(default_factory=dict)
+    sellers: SellerAccounts | None = None
 
 
 def run_client(plan: ClientPlan) -> None:
@@ -82,8 +89,15 @@ class _Client:
         self.md = (("authorization", f"Bearer {plan.token}"),)
         self.holds: list[str] = []  # holds this client created (acknowledged)
         self.posted: list[str] = []  # posted transfers this client created
+        self.charges: list[str] = []  # charges to the sellers this client made
         self.log = Path(plan.log_path).open("a", encoding="utf-8")  # noqa: SIM115
-        self.weights = list(WEIGHTS) if plan.funds_accounts else [*WEIGHTS[:-2], 0, 0]
+        self.weights = [
+            0
+            if (op in FUNDS_OPS and not plan.funds_accounts)
+            or (op in SELLER_OPS and plan.sellers is None)
+            else weight
+            for op, weight in zip(OPS, WEIGHTS, strict=True)
+        ]
 
     async def run(self) -> None:
         # Several replicas: client-side round-robin over all their addresses.
@@ -242,6 +256,80 @@ class _Client:
         request = mpb.CreateTransfersRequest(transfers=items)
         await self._call("batch", self.moves.CreateTransfers, request, {"items": params})
 
+    async def _charge(self) -> None:
+        """A customer pays the seller (repaying the reserve first when the seller owes)."""
+        sellers = cast(SellerAccounts, self.plan.sellers)
+        currency = self.rng.choice(sorted(sellers.sellers))
+        debit, credit = self.rng.choice(self.plan.accounts[currency]), sellers.sellers[currency]
+        amount = self.rng.randint(1, 400)
+        request = mpb.CreateTransferRequest(
+            debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
+            currency_code=currency,
+        )  # fmt: skip
+        params = {"debit": debit, "credit": credit, "amount": amount, "currency": currency}
+        reply = await self._call("charge", self.moves.CreateTransfer, request, params)
+        if reply is not None:
+            self.charges.append(reply.transfer.id)
+
+    async def _seller_move(self) -> None:
+        """The seller's money moves: out to a customer (the platform's call), or to and
+        from the holder's second account acting for the holder (a move back repays).
+        Most moves out take all the seller has (as a payout would), so that refunds of
+        its charges need the reserve."""
+        sellers = cast(SellerAccounts, self.plan.sellers)
+        currency = self.rng.choice(sorted(sellers.sellers))
+        seller, savings = sellers.sellers[currency], sellers.savings[currency]
+        holder: str | None = sellers.holder_id
+        kind = self.rng.choice(("out", "out", "save", "back"))
+        if kind == "out":
+            debit, credit = seller, self.rng.choice(self.plan.accounts[currency])
+            holder = None
+        else:
+            debit, credit = (seller, savings) if kind == "save" else (savings, seller)
+        amount = self.rng.randint(1, 300)
+        if kind != "back" and self.rng.random() < 0.7:
+            balance = await self._call(
+                "read", self.balances.GetBalance, bpb.GetBalanceRequest(account_id=seller),
+                {"account": seller}, holder,
+            )  # fmt: skip
+            if balance is not None and balance.balance.available_minor > 0:
+                amount = balance.balance.available_minor
+        request = mpb.CreateTransferRequest(
+            debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
+            currency_code=currency,
+        )  # fmt: skip
+        params = {"debit": debit, "credit": credit, "amount": amount, "currency": currency}
+        await self._call("seller_move", self.moves.CreateTransfer, request, params, holder)
+
+    async def _refund(self) -> None:
+        """A refund of a charge (all of it, or part): covered when the seller spent it."""
+        if not self.charges:
+            return
+        original = self.rng.choice(self.charges)
+        amount = self.rng.choice([0, self.rng.randint(1, 200)])
+        request = mpb.ReverseTransferRequest(transfer_id=original, amount_minor=amount)
+        await self._call(
+            "refund", self.moves.ReverseTransfer, request, {"original": original, "amount": amount}
+        )
+
+    async def _refund_batch(self) -> None:
+        """Refunds of one to three charges in one batch of reverse_transfer operations."""
+        if not self.charges:
+            return
+        originals = self.rng.sample(self.charges, min(len(self.charges), self.rng.randint(1, 3)))
+        items = [{"original": o, "amount": self.rng.choice([0, self.rng.randint(1, 200)])}
+                 for o in originals]  # fmt: skip
+        reverse = mpb.CreateTransfersRequest.ReverseTransfer
+        request = mpb.CreateTransfersRequest(
+            operations=[
+                mpb.CreateTransfersRequest.Operation(
+                    reverse_transfer=reverse(transfer_id=i["original"], amount_minor=i["amount"])
+                )
+                for i in items
+            ]
+        )
+        await self._call("refund_batch", self.moves.CreateTransfers, request, {"items": items})
+
     async def _read(self) -> None:
         currency = self.rng.choice(sorted(self.plan.accounts))
         account = self.rng.choice(self.plan.accounts[currency])
@@ -251,17 +339,25 @@ class _Client:
             self._write({"op": "read", "outcome": "violation", "account": account,
                          "available_minor": reply.balance.available_minor})  # fmt: skip
 
-    async def _call(self, op: str, method: Any, request: Any, params: dict[str, Any]) -> Any:
+    async def _call(
+        self, op: str, method: Any, request: Any, params: dict[str, Any], holder: str | None = None
+    ) -> Any:
+        """Sends `request` (acting for `holder`, `mm-holder`, when given) until answered.
+        The request id recorded is the ledger's: `<holder id>/<request id>` for a holder."""
         request_id = None
+        metadata = self.md
+        if holder is not None:
+            metadata = (*self.md, ("mm-holder", holder))
+            params = {**params, "holder": holder}
         if hasattr(request, "request_id"):
-            request_id = uuid.uuid4().hex
-            request.request_id = request_id
+            request.request_id = uuid.uuid4().hex
+            request_id = request.request_id if holder is None else f"{holder}/{request.request_id}"
         started = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
             try:
-                reply = await method(request, metadata=self.md, timeout=ATTEMPT_TIMEOUT_S)
+                reply = await method(request, metadata=metadata, timeout=ATTEMPT_TIMEOUT_S)
             except grpc.aio.AioRpcError as error:
                 code = error.code()
                 reason = _reason(error)
@@ -299,6 +395,7 @@ def _reason(error: grpc.aio.AioRpcError) -> str:
 
 
 def _result(op: str, reply: Any) -> dict[str, Any]:
+    op = SELLER_OPS.get(op, op)
     if op in ("transfer", "hold", "capture", "partial", "increment", "void", "delayed"):
         t = reply.transfer
         return {

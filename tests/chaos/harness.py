@@ -24,7 +24,12 @@ shutdown), restarting both; then audit everything against the database itself:
 - payouts and inbound credits of a second tenant, in flight over a seeded, unreliable
   simulated rail through the same faults: each payout reached the rail exactly once,
   every one ended or is honestly PROCESSING, the rail's report reconciles, money is
-  conserved (tests/chaos/payouts.py).
+  conserved (tests/chaos/payouts.py);
+- platform flows (tests/chaos/reserve.py): charges to a holder's seller accounts, moves of
+  their money (some acting for the holder), refunds that their negative-balance reserve
+  covers, and later credits that repay it: each seller's debt is its covers less its
+  recoveries, each acknowledged refund has at most one cover, and the totals count the
+  sellers, the holder's second accounts and the reserves.
 
 The schedule of faults and every client's choices derive from the seed: rerunning with
 the same seed replays the same schedule (timings on a busy machine still vary).
@@ -72,6 +77,7 @@ from tests.chaos.event_audit import audit_events
 from tests.chaos.funds_audit import funds_checks, release_effects
 from tests.chaos.payouts import PayoutDriver, audit_payouts, rail_environment, set_up_payouts
 from tests.chaos.progress import ChaosProgress
+from tests.chaos.reserve import SELLER_OPS, SellerAccounts, audit_reserve, open_seller_accounts
 from tests.chaos.watcher import WatcherPlan, WatchLog, run_watcher
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +203,7 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
     ]
     try:
         await migrate(dsn)
-        tenant_id, token, accounts, issued, funds = await _set_up(dsn, servers[0])
+        tenant_id, token, accounts, issued, funds, sellers = await _set_up(dsn, servers[0])
         for server in servers[1:]:
             server.start()
         for server in servers:
@@ -215,8 +221,8 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
         paying = asyncio.create_task(payouts.run(config.duration_s))
         try:
             faults = await _run_with_faults(
-                config, rng, database, servers, token, accounts, funds, work, progress,
-                before_kill=lambda: payouts.note_kill(dsn),
+                config, rng, database, servers, token, accounts, funds, sellers, work,
+                progress, before_kill=lambda: payouts.note_kill(dsn),
             )  # fmt: skip
             await paying
             progress.begin("clients done; the servers serving again")
@@ -227,6 +233,11 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
             progress.begin("settling: the last payouts end, the rail's report reconciles")
             payout_failures: list[str] = []
             payout_lines = await audit_payouts(dsn, world, payouts, work, payout_failures.append)
+            progress.begin("audit: the sellers' reserve debts, covers and recoveries")
+            payout_lines[:0] = await audit_reserve(
+                dsn, _target(servers), token, sellers, _read_records(work),
+                payout_failures.append,
+            )  # fmt: skip
             progress.begin(f"the live stream catching up to event {head:,}")
             caught_up_s = await watcher.reach(head)
             progress.begin("a heartbeat on the quiet stream")
@@ -242,8 +253,9 @@ async def _session(config: ChaosConfig, work: Path, progress: ChaosProgress) -> 
         progress.begin("audit: every outcome, the totals, the events, verify")
         result.failures += payout_failures
         await _audit(
-            config, dsn, work, accounts, issued, funds, faults, watch, result, payout_lines
-        )
+            config, dsn, work, accounts, issued, funds, sellers, faults, watch, result,
+            payout_lines,
+        )  # fmt: skip
     finally:
         for server in servers:
             server.kill()
@@ -266,10 +278,10 @@ class _FundsAccounts:
 
 async def _set_up(
     dsn: str, server: ServerProcess
-) -> tuple[str, str, dict[str, list[str]], dict[str, int], _FundsAccounts]:
+) -> tuple[str, str, dict[str, list[str]], dict[str, int], _FundsAccounts, SellerAccounts]:
     """A tenant (its id and a token), a funding account, customers (some with a funds
-    policy allowing early release) and a fee account per currency, and the issued
-    amounts."""
+    policy allowing early release) and a fee account per currency, a holder's seller
+    accounts with their funded reserves, and the issued amounts."""
     db = await Database.connect(dsn, max_size=2)
     try:
         tenant = await TenantDirectory(db).create_tenant("chaos")
@@ -282,6 +294,7 @@ async def _set_up(
     accounts: dict[str, list[str]] = {}
     issued: dict[str, int] = {}
     funds = _FundsAccounts({}, {})
+    funding_ids: dict[str, str] = {}
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = account_service_pb2_grpc.AccountServiceStub(channel)
         moves = money_movement_service_pb2_grpc.MoneyMovementServiceStub(channel)
@@ -294,6 +307,7 @@ async def _set_up(
                 ),
                 metadata=md,
             )  # fmt: skip
+            funding_ids[currency] = funding.account.id
             fees = await stub.CreateAccount(
                 apb.CreateAccountRequest(
                     request_id=f"setup-fees-{currency}", currency_code=currency,
@@ -324,7 +338,10 @@ async def _set_up(
                     metadata=md,
                 )  # fmt: skip
             issued[currency] = ISSUED_PER_ACCOUNT * len(accounts[currency])
-    return tenant_id, token, accounts, issued, funds
+        sellers, reserves_issued = await open_seller_accounts(channel, md, funding_ids)
+    for currency, amount in reserves_issued.items():
+        issued[currency] += amount
+    return tenant_id, token, accounts, issued, funds, sellers
 
 
 def _target(servers: list[ServerProcess]) -> str:
@@ -342,6 +359,7 @@ async def _run_with_faults(
     token: str,
     accounts: dict[str, list[str]],
     funds: _FundsAccounts,
+    sellers: SellerAccounts,
     work: Path,
     progress: ChaosProgress,
     before_kill: Callable[[], Awaitable[None]] | None = None,
@@ -363,7 +381,7 @@ async def _run_with_faults(
     for index in range(config.clients):
         plan = ClientPlan(
             index, config.seed, target, token, config.duration_s, accounts,
-            str(work / f"client-{index}.jsonl"), funds.customers, funds.fees,
+            str(work / f"client-{index}.jsonl"), funds.customers, funds.fees, sellers,
         )  # fmt: skip
         process = context.Process(target=run_client, args=(plan,), daemon=True)
         process.start()
@@ -491,6 +509,7 @@ async def _audit(
     accounts: dict[str, list[str]],
     issued: dict[str, int],
     funds: _FundsAccounts,
+    sellers: SellerAccounts,
     faults: Counter[str],
     watch: _Watch,
     result: ChaosResult,
@@ -520,12 +539,14 @@ async def _audit(
                 resolved["applied" if effects else "not applied"] += 1
         totals, fees = {}, {}
         for currency, ids in accounts.items():
-            # The customers and the fee account: early-release fees move money between them.
+            # The customers, the fee account (early-release fees move money between them),
+            # the sellers, the holder's second accounts and the reserves (charges, moves,
+            # refunds, covers and recoveries move money among them and the customers).
             fee_account = funds.fees[currency]
             held = await connection.fetchval(
                 "SELECT sum(posted_credits_minor - posted_debits_minor) FROM accounts "
                 "WHERE account_id = ANY($1::text[])",
-                [*ids, fee_account],
+                [*ids, fee_account, *sellers.of(currency)],
             )
             fees[currency] = int(
                 await connection.fetchval(
@@ -537,7 +558,8 @@ async def _audit(
             totals[currency] = int(held)
             if held != issued[currency]:
                 fail(
-                    f"{currency}: customers and the fee account hold {held}, issued "
+                    f"{currency}: customers, the fee account, sellers and reserves hold {held}, "
+                    f"issued "
                     f"{issued[currency]}"
                 )
         funds_lines = await funds_checks(
@@ -616,7 +638,10 @@ def _read_records(work: Path) -> list[dict[str, Any]]:
 
 async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> int:
     """How many times the request of `record` took effect, read from the database."""
-    op, request_id = record["op"], record["request_id"]
+    request_id = record["request_id"]
+    # The sellers' operations are checked as the kinds they are; the covers and recoveries
+    # they bring are the reserve audit's (tests/chaos/reserve.py), not counted here.
+    op = SELLER_OPS.get(record["op"], record["op"])
     if op == "release":
         return await release_effects(connection, record)
     if op in ("transfer", "hold", "reverse", "batch", "delayed"):
@@ -626,7 +651,8 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
             "::bigint) FROM jsonb_array_elements(hold_steps) AS s WHERE s ->> 'kind' = "
             "'INCREMENTED'), 0) AS amount_minor, debit_account_id, credit_account_id, "
             "reversal_of_id, extract(epoch FROM availability_delay) AS delay_s "
-            "FROM transfers WHERE request_id = $1 ORDER BY batch_index",
+            "FROM transfers WHERE request_id = $1 AND reserve_movement IS NULL "
+            "ORDER BY batch_index",
             request_id,
         )
         if not rows:
@@ -644,6 +670,10 @@ async def _effects(connection: asyncpg.Connection, record: dict[str, Any]) -> in
             same = same and delay == (None if wanted is None else float(wanted))
             return 1 if same else -1
         if op == "reverse" and rows[0]["reversal_of_id"] != record["original"]:
+            return -1
+        if record["op"] == "refund_batch" and [r["reversal_of_id"] for r in rows] != [
+            i["original"] for i in record["items"]
+        ]:
             return -1
         return 1
     # capture / partial / increment / void: the hold records each step's request (and,

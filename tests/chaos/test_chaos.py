@@ -1,5 +1,5 @@
 """The short, seeded version of the bank chaos test (`make chaos` runs the long one), with
-its event watcher (the audit's `events` lines)."""
+its event watcher (the audit's `events` lines) and the sellers' reserve (`reserve`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ async def test_bank_chaos_short(capsys: pytest.CaptureFixture[str]) -> None:
         print("\n" + "\n".join(result.lines))
     assert result.passed, result.failures[:20]
     assert "events 4/4" in "\n".join(result.lines)
+    assert "  reserve: " in "\n".join(result.lines)
 
 
 @pytest.mark.timeout(300)
