@@ -193,13 +193,17 @@ class _Client:
         await self._call("void", self.moves.VoidTransfer, request, {"hold": hold})
 
     async def _reverse(self) -> None:
-        if not self.posted:
+        await self._reverse_one("reverse", self.posted, 100)
+
+    async def _reverse_one(self, kind: str, originals: list[str], most: int) -> None:
+        """A reversal of one of `originals`, all of what remains or 1 to `most`."""
+        if not originals:
             return
-        original = self.rng.choice(self.posted)
-        amount = self.rng.choice([0, self.rng.randint(1, 100)])
+        original = self.rng.choice(originals)
+        amount = self.rng.choice([0, self.rng.randint(1, most)])
         request = mpb.ReverseTransferRequest(transfer_id=original, amount_minor=amount)
         await self._call(
-            "reverse", self.moves.ReverseTransfer, request, {"original": original, "amount": amount}
+            kind, self.moves.ReverseTransfer, request, {"original": original, "amount": amount}
         )
 
     async def _delayed(self) -> None:
@@ -303,14 +307,7 @@ class _Client:
 
     async def _refund(self) -> None:
         """A refund of a charge (all of it, or part): covered when the seller spent it."""
-        if not self.charges:
-            return
-        original = self.rng.choice(self.charges)
-        amount = self.rng.choice([0, self.rng.randint(1, 200)])
-        request = mpb.ReverseTransferRequest(transfer_id=original, amount_minor=amount)
-        await self._call(
-            "refund", self.moves.ReverseTransfer, request, {"original": original, "amount": amount}
-        )
+        await self._reverse_one("refund", self.charges, 200)
 
     async def _refund_batch(self) -> None:
         """Refunds of one to three charges in one batch of reverse_transfer operations."""
