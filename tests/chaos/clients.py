@@ -119,15 +119,21 @@ class _Client:
 
     async def _transfer(self) -> None:
         currency, debit, credit = self._pair()
+        await self._pay("transfer", currency, debit, credit, self.posted)
+
+    async def _pay(
+        self, kind: str, currency: str, debit: str, credit: str, made: list[str]
+    ) -> None:
+        """A transfer of 1 to 400, filed in `made` once acknowledged."""
         amount = self.rng.randint(1, 400)
         request = mpb.CreateTransferRequest(
             debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
             currency_code=currency,
         )  # fmt: skip
         params = {"debit": debit, "credit": credit, "amount": amount, "currency": currency}
-        reply = await self._call("transfer", self.moves.CreateTransfer, request, params)
+        reply = await self._call(kind, self.moves.CreateTransfer, request, params)
         if reply is not None:
-            self.posted.append(reply.transfer.id)
+            made.append(reply.transfer.id)
 
     async def _hold(self) -> None:
         currency, debit, credit = self._pair()
@@ -265,15 +271,7 @@ class _Client:
         sellers = cast(SellerAccounts, self.plan.sellers)
         currency = self.rng.choice(sorted(sellers.sellers))
         debit, credit = self.rng.choice(self.plan.accounts[currency]), sellers.sellers[currency]
-        amount = self.rng.randint(1, 400)
-        request = mpb.CreateTransferRequest(
-            debit_account_id=debit, credit_account_id=credit, amount_minor=amount,
-            currency_code=currency,
-        )  # fmt: skip
-        params = {"debit": debit, "credit": credit, "amount": amount, "currency": currency}
-        reply = await self._call("charge", self.moves.CreateTransfer, request, params)
-        if reply is not None:
-            self.charges.append(reply.transfer.id)
+        await self._pay("charge", currency, debit, credit, self.charges)
 
     async def _seller_move(self) -> None:
         """The seller's money moves: out to a customer (the platform's call), or to and
