@@ -121,4 +121,9 @@ class EventFilter:
             return False
         if self.account_id and all(a.id != self.account_id for a in event.accounts):
             return False
-        return not self.holder_id or self.holder_id in event.holder_ids
+        holder = self.holder_id
+        return (
+            not holder
+            or any(a.holder_id == holder for a in event.accounts)
+            or (event.holder is not None and event.holder.id == holder)
+        )

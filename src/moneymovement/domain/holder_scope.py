@@ -130,15 +130,19 @@ def require_holder_changes(holder_id: str, changes: AccountChanges) -> None:
         )
 
 
-# A holder filter no event matches (a holder id has no "/").
+# A holder filter nothing matches: no holder_id has a "/" (the edge refuses one).
 _NOBODY = "/"
 
 
+def holder_filter(holder_id: str, named: str | None) -> str:
+    """A listing's holder filter acting for `holder_id`: the holder itself (a filter
+    naming another holder finds nothing, as one naming a holder nobody has)."""
+    return holder_id if named in (None, holder_id) else _NOBODY
+
+
 def events_filter(holder_id: str, where: EventFilter) -> EventFilter:
-    """The events a call acting for a holder may read: the holder's own (a filter naming
-    another holder finds nothing, as one naming nobody)."""
-    named = where.holder_id
-    return replace(where, holder_id=holder_id if named in (None, holder_id) else _NOBODY)
+    """The events a call acting for a holder may read: the holder's own."""
+    return replace(where, holder_id=holder_filter(holder_id, where.holder_id))
 
 
 def event_for_holder(recorded: RecordedEvent, holder_id: str) -> RecordedEvent | None:

@@ -745,8 +745,11 @@ def _require_holder_debits_only(fork: _Fork, holder_id: str) -> None:
     platform account open to holders may be credited, never debited (by a new transfer
     or hold, or a capture, increment, void or extension of a hold from it: the
     platform's hold is the platform's to end; reversing what it paid the holder is no
-    debit of it). The debits are refused before anything else as well
-    (_Fork.require_holders_own): this is the net under them.
+    debit of it). New debits (transfers, holds, increments, over-captures, reversals)
+    are refused before anything else by _Fork.require_holders_own, so a refusal tells
+    nothing of the account; a capture, void or extension of a platform's hold is
+    refused here only, after the handler: its refusals tell only of the hold, which
+    the holder sees anyway (it touches its account).
 
     Raises:
         Rejected: HOLDER_SCOPE_FORBIDS, naming the platform account.
@@ -787,16 +790,11 @@ def _create_account(
             raise holder_not_found(command.holder_id)
         require_not_closed(owner)
     if command.external_id is not None and command.external_id in fork.taken_external_ids:
-        holder = fork.taken_external_ids[command.external_id]
-        if fork.holder_id is not None:  # acting for a holder: whose it is, it may not learn
-            raise Rejected(
-                Reason.EXTERNAL_ID_TAKEN,
-                "an account has this external_id",
-                {"external_id": command.external_id, "account_id": ""},
-            )
+        # Acting for a holder, whose account has it is not the holder's to learn.
+        holder = "" if fork.holder_id else fork.taken_external_ids[command.external_id]
         raise Rejected(
             Reason.EXTERNAL_ID_TAKEN,
-            f"account {holder} has this external_id",
+            f"account {holder or '(not yours)'} has this external_id",
             {"external_id": command.external_id, "account_id": holder},
         )
     account = Account(

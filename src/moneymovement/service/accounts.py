@@ -16,16 +16,13 @@ from moneymovement.domain.commands import (
     UpdateAccount,
 )
 from moneymovement.domain.errors import account_not_found
-from moneymovement.domain.holder_scope import for_holder, require_holder_changes
+from moneymovement.domain.holder_scope import for_holder, holder_filter, require_holder_changes
 from moneymovement.domain.queries import AccountQuery
 from moneymovement.service.holder_access import sees_account
 from moneymovement.service.pages import Page, newest_first
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
 from moneymovement.storage.session import Session
-
-# A holder filter no account can match (a holder id has no "/").
-_NOBODY = "/"
 
 
 class AccountService:
@@ -67,10 +64,7 @@ class AccountService:
         """A page of accounts, newest first (acting for a holder, of the holder only: a
         filter naming another holder finds nothing, as one naming nobody)."""
         if caller.holder_id is not None:
-            if where.holder_id not in (None, caller.holder_id):
-                where = replace(where, holder_id=_NOBODY)
-            else:
-                where = replace(where, holder_id=caller.holder_id)
+            where = replace(where, holder_id=holder_filter(caller.holder_id, where.holder_id))
         return await newest_first(
             self._uow,
             caller,

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from moneymovement.domain.accounts import Account
+from moneymovement.domain.holder_scope import owns
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
+from moneymovement.storage.session import Session
 
 
 def sees_account(caller: Caller, account: Account) -> bool:
     """Whether the caller may see `account` (the platform sees every account)."""
-    return caller.holder_id is None or account.holder_id == caller.holder_id
+    return caller.holder_id is None or owns(caller.holder_id, account)
 
 
 async def hidden_accounts(
@@ -30,12 +32,10 @@ async def hidden_accounts(
     return {a for a in account_ids if holders.get(a) != caller.holder_id}
 
 
-async def sees_all(uow: UnitOfWork, caller: Caller, account_ids: Collection[str]) -> bool:
-    """Whether the caller may see every one of `account_ids`."""
-    return not await hidden_accounts(uow, caller, account_ids)
-
-
-async def sees_any(uow: UnitOfWork, caller: Caller, account_ids: Collection[str]) -> bool:
-    """Whether the caller may see at least one of `account_ids` (a transfer is the
-    holder's when it touches one of its accounts)."""
-    return len(await hidden_accounts(uow, caller, account_ids)) < len(set(account_ids))
+async def sees_in(session: Session, caller: Caller, account_ids: Collection[str]) -> bool:
+    """Whether the caller may see at least one of `account_ids`, read in the caller's
+    own read (`session`), no round trip of its own for the platform."""
+    if caller.holder_id is None:
+        return True
+    holders = await session.accounts.holders(list(account_ids))
+    return caller.holder_id in holders.values()

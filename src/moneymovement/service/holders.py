@@ -54,9 +54,7 @@ class HolderService:
                 raise holder_not_found(holder_id)
             return holder
 
-        if caller.holder_id not in (None, holder_id):  # another holder: as if none
-            raise holder_not_found(holder_id)
-
+        _require_seen(caller, holder_id)
         return await self._uow.read(caller, work)
 
     async def balances(
@@ -75,8 +73,7 @@ class HolderService:
                 raise holder_not_found(holder_id)
             return found
 
-        if caller.holder_id not in (None, holder_id):  # another holder: as if none
-            raise holder_not_found(holder_id)
+        _require_seen(caller, holder_id)
         return await self._uow.read(caller, work)
 
     async def list(self, caller: Caller, where: HolderQuery, size: int, token: str) -> Page[Holder]:
@@ -92,3 +89,9 @@ class HolderService:
             token,
             lambda session, after, limit: session.holders.search(where, after, limit),
         )
+
+
+def _require_seen(caller: Caller, holder_id: str) -> None:
+    """Acting for a holder, another holder answers as one that does not exist."""
+    if caller.holder_id not in (None, holder_id):
+        raise holder_not_found(holder_id)

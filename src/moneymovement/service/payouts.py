@@ -35,7 +35,7 @@ from moneymovement.domain.payouts import (
 )
 from moneymovement.rails.base import SettlementKind, SettlementLine
 from moneymovement.rails.reconcile import LedgerItem, Reconciliation, reconcile
-from moneymovement.service.holder_access import sees_all
+from moneymovement.service.holder_access import sees_in
 from moneymovement.service.pages import Page, decode_time_cursor, paginate, scope_of, time_position
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
@@ -159,8 +159,14 @@ class PayoutService:
         )
 
     async def payout(self, caller: Caller, payout_id: str) -> Payout:
-        found = await self._read(caller, lambda s: s.payouts.payout(payout_id))
-        if found is None or not await sees_all(self._uow, caller, [found.account_id]):
+        async def read(session: Session) -> Payout | None:
+            found = await session.payouts.payout(payout_id)
+            if found is None or not await sees_in(session, caller, [found.account_id]):
+                return None
+            return found
+
+        found = await self._read(caller, read)
+        if found is None:
             raise payout_not_found(payout_id)
         return found
 
@@ -228,8 +234,14 @@ class PayoutService:
         return await self._pipeline.submit(caller, f"inbound:{rail}:{reference}:return", command)
 
     async def inbound_transfer(self, caller: Caller, inbound_id: str) -> InboundTransfer:
-        found = await self._read(caller, lambda s: s.payouts.inbound(inbound_id))
-        if found is None or not await sees_all(self._uow, caller, [found.account_id]):
+        async def read(session: Session) -> InboundTransfer | None:
+            found = await session.payouts.inbound(inbound_id)
+            if found is None or not await sees_in(session, caller, [found.account_id]):
+                return None
+            return found
+
+        found = await self._read(caller, read)
+        if found is None:
             raise inbound_not_found(inbound_id)
         return found
 

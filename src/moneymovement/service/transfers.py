@@ -25,7 +25,7 @@ from moneymovement.domain.errors import account_not_found, transfer_not_found
 from moneymovement.domain.queries import TransferQuery
 from moneymovement.domain.reversals import ReversalRequest
 from moneymovement.domain.transfers import Transfer, TransferSpec
-from moneymovement.service.holder_access import sees_all, sees_any
+from moneymovement.service.holder_access import sees_account, sees_in
 from moneymovement.service.pages import Page, TimeCursor, newest_first
 from moneymovement.service.pipeline import WritePipeline
 from moneymovement.service.unit_of_work import Caller, UnitOfWork
@@ -142,15 +142,14 @@ class TransferService:
 
         async def work(session: Session) -> Transfer:
             transfer = await session.transfers.get(transfer_id)
-            if transfer is None:
+            accounts = () if transfer is None else (transfer.debit_account_id,
+                                                     transfer.credit_account_id)  # fmt: skip
+            if transfer is None or not await sees_in(session, caller, accounts):
                 raise transfer_not_found(transfer_id)
             return transfer
 
-        transfer = await self._uow.read(caller, work)
-        accounts = (transfer.debit_account_id, transfer.credit_account_id)
-        if not await sees_any(self._uow, caller, accounts):
-            raise transfer_not_found(transfer_id)
-        return transfer
+        # Acting for a holder, the transfer's accounts are read in the same snapshot.
+        return await self._uow.read(caller, work, statements=1 if caller.holder_id is None else 2)
 
     async def list(
         self, caller: Caller, where: TransferQuery, size: int, token: str
@@ -164,13 +163,13 @@ class TransferService:
         """
         account_id = where.account_id
         if caller.holder_id is not None:
-            if account_id is not None and not await sees_all(self._uow, caller, [account_id]):
-                raise account_not_found(account_id)
             where = replace(where, holder_id=caller.holder_id)
 
         async def fetch(session: Session, after: TimeCursor | None, limit: int) -> list[Transfer]:
-            if account_id is not None and await session.accounts.get(account_id) is None:
-                raise account_not_found(account_id)
+            if account_id is not None:
+                account = await session.accounts.get(account_id)
+                if account is None or not sees_account(caller, account):
+                    raise account_not_found(account_id)
             return await session.transfers.search(where, after, limit)
 
         return await newest_first(

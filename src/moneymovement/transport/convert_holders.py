@@ -19,6 +19,7 @@ from moneymovement.transport.convert_common import (
     MAX_PAGE_SIZE,
     enum_names,
     enum_value,
+    named,
     timestamp,
 )
 from moneymovement.v1 import holder_pb2
@@ -55,10 +56,7 @@ def update_request(request: pb.UpdateHolderRequest) -> tuple[str, UpdateHolder]:
 
 def holder_id(request: pb.GetHolderRequest | pb.GetHolderBalancesRequest) -> str:
     """The required holder id of a read."""
-    check = Checker()
-    value = check.resource_id("holder_id", request.holder_id, ids.HOLDER)
-    check.raise_if_any()
-    return value
+    return named(request, "holder_id", ids.HOLDER)[1]
 
 
 def holder_query(request: pb.ListHoldersRequest) -> tuple[HolderQuery, int]:

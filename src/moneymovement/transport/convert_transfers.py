@@ -148,12 +148,7 @@ def _operation(check: Checker, operation: pb.CreateTransfersRequest.Operation) -
     """One operation of a batch: a new transfer, a capture or a void of a hold, a reversal."""
     kind = operation.WhichOneof("operation")
     if kind == "capture_hold":
-        capture = operation.capture_hold
-        nested = check.nested("capture_hold.")
-        hold = nested.resource_id("transfer_id", capture.transfer_id, ids.TRANSFER)
-        amount = nested.amount("amount_minor", capture.amount_minor, allow_zero=True)
-        final = not capture.HasField("final_capture") or capture.final_capture
-        return CaptureHold(hold, amount, final)
+        return CaptureHold(*_capture(check.nested("capture_hold."), operation.capture_hold))
     if kind == "void_hold":
         nested = check.nested("void_hold.")
         return VoidHold(
@@ -183,11 +178,19 @@ def post_request(request: pb.PostTransferRequest) -> tuple[str, str, int, bool]:
     capture is final (unset: it is)."""
     check = Checker()
     request_id = check.request_id("request_id", request.request_id)
-    hold = check.resource_id("transfer_id", request.transfer_id, ids.TRANSFER)
-    amount = check.amount("amount_minor", request.amount_minor, allow_zero=True)
+    hold, amount, final = _capture(check, request)
     check.raise_if_any()
-    final = not request.HasField("final_capture") or request.final_capture
     return request_id, hold, amount, final
+
+
+def _capture(
+    check: Checker, capture: pb.PostTransferRequest | pb.CreateTransfersRequest.CaptureHold
+) -> tuple[str, int, bool]:
+    """A capture's hold id, amount (0: all that is held) and whether it is final (unset:
+    it is), alone (PostTransfer) or as a batch operation."""
+    hold = check.resource_id("transfer_id", capture.transfer_id, ids.TRANSFER)
+    amount = check.amount("amount_minor", capture.amount_minor, allow_zero=True)
+    return hold, amount, not capture.HasField("final_capture") or capture.final_capture
 
 
 def increment_request(request: pb.IncrementHoldRequest) -> tuple[str, str, int]:
