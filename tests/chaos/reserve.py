@@ -152,7 +152,7 @@ async def audit_reserve(
     connection = await asyncpg.connect(dsn)
     try:
         rows = await connection.fetch(
-            "SELECT transfer_id, request_id, reserve_movement, "
+            "SELECT transfer_id, request_id, reserve_movement, debit_account_id, "
             "metadata ->> 'reversal_transfer_id' AS reversal FROM transfers "
             "WHERE reserve_movement IS NOT NULL"
         )
@@ -165,6 +165,15 @@ async def audit_reserve(
     finally:
         await connection.close()
     cover_of: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    # A request repays an account at most once, however often it was sent.
+    recovered_by = Counter(
+        (r["request_id"], r["debit_account_id"])
+        for r in rows
+        if r["reserve_movement"] == "RECOVERY"
+    )
+    for (request_id, seller), count in recovered_by.items():
+        if count > 1:
+            fail(f"reserve: request {request_id} repaid {seller}'s reserve {count} times")
     for row in rows:
         if row["request_id"] not in written:
             fail(f"reserve: {row['reserve_movement']} {row['transfer_id']} of no written request")

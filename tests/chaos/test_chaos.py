@@ -3,6 +3,8 @@ its event watcher (the audit's `events` lines) and the sellers' reserve (`reserv
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.chaos.harness import ChaosConfig, run_chaos
@@ -18,7 +20,14 @@ async def test_bank_chaos_short(capsys: pytest.CaptureFixture[str]) -> None:
         print("\n" + "\n".join(result.lines))
     assert result.passed, result.failures[:20]
     assert "events 4/4" in "\n".join(result.lines)
-    assert "  reserve: " in "\n".join(result.lines)
+    # The reserve was used, not merely set up: covered refunds, recoveries, and moves
+    # acting for the holder.
+    [reserve] = [line for line in result.lines if line.startswith("  reserve: ")]
+    numbers = re.search(
+        r"(\d+) moves acting for the holder.*\((\d+) covered;.*\), (\d+) recoveries", reserve
+    )
+    assert numbers is not None, reserve
+    assert all(int(n) > 0 for n in numbers.groups()), reserve
 
 
 @pytest.mark.timeout(300)

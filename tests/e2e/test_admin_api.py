@@ -250,9 +250,14 @@ async def test_a_holder_scoped_token_from_admin_service_acts_for_its_holder_unti
     )
     assert (hidden.code, hidden.reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
 
-    # A holder the tenant does not have, or an id of no holder's shape: refused, no token.
+    # A holder the tenant does not have (made up, or another tenant's), or an id of no
+    # holder's shape: refused, no token.
+    other = await first.b.holders.CreateHolder(
+        hpb.CreateHolderRequest(request_id="h-b", external_id="seller-b"), metadata=first.b.md
+    )
     for holder, code, reason in (
         ("hld_" + "a" * 26, grpc.StatusCode.NOT_FOUND, "HOLDER_NOT_FOUND"),
+        (other.holder.holder_id, grpc.StatusCode.NOT_FOUND, "HOLDER_NOT_FOUND"),
         ("seller-1", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     ):
         refused = await failure(

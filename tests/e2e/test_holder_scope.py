@@ -318,6 +318,21 @@ async def test_acting_for_a_holder_repays_its_reserve_and_never_draws_on_it(api:
         bpb.GetBalanceRequest(account_id=sales.id), metadata=platform.md
     )
     assert sales_now.balance.posted_minor == 100
+    # The same refund as a batch's reverse_transfer: refused alike, nothing moves.
+    as_batch = mpb.CreateTransfersRequest(
+        request_id="undo-batch",
+        operations=[
+            mpb.CreateTransfersRequest.Operation(
+                reverse_transfer=mpb.CreateTransfersRequest.ReverseTransfer(
+                    transfer_id=back.transfer.id
+                )
+            )
+        ],
+    )
+    refused = await failure(me.movements.CreateTransfers(as_batch, metadata=me.md))
+    assert (refused.code, refused.reason) == FORBIDS
+    assert refused.metadata["account_id"] == reserve.id
+    assert await debt() == (600, 4_400)
     # Naming or changing a reserve is the platform's.
     refused = await failure(me.open("with-reserve", negative_balance_reserve_account_id=reserve.id))
     assert (refused.code, refused.reason) == FORBIDS

@@ -262,6 +262,11 @@ async def test_later_credits_repay_the_debt_partly_then_fully(api: Api) -> None:
     await _charge(p, "charge-2", 5000, 500)
     assert await _available(p, p.seller, p.reserve) == [0, 15500]
     assert await _debt(p) == 4500
+    # Its retry replays: no second recovery, nothing moves again.
+    await _charge(p, "charge-2", 5000, 500)
+    assert await _available(p, p.seller, p.reserve) == [0, 15500]
+    assert await _debt(p) == 4500
+    assert len(await _reserve_transfers(p, "RECOVERY")) == 1
     # A transfer from the platform's balance repays too.
     await p.client.pay("bonus-1", p.balance, p.seller, 2000)
     assert await _available(p, p.seller, p.reserve, p.balance) == [0, 17500, 48000]

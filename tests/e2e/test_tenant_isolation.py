@@ -221,6 +221,11 @@ def probes() -> list[Probe]:
                 void_hold=mpb.CreateTransfersRequest.VoidHold(transfer_id=n.hold_to_void))])),
         ("reverse B's transfer", "ReverseTransfer", lambda n, m: mpb.ReverseTransferRequest(
             request_id=fresh("reverse"), transfer_id=n.transfer)),
+        ("reverse B's transfer in a batch", "CreateTransfers", lambda n, m:
+         mpb.CreateTransfersRequest(request_id=fresh("batch"), operations=[
+             mpb.CreateTransfersRequest.Operation(
+                 reverse_transfer=mpb.CreateTransfersRequest.ReverseTransfer(
+                     transfer_id=n.transfer, amount_minor=1))])),
         ("reverse B's transfer partly", "ReverseTransfer", lambda n, m: mpb.ReverseTransferRequest(
             request_id=fresh("reverse"), transfer_id=n.transfer, amount_minor=1)),
         ("batch through B", "CreateTransfers", lambda n, m: mpb.CreateTransfersRequest(
